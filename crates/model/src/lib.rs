@@ -1,0 +1,320 @@
+//! Domain types shared by every part of writeback: the cloud image of a tenant (groups,
+//! users, members), the AD image of the managed OUs, and the `Plan` the engine produces.
+//!
+//! This crate knows no protocol and does no I/O. Edges (Graph client, LDAP connector,
+//! state store) turn wire data into these types once; the engine reasons only on them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub mod plan;
+pub use plan::*;
+
+/// A Graph object id (a GUID in its canonical lower-case text form).
+pub type ObjectId = String;
+
+/// The kind of directory object a cloud member is, from its `@odata.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberKind {
+    User,
+    Group,
+    Device,
+    OrgContact,
+    ServicePrincipal,
+    Other,
+}
+
+impl MemberKind {
+    /// From Graph's `@odata.type` (`#microsoft.graph.user`, ...).
+    pub fn from_odata_type(t: &str) -> Self {
+        match t.trim_start_matches('#').trim_start_matches("microsoft.graph.") {
+            "user" => MemberKind::User,
+            "group" => MemberKind::Group,
+            "device" => MemberKind::Device,
+            "orgContact" => MemberKind::OrgContact,
+            "servicePrincipal" => MemberKind::ServicePrincipal,
+            _ => MemberKind::Other,
+        }
+    }
+
+    pub fn odata_type(self) -> &'static str {
+        match self {
+            MemberKind::User => "#microsoft.graph.user",
+            MemberKind::Group => "#microsoft.graph.group",
+            MemberKind::Device => "#microsoft.graph.device",
+            MemberKind::OrgContact => "#microsoft.graph.orgContact",
+            MemberKind::ServicePrincipal => "#microsoft.graph.servicePrincipal",
+            MemberKind::Other => "#microsoft.graph.directoryObject",
+        }
+    }
+}
+
+/// A reference to a member (or owner) of a cloud group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemberRef {
+    pub kind: MemberKind,
+    pub id: ObjectId,
+}
+
+/// `writebackConfiguration` of a group (beta only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WritebackConfiguration {
+    pub is_enabled: Option<bool>,
+    /// Raw text as Graph gives it; parsed by the engine (an unknown value is a per-group error).
+    pub on_premises_group_type: Option<String>,
+}
+
+/// The on-premises group type a group is written back as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnPremGroupType {
+    UniversalDistributionGroup,
+    UniversalSecurityGroup,
+    UniversalMailEnabledSecurityGroup,
+}
+
+impl OnPremGroupType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "universalDistributionGroup" => Some(Self::UniversalDistributionGroup),
+            "universalSecurityGroup" => Some(Self::UniversalSecurityGroup),
+            "universalMailEnabledSecurityGroup" => Some(Self::UniversalMailEnabledSecurityGroup),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UniversalDistributionGroup => "universalDistributionGroup",
+            Self::UniversalSecurityGroup => "universalSecurityGroup",
+            Self::UniversalMailEnabledSecurityGroup => "universalMailEnabledSecurityGroup",
+        }
+    }
+    /// AD `groupType` value (always Universal scope).
+    pub fn ad_group_type(self) -> i32 {
+        match self {
+            Self::UniversalDistributionGroup => GROUP_TYPE_UNIVERSAL,
+            Self::UniversalSecurityGroup | Self::UniversalMailEnabledSecurityGroup => {
+                GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY
+            }
+        }
+    }
+    pub fn is_mail_enabled(self) -> bool {
+        !matches!(self, Self::UniversalSecurityGroup)
+    }
+}
+
+/// AD groupType bits.
+pub const GROUP_TYPE_GLOBAL: i32 = 0x2;
+pub const GROUP_TYPE_DOMAIN_LOCAL: i32 = 0x4;
+pub const GROUP_TYPE_UNIVERSAL: i32 = 0x8;
+pub const GROUP_TYPE_SECURITY: i32 = i32::MIN; // 0x80000000
+
+/// Soft-delete state of a cloud group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CloudDeletion {
+    /// In `/directory/deletedItems`, restorable (delta `@removed: {reason: changed}`).
+    SoftDeleted,
+}
+
+/// A group as the cloud (Graph) describes it: the merged image of all delta pages so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudGroup {
+    pub id: ObjectId,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub group_types: Vec<String>,
+    pub mail_enabled: Option<bool>,
+    pub security_enabled: Option<bool>,
+    pub mail: Option<String>,
+    pub mail_nickname: Option<String>,
+    pub proxy_addresses: Vec<String>,
+    pub on_premises_sync_enabled: Option<bool>,
+    pub on_premises_security_identifier: Option<String>,
+    pub writeback: WritebackConfiguration,
+    pub members: BTreeSet<MemberRef>,
+    pub owners: BTreeSet<MemberRef>,
+    pub deleted: Option<CloudDeletion>,
+}
+
+/// What kind of group a cloud group is (SPEC §1 table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupKind {
+    Microsoft365,
+    Security,
+    MailEnabledSecurity,
+    Distribution,
+}
+
+impl GroupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupKind::Microsoft365 => "microsoft365",
+            GroupKind::Security => "security",
+            GroupKind::MailEnabledSecurity => "mail-enabled-security",
+            GroupKind::Distribution => "distribution",
+        }
+    }
+}
+
+impl CloudGroup {
+    pub fn kind(&self) -> GroupKind {
+        let unified = self.group_types.iter().any(|t| t.eq_ignore_ascii_case("Unified"));
+        let mail = self.mail_enabled.unwrap_or(false);
+        let sec = self.security_enabled.unwrap_or(false);
+        if unified {
+            GroupKind::Microsoft365
+        } else if mail && sec {
+            GroupKind::MailEnabledSecurity
+        } else if mail {
+            GroupKind::Distribution
+        } else {
+            GroupKind::Security
+        }
+    }
+    pub fn is_dynamic(&self) -> bool {
+        self.group_types.iter().any(|t| t.eq_ignore_ascii_case("DynamicMembership"))
+    }
+    pub fn is_synced_from_ad(&self) -> bool {
+        self.on_premises_sync_enabled == Some(true)
+    }
+    pub fn name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or("")
+    }
+}
+
+/// A user as the cloud describes it (only what member resolution needs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudUser {
+    pub id: ObjectId,
+    pub user_principal_name: Option<String>,
+    pub display_name: Option<String>,
+    pub on_premises_sync_enabled: Option<bool>,
+    pub on_premises_security_identifier: Option<String>,
+    pub on_premises_immutable_id: Option<String>,
+    pub on_premises_distinguished_name: Option<String>,
+    pub on_premises_sam_account_name: Option<String>,
+    pub on_premises_domain_name: Option<String>,
+}
+
+/// The cloud side as last imported: every group and user seen, keyed by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudSnapshot {
+    pub groups: BTreeMap<ObjectId, CloudGroup>,
+    pub users: BTreeMap<ObjectId, CloudUser>,
+}
+
+/// A group found in AD under a managed OU (owned or not).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdGroup {
+    pub dn: String,
+    /// objectGUID in its canonical text form (as AD shows it, e.g. in `<GUID=...>`).
+    pub guid: String,
+    /// objectSid in S-1-5-... form.
+    pub sid: Option<String>,
+    pub cn: String,
+    pub sam_account_name: Option<String>,
+    pub group_type: i32,
+    pub admin_description: Option<String>,
+    pub external_directory_object_id: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub mail: Option<String>,
+    pub mail_nickname: Option<String>,
+    pub proxy_addresses: Vec<String>,
+    pub managed_by: Option<String>,
+    /// Full member list (read with range retrieval), DNs as the server returns them.
+    pub members: Vec<String>,
+}
+
+impl AdGroup {
+    /// The cloud object id this group is anchored to, if it carries an anchor.
+    pub fn anchor(&self) -> Option<&str> {
+        self.external_directory_object_id
+            .as_deref()
+            .and_then(parse_anchor)
+            .or_else(|| self.admin_description.as_deref().and_then(parse_anchor))
+    }
+}
+
+/// `Group_<objectId>` → objectId.
+pub fn parse_anchor(s: &str) -> Option<&str> {
+    s.strip_prefix("Group_").filter(|rest| !rest.is_empty())
+}
+
+/// objectId → `Group_<objectId>`.
+pub fn anchor_value(id: &str) -> String {
+    format!("Group_{id}")
+}
+
+/// What the AD schema offers, detected once per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdSchema {
+    /// `msDS-ExternalDirectoryObjectId` exists (Windows Server 2016 schema or later).
+    pub external_directory_object_id: bool,
+    /// `mail` / `proxyAddresses` exist on groups.
+    pub mail: bool,
+    pub proxy_addresses: bool,
+    /// `mailNickname` exists (Exchange schema).
+    pub mail_nickname: bool,
+}
+
+/// How a cloud member (user or group) was looked up in AD.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "by", content = "value")]
+pub enum Lookup {
+    /// objectSid, S-1-5-... text.
+    Sid(String),
+    /// objectGUID or mS-DS-ConsistencyGuid, from onPremisesImmutableId (base64).
+    ImmutableId(String),
+    /// A DN that must be checked to exist.
+    Dn(String),
+}
+
+/// An AD object found by a lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdObjectRef {
+    pub dn: String,
+    pub guid: String,
+    /// groupType when the object is a group.
+    pub group_type: Option<i32>,
+}
+
+/// Results of the lookups the engine asked for; a key absent from `found` was not found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolutions {
+    pub found: BTreeMap<Lookup, AdObjectRef>,
+    /// Lookups that were asked and answered "no such object".
+    pub asked: BTreeSet<Lookup>,
+}
+
+/// The AD side as read this cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdSnapshot {
+    pub schema: AdSchema,
+    /// Every group object found under the managed OUs (owned and foreign alike).
+    pub groups: Vec<AdGroup>,
+    pub resolutions: Resolutions,
+}
+
+/// The recorded join between a cloud group and the AD group writeback made (or adopted)
+/// for it. Kept by the state store; tells the engine which AD groups it owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Join {
+    pub group: ObjectId,
+    pub guid: String,
+    pub sid: Option<String>,
+    pub dn: String,
+}
+
+/// All joins, by cloud group id.
+pub type Joins = BTreeMap<ObjectId, Join>;

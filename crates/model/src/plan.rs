@@ -1,0 +1,257 @@
+//! The Plan: what one cycle will do to AD, as plain data, each operation with its reason,
+//! plus the outcome of every group and member (what `status`, `plan` and `explain` show).
+
+use crate::{GroupKind, MemberRef, ObjectId, OnPremGroupType};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One change to one AD attribute: the values before and the values wanted after.
+/// An empty `after` means the attribute is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrChange {
+    pub attr: String,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+/// An LDAP-level action. DNs are those valid at the moment the action runs: the exporter
+/// runs actions in plan order, and the engine orders them (renames, creates, attribute
+/// changes, member changes, deletes) so every DN it names exists by then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Action {
+    /// LDAP add of a new group. `attrs` are the full attribute set (objectClass included);
+    /// `members` are written inline where possible and in chunks after the add.
+    Create {
+        dn: String,
+        attrs: BTreeMap<String, Vec<String>>,
+        members: Vec<String>,
+        /// sAMAccountName to use if `attrs["sAMAccountName"]` is taken in the domain.
+        sam_account_name_fallback: String,
+    },
+    /// modifyDN: new RDN, and a new parent when the group moves to another managed OU.
+    Rename {
+        dn: String,
+        guid: String,
+        new_rdn: String,
+        new_parent: Option<String>,
+        new_dn: String,
+    },
+    /// Replace or remove single attributes.
+    Modify {
+        dn: String,
+        guid: String,
+        changes: Vec<AttrChange>,
+    },
+    AddMembers {
+        dn: String,
+        guid: Option<String>,
+        members: Vec<String>,
+    },
+    RemoveMembers {
+        dn: String,
+        guid: String,
+        members: Vec<String>,
+    },
+    Delete {
+        dn: String,
+        guid: String,
+    },
+}
+
+impl Action {
+    pub fn dn(&self) -> &str {
+        match self {
+            Action::Create { dn, .. }
+            | Action::Rename { dn, .. }
+            | Action::Modify { dn, .. }
+            | Action::AddMembers { dn, .. }
+            | Action::RemoveMembers { dn, .. }
+            | Action::Delete { dn, .. } => dn,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Rename { .. } => "rename",
+            Action::Modify { .. } => "modify",
+            Action::AddMembers { .. } => "add-members",
+            Action::RemoveMembers { .. } => "remove-members",
+            Action::Delete { .. } => "delete",
+        }
+    }
+    /// Destructive actions are held back by the accident thresholds.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Action::Delete { .. } | Action::RemoveMembers { .. })
+    }
+}
+
+/// An operation of the plan: the action, the cloud group it serves, and why it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Cloud object id of the group this operation serves.
+    pub group: ObjectId,
+    /// Display name, for messages.
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+    pub reason: String,
+}
+
+/// Why a group is or is not written back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum Decision {
+    /// Written back as `group_type` under `ou`; `because` says which setting or rule.
+    Written {
+        group_type: OnPremGroupType,
+        ou: String,
+        because: String,
+    },
+    /// Not enabled for writeback (isEnabled false/null without rule).
+    NotEnabled { because: String },
+    /// A kind writeback does not support (distribution, mail-enabled security).
+    Unsupported { because: String },
+    /// Synced from AD: never written back.
+    SyncedFromAd,
+    /// Over the member limit.
+    OverLimit { count: usize, limit: usize },
+    /// Its configuration is invalid (e.g. a security group with a distribution type).
+    Invalid { because: String },
+    /// Soft-deleted in the cloud; the AD group (if any) is kept, not updated.
+    SoftDeleted,
+}
+
+impl Decision {
+    pub fn is_written(&self) -> bool {
+        matches!(self, Decision::Written { .. })
+    }
+}
+
+/// The fate of one cloud member of a written-back group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fate", rename_all = "kebab-case")]
+pub enum Fate {
+    /// Written as this AD DN.
+    Written { dn: String, by: String },
+    CloudOnly,
+    NotFoundOnPremises,
+    NestedGroupNotEnabled,
+    /// Nested group written back in this cycle but not yet created (or failed).
+    NestedGroupPending,
+    SyncedGroupNotFound,
+    DomainLocalGroup { dn: String },
+    /// Devices, contacts, service principals, unknown objects.
+    UnsupportedKind,
+    /// Referenced but unknown to the cloud image (e.g. a user not seen by user delta).
+    UnknownObject,
+}
+
+impl Fate {
+    pub fn text(&self) -> &'static str {
+        match self {
+            Fate::Written { .. } => "written",
+            Fate::CloudOnly => "cloud-only user",
+            Fate::NotFoundOnPremises => "not found on-premises",
+            Fate::NestedGroupNotEnabled => "nested group not enabled for writeback",
+            Fate::NestedGroupPending => "nested group not yet in AD",
+            Fate::SyncedGroupNotFound => "group synced from AD not found on-premises",
+            Fate::DomainLocalGroup { .. } => "A universal group cannot have a local group as a member",
+            Fate::UnsupportedKind => "object kind not written back",
+            Fate::UnknownObject => "unknown object",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberOutcome {
+    pub member: MemberRef,
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub fate: Fate,
+}
+
+/// Lifecycle state of the AD group of a cloud group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdState {
+    /// No AD group and none planned.
+    Absent,
+    /// Will be created this cycle.
+    ToCreate,
+    /// Exists and is managed.
+    Present,
+    /// Exists, no longer updated (out of scope / disabled / soft-deleted) and kept.
+    Orphaned,
+    /// Will be deleted this cycle.
+    ToDelete,
+}
+
+/// Everything decided about one cloud group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOutcome {
+    pub id: ObjectId,
+    pub name: String,
+    pub kind: GroupKind,
+    pub decision: Decision,
+    pub ad_state: AdState,
+    pub ad_dn: Option<String>,
+    /// Member fates (only for written-back groups).
+    pub members: Vec<MemberOutcome>,
+    /// Per-group errors (export errors the admin must act on), with Microsoft's wording
+    /// where there is one.
+    pub errors: Vec<String>,
+    /// Drift found in AD and put back by this plan.
+    pub drift: Vec<String>,
+}
+
+/// An object under a managed OU that writeback does not own; never touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignObject {
+    pub dn: String,
+    pub reason: String,
+}
+
+/// The plan of one cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub operations: Vec<Operation>,
+    pub groups: Vec<GroupOutcome>,
+    pub foreign: Vec<ForeignObject>,
+    /// Notes that hold for the whole run (e.g. attributes the schema lacks).
+    pub notices: Vec<String>,
+}
+
+/// Counts of what a plan does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    pub creates: usize,
+    pub renames: usize,
+    pub modifies: usize,
+    pub member_adds: usize,
+    pub member_removes: usize,
+    pub deletes: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for op in &self.operations {
+            match &op.action {
+                Action::Create { members, .. } => {
+                    c.creates += 1;
+                    c.member_adds += members.len();
+                }
+                Action::Rename { .. } => c.renames += 1,
+                Action::Modify { .. } => c.modifies += 1,
+                Action::AddMembers { members, .. } => c.member_adds += members.len(),
+                Action::RemoveMembers { members, .. } => c.member_removes += members.len(),
+                Action::Delete { .. } => c.deletes += 1,
+            }
+        }
+        c
+    }
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+}
