@@ -1,1 +1,503 @@
-//! placeholder
+//! writeback's state store: one SQLite file (WAL) holding the cloud image, the Graph delta
+//! links, the joins between cloud groups and AD groups, and the run history.
+//!
+//! Every state change of a cycle is one [`Store::commit`], one transaction: a cycle killed
+//! at any instant leaves either the previous state or the new one, never a mix. Groups and
+//! users are stored as one JSON row each, keyed by id, so a delta cycle writes only the
+//! rows it changed.
+
+mod run;
+mod schema;
+
+pub use run::{ObjectError, RunRecord, RunStatus};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use wb_model::{CloudGroup, CloudSnapshot, CloudUser, Join, Joins, ObjectId, Plan, PlanCounts};
+
+/// Errors of the state store; each names the store file or the row and the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open state store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {path} has schema version {found}, newer than this writeback understands ({supported}); upgrade writeback")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("state store: {operation} failed: {source}")]
+    Sql {
+        operation: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store: {what} is unreadable: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { operation, source }
+}
+
+/// Everything a cycle needs from the previous ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub cloud: CloudSnapshot,
+    pub group_delta_link: Option<String>,
+    pub user_delta_link: Option<String>,
+    pub joins: Joins,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_full_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_config_refresh_at: Option<OffsetDateTime>,
+}
+
+/// The state change of one cycle, written in one transaction together with its run record.
+///
+/// Order of application: `replace_cloud` (empties groups and users), removals, upserts,
+/// links and times, joins, run. A `None` link or time leaves the stored value unchanged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Commit<'a> {
+    /// Forget every stored group and user first (a full round replaces the image).
+    pub replace_cloud: bool,
+    pub upsert_groups: Vec<&'a CloudGroup>,
+    pub remove_groups: Vec<ObjectId>,
+    pub upsert_users: Vec<&'a CloudUser>,
+    pub remove_users: Vec<ObjectId>,
+    pub group_delta_link: Option<String>,
+    pub user_delta_link: Option<String>,
+    pub joins_upsert: Vec<Join>,
+    pub joins_remove: Vec<ObjectId>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub full_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub config_refresh_at: Option<OffsetDateTime>,
+    pub run: RunRecord,
+}
+
+impl<'a> Commit<'a> {
+    /// A commit that changes nothing but records `run`; fill in the fields that change.
+    pub fn for_run(run: RunRecord) -> Self {
+        Commit {
+            replace_cloud: false,
+            upsert_groups: Vec::new(),
+            remove_groups: Vec::new(),
+            upsert_users: Vec::new(),
+            remove_users: Vec::new(),
+            group_delta_link: None,
+            user_delta_link: None,
+            joins_upsert: Vec::new(),
+            joins_remove: Vec::new(),
+            full_at: None,
+            config_refresh_at: None,
+            run,
+        }
+    }
+}
+
+/// The state store (one SQLite file).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const META_GROUP_DELTA_LINK: &str = "group_delta_link";
+const META_USER_DELTA_LINK: &str = "user_delta_link";
+const META_LAST_FULL_AT: &str = "last_full_at";
+const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
+
+impl Store {
+    /// Opens the store at `path`, creating it or migrating its schema as needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // WAL: readers (status, dashboard) never block the cycle's commit and vice versa.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole state.
+    pub fn load(&self) -> Result<SyncState, StoreError> {
+        let mut state = SyncState::default();
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, json FROM cloud_groups")
+            .map_err(sql("read cloud groups"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("read cloud groups"))?;
+        for row in rows {
+            let (id, json) = row.map_err(sql("read cloud groups"))?;
+            let group: CloudGroup = decode(&format!("cloud group {id}"), &json)?;
+            state.cloud.groups.insert(id, group);
+        }
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, json FROM cloud_users")
+            .map_err(sql("read cloud users"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("read cloud users"))?;
+        for row in rows {
+            let (id, json) = row.map_err(sql("read cloud users"))?;
+            let user: CloudUser = decode(&format!("cloud user {id}"), &json)?;
+            state.cloud.users.insert(id, user);
+        }
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT group_id, guid, sid, dn FROM joins")
+            .map_err(sql("read joins"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Join {
+                    group: r.get(0)?,
+                    guid: r.get(1)?,
+                    sid: r.get(2)?,
+                    dn: r.get(3)?,
+                })
+            })
+            .map_err(sql("read joins"))?;
+        for row in rows {
+            let join = row.map_err(sql("read joins"))?;
+            state.joins.insert(join.group.clone(), join);
+        }
+
+        state.group_delta_link = self.meta(META_GROUP_DELTA_LINK)?;
+        state.user_delta_link = self.meta(META_USER_DELTA_LINK)?;
+        state.last_full_at = self.meta_time(META_LAST_FULL_AT)?;
+        state.last_config_refresh_at = self.meta_time(META_LAST_CONFIG_REFRESH_AT)?;
+        Ok(state)
+    }
+
+    /// Applies the state change of one cycle and records its run, in one transaction.
+    /// Returns the id of the recorded run. On error nothing of `c` is kept.
+    pub fn commit(&mut self, c: &Commit) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("begin commit transaction"))?;
+        apply_commit(&tx, c)?;
+        let id = insert_run(&tx, &c.run)?;
+        tx.commit().map_err(sql("commit transaction"))?;
+        Ok(id)
+    }
+
+    /// Records a run that changed no state (a failed cycle, a preflight, ...).
+    pub fn record_run(&mut self, run: &RunRecord) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("begin run transaction"))?;
+        let id = insert_run(&tx, run)?;
+        tx.commit().map_err(sql("commit run transaction"))?;
+        Ok(id)
+    }
+
+    /// The latest `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{RUN_COLUMNS} ORDER BY id DESC LIMIT ?1"))
+            .map_err(sql("read runs"))?;
+        let rows = stmt
+            .query_map([limit], RawRun::from_row)
+            .map_err(sql("read runs"))?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.push(row.map_err(sql("read runs"))?.decode()?);
+        }
+        Ok(runs)
+    }
+
+    /// One run by id.
+    pub fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let raw = self
+            .conn
+            .query_row(
+                &format!("{RUN_COLUMNS} WHERE id = ?1"),
+                [id],
+                RawRun::from_row,
+            )
+            .optional()
+            .map_err(sql("read run"))?;
+        raw.map(RawRun::decode).transpose()
+    }
+
+    /// The plan of the latest run that recorded one (what `status` shows as outcomes).
+    pub fn last_outcomes(&self) -> Result<Option<Plan>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, plan FROM runs WHERE plan IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("read latest plan"))?;
+        row.map(|(id, json)| decode(&format!("plan of run {id}"), &json))
+            .transpose()
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql("read metadata"))
+    }
+
+    fn meta_time(&self, key: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.meta(key)?
+            .map(|text| parse_time(key, &text))
+            .transpose()
+    }
+}
+
+fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
+    if c.replace_cloud {
+        tx.execute("DELETE FROM cloud_groups", [])
+            .map_err(sql("clear cloud groups"))?;
+        tx.execute("DELETE FROM cloud_users", [])
+            .map_err(sql("clear cloud users"))?;
+    }
+    {
+        let mut del = tx
+            .prepare_cached("DELETE FROM cloud_groups WHERE id = ?1")
+            .map_err(sql("remove cloud group"))?;
+        for id in &c.remove_groups {
+            del.execute([id]).map_err(sql("remove cloud group"))?;
+        }
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO cloud_groups (id, json) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+            )
+            .map_err(sql("write cloud group"))?;
+        for g in &c.upsert_groups {
+            put.execute(params![g.id, encode(&format!("cloud group {}", g.id), g)?])
+                .map_err(sql("write cloud group"))?;
+        }
+    }
+    {
+        let mut del = tx
+            .prepare_cached("DELETE FROM cloud_users WHERE id = ?1")
+            .map_err(sql("remove cloud user"))?;
+        for id in &c.remove_users {
+            del.execute([id]).map_err(sql("remove cloud user"))?;
+        }
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO cloud_users (id, json) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+            )
+            .map_err(sql("write cloud user"))?;
+        for u in &c.upsert_users {
+            put.execute(params![u.id, encode(&format!("cloud user {}", u.id), u)?])
+                .map_err(sql("write cloud user"))?;
+        }
+    }
+
+    let times = [
+        (META_LAST_FULL_AT, c.full_at),
+        (META_LAST_CONFIG_REFRESH_AT, c.config_refresh_at),
+    ];
+    let mut meta: Vec<(&str, String)> = Vec::new();
+    if let Some(link) = &c.group_delta_link {
+        meta.push((META_GROUP_DELTA_LINK, link.clone()));
+    }
+    if let Some(link) = &c.user_delta_link {
+        meta.push((META_USER_DELTA_LINK, link.clone()));
+    }
+    for (key, t) in times {
+        if let Some(t) = t {
+            meta.push((key, format_time(key, t)?));
+        }
+    }
+    for (key, value) in meta {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )
+        .map_err(sql("write metadata"))?;
+    }
+
+    {
+        let mut del = tx
+            .prepare_cached("DELETE FROM joins WHERE group_id = ?1")
+            .map_err(sql("remove join"))?;
+        for id in &c.joins_remove {
+            del.execute([id]).map_err(sql("remove join"))?;
+        }
+        // ON CONFLICT on the group only: a second cloud group claiming an AD object that is
+        // already joined violates UNIQUE(guid) and fails the whole commit.
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO joins (group_id, guid, sid, dn) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(group_id) DO UPDATE SET guid = excluded.guid, sid = excluded.sid,
+                 dn = excluded.dn",
+            )
+            .map_err(sql("write join"))?;
+        for j in &c.joins_upsert {
+            put.execute(params![j.group, j.guid, j.sid, j.dn])
+                .map_err(sql("write join"))?;
+        }
+    }
+    Ok(())
+}
+
+const RUN_COLUMNS: &str = "SELECT id, started_at, finished_at, mode, status, staging, counts, \
+     graph_requests, ldap_writes, errors, message, plan FROM runs";
+
+fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> {
+    let plan = run
+        .plan
+        .as_ref()
+        .map(|p| encode("plan of the run", p))
+        .transpose()?;
+    tx.execute(
+        "INSERT INTO runs (started_at, finished_at, mode, status, staging, counts,
+             graph_requests, ldap_writes, errors, message, plan)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            format_time("run start", run.started_at)?,
+            format_time("run end", run.finished_at)?,
+            run.mode,
+            run.status.as_str(),
+            run.staging,
+            encode("run counts", &run.counts)?,
+            i64::try_from(run.graph_requests).unwrap_or(i64::MAX),
+            i64::try_from(run.ldap_writes).unwrap_or(i64::MAX),
+            encode("run errors", &run.errors)?,
+            run.message,
+            plan,
+        ],
+    )
+    .map_err(sql("record run"))?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// A runs row as SQLite gives it, before the JSON and text columns are decoded.
+struct RawRun {
+    id: i64,
+    started_at: String,
+    finished_at: String,
+    mode: String,
+    status: String,
+    staging: bool,
+    counts: String,
+    graph_requests: i64,
+    ldap_writes: i64,
+    errors: String,
+    message: Option<String>,
+    plan: Option<String>,
+}
+
+impl RawRun {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawRun {
+            id: r.get(0)?,
+            started_at: r.get(1)?,
+            finished_at: r.get(2)?,
+            mode: r.get(3)?,
+            status: r.get(4)?,
+            staging: r.get(5)?,
+            counts: r.get(6)?,
+            graph_requests: r.get(7)?,
+            ldap_writes: r.get(8)?,
+            errors: r.get(9)?,
+            message: r.get(10)?,
+            plan: r.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<RunRecord, StoreError> {
+        let what = |field: &str| format!("{field} of run {}", self.id);
+        let status = RunStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+            what: what("status"),
+            message: format!("unknown status {:?}", self.status),
+        })?;
+        let counts: PlanCounts = decode(&what("counts"), &self.counts)?;
+        let errors: Vec<ObjectError> = decode(&what("errors"), &self.errors)?;
+        let plan = match &self.plan {
+            Some(json) => Some(decode(&what("plan"), json)?),
+            None => None,
+        };
+        Ok(RunRecord {
+            id: self.id,
+            started_at: parse_time(&what("start"), &self.started_at)?,
+            finished_at: parse_time(&what("end"), &self.finished_at)?,
+            mode: self.mode,
+            status,
+            staging: self.staging,
+            counts,
+            graph_requests: u64::try_from(self.graph_requests).unwrap_or(0),
+            ldap_writes: u64::try_from(self.ldap_writes).unwrap_or(0),
+            errors,
+            message: self.message,
+            plan,
+        })
+    }
+}
+
+fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn format_time(what: &str, t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&Rfc3339).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_time(what: &str, text: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        message: format!("{text:?}: {e}"),
+    })
+}

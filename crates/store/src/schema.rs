@@ -1,0 +1,59 @@
+//! The store's SQL schema and its migrations, versioned with `PRAGMA user_version`:
+//! each step moves the file one version up, inside a transaction.
+
+use crate::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Migrations in order; `MIGRATIONS[n]` takes a file from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: cloud image, delta links and times, joins, runs.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+     CREATE TABLE cloud_groups (id TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
+     CREATE TABLE cloud_users (id TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
+     CREATE TABLE joins (
+         group_id TEXT PRIMARY KEY NOT NULL,
+         guid TEXT NOT NULL UNIQUE,
+         sid TEXT,
+         dn TEXT NOT NULL
+     );
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         started_at TEXT NOT NULL,
+         finished_at TEXT NOT NULL,
+         mode TEXT NOT NULL CHECK (mode IN ('delta', 'full')),
+         status TEXT NOT NULL,
+         staging INTEGER NOT NULL,
+         counts TEXT NOT NULL,
+         graph_requests INTEGER NOT NULL,
+         ldap_writes INTEGER NOT NULL,
+         errors TEXT NOT NULL,
+         message TEXT,
+         plan TEXT
+     );",
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |operation| move |source| StoreError::Sql { operation, source };
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql("read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction().map_err(sql("begin migration"))?;
+        tx.execute_batch(step).map_err(sql("migrate schema"))?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)
+            .map_err(sql("set schema version"))?;
+        tx.commit().map_err(sql("commit migration"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! Behaviour of the state store on a real SQLite file: round trips, atomic commits, run
+//! history order, reopening, and a tenant-sized snapshot.
+
+use std::collections::BTreeSet;
+use time::macros::datetime;
+use time::OffsetDateTime;
+use wb_model::{
+    Action, CloudDeletion, CloudGroup, CloudUser, Decision, GroupKind, Join, MemberKind, MemberRef,
+    Operation, Plan, PlanCounts, WritebackConfiguration,
+};
+use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
+
+fn group(i: usize) -> CloudGroup {
+    CloudGroup {
+        id: format!("00000000-0000-0000-0000-{i:012}"),
+        display_name: Some(format!("SG-Finance, \"Team\" {i}")),
+        description: if i % 2 == 0 {
+            Some("desc".into())
+        } else {
+            None
+        },
+        group_types: if i % 3 == 0 {
+            vec!["Unified".into()]
+        } else {
+            vec![]
+        },
+        mail_enabled: Some(i % 3 == 0),
+        security_enabled: Some(true),
+        mail: None,
+        mail_nickname: Some(format!("nick{i}")),
+        proxy_addresses: vec![format!("SMTP:g{i}@example.test")],
+        on_premises_sync_enabled: None,
+        on_premises_security_identifier: None,
+        writeback: WritebackConfiguration {
+            is_enabled: Some(true),
+            on_premises_group_type: Some("universalSecurityGroup".into()),
+        },
+        members: (0..5)
+            .map(|m| MemberRef {
+                kind: if m == 4 {
+                    MemberKind::Group
+                } else {
+                    MemberKind::User
+                },
+                id: format!("user-{i}-{m}"),
+            })
+            .collect(),
+        owners: BTreeSet::new(),
+        deleted: if i == 7 {
+            Some(CloudDeletion::SoftDeleted)
+        } else {
+            None
+        },
+    }
+}
+
+fn user(i: usize) -> CloudUser {
+    CloudUser {
+        id: format!("user-{i}"),
+        user_principal_name: Some(format!("u{i}@lab.example.test")),
+        display_name: Some(format!("User {i}")),
+        on_premises_sync_enabled: Some(i % 2 == 0),
+        on_premises_security_identifier: Some(format!("S-1-5-21-1-2-3-{i}")),
+        on_premises_immutable_id: None,
+        on_premises_distinguished_name: None,
+        on_premises_sam_account_name: Some(format!("u{i}")),
+        on_premises_domain_name: Some("lab.example.test".into()),
+    }
+}
+
+fn join(group_id: &str, guid: &str) -> Join {
+    Join {
+        group: group_id.to_string(),
+        guid: guid.to_string(),
+        sid: Some("S-1-5-21-9-9-9-1105".into()),
+        dn: format!("CN=Group_{group_id},OU=Groups,DC=lab,DC=example,DC=test"),
+    }
+}
+
+fn run(mode: &str, status: RunStatus, at: OffsetDateTime) -> RunRecord {
+    RunRecord {
+        id: 0,
+        started_at: at,
+        finished_at: at + time::Duration::seconds(3),
+        mode: mode.to_string(),
+        status,
+        staging: status == RunStatus::Staging,
+        counts: PlanCounts {
+            creates: 2,
+            member_adds: 7,
+            ..PlanCounts::default()
+        },
+        graph_requests: 2,
+        ldap_writes: 9,
+        errors: vec![ObjectError {
+            group: Some("g1".into()),
+            name: Some("SG-NL-Finance-Department".into()),
+            dn: Some("CN=x,OU=Groups,DC=lab,DC=example,DC=test".into()),
+            operation: "add-members".into(),
+            message: "00000525: NameErr".into(),
+        }],
+        message: Some("2 groups created".into()),
+        plan: None,
+    }
+}
+
+fn sample_plan(name: &str) -> Plan {
+    Plan {
+        operations: vec![Operation {
+            group: "g1".into(),
+            name: name.into(),
+            action: Action::Delete {
+                dn: "CN=x,OU=Groups,DC=lab".into(),
+                guid: "guid-1".into(),
+            },
+            reason: "permanently deleted in the cloud".into(),
+        }],
+        groups: vec![wb_model::GroupOutcome {
+            id: "g1".into(),
+            name: name.into(),
+            kind: GroupKind::Security,
+            decision: Decision::SoftDeleted,
+            ad_state: wb_model::AdState::ToDelete,
+            ad_dn: None,
+            members: vec![],
+            errors: vec![],
+            drift: vec![],
+        }],
+        foreign: vec![],
+        notices: vec!["mailNickname missing from schema".into()],
+    }
+}
+
+fn temp_store() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("writeback.db");
+    (dir, path)
+}
+
+#[test]
+fn committed_state_reads_back_identically() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..10).map(group).collect();
+    let users: Vec<CloudUser> = (0..4).map(user).collect();
+    let mut c = Commit::for_run(run(
+        "full",
+        RunStatus::Success,
+        datetime!(2026-01-02 03:04:05 UTC),
+    ));
+    c.replace_cloud = true;
+    c.upsert_groups = groups.iter().collect();
+    c.upsert_users = users.iter().collect();
+    c.group_delta_link = Some("https://graph.example/beta/groups/delta?$deltatoken=abc".into());
+    c.user_delta_link = Some("https://graph.example/v1.0/users/delta?$deltatoken=def".into());
+    c.joins_upsert = vec![join(&groups[0].id, "guid-a"), join(&groups[1].id, "guid-b")];
+    c.full_at = Some(datetime!(2026-01-02 03:04:08 UTC));
+    c.config_refresh_at = Some(datetime!(2026-01-02 03:04:07 +01:00));
+    c.run.plan = Some(sample_plan("SG-A"));
+    let id = store.commit(&c).unwrap();
+    assert!(id > 0);
+
+    let state = store.load().unwrap();
+    assert_eq!(state.cloud.groups.len(), 10);
+    for g in &groups {
+        assert_eq!(state.cloud.groups.get(&g.id), Some(g));
+    }
+    for u in &users {
+        assert_eq!(state.cloud.users.get(&u.id), Some(u));
+    }
+    assert_eq!(state.group_delta_link, c.group_delta_link);
+    assert_eq!(state.user_delta_link, c.user_delta_link);
+    assert_eq!(state.joins.len(), 2);
+    assert_eq!(
+        state.joins.get(&groups[1].id),
+        Some(&join(&groups[1].id, "guid-b"))
+    );
+    assert_eq!(state.last_full_at, c.full_at);
+    assert_eq!(state.last_config_refresh_at, c.config_refresh_at);
+
+    let mut expected_run = c.run.clone();
+    expected_run.id = id;
+    assert_eq!(store.run(id).unwrap(), Some(expected_run));
+    assert_eq!(store.last_outcomes().unwrap(), Some(sample_plan("SG-A")));
+}
+
+#[test]
+fn delta_commit_changes_only_what_it_names() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..5).map(group).collect();
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    c.upsert_groups = groups.iter().collect();
+    c.group_delta_link = Some("link-1".into());
+    c.joins_upsert = vec![join(&groups[0].id, "guid-a"), join(&groups[1].id, "guid-b")];
+    c.full_at = Some(datetime!(2026-01-01 0:00 UTC));
+    store.commit(&c).unwrap();
+
+    let mut renamed = groups[2].clone();
+    renamed.display_name = Some("renamed".into());
+    let mut d = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    d.upsert_groups = vec![&renamed];
+    d.remove_groups = vec![groups[3].id.clone()];
+    d.joins_remove = vec![groups[0].id.clone()];
+    d.joins_upsert = vec![join(&groups[1].id, "guid-b2")];
+    d.group_delta_link = Some("link-2".into());
+    store.commit(&d).unwrap();
+
+    let state = store.load().unwrap();
+    assert_eq!(state.cloud.groups.len(), 4);
+    assert_eq!(state.cloud.groups[&groups[2].id], renamed);
+    assert_eq!(state.cloud.groups[&groups[4].id], groups[4]);
+    assert!(!state.cloud.groups.contains_key(&groups[3].id));
+    assert_eq!(state.group_delta_link.as_deref(), Some("link-2"));
+    assert_eq!(state.user_delta_link, None);
+    assert_eq!(
+        state.last_full_at, c.full_at,
+        "a None time leaves the stored one"
+    );
+    assert_eq!(state.joins.len(), 1);
+    assert_eq!(state.joins[&groups[1].id].guid, "guid-b2");
+}
+
+#[test]
+fn replace_cloud_forgets_groups_and_users_not_in_the_commit() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..5).map(group).collect();
+    let users: Vec<CloudUser> = (0..3).map(user).collect();
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    c.upsert_groups = groups.iter().collect();
+    c.upsert_users = users.iter().collect();
+    store.commit(&c).unwrap();
+
+    let mut full = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    full.replace_cloud = true;
+    full.upsert_groups = vec![&groups[1]];
+    full.upsert_users = vec![&users[2]];
+    store.commit(&full).unwrap();
+
+    let state = store.load().unwrap();
+    assert_eq!(
+        state.cloud.groups.keys().collect::<Vec<_>>(),
+        vec![&groups[1].id]
+    );
+    assert_eq!(
+        state.cloud.users.keys().collect::<Vec<_>>(),
+        vec![&users[2].id]
+    );
+}
+
+#[test]
+fn failing_commit_leaves_the_previous_state() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..3).map(group).collect();
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    c.upsert_groups = groups.iter().collect();
+    c.group_delta_link = Some("link-1".into());
+    c.joins_upsert = vec![join(&groups[0].id, "guid-a")];
+    store.commit(&c).unwrap();
+    let before = store.load().unwrap();
+    let runs_before = store.runs(10).unwrap();
+
+    // Groups, users and the link are written before the joins; the second join claims an
+    // AD object already joined to another group (UNIQUE guid) and fails the commit.
+    let new_group = group(9);
+    let mut bad = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    bad.upsert_groups = vec![&new_group];
+    bad.remove_groups = vec![groups[1].id.clone()];
+    bad.group_delta_link = Some("link-2".into());
+    bad.joins_upsert = vec![join(&groups[2].id, "guid-a")];
+    let err = store.commit(&bad).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Sql {
+                operation: "write join",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    assert_eq!(store.load().unwrap(), before);
+    assert_eq!(store.runs(10).unwrap(), runs_before);
+}
+
+#[test]
+fn run_with_an_invalid_mode_is_refused_with_the_rest_of_its_commit() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let g = group(1);
+    let mut c = Commit::for_run(run(
+        "sideways",
+        RunStatus::Success,
+        OffsetDateTime::UNIX_EPOCH,
+    ));
+    c.upsert_groups = vec![&g];
+    assert!(store.commit(&c).is_err());
+    assert!(store.load().unwrap().cloud.groups.is_empty());
+    assert!(store.runs(10).unwrap().is_empty());
+}
+
+#[test]
+fn runs_are_listed_newest_first_and_limited() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let statuses = [
+        RunStatus::Success,
+        RunStatus::CompletedWithErrors,
+        RunStatus::StoppedByThreshold,
+        RunStatus::Failed,
+        RunStatus::Staging,
+    ];
+    let mut ids = Vec::new();
+    for (i, st) in statuses.iter().enumerate() {
+        let r = run(
+            "delta",
+            *st,
+            datetime!(2026-03-01 0:00 UTC) + time::Duration::minutes(i as i64),
+        );
+        ids.push(store.record_run(&r).unwrap());
+    }
+    let listed = store.runs(3).unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3], ids[2]]
+    );
+    assert_eq!(listed[0].status, RunStatus::Staging);
+    assert_eq!(store.runs(100).unwrap().len(), 5);
+    assert_eq!(
+        store.run(ids[1]).unwrap().map(|r| r.status),
+        Some(RunStatus::CompletedWithErrors)
+    );
+    assert_eq!(store.run(9999).unwrap(), None);
+}
+
+#[test]
+fn last_outcomes_skip_runs_without_a_plan() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.last_outcomes().unwrap(), None);
+    let mut with_plan = run("delta", RunStatus::Success, OffsetDateTime::UNIX_EPOCH);
+    with_plan.plan = Some(sample_plan("first"));
+    store.record_run(&with_plan).unwrap();
+    with_plan.plan = Some(sample_plan("second"));
+    store.record_run(&with_plan).unwrap();
+    store
+        .record_run(&run("delta", RunStatus::Failed, OffsetDateTime::UNIX_EPOCH))
+        .unwrap();
+    assert_eq!(store.last_outcomes().unwrap(), Some(sample_plan("second")));
+}
+
+#[test]
+fn reopened_store_keeps_its_state() {
+    let (_dir, path) = temp_store();
+    let groups: Vec<CloudGroup> = (0..3).map(group).collect();
+    let (state, run_id) = {
+        let mut store = Store::open(&path).unwrap();
+        let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+        c.upsert_groups = groups.iter().collect();
+        c.user_delta_link = Some("users-link".into());
+        c.joins_upsert = vec![join(&groups[0].id, "guid-a")];
+        let id = store.commit(&c).unwrap();
+        (store.load().unwrap(), id)
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), state);
+    assert_eq!(state.user_delta_link.as_deref(), Some("users-link"));
+    assert_eq!(store.runs(1).unwrap()[0].id, run_id);
+}
+
+#[test]
+fn store_written_by_a_newer_writeback_is_refused() {
+    let (_dir, path) = temp_store();
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("writeback.db"), "{err}");
+}
+
+#[test]
+fn corrupt_row_names_the_object() {
+    let (_dir, path) = temp_store();
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO cloud_groups (id, json) VALUES ('g-bad', '{not json')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Store::open(&path).unwrap().load().unwrap_err();
+    assert!(err.to_string().contains("cloud group g-bad"), "{err}");
+}
+
+#[test]
+fn run_status_text_round_trips() {
+    for st in RunStatus::ALL {
+        assert_eq!(RunStatus::parse(st.as_str()), Some(st));
+        assert_eq!(
+            serde_json::to_string(&st).unwrap(),
+            format!("\"{}\"", st.as_str())
+        );
+    }
+    assert_eq!(RunStatus::parse("nope"), None);
+}
+
+#[test]
+fn tenant_sized_snapshot_commits_and_loads() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..20_000).map(group).collect();
+    let users: Vec<CloudUser> = (0..5_000).map(user).collect();
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    c.replace_cloud = true;
+    c.upsert_groups = groups.iter().collect();
+    c.upsert_users = users.iter().collect();
+    store.commit(&c).unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.cloud.groups.len(), 20_000);
+    assert_eq!(state.cloud.users.len(), 5_000);
+    assert_eq!(state.cloud.groups[&groups[19_999].id], groups[19_999]);
+}
