@@ -14,17 +14,17 @@ fn group(i: usize) -> CloudGroup {
     CloudGroup {
         id: format!("00000000-0000-0000-0000-{i:012}"),
         display_name: Some(format!("SG-Finance, \"Team\" {i}")),
-        description: if i % 2 == 0 {
+        description: if i.is_multiple_of(2) {
             Some("desc".into())
         } else {
             None
         },
-        group_types: if i % 3 == 0 {
+        group_types: if i.is_multiple_of(3) {
             vec!["Unified".into()]
         } else {
             vec![]
         },
-        mail_enabled: Some(i % 3 == 0),
+        mail_enabled: Some(i.is_multiple_of(3)),
         security_enabled: Some(true),
         mail: None,
         mail_nickname: Some(format!("nick{i}")),
@@ -59,7 +59,7 @@ fn user(i: usize) -> CloudUser {
         id: format!("user-{i}"),
         user_principal_name: Some(format!("u{i}@lab.example.test")),
         display_name: Some(format!("User {i}")),
-        on_premises_sync_enabled: Some(i % 2 == 0),
+        on_premises_sync_enabled: Some(i.is_multiple_of(2)),
         on_premises_security_identifier: Some(format!("S-1-5-21-1-2-3-{i}")),
         on_premises_immutable_id: None,
         on_premises_distinguished_name: None,
