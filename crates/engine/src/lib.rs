@@ -1,1 +1,18 @@
-//! placeholder
+//! wb-engine: the rules of writeback (SPEC §2–§6) as a pure function from the cloud and AD
+//! images to a [`Plan`]. No I/O, no async, no clock: it knows no LDAP and no HTTP.
+//!
+//! Layout: [`config`](EngineConfig) (settings and scope rules), `scope` ([`decide`]: is a
+//! group written back, as what, where), [`naming`] (CN, RDN escaping, sAMAccountName, DN
+//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`]).
+
+mod config;
+mod diff;
+mod members;
+pub mod naming;
+mod scope;
+
+pub use config::{EngineConfig, Naming, Rule, RuleKind, RuleMatch, M365_MEMBER_LIMIT, SECURITY_MEMBER_LIMIT};
+pub use diff::{lookups, plan, Input, DESCRIPTION_MAX_CHARS};
+pub use members::DOMAIN_LOCAL_ERROR;
+pub use scope::{decide, SECURITY_TYPE_ERROR};
+pub use wb_model::Plan;

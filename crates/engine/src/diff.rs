@@ -1,0 +1,651 @@
+//! The planner: joins cloud groups to the AD groups writeback owns, and turns every
+//! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
+
+use crate::config::EngineConfig;
+use crate::members::{self, Directory, Membership, Placement};
+use crate::naming::{self, dn_eq, dn_key};
+use crate::scope::decide;
+use std::collections::{BTreeMap, BTreeSet};
+use wb_model::{
+    anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup, CloudSnapshot, Decision,
+    ForeignObject, GroupOutcome, Joins, Lookup, MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
+};
+
+/// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`).
+pub const DESCRIPTION_MAX_CHARS: usize = 448;
+
+const ATTR_GROUP_TYPE: &str = "groupType";
+const ATTR_ADMIN_DESCRIPTION: &str = "adminDescription";
+const ATTR_EXTERNAL_ID: &str = "msDS-ExternalDirectoryObjectId";
+const ATTR_MANAGED_BY: &str = "managedBy";
+const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
+
+/// Everything one plan is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub cloud: &'a CloudSnapshot,
+    pub ad: &'a AdSnapshot,
+    pub joins: &'a Joins,
+    pub config: &'a EngineConfig,
+}
+
+/// Every AD lookup [`plan`] will consult for this cloud image: the members of the groups
+/// decided Written (synced users by SID, immutable id and DN; groups synced from AD by
+/// SID) and, when `write_owners`, their user owners.
+pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
+    let mut out = BTreeSet::new();
+    for group in cloud.groups.values().filter(|g| decide(g, config).0.is_written()) {
+        for member in &group.members {
+            match member.kind {
+                MemberKind::User => {
+                    if let Some(user) = cloud.users.get(&member.id) {
+                        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
+                    }
+                }
+                MemberKind::Group => {
+                    if let Some(nested) = cloud.groups.get(&member.id).filter(|g| g.is_synced_from_ad()) {
+                        out.extend(members::synced_group_lookup(nested));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if config.write_owners {
+            for owner in group.owners.iter().filter(|o| o.kind == MemberKind::User) {
+                if let Some(user) = cloud.users.get(&owner.id) {
+                    out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
+pub fn plan(input: &Input) -> Plan {
+    let Input { cloud, ad, joins, config } = *input;
+    let managed = config.managed_ous();
+    let decisions: BTreeMap<&str, Decision> =
+        cloud.groups.iter().map(|(id, g)| (id.as_str(), decide(g, config).0)).collect();
+    let ownership = Ownership::claim(ad, joins, &decisions, &managed);
+
+    let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
+    by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
+    let placed = place(&by_name, &decisions, &ownership, ad, config, &managed);
+    let placements: BTreeMap<ObjectId, Placement> = placed
+        .iter()
+        .map(|(id, p)| {
+            let placement = match p {
+                Place::Existing { dn, .. } | Place::Create { dn } => Placement::At(dn.clone()),
+                Place::Blocked { .. } => Placement::Pending,
+            };
+            (id.clone(), placement)
+        })
+        .collect();
+    let renamed: BTreeMap<String, String> = placed
+        .values()
+        .filter_map(|p| match p {
+            Place::Existing { ad, dn, rename: Some(_), .. } => Some((dn_key(&ad.dn), dn.clone())),
+            _ => None,
+        })
+        .collect();
+    let created: BTreeSet<&str> = placed
+        .iter()
+        .filter(|(_, p)| matches!(p, Place::Create { .. }))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let dir = Directory {
+        cloud,
+        resolutions: &ad.resolutions,
+        placements: &placements,
+    };
+
+    let mut ops = Phases::default();
+    let mut outcomes = Vec::new();
+    let mut sams: BTreeSet<String> = ad.groups.iter().filter_map(|g| g.sam_account_name.as_deref()).map(str::to_lowercase).collect();
+    for group in &by_name {
+        let decision = &decisions[group.id.as_str()];
+        let mut outcome = GroupOutcome {
+            id: group.id.clone(),
+            name: group.name().to_string(),
+            kind: group.kind(),
+            decision: decision.clone(),
+            ad_state: AdState::Absent,
+            ad_dn: None,
+            members: Vec::new(),
+            errors: Vec::new(),
+            drift: Vec::new(),
+        };
+        let op = |action: Action, reason: String| Operation {
+            group: group.id.clone(),
+            name: group.name().to_string(),
+            action,
+            reason,
+        };
+        match (decision, placed.get(&group.id)) {
+            (Decision::Written { group_type, because, .. }, Some(place)) => {
+                let membership = dir.membership(group);
+                let wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
+                outcome.members = membership.outcomes.clone();
+                outcome.errors.extend(membership.errors.iter().cloned());
+                match place {
+                    Place::Existing { ad: current, dn, rename, error } => {
+                        outcome.ad_state = AdState::Present;
+                        outcome.ad_dn = Some(dn.clone());
+                        outcome.errors.extend(error.iter().cloned());
+                        if let Some((action, reason)) = rename {
+                            ops.renames.push(op(action.clone(), reason.clone()));
+                        }
+                        if let Some((changes, reason, drift)) = attr_changes(current, &wanted) {
+                            outcome.drift.extend(drift);
+                            ops.modifies.push(op(
+                                Action::Modify {
+                                    dn: dn.clone(),
+                                    guid: current.guid.clone(),
+                                    changes,
+                                },
+                                reason,
+                            ));
+                        }
+                        let (add, remove) = member_changes(current, &membership, &renamed);
+                        outcome.drift.extend(remove.iter().map(|m| format!("member added by hand removed: {m}")));
+                        outcome.drift.extend(add.iter().map(|m| format!("member missing in AD added: {m}")));
+                        if !add.is_empty() {
+                            let reason = format!("members: {} cloud member(s) missing in AD added", add.len());
+                            let action = Action::AddMembers {
+                                dn: dn.clone(),
+                                guid: Some(current.guid.clone()),
+                                members: add,
+                            };
+                            ops.adds.push(op(action, reason));
+                        }
+                        if !remove.is_empty() {
+                            let reason = format!("members: {} value(s) not members in the cloud removed", remove.len());
+                            let action = Action::RemoveMembers {
+                                dn: dn.clone(),
+                                guid: current.guid.clone(),
+                                members: remove,
+                            };
+                            ops.removes.push(op(action, reason));
+                        }
+                    }
+                    Place::Create { dn } => {
+                        outcome.ad_state = AdState::ToCreate;
+                        outcome.ad_dn = Some(dn.clone());
+                        let cn = naming::cn(group, config.naming);
+                        let mut sam = naming::sam_account_name(&cn);
+                        let fallback = naming::sam_account_name_fallback(&cn, &group.id);
+                        if !sams.insert(sam.to_lowercase()) {
+                            sam = fallback.clone();
+                            sams.insert(sam.to_lowercase());
+                        }
+                        let mut attrs: BTreeMap<String, Vec<String>> = wanted
+                            .into_iter()
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect();
+                        attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
+                        attrs.insert("cn".into(), vec![cn]);
+                        attrs.insert("sAMAccountName".into(), vec![sam]);
+                        let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
+                            .into_iter()
+                            .partition(|(_, nested)| nested.as_deref().is_some_and(|n| created.contains(n)));
+                        let reason = if joins.contains_key(&group.id) {
+                            outcome.drift.push("re-created; the group's SID changes".into());
+                            format!("created again: the AD group was deleted by hand; writeback enabled ({because})")
+                        } else {
+                            format!("created: writeback enabled ({because})")
+                        };
+                        let action = Action::Create {
+                            dn: dn.clone(),
+                            attrs,
+                            members: inline.into_iter().map(|(m, _)| m).collect(),
+                            sam_account_name_fallback: fallback,
+                        };
+                        ops.creates.push(op(action, reason));
+                        if !later.is_empty() {
+                            let reason = "members: groups created in this cycle added after their creation".to_string();
+                            let action = Action::AddMembers {
+                                dn: dn.clone(),
+                                guid: None,
+                                members: later.into_iter().map(|(m, _)| m).collect(),
+                            };
+                            ops.adds.push(op(action, reason));
+                        }
+                    }
+                    Place::Blocked { error } => outcome.errors.push(error.clone()),
+                }
+            }
+            (decision, _) => {
+                if let Some(current) = ownership.owned.get(group.id.as_str()) {
+                    outcome.ad_dn = Some(current.dn.clone());
+                    if config.delete_out_of_scope {
+                        outcome.ad_state = AdState::ToDelete;
+                        let reason =
+                            format!("deleted: {} and delete_out_of_scope = true", decision_text(decision));
+                        ops.deletes.push(op(
+                            Action::Delete {
+                                dn: current.dn.clone(),
+                                guid: current.guid.clone(),
+                            },
+                            reason,
+                        ));
+                    } else {
+                        outcome.ad_state = AdState::Orphaned;
+                    }
+                }
+            }
+        }
+        outcomes.push(outcome);
+    }
+
+    for (id, current) in &ownership.owned {
+        if !cloud.groups.contains_key(*id) {
+            ops.deletes.push(Operation {
+                group: id.to_string(),
+                name: current.display_name.clone().unwrap_or_else(|| current.cn.clone()),
+                action: Action::Delete {
+                    dn: current.dn.clone(),
+                    guid: current.guid.clone(),
+                },
+                reason: "deleted: permanently deleted in the cloud".into(),
+            });
+        }
+    }
+
+    let mut foreign = ownership.foreign;
+    foreign.sort_by(|a, b| (dn_key(&a.dn), &a.reason).cmp(&(dn_key(&b.dn), &b.reason)));
+    Plan {
+        operations: ops.into_ordered(),
+        groups: outcomes,
+        foreign,
+        notices: notices(&decisions, &ad.schema),
+    }
+}
+
+/// Which AD groups under the managed OUs writeback owns, by cloud id; the rest is foreign.
+struct Ownership<'a> {
+    owned: BTreeMap<&'a str, &'a AdGroup>,
+    foreign: Vec<ForeignObject>,
+}
+
+impl<'a> Ownership<'a> {
+    fn claim(ad: &'a AdSnapshot, joins: &Joins, decisions: &BTreeMap<&str, Decision>, managed: &[String]) -> Self {
+        let mut groups: Vec<&AdGroup> = ad.groups.iter().collect();
+        groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
+        let mut foreign = Vec::new();
+        let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
+        for g in groups {
+            if !managed.iter().any(|ou| naming::is_under(&g.dn, ou)) {
+                foreign.push(foreign_object(g, "not under a managed OU".into()));
+                continue;
+            }
+            match g.anchor() {
+                None => foreign.push(foreign_object(g, "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into())),
+                Some(id) => by_anchor.entry(id).or_default().push(g),
+            }
+        }
+        let mut owned = BTreeMap::new();
+        for (id, candidates) in by_anchor {
+            let joined = joins.get(id).map(|j| j.guid.as_str());
+            let is_joined = |g: &AdGroup| joined.is_some_and(|guid| guid.eq_ignore_ascii_case(&g.guid));
+            let written = decisions.get(id).is_some_and(Decision::is_written);
+            let owner = candidates
+                .iter()
+                .find(|g| is_joined(g))
+                .or_else(|| candidates.iter().find(|_| written))
+                .copied();
+            for g in candidates {
+                if owner.is_some_and(|o| std::ptr::eq(o, g)) {
+                    owned.insert(id, g);
+                } else if let Some(o) = owner {
+                    let reason = format!("duplicate anchor {} (writeback owns {})", anchor_value(id), o.dn);
+                    foreign.push(foreign_object(g, reason));
+                } else {
+                    let why = match decisions.get(id) {
+                        Some(d) => decision_text(d),
+                        None => "not in the cloud and never joined".to_string(),
+                    };
+                    let reason = format!("anchor of a group not written back ({}: {why})", anchor_value(id));
+                    foreign.push(foreign_object(g, reason));
+                }
+            }
+        }
+        Ownership { owned, foreign }
+    }
+}
+
+fn foreign_object(g: &AdGroup, reason: String) -> ForeignObject {
+    ForeignObject { dn: g.dn.clone(), reason }
+}
+
+/// Where a written-back group's AD group will be after this plan.
+enum Place<'a> {
+    /// An owned AD group; `dn` is its DN after the (optional) rename.
+    Existing {
+        ad: &'a AdGroup,
+        dn: String,
+        rename: Option<(Action, String)>,
+        error: Option<String>,
+    },
+    Create {
+        dn: String,
+    },
+    /// No AD group and none can be created this cycle.
+    Blocked {
+        error: String,
+    },
+}
+
+/// Decides renames, moves and creates for the written-back groups, refusing any target
+/// DN that another object already holds or another group of this plan claims.
+fn place<'a>(
+    by_name: &[&CloudGroup],
+    decisions: &BTreeMap<&str, Decision>,
+    ownership: &Ownership<'a>,
+    ad: &AdSnapshot,
+    config: &EngineConfig,
+    managed: &[String],
+) -> BTreeMap<ObjectId, Place<'a>> {
+    let occupied: BTreeSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
+    let mut claimed = BTreeSet::new();
+    let mut placed = BTreeMap::new();
+    let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
+    let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
+        Decision::Written { ou, because, .. } => (ou.clone(), because.clone()),
+        _ => (config.default_ou.clone(), String::new()),
+    };
+
+    for group in by_name.iter().filter(written) {
+        let Some(current) = ownership.owned.get(group.id.as_str()).copied() else { continue };
+        let (ou, because) = target_ou(group);
+        let cn = naming::cn(group, config.naming);
+        let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
+        let home = managed
+            .iter()
+            .filter(|m| naming::is_under(&current.dn, m))
+            .max_by_key(|m| dn_key(m).len());
+        let moving = home.is_some_and(|h| !dn_eq(h, &ou));
+        let parent = match naming::split_dn(&current.dn) {
+            Some((_, parent)) if !moving => parent.to_string(),
+            _ => ou.clone(),
+        };
+        let mut place = Place::Existing {
+            ad: current,
+            dn: current.dn.clone(),
+            rename: None,
+            error: None,
+        };
+        if cn != current_cn || moving {
+            let new_rdn = naming::rdn(&cn);
+            let new_dn = format!("{new_rdn},{parent}");
+            let key = dn_key(&new_dn);
+            if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains(&key)) {
+                if let Place::Existing { error, .. } = &mut place {
+                    *error = Some(format!("cannot rename {} to {new_dn}: that DN is taken by another object", current.dn));
+                }
+            } else {
+                claimed.insert(key);
+                let mut why = Vec::new();
+                if cn != current_cn {
+                    let before = current.display_name.clone().unwrap_or_else(|| current_cn.clone());
+                    if before != group.name() {
+                        why.push(format!("renamed: display name changed '{before}' → '{}'", group.name()));
+                    } else {
+                        why.push(format!("renamed: CN '{current_cn}' → '{cn}' (naming)"));
+                    }
+                }
+                if moving {
+                    why.push(format!("moved to {ou} ({because})"));
+                }
+                let action = Action::Rename {
+                    dn: current.dn.clone(),
+                    guid: current.guid.clone(),
+                    new_rdn,
+                    new_parent: moving.then(|| ou.clone()),
+                    new_dn: new_dn.clone(),
+                };
+                place = Place::Existing {
+                    ad: current,
+                    dn: new_dn,
+                    rename: Some((action, why.join("; "))),
+                    error: None,
+                };
+            }
+        }
+        placed.insert(group.id.clone(), place);
+    }
+
+    for group in by_name.iter().filter(written) {
+        if ownership.owned.contains_key(group.id.as_str()) {
+            continue;
+        }
+        let (ou, _) = target_ou(group);
+        let dn = format!("{},{ou}", naming::rdn(&naming::cn(group, config.naming)));
+        let key = dn_key(&dn);
+        let place = if occupied.contains(&key) || claimed.contains(&key) {
+            Place::Blocked {
+                error: format!("cannot create {dn}: that DN is taken by another object (see foreign objects)"),
+            }
+        } else {
+            claimed.insert(key);
+            Place::Create { dn }
+        };
+        placed.insert(group.id.clone(), place);
+    }
+    placed
+}
+
+/// The attributes writeback manages on a group, with the values the cloud wants (an
+/// empty list: the attribute must be absent). sAMAccountName, cn and objectClass are
+/// set on create only and are not here.
+fn wanted_attrs(
+    group: &CloudGroup,
+    group_type: OnPremGroupType,
+    dir: &Directory,
+    config: &EngineConfig,
+    schema: &AdSchema,
+) -> BTreeMap<&'static str, Vec<String>> {
+    let text = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string).into_iter().collect::<Vec<_>>();
+    let mut attrs = BTreeMap::new();
+    attrs.insert(ATTR_GROUP_TYPE, vec![group_type.ad_group_type().to_string()]);
+    attrs.insert(ATTR_ADMIN_DESCRIPTION, vec![anchor_value(&group.id)]);
+    if schema.external_directory_object_id {
+        attrs.insert(ATTR_EXTERNAL_ID, vec![anchor_value(&group.id)]);
+    }
+    attrs.insert("displayName", text(group.display_name.as_deref()));
+    let description: Option<String> =
+        group.description.as_deref().map(|d| d.trim().chars().take(DESCRIPTION_MAX_CHARS).collect());
+    attrs.insert("description", text(description.as_deref()));
+    if group_type.is_mail_enabled() {
+        if schema.mail {
+            attrs.insert("mail", text(group.mail.as_deref()));
+        }
+        if schema.mail_nickname {
+            attrs.insert("mailNickname", text(group.mail_nickname.as_deref()));
+        }
+        if schema.proxy_addresses {
+            let set: BTreeSet<&String> = group.proxy_addresses.iter().filter(|p| !p.is_empty()).collect();
+            attrs.insert(ATTR_PROXY_ADDRESSES, set.into_iter().cloned().collect());
+        }
+    }
+    if config.write_owners {
+        attrs.insert(ATTR_MANAGED_BY, dir.manager(group).into_iter().collect());
+    }
+    attrs
+}
+
+fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
+    let one = |v: &Option<String>| v.iter().filter(|v| !v.is_empty()).cloned().collect::<Vec<_>>();
+    match attr {
+        ATTR_GROUP_TYPE => vec![g.group_type.to_string()],
+        ATTR_ADMIN_DESCRIPTION => one(&g.admin_description),
+        ATTR_EXTERNAL_ID => one(&g.external_directory_object_id),
+        "displayName" => one(&g.display_name),
+        "description" => one(&g.description),
+        "mail" => one(&g.mail),
+        "mailNickname" => one(&g.mail_nickname),
+        ATTR_PROXY_ADDRESSES => g.proxy_addresses.clone(),
+        ATTR_MANAGED_BY => one(&g.managed_by),
+        _ => Vec::new(),
+    }
+}
+
+fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
+    match attr {
+        ATTR_MANAGED_BY => before.len() == after.len() && before.iter().zip(after).all(|(a, b)| dn_eq(a, b)),
+        ATTR_PROXY_ADDRESSES => {
+            let a: BTreeSet<&String> = before.iter().collect();
+            let b: BTreeSet<&String> = after.iter().collect();
+            a == b
+        }
+        _ => before == after,
+    }
+}
+
+/// The attribute changes that bring `current` to `wanted`, the operation's reason, and the
+/// drift lines (groupType and anchors only change by hand: the cloud never changes them
+/// without a type change, which is reported the same way).
+fn attr_changes(
+    current: &AdGroup,
+    wanted: &BTreeMap<&'static str, Vec<String>>,
+) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
+    let changes: Vec<AttrChange> = wanted
+        .iter()
+        .filter_map(|(attr, after)| {
+            let before = current_attr(current, attr);
+            (!same_values(attr, &before, after)).then(|| AttrChange {
+                attr: attr.to_string(),
+                before,
+                after: after.clone(),
+            })
+        })
+        .collect();
+    if changes.is_empty() {
+        return None;
+    }
+    let mut reasons = Vec::new();
+    let mut drift = Vec::new();
+    let mut updated = Vec::new();
+    for c in &changes {
+        match c.attr.as_str() {
+            ATTR_GROUP_TYPE => {
+                reasons.push("drift: groupType changed by hand".to_string());
+                drift.push(format!(
+                    "groupType changed by hand: {} → put back to {}",
+                    c.before.join(","),
+                    c.after.join(",")
+                ));
+            }
+            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID => {
+                reasons.push(format!("drift: anchor {} changed by hand", c.attr));
+                drift.push(format!("anchor {} changed by hand: put back to {}", c.attr, c.after.join(",")));
+            }
+            other => updated.push(other.to_string()),
+        }
+    }
+    if !updated.is_empty() {
+        reasons.push(format!("updated from the cloud: {}", updated.join(", ")));
+    }
+    Some((changes, reasons.join("; "), drift))
+}
+
+/// The members that should be values of `member`, one per DN (as AD compares DNs).
+fn unique_dns(membership: &Membership) -> Vec<(String, Option<ObjectId>)> {
+    let mut seen = BTreeMap::new();
+    for (dn, nested) in &membership.dns {
+        seen.entry(dn_key(dn)).or_insert_with(|| (dn.clone(), nested.clone()));
+    }
+    seen.into_values().collect()
+}
+
+/// Values to add and to remove so `member` equals the cloud's resolved members. Current
+/// values naming a group renamed by this plan are read under their new DN, as AD will
+/// show them after the rename.
+fn member_changes(
+    current: &AdGroup,
+    membership: &Membership,
+    renamed: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut have: BTreeMap<String, String> = BTreeMap::new();
+    for m in &current.members {
+        let key = dn_key(m);
+        let dn = renamed.get(&key).cloned().unwrap_or_else(|| m.clone());
+        have.entry(dn_key(&dn)).or_insert(dn);
+    }
+    let want: BTreeMap<String, String> = unique_dns(membership).into_iter().map(|(dn, _)| (dn_key(&dn), dn)).collect();
+    let add = want.iter().filter(|(k, _)| !have.contains_key(*k)).map(|(_, v)| v.clone()).collect();
+    let remove = have.iter().filter(|(k, _)| !want.contains_key(*k)).map(|(_, v)| v.clone()).collect();
+    (add, remove)
+}
+
+/// Why a group is not written back, in a few words.
+fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::Written { because, .. } => format!("written back ({because})"),
+        Decision::NotEnabled { because } => format!("not enabled for writeback ({because})"),
+        Decision::Unsupported { because } | Decision::Invalid { because } => because.clone(),
+        Decision::SyncedFromAd => "synced from AD".into(),
+        Decision::OverLimit { count, limit } => format!("over the member limit ({count} members, limit {limit})"),
+        Decision::SoftDeleted => "soft-deleted in the cloud".into(),
+    }
+}
+
+/// Run-wide notes: attributes the AD schema lacks, said once rather than per group.
+fn notices(decisions: &BTreeMap<&str, Decision>, schema: &AdSchema) -> Vec<String> {
+    let mut out = Vec::new();
+    let written: Vec<OnPremGroupType> = decisions
+        .values()
+        .filter_map(|d| match d {
+            Decision::Written { group_type, .. } => Some(*group_type),
+            _ => None,
+        })
+        .collect();
+    if !written.is_empty() && !schema.external_directory_object_id {
+        out.push(
+            "the AD schema has no msDS-ExternalDirectoryObjectId (Windows Server 2016 schema): the anchor is adminDescription alone"
+                .to_string(),
+        );
+    }
+    if written.iter().any(|t| t.is_mail_enabled()) {
+        for (has, attr) in [(schema.mail, "mail"), (schema.mail_nickname, "mailNickname"), (schema.proxy_addresses, "proxyAddresses")] {
+            if !has {
+                out.push(format!(
+                    "the AD schema has no {attr} attribute on groups: {attr} is not written for mail-enabled groups"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Operations by phase; the plan runs them phase after phase.
+#[derive(Default)]
+struct Phases {
+    renames: Vec<Operation>,
+    creates: Vec<Operation>,
+    modifies: Vec<Operation>,
+    adds: Vec<Operation>,
+    removes: Vec<Operation>,
+    deletes: Vec<Operation>,
+}
+
+impl Phases {
+    fn into_ordered(self) -> Vec<Operation> {
+        let Phases {
+            renames,
+            creates,
+            modifies,
+            adds,
+            removes,
+            deletes,
+        } = self;
+        [renames, creates, modifies, adds, removes, deletes]
+            .into_iter()
+            .flat_map(|mut phase| {
+                phase.sort_by_cached_key(|o| (dn_key(o.action.dn()), o.group.clone()));
+                phase
+            })
+            .collect()
+    }
+}

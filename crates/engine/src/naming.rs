@@ -1,0 +1,237 @@
+//! Names in AD: the CN of a written-back group, RFC 4514 escaping of RDN values,
+//! sAMAccountName, and DN comparison the way AD compares DNs (case-insensitive).
+
+use crate::config::Naming;
+use std::fmt::Write as _;
+use wb_model::{anchor_value, CloudGroup};
+
+/// AD's `cn` is at most 64 characters.
+pub const CN_MAX_CHARS: usize = 64;
+/// sAMAccountName length used by writeback.
+pub const SAM_MAX_CHARS: usize = 64;
+const CN_NAME_CHARS: usize = 51;
+const CN_ID_CHARS: usize = 12;
+const FALLBACK_ID_CHARS: usize = 8;
+
+/// Characters RFC 4514 escapes anywhere in a value (`=` too, as AD does).
+const RDN_SPECIALS: [char; 8] = [',', '+', '"', '\\', '<', '>', ';', '='];
+/// Characters a raw (unescaped) value may not contain.
+const RDN_FORBIDDEN_RAW: [char; 7] = [',', '+', '"', ';', '<', '>', '\0'];
+/// Characters AD refuses in sAMAccountName (SPEC §4).
+const SAM_FORBIDDEN: [char; 16] = ['"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@'];
+
+/// The CN (unescaped) of the AD group for `group` in the given naming mode, ≤ 64 chars.
+pub fn cn(group: &CloudGroup, naming: Naming) -> String {
+    let cn = match naming {
+        Naming::ObjectId => anchor_value(&group.id),
+        Naming::DisplayName => {
+            let name: String = group.name().trim().chars().take(CN_NAME_CHARS).collect();
+            let id: Vec<char> = group.id.chars().collect();
+            let tail: String = id[id.len().saturating_sub(CN_ID_CHARS)..].iter().collect();
+            format!("{name}_{tail}")
+        }
+    };
+    cn.chars().take(CN_MAX_CHARS).collect()
+}
+
+/// Escapes an attribute value for use in an RDN (RFC 4514 §2.4): `, + " \ < > ; =` with a
+/// backslash, a leading `#` or space and a trailing space with a backslash, NUL and other
+/// control characters as `\XX` hex pairs of their UTF-8 bytes.
+pub fn escape_rdn_value(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(value.len() + 4);
+    for (i, c) in value.chars().enumerate() {
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (i == last && c == ' ');
+        if edge || RDN_SPECIALS.contains(&c) {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_rdn_value`], accepting any RFC 4514 escaping (`\,` or `\2C`).
+/// `None` when the text is not a valid escaped value: a dangling or unknown escape,
+/// hex pairs that are not UTF-8, an unescaped special, or a leading unescaped `#`.
+pub fn unescape_rdn_value(value: &str) -> Option<String> {
+    decode_value(value).map(|chars| chars.into_iter().map(|(c, _)| c).collect())
+}
+
+/// `CN=` + the escaped value.
+pub fn rdn(cn: &str) -> String {
+    format!("CN={}", escape_rdn_value(cn))
+}
+
+/// sAMAccountName for a CN: forbidden characters (and control characters) become `_`,
+/// at most 64 characters.
+pub fn sam_account_name(cn: &str) -> String {
+    cn.chars()
+        .map(|c| if SAM_FORBIDDEN.contains(&c) || c.is_control() { '_' } else { c })
+        .take(SAM_MAX_CHARS)
+        .collect()
+}
+
+/// The sAMAccountName to use when the default one is taken: the name, shortened so the
+/// whole fits in 64 characters, + `_` + the first 8 characters of the object id.
+pub fn sam_account_name_fallback(cn: &str, id: &str) -> String {
+    let suffix: String = sam_account_name(id).chars().filter(|c| *c != '-').take(FALLBACK_ID_CHARS).collect();
+    let room = SAM_MAX_CHARS - 1 - suffix.chars().count();
+    let name: String = sam_account_name(cn).chars().take(room).collect();
+    format!("{name}_{suffix}")
+}
+
+/// Whether two DNs name the same object: attribute types and values compared
+/// case-insensitively, escaping normalised (`\,` = `\2C`), spaces around separators ignored.
+pub fn dn_eq(a: &str, b: &str) -> bool {
+    dn_key(a) == dn_key(b)
+}
+
+/// A canonical form of a DN, equal for DNs that [`dn_eq`] finds equal; for use as a map key.
+pub(crate) fn dn_key(dn: &str) -> String {
+    match parse_dn(dn) {
+        Some(rdns) => rdns
+            .iter()
+            .map(|avas| {
+                avas.iter()
+                    .map(|(t, v)| format!("{t}={}", escape_rdn_value(v)))
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        None => dn.trim().to_lowercase(),
+    }
+}
+
+/// Whether `dn` lies below `ou` (at any depth; `ou` itself is not below itself).
+pub(crate) fn is_under(dn: &str, ou: &str) -> bool {
+    match (parse_dn(dn), parse_dn(ou)) {
+        (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
+        _ => {
+            let (d, o) = (dn.trim().to_lowercase(), ou.trim().to_lowercase());
+            !o.is_empty() && d.ends_with(&format!(",{o}"))
+        }
+    }
+}
+
+/// The first RDN and the parent DN, split at the first unescaped comma.
+pub(crate) fn split_dn(dn: &str) -> Option<(&str, &str)> {
+    let parts = split_unescaped(dn.trim(), ',');
+    let first = parts.first()?;
+    let parent = dn.trim().get(first.len() + 1..)?;
+    Some((first.trim(), parent.trim()))
+}
+
+/// The unescaped CN of a DN whose first RDN is `CN=...`.
+pub(crate) fn cn_of_dn(dn: &str) -> Option<String> {
+    let (first, _) = split_dn(dn).or(Some((dn.trim(), "")))?;
+    let (t, v) = first.split_once('=')?;
+    if !t.trim().eq_ignore_ascii_case("cn") {
+        return None;
+    }
+    value_text(v)
+}
+
+/// RDNs of a DN, each a sorted list of (lower-case type, lower-case unescaped value).
+fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let dn = dn.trim();
+    if dn.is_empty() {
+        return Some(Vec::new());
+    }
+    split_unescaped(dn, ',')
+        .into_iter()
+        .map(|rdn| {
+            let mut avas = split_unescaped(rdn, '+')
+                .into_iter()
+                .map(|ava| {
+                    let (t, v) = ava.split_once('=')?;
+                    let t = t.trim().to_ascii_lowercase();
+                    if t.is_empty() {
+                        return None;
+                    }
+                    Some((t, value_text(v)?.to_lowercase()))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            avas.sort();
+            Some(avas)
+        })
+        .collect()
+}
+
+/// An RDN value as it appears in a DN, unescaped, unescaped spaces around it dropped.
+fn value_text(raw: &str) -> Option<String> {
+    let mut chars = decode_value(raw.trim_start_matches(' '))?;
+    while chars.last() == Some(&(' ', false)) {
+        chars.pop();
+    }
+    Some(chars.into_iter().map(|(c, _)| c).collect())
+}
+
+/// Splits at `sep` where it is not escaped by a backslash.
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == sep {
+            parts.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Decodes an escaped value into characters, each marked whether it was escaped.
+fn decode_value(raw: &str) -> Option<Vec<(char, bool)>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let next = chars.next()?;
+            if let Some(hi) = next.to_digit(16) {
+                let lo = chars.next()?.to_digit(16)?;
+                bytes.push(u8::try_from(hi * 16 + lo).ok()?);
+                continue;
+            }
+            flush_bytes(&mut bytes, &mut out)?;
+            if RDN_SPECIALS.contains(&next) || next == ' ' || next == '#' {
+                out.push((next, true));
+            } else {
+                return None;
+            }
+        } else {
+            flush_bytes(&mut bytes, &mut out)?;
+            if RDN_FORBIDDEN_RAW.contains(&c) {
+                return None;
+            }
+            out.push((c, false));
+        }
+    }
+    flush_bytes(&mut bytes, &mut out)?;
+    if out.first() == Some(&('#', false)) {
+        return None;
+    }
+    Some(out)
+}
+
+fn flush_bytes(bytes: &mut Vec<u8>, out: &mut Vec<(char, bool)>) -> Option<()> {
+    if !bytes.is_empty() {
+        let text = String::from_utf8(std::mem::take(bytes)).ok()?;
+        out.extend(text.chars().map(|c| (c, true)));
+    }
+    Some(())
+}
