@@ -1,0 +1,103 @@
+//! Fault injection and the gate every Graph request passes: request counting, the Bearer
+//! check, added latency, a share of 429 (with Retry-After) and a share of 503.
+
+use crate::error::GraphError;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The fault switches, settable by flags and by `POST /_sim/faults`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Share (0..=1) of Graph requests answered `429 Too Many Requests`.
+    pub throttle_share: f64,
+    /// Share (0..=1) of Graph requests answered `503 Service Unavailable`.
+    pub unavailable_share: f64,
+    /// Milliseconds added before every Graph response.
+    pub latency_ms: u64,
+    /// The `Retry-After` seconds sent with a 429 or 503.
+    pub retry_after_secs: u64,
+}
+
+impl Faults {
+    /// Checks the shares are probabilities.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("throttle_share", self.throttle_share),
+            ("unavailable_share", self.unavailable_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} must be between 0 and 1, got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The fault (if any) this request draws.
+    fn draw(&self) -> Option<GraphError> {
+        if self.throttle_share <= 0.0 && self.unavailable_share <= 0.0 {
+            return None;
+        }
+        let roll: f64 = rand::thread_rng().gen();
+        let mut err = if roll < self.throttle_share {
+            GraphError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Please retry again later.",
+            )
+        } else if roll < self.throttle_share + self.unavailable_share {
+            GraphError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry again later.",
+            )
+        } else {
+            return None;
+        };
+        err.retry_after = Some(self.retry_after_secs);
+        Some(err)
+    }
+}
+
+/// Graph requests counted by path (what tests use to count round trips).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub total: u64,
+    pub by_path: BTreeMap<String, u64>,
+    pub throttled: u64,
+    pub unavailable: u64,
+}
+
+/// Middleware in front of every `/v1.0` and `/beta` route.
+pub async fn graph_gate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    {
+        let mut stats = app.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.total += 1;
+        *stats.by_path.entry(req.uri().path().to_string()).or_default() += 1;
+    }
+    if let Err(e) = app.auth.check_bearer(req.headers()) {
+        return e.into_response();
+    }
+    let faults = app.faults.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if let Some(err) = faults.draw() {
+        let mut stats = app.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if err.status == StatusCode::TOO_MANY_REQUESTS {
+            stats.throttled += 1;
+        } else {
+            stats.unavailable += 1;
+        }
+        return err.into_response();
+    }
+    next.run(req).await
+}
