@@ -1,0 +1,367 @@
+//! Folds the changes of a delta round into the cloud image: a full round replaces the
+//! image, a delta round merges into it. Replays of a change are harmless.
+
+use crate::delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
+use std::collections::BTreeSet;
+use wb_model::{CloudDeletion, CloudGroup, CloudSnapshot, CloudUser, MemberRef};
+
+fn set<T>(field: &mut Option<T>, change: Tristate<T>) {
+    if let Some(value) = change {
+        *field = value;
+    }
+}
+
+fn set_list<T>(field: &mut Vec<T>, change: Tristate<Vec<T>>) {
+    if let Some(value) = change {
+        *field = value.unwrap_or_default();
+    }
+}
+
+fn apply_refs(set: &mut BTreeSet<MemberRef>, added: &[MemberRef], removed: &[MemberRef]) {
+    // By id: a removal entry may carry a less precise @odata.type than the addition did.
+    for r in removed {
+        set.retain(|m| m.id != r.id);
+    }
+    for a in added {
+        set.retain(|m| m.id != a.id || m.kind == a.kind);
+        set.insert(a.clone());
+    }
+}
+
+fn apply_group_patch(g: &mut CloudGroup, p: &GroupPatch) {
+    set(&mut g.display_name, p.display_name.clone());
+    set(&mut g.description, p.description.clone());
+    set_list(&mut g.group_types, p.group_types.clone());
+    set(&mut g.mail_enabled, p.mail_enabled);
+    set(&mut g.security_enabled, p.security_enabled);
+    set(&mut g.mail, p.mail.clone());
+    set(&mut g.mail_nickname, p.mail_nickname.clone());
+    set_list(&mut g.proxy_addresses, p.proxy_addresses.clone());
+    set(&mut g.on_premises_sync_enabled, p.on_premises_sync_enabled);
+    set(
+        &mut g.on_premises_security_identifier,
+        p.on_premises_security_identifier.clone(),
+    );
+    if let Some(config) = &p.writeback_configuration {
+        g.writeback = config.clone().unwrap_or_default();
+    }
+    apply_refs(&mut g.members, &p.members_added, &p.members_removed);
+    apply_refs(&mut g.owners, &p.owners_added, &p.owners_removed);
+    // Seen alive: a soft-deleted group that shows up again was restored.
+    g.deleted = None;
+}
+
+/// Applies a group delta round to `snapshot.groups`.
+///
+/// A full round leaves exactly the groups of the round (a soft-deleted group keeps what
+/// the previous image knew of it). A delta round merges: an absent property is unchanged,
+/// null clears it, a value sets it; members and owners are added and removed; a
+/// soft-deleted group is kept and marked, an upsert of it restores it; a permanently
+/// deleted group is removed.
+pub fn apply_group_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<GroupChange>) {
+    let previous = if round.full {
+        std::mem::take(&mut snapshot.groups)
+    } else {
+        Default::default()
+    };
+    let groups = &mut snapshot.groups;
+    for change in &round.changes {
+        match change {
+            GroupChange::Upsert(p) => {
+                let g = groups.entry(p.id.clone()).or_insert_with(|| CloudGroup {
+                    id: p.id.clone(),
+                    ..CloudGroup::default()
+                });
+                apply_group_patch(g, p);
+            }
+            GroupChange::SoftDeleted(id) => {
+                let g = groups.entry(id.clone()).or_insert_with(|| {
+                    previous.get(id).cloned().unwrap_or_else(|| CloudGroup {
+                        id: id.clone(),
+                        ..CloudGroup::default()
+                    })
+                });
+                g.deleted = Some(CloudDeletion::SoftDeleted);
+            }
+            GroupChange::Deleted(id) => {
+                groups.remove(id);
+            }
+        }
+    }
+}
+
+fn apply_user_patch(u: &mut CloudUser, p: &UserPatch) {
+    set(&mut u.user_principal_name, p.user_principal_name.clone());
+    set(&mut u.display_name, p.display_name.clone());
+    set(&mut u.on_premises_sync_enabled, p.on_premises_sync_enabled);
+    set(
+        &mut u.on_premises_security_identifier,
+        p.on_premises_security_identifier.clone(),
+    );
+    set(
+        &mut u.on_premises_immutable_id,
+        p.on_premises_immutable_id.clone(),
+    );
+    set(
+        &mut u.on_premises_distinguished_name,
+        p.on_premises_distinguished_name.clone(),
+    );
+    set(
+        &mut u.on_premises_sam_account_name,
+        p.on_premises_sam_account_name.clone(),
+    );
+    set(
+        &mut u.on_premises_domain_name,
+        p.on_premises_domain_name.clone(),
+    );
+}
+
+/// Applies a user delta round to `snapshot.users` (a full round replaces them).
+pub fn apply_user_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<UserChange>) {
+    if round.full {
+        snapshot.users.clear();
+    }
+    for change in &round.changes {
+        match change {
+            UserChange::Upsert(p) => {
+                let u = snapshot
+                    .users
+                    .entry(p.id.clone())
+                    .or_insert_with(|| CloudUser {
+                        id: p.id.clone(),
+                        ..CloudUser::default()
+                    });
+                apply_user_patch(u, p);
+            }
+            UserChange::Deleted(id) => {
+                snapshot.users.remove(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_model::{MemberKind, WritebackConfiguration};
+
+    fn user(id: &str) -> MemberRef {
+        MemberRef {
+            kind: MemberKind::User,
+            id: id.into(),
+        }
+    }
+
+    fn round(full: bool, changes: Vec<GroupChange>) -> DeltaRound<GroupChange> {
+        DeltaRound {
+            changes,
+            delta_link: "https://graph.example/beta/groups/delta?$deltatoken=x".into(),
+            full,
+        }
+    }
+
+    fn full_patch(id: &str, name: &str, members: &[&str]) -> GroupPatch {
+        GroupPatch {
+            id: id.into(),
+            display_name: Some(Some(name.into())),
+            description: Some(Some("about".into())),
+            group_types: Some(Some(vec!["Unified".into()])),
+            mail_enabled: Some(Some(true)),
+            security_enabled: Some(Some(false)),
+            mail: Some(Some(format!("{name}@example.test"))),
+            writeback_configuration: Some(Some(WritebackConfiguration {
+                is_enabled: Some(true),
+                on_premises_group_type: Some("universalDistributionGroup".into()),
+            })),
+            members_added: members.iter().map(|m| user(m)).collect(),
+            ..GroupPatch::default()
+        }
+    }
+
+    fn base() -> CloudSnapshot {
+        let mut s = CloudSnapshot::default();
+        apply_group_changes(
+            &mut s,
+            &round(
+                true,
+                vec![
+                    GroupChange::Upsert(full_patch("g1", "One", &["u1", "u2"])),
+                    GroupChange::Upsert(full_patch("g2", "Two", &["u3"])),
+                ],
+            ),
+        );
+        s
+    }
+
+    #[test]
+    fn full_round_holds_exactly_its_groups() {
+        let mut s = base();
+        apply_group_changes(
+            &mut s,
+            &round(
+                true,
+                vec![GroupChange::Upsert(full_patch("g3", "Three", &[]))],
+            ),
+        );
+        assert_eq!(s.groups.keys().collect::<Vec<_>>(), vec!["g3"]);
+    }
+
+    #[test]
+    fn absent_property_is_kept_and_null_clears_it() {
+        let mut s = base();
+        let patch = GroupPatch {
+            id: "g1".into(),
+            description: Some(None),
+            group_types: Some(None),
+            writeback_configuration: Some(None),
+            ..GroupPatch::default()
+        };
+        apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(patch)]));
+        let g = &s.groups["g1"];
+        assert_eq!(g.display_name.as_deref(), Some("One"), "absent: unchanged");
+        assert_eq!(
+            g.mail.as_deref(),
+            Some("One@example.test"),
+            "absent: unchanged"
+        );
+        assert_eq!(g.description, None, "null: cleared");
+        assert!(g.group_types.is_empty(), "null list: cleared");
+        assert_eq!(g.writeback, WritebackConfiguration::default());
+        assert_eq!(g.members.len(), 2, "no members@delta: members unchanged");
+    }
+
+    #[test]
+    fn members_are_added_and_removed_and_replays_change_nothing() {
+        let mut s = base();
+        let patch = GroupPatch {
+            id: "g1".into(),
+            display_name: Some(Some("Renamed".into())),
+            members_added: vec![user("u9")],
+            members_removed: vec![user("u1")],
+            ..GroupPatch::default()
+        };
+        let r = round(false, vec![GroupChange::Upsert(patch)]);
+        apply_group_changes(&mut s, &r);
+        let once = s.clone();
+        apply_group_changes(&mut s, &r);
+        assert_eq!(s, once, "a replayed round is harmless");
+        let g = &s.groups["g1"];
+        assert_eq!(g.display_name.as_deref(), Some("Renamed"));
+        assert_eq!(
+            g.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            vec!["u2", "u9"]
+        );
+    }
+
+    #[test]
+    fn order_of_independent_changes_does_not_matter() {
+        let a = GroupChange::Upsert(GroupPatch {
+            id: "g1".into(),
+            members_added: vec![user("u7")],
+            ..GroupPatch::default()
+        });
+        let b = GroupChange::Upsert(GroupPatch {
+            id: "g1".into(),
+            description: Some(Some("new".into())),
+            members_removed: vec![user("u2")],
+            ..GroupPatch::default()
+        });
+        let c = GroupChange::Deleted("g2".into());
+        let mut one = base();
+        apply_group_changes(
+            &mut one,
+            &round(false, vec![a.clone(), b.clone(), c.clone()]),
+        );
+        let mut two = base();
+        apply_group_changes(&mut two, &round(false, vec![c, b, a]));
+        assert_eq!(one, two);
+        assert!(!one.groups.contains_key("g2"));
+    }
+
+    #[test]
+    fn soft_deleted_group_is_kept_and_restored_by_a_later_sighting() {
+        let mut s = base();
+        apply_group_changes(
+            &mut s,
+            &round(false, vec![GroupChange::SoftDeleted("g1".into())]),
+        );
+        let g = &s.groups["g1"];
+        assert_eq!(g.deleted, Some(CloudDeletion::SoftDeleted));
+        assert_eq!(g.display_name.as_deref(), Some("One"), "kept as it was");
+        assert_eq!(g.members.len(), 2);
+
+        let restore = GroupPatch {
+            id: "g1".into(),
+            ..GroupPatch::default()
+        };
+        apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(restore)]));
+        assert_eq!(s.groups["g1"].deleted, None);
+        assert_eq!(s.groups["g1"].members.len(), 2);
+    }
+
+    #[test]
+    fn soft_deleted_group_in_a_full_round_keeps_what_was_known() {
+        let mut s = base();
+        apply_group_changes(
+            &mut s,
+            &round(
+                true,
+                vec![
+                    GroupChange::SoftDeleted("g1".into()),
+                    GroupChange::Upsert(full_patch("g2", "Two", &["u3"])),
+                ],
+            ),
+        );
+        assert_eq!(s.groups.len(), 2);
+        assert_eq!(s.groups["g1"].display_name.as_deref(), Some("One"));
+        assert_eq!(s.groups["g1"].deleted, Some(CloudDeletion::SoftDeleted));
+    }
+
+    #[test]
+    fn permanently_deleted_group_is_removed_and_replay_is_harmless() {
+        let mut s = base();
+        let r = round(false, vec![GroupChange::Deleted("g1".into())]);
+        apply_group_changes(&mut s, &r);
+        apply_group_changes(&mut s, &r);
+        assert!(!s.groups.contains_key("g1"));
+        assert!(s.groups.contains_key("g2"));
+    }
+
+    #[test]
+    fn user_round_merges_and_deletes() {
+        let mut s = CloudSnapshot::default();
+        let full = DeltaRound {
+            changes: vec![
+                UserChange::Upsert(UserPatch {
+                    id: "u1".into(),
+                    display_name: Some(Some("Ann".into())),
+                    on_premises_security_identifier: Some(Some("S-1-5-21-1".into())),
+                    ..UserPatch::default()
+                }),
+                UserChange::Upsert(UserPatch {
+                    id: "u2".into(),
+                    ..UserPatch::default()
+                }),
+            ],
+            delta_link: "l".into(),
+            full: true,
+        };
+        apply_user_changes(&mut s, &full);
+        let delta = DeltaRound {
+            changes: vec![
+                UserChange::Upsert(UserPatch {
+                    id: "u1".into(),
+                    on_premises_security_identifier: Some(None),
+                    ..UserPatch::default()
+                }),
+                UserChange::Deleted("u2".into()),
+            ],
+            delta_link: "l2".into(),
+            full: false,
+        };
+        apply_user_changes(&mut s, &delta);
+        assert_eq!(s.users.len(), 1);
+        assert_eq!(s.users["u1"].display_name.as_deref(), Some("Ann"));
+        assert_eq!(s.users["u1"].on_premises_security_identifier, None);
+    }
+}

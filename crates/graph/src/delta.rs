@@ -1,0 +1,520 @@
+//! Parsing of Graph delta pages (`/groups/delta`, `/users/delta`) into changes, and the
+//! merge of the pages of one round: a group may appear on several pages, each page
+//! carrying a chunk of its `members@delta`.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use wb_model::{MemberKind, MemberRef, ObjectId, WritebackConfiguration};
+
+/// The changes of one delta round and the link that starts the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaRound<T> {
+    /// At most one change per object, in the order objects were first seen.
+    pub changes: Vec<T>,
+    /// The `@odata.deltaLink` that ended the round, as given.
+    pub delta_link: String,
+    /// The round started without a link: it lists every object, not changes.
+    pub full: bool,
+}
+
+/// A property as a delta page gives it: `None` = absent (unchanged, or never set),
+/// `Some(None)` = null (cleared), `Some(Some(v))` = the value.
+pub type Tristate<T> = Option<Option<T>>;
+
+/// What a delta round says of one group.
+// Nearly every change of a round is an upsert: boxing it would cost an allocation each
+// for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupChange {
+    Upsert(GroupPatch),
+    /// `@removed: {reason: changed}`: in deleted items, restorable.
+    SoftDeleted(ObjectId),
+    /// `@removed: {reason: deleted}`: gone for good.
+    Deleted(ObjectId),
+}
+
+impl GroupChange {
+    pub fn id(&self) -> &str {
+        match self {
+            GroupChange::Upsert(p) => &p.id,
+            GroupChange::SoftDeleted(id) | GroupChange::Deleted(id) => id,
+        }
+    }
+}
+
+/// The properties and membership changes of one group in a delta round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupPatch {
+    pub id: ObjectId,
+    pub display_name: Tristate<String>,
+    pub description: Tristate<String>,
+    pub group_types: Tristate<Vec<String>>,
+    pub mail_enabled: Tristate<bool>,
+    pub security_enabled: Tristate<bool>,
+    pub mail: Tristate<String>,
+    pub mail_nickname: Tristate<String>,
+    pub proxy_addresses: Tristate<Vec<String>>,
+    pub on_premises_sync_enabled: Tristate<bool>,
+    pub on_premises_security_identifier: Tristate<String>,
+    pub writeback_configuration: Tristate<WritebackConfiguration>,
+    pub members_added: Vec<MemberRef>,
+    pub members_removed: Vec<MemberRef>,
+    /// Filled only if Graph sends `owners@delta` (group delta does not document owners
+    /// as selectable, so writeback does not ask for them).
+    pub owners_added: Vec<MemberRef>,
+    pub owners_removed: Vec<MemberRef>,
+}
+
+/// What a delta round says of one user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserChange {
+    Upsert(UserPatch),
+    /// Removed (soft or hard): no longer a resolvable member.
+    Deleted(ObjectId),
+}
+
+impl UserChange {
+    pub fn id(&self) -> &str {
+        match self {
+            UserChange::Upsert(p) => &p.id,
+            UserChange::Deleted(id) => id,
+        }
+    }
+}
+
+/// The properties of one user in a delta round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserPatch {
+    pub id: ObjectId,
+    pub user_principal_name: Tristate<String>,
+    pub display_name: Tristate<String>,
+    pub on_premises_sync_enabled: Tristate<bool>,
+    pub on_premises_security_identifier: Tristate<String>,
+    pub on_premises_immutable_id: Tristate<String>,
+    pub on_premises_distinguished_name: Tristate<String>,
+    pub on_premises_sam_account_name: Tristate<String>,
+    pub on_premises_domain_name: Tristate<String>,
+}
+
+/// One page of a delta (or plain collection) answer.
+pub(crate) struct Page {
+    pub(crate) value: Vec<Value>,
+    pub(crate) next_link: Option<String>,
+    pub(crate) delta_link: Option<String>,
+}
+
+pub(crate) fn read_page(body: Value) -> Result<Page, String> {
+    let Value::Object(mut obj) = body else {
+        return Err("the answer is not a JSON object".to_string());
+    };
+    let link = |obj: &mut Map<String, Value>, key: &str| -> Result<Option<String>, String> {
+        match obj.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("{key} is not a string: {other}")),
+        }
+    };
+    let next_link = link(&mut obj, "@odata.nextLink")?;
+    let delta_link = link(&mut obj, "@odata.deltaLink")?;
+    let value = match obj.remove("value") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => return Err("value is not an array".to_string()),
+    };
+    Ok(Page {
+        value,
+        next_link,
+        delta_link,
+    })
+}
+
+fn object_id(obj: &Map<String, Value>) -> Result<ObjectId, String> {
+    match obj.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+        _ => Err("an object without an id".to_string()),
+    }
+}
+
+/// `absent` / `null` / value of one property; a value of the wrong type is an error
+/// naming the object and the property.
+fn tristate<T: DeserializeOwned>(
+    obj: &Map<String, Value>,
+    id: &str,
+    key: &str,
+) -> Result<Tristate<T>, String> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(|t| Some(Some(t)))
+            .map_err(|e| format!("object {id}: property {key}: {e}")),
+    }
+}
+
+/// `"@removed": {"reason": ...}` → Some(reason) ("" when no reason is given).
+fn removed_reason(obj: &Map<String, Value>) -> Option<String> {
+    obj.get("@removed").map(|r| {
+        r.get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+/// Splits a `members@delta` / `owners@delta` array into added and removed references.
+fn member_delta(
+    obj: &Map<String, Value>,
+    id: &str,
+    key: &str,
+) -> Result<(Vec<MemberRef>, Vec<MemberRef>), String> {
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let entries = match obj.get(key) {
+        None | Some(Value::Null) => return Ok((added, removed)),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(format!("group {id}: {key} is not an array")),
+    };
+    for entry in entries {
+        let Value::Object(e) = entry else {
+            return Err(format!("group {id}: an entry of {key} is not an object"));
+        };
+        let member_id = object_id(e).map_err(|m| format!("group {id}: {key}: {m}"))?;
+        let kind = e
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .map(MemberKind::from_odata_type)
+            .unwrap_or(MemberKind::Other);
+        let member = MemberRef {
+            kind,
+            id: member_id,
+        };
+        if e.contains_key("@removed") {
+            removed.push(member);
+        } else {
+            added.push(member);
+        }
+    }
+    Ok((added, removed))
+}
+
+pub(crate) fn parse_group(item: &Value) -> Result<GroupChange, String> {
+    let Value::Object(obj) = item else {
+        return Err("a group entry is not a JSON object".to_string());
+    };
+    let id = object_id(obj)?;
+    if let Some(reason) = removed_reason(obj) {
+        // Only "deleted" is final; "changed" (and anything unknown) keeps the AD group.
+        return Ok(if reason == "deleted" {
+            GroupChange::Deleted(id)
+        } else {
+            GroupChange::SoftDeleted(id)
+        });
+    }
+    let (members_added, members_removed) = member_delta(obj, &id, "members@delta")?;
+    let (owners_added, owners_removed) = member_delta(obj, &id, "owners@delta")?;
+    Ok(GroupChange::Upsert(GroupPatch {
+        display_name: tristate(obj, &id, "displayName")?,
+        description: tristate(obj, &id, "description")?,
+        group_types: tristate(obj, &id, "groupTypes")?,
+        mail_enabled: tristate(obj, &id, "mailEnabled")?,
+        security_enabled: tristate(obj, &id, "securityEnabled")?,
+        mail: tristate(obj, &id, "mail")?,
+        mail_nickname: tristate(obj, &id, "mailNickname")?,
+        proxy_addresses: tristate(obj, &id, "proxyAddresses")?,
+        on_premises_sync_enabled: tristate(obj, &id, "onPremisesSyncEnabled")?,
+        on_premises_security_identifier: tristate(obj, &id, "onPremisesSecurityIdentifier")?,
+        writeback_configuration: tristate(obj, &id, "writebackConfiguration")?,
+        members_added,
+        members_removed,
+        owners_added,
+        owners_removed,
+        id,
+    }))
+}
+
+pub(crate) fn parse_user(item: &Value) -> Result<UserChange, String> {
+    let Value::Object(obj) = item else {
+        return Err("a user entry is not a JSON object".to_string());
+    };
+    let id = object_id(obj)?;
+    if removed_reason(obj).is_some() {
+        return Ok(UserChange::Deleted(id));
+    }
+    Ok(UserChange::Upsert(UserPatch {
+        user_principal_name: tristate(obj, &id, "userPrincipalName")?,
+        display_name: tristate(obj, &id, "displayName")?,
+        on_premises_sync_enabled: tristate(obj, &id, "onPremisesSyncEnabled")?,
+        on_premises_security_identifier: tristate(obj, &id, "onPremisesSecurityIdentifier")?,
+        on_premises_immutable_id: tristate(obj, &id, "onPremisesImmutableId")?,
+        on_premises_distinguished_name: tristate(obj, &id, "onPremisesDistinguishedName")?,
+        on_premises_sam_account_name: tristate(obj, &id, "onPremisesSamAccountName")?,
+        on_premises_domain_name: tristate(obj, &id, "onPremisesDomainName")?,
+        id,
+    }))
+}
+
+fn take_newer<T>(old: &mut Tristate<T>, new: Tristate<T>) {
+    if new.is_some() {
+        *old = new;
+    }
+}
+
+/// Folds a later sighting of the same membership list into an earlier one: the later
+/// word on a member wins, and a member is never both added and removed.
+fn merge_refs(
+    added: &mut Vec<MemberRef>,
+    removed: &mut Vec<MemberRef>,
+    new_added: Vec<MemberRef>,
+    new_removed: Vec<MemberRef>,
+) {
+    for m in new_removed {
+        added.retain(|a| a.id != m.id);
+        if !removed.iter().any(|r| r.id == m.id) {
+            removed.push(m);
+        }
+    }
+    for m in new_added {
+        removed.retain(|r| r.id != m.id);
+        if !added.iter().any(|a| a.id == m.id) {
+            added.push(m);
+        }
+    }
+}
+
+impl GroupPatch {
+    /// Merges a later sighting of the same group (another page of the same round).
+    pub fn merge(&mut self, later: GroupPatch) {
+        take_newer(&mut self.display_name, later.display_name);
+        take_newer(&mut self.description, later.description);
+        take_newer(&mut self.group_types, later.group_types);
+        take_newer(&mut self.mail_enabled, later.mail_enabled);
+        take_newer(&mut self.security_enabled, later.security_enabled);
+        take_newer(&mut self.mail, later.mail);
+        take_newer(&mut self.mail_nickname, later.mail_nickname);
+        take_newer(&mut self.proxy_addresses, later.proxy_addresses);
+        take_newer(
+            &mut self.on_premises_sync_enabled,
+            later.on_premises_sync_enabled,
+        );
+        take_newer(
+            &mut self.on_premises_security_identifier,
+            later.on_premises_security_identifier,
+        );
+        take_newer(
+            &mut self.writeback_configuration,
+            later.writeback_configuration,
+        );
+        merge_refs(
+            &mut self.members_added,
+            &mut self.members_removed,
+            later.members_added,
+            later.members_removed,
+        );
+        merge_refs(
+            &mut self.owners_added,
+            &mut self.owners_removed,
+            later.owners_added,
+            later.owners_removed,
+        );
+    }
+}
+
+impl UserPatch {
+    /// Merges a later sighting of the same user.
+    pub fn merge(&mut self, later: UserPatch) {
+        take_newer(&mut self.user_principal_name, later.user_principal_name);
+        take_newer(&mut self.display_name, later.display_name);
+        take_newer(
+            &mut self.on_premises_sync_enabled,
+            later.on_premises_sync_enabled,
+        );
+        take_newer(
+            &mut self.on_premises_security_identifier,
+            later.on_premises_security_identifier,
+        );
+        take_newer(
+            &mut self.on_premises_immutable_id,
+            later.on_premises_immutable_id,
+        );
+        take_newer(
+            &mut self.on_premises_distinguished_name,
+            later.on_premises_distinguished_name,
+        );
+        take_newer(
+            &mut self.on_premises_sam_account_name,
+            later.on_premises_sam_account_name,
+        );
+        take_newer(
+            &mut self.on_premises_domain_name,
+            later.on_premises_domain_name,
+        );
+    }
+}
+
+/// Collects the changes of a round, one per object, merging repeated sightings.
+pub(crate) struct RoundChanges<T> {
+    order: Vec<ObjectId>,
+    by_id: HashMap<ObjectId, T>,
+}
+
+impl<T> RoundChanges<T> {
+    pub(crate) fn new() -> Self {
+        RoundChanges {
+            order: Vec::new(),
+            by_id: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn into_changes(mut self) -> Vec<T> {
+        self.order
+            .iter()
+            .filter_map(|id| self.by_id.remove(id))
+            .collect()
+    }
+
+    fn slot(&mut self, id: &str) -> Option<&mut T> {
+        self.by_id.get_mut(id)
+    }
+
+    fn put(&mut self, id: ObjectId, change: T) {
+        if !self.by_id.contains_key(&id) {
+            self.order.push(id.clone());
+        }
+        self.by_id.insert(id, change);
+    }
+}
+
+impl RoundChanges<GroupChange> {
+    pub(crate) fn add(&mut self, change: GroupChange) {
+        let id = change.id().to_string();
+        match (self.slot(&id), change) {
+            (Some(GroupChange::Upsert(earlier)), GroupChange::Upsert(later)) => {
+                earlier.merge(later)
+            }
+            // A removal, or a sighting after a removal (a restore), replaces what came
+            // before: the later state of the object is the one that holds.
+            (_, change) => self.put(id, change),
+        }
+    }
+}
+
+impl RoundChanges<UserChange> {
+    pub(crate) fn add(&mut self, change: UserChange) {
+        let id = change.id().to_string();
+        match (self.slot(&id), change) {
+            (Some(UserChange::Upsert(earlier)), UserChange::Upsert(later)) => earlier.merge(later),
+            (_, change) => self.put(id, change),
+        }
+    }
+}
+
+/// Parses a `writebackConfiguration` listing page item: `(id, configuration)`.
+pub(crate) fn parse_writeback_item(
+    item: &Value,
+    into: &mut BTreeMap<ObjectId, WritebackConfiguration>,
+) -> Result<(), String> {
+    let Value::Object(obj) = item else {
+        return Err("a group entry is not a JSON object".to_string());
+    };
+    let id = object_id(obj)?;
+    let config: Tristate<WritebackConfiguration> = tristate(obj, &id, "writebackConfiguration")?;
+    into.insert(id, config.flatten().unwrap_or_default());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(id: &str) -> MemberRef {
+        MemberRef {
+            kind: MemberKind::User,
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn group_entry_keeps_absent_null_and_value_apart() {
+        let change = parse_group(&json!({
+            "id": "g1",
+            "displayName": "Finance",
+            "description": null,
+            "writebackConfiguration": {"isEnabled": true, "onPremisesGroupType": null},
+            "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.group", "id": "g2"},
+                {"@odata.type": "#microsoft.graph.user", "id": "u3", "@removed": {"reason": "deleted"}}
+            ]
+        }))
+        .unwrap();
+        let GroupChange::Upsert(p) = change else {
+            panic!("expected an upsert")
+        };
+        assert_eq!(p.display_name, Some(Some("Finance".into())));
+        assert_eq!(p.description, Some(None));
+        assert_eq!(p.mail, None);
+        assert_eq!(
+            p.writeback_configuration,
+            Some(Some(WritebackConfiguration {
+                is_enabled: Some(true),
+                on_premises_group_type: None
+            }))
+        );
+        assert_eq!(
+            p.members_added,
+            vec![
+                user("u1"),
+                MemberRef {
+                    kind: MemberKind::Group,
+                    id: "g2".into()
+                }
+            ]
+        );
+        assert_eq!(p.members_removed, vec![user("u3")]);
+    }
+
+    #[test]
+    fn removed_reason_tells_soft_from_permanent_delete() {
+        let soft = parse_group(&json!({"id": "g1", "@removed": {"reason": "changed"}})).unwrap();
+        let hard = parse_group(&json!({"id": "g2", "@removed": {"reason": "deleted"}})).unwrap();
+        assert_eq!(soft, GroupChange::SoftDeleted("g1".into()));
+        assert_eq!(hard, GroupChange::Deleted("g2".into()));
+    }
+
+    #[test]
+    fn property_of_the_wrong_type_names_group_and_property() {
+        let err = parse_group(&json!({"id": "g9", "mailEnabled": "yes"})).unwrap_err();
+        assert!(err.contains("g9") && err.contains("mailEnabled"), "{err}");
+    }
+
+    #[test]
+    fn group_seen_on_two_pages_is_one_change_with_both_member_chunks() {
+        let mut round = RoundChanges::<GroupChange>::new();
+        round.add(
+            parse_group(&json!({"id": "g1", "displayName": "A",
+            "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}]}))
+            .unwrap(),
+        );
+        round.add(parse_group(&json!({"id": "g2", "displayName": "B"})).unwrap());
+        round.add(parse_group(&json!({"id": "g1",
+            "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u2"},
+                              {"@odata.type": "#microsoft.graph.user", "id": "u1", "@removed": {}}]})).unwrap());
+        let changes = round.into_changes();
+        assert_eq!(changes.len(), 2);
+        let GroupChange::Upsert(p) = &changes[0] else {
+            panic!("expected an upsert")
+        };
+        assert_eq!(p.display_name, Some(Some("A".into())));
+        assert_eq!(p.members_added, vec![user("u2")]);
+        assert_eq!(p.members_removed, vec![user("u1")]);
+    }
+
+    #[test]
+    fn user_removal_of_any_reason_is_a_delete() {
+        let c = parse_user(&json!({"id": "u1", "@removed": {"reason": "changed"}})).unwrap();
+        assert_eq!(c, UserChange::Deleted("u1".into()));
+    }
+}
