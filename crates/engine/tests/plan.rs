@@ -1,0 +1,585 @@
+//! The planner (SPEC §4–§6): creates, renames, drift, ownership, lifecycle and members.
+
+mod fixture;
+
+use fixture::*;
+use wb_engine::naming::{dn_eq, rdn};
+use wb_engine::{lookups, Rule, RuleKind, RuleMatch, DOMAIN_LOCAL_ERROR};
+use wb_model::{
+    Action, AdGroup, AdObjectRef, AdState, CloudDeletion, Fate, GroupOutcome, Join, Lookup, MemberKind, Operation,
+    Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
+};
+
+fn outcome<'a>(plan: &'a Plan, id: &str) -> &'a GroupOutcome {
+    plan.groups.iter().find(|g| g.id == id).unwrap_or_else(|| panic!("no outcome for {id}"))
+}
+
+fn ops_of<'a>(plan: &'a Plan, id: &str) -> Vec<&'a Operation> {
+    plan.operations.iter().filter(|o| o.group == id).collect()
+}
+
+fn team_dn(name: &str, id: &str) -> String {
+    let tail = &id[id.len() - 12..];
+    format!("{},{OU}", rdn(&format!("{name}_{tail}")))
+}
+
+/// A tenant with one Microsoft 365 group, cycled once so AD holds its group.
+fn written_team() -> (Tenant, String) {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(&id, "Team"));
+    t.cycle();
+    (t, id)
+}
+
+#[test]
+fn written_group_is_created_with_its_anchor_and_attributes() {
+    let id = gid(1);
+    let mut g = m365(&id, "Sales, EMEA");
+    g.description = Some(format!("  {}  ", "d".repeat(500)));
+    let mut t = Tenant::new().group(g);
+    t.ad.schema.mail = true;
+    t.ad.schema.mail_nickname = true;
+    t.ad.schema.proxy_addresses = true;
+    let plan = t.plan();
+    assert!(plan.notices.is_empty(), "{:?}", plan.notices);
+    let [op] = ops_of(&plan, &id)[..] else { panic!("{:#?}", plan.operations) };
+    let Action::Create { dn, attrs, members, sam_account_name_fallback } = &op.action else { panic!("{op:?}") };
+    assert_eq!(dn, &format!("CN=Sales\\, EMEA_{},{OU}", &id[24..]));
+    let one = |a: &str| attrs.get(a).cloned().unwrap_or_default();
+    assert_eq!(one("objectClass"), vec!["top", "group"]);
+    assert_eq!(one("cn"), vec![format!("Sales, EMEA_{}", &id[24..])]);
+    assert_eq!(one("sAMAccountName"), vec![format!("Sales_ EMEA_{}", &id[24..])]);
+    assert_eq!(one("groupType"), vec!["8"]);
+    assert_eq!(one("adminDescription"), vec![format!("Group_{id}")]);
+    assert_eq!(one("msDS-ExternalDirectoryObjectId"), vec![format!("Group_{id}")]);
+    assert_eq!(one("displayName"), vec!["Sales, EMEA"]);
+    assert_eq!(one("description"), vec!["d".repeat(448)]);
+    assert_eq!(one("mail"), vec!["Sales,.EMEA@lab.example.test"]);
+    assert!(attrs.contains_key("proxyAddresses") && attrs.contains_key("mailNickname"));
+    assert!(!attrs.contains_key("managedBy"), "owners are written only with write_owners");
+    assert!(members.is_empty());
+    assert!(sam_account_name_fallback.ends_with("_00000000"));
+    assert_eq!(op.reason, "created: writeback enabled (Microsoft 365 default (isEnabled null))");
+    let o = outcome(&plan, &id);
+    assert_eq!((o.ad_state.clone(), o.ad_dn.as_deref()), (AdState::ToCreate, Some(dn.as_str())));
+}
+
+#[test]
+fn security_group_is_created_without_mail_attributes() {
+    let id = gid(2);
+    let mut g = enabled(security(&id, "SG-Finance"), Some(true), None);
+    g.mail = Some("sg@lab.example.test".into());
+    let mut t = Tenant::new().group(g);
+    t.ad.schema.mail = true;
+    let plan = t.plan();
+    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(attrs["groupType"], vec![(GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY).to_string()]);
+    assert_eq!(attrs["groupType"], vec!["-2147483640"]);
+    assert!(!attrs.contains_key("mail"));
+}
+
+#[test]
+fn attributes_the_schema_lacks_are_one_notice_not_per_group() {
+    let mut t = Tenant::new().group(m365(&gid(1), "A")).group(m365(&gid(2), "B"));
+    t.ad.schema.mail = true;
+    t.ad.schema.proxy_addresses = true;
+    let plan = t.plan();
+    let lines: Vec<&String> = plan.notices.iter().filter(|n| n.contains("mailNickname")).collect();
+    assert_eq!(lines.len(), 1, "{:?}", plan.notices);
+    for op in &plan.operations {
+        let Action::Create { attrs, .. } = &op.action else { panic!() };
+        assert!(attrs.contains_key("mail") && !attrs.contains_key("mailNickname"));
+    }
+}
+
+#[test]
+fn no_anchor_schema_falls_back_to_admin_description() {
+    let mut t = Tenant::new().group(m365(&gid(1), "A"));
+    t.ad.schema.external_directory_object_id = false;
+    let plan = t.cycle();
+    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
+    assert!(!attrs.contains_key("msDS-ExternalDirectoryObjectId"));
+    assert!(t.plan().is_empty(), "the adminDescription anchor alone joins the group");
+}
+
+#[test]
+fn unchanged_group_gives_an_empty_plan() {
+    let (t, id) = written_team();
+    let plan = t.plan();
+    assert!(plan.is_empty(), "{:#?}", plan.operations);
+    assert_eq!(outcome(&plan, &id).ad_state, AdState::Present);
+}
+
+#[test]
+fn renamed_group_is_renamed_in_place() {
+    let (mut t, id) = written_team();
+    let guid = t.ad_group(&id).map(|g| g.guid.clone()).unwrap_or_default();
+    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team, renamed".into()));
+    let plan = t.cycle();
+    let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
+    assert_eq!(kinds, vec!["rename", "modify"]);
+    let Action::Rename { dn, guid: g, new_rdn, new_parent, new_dn } = &plan.operations[0].action else { panic!() };
+    assert_eq!((dn.as_str(), g.as_str()), (team_dn("Team", &id).as_str(), guid.as_str()));
+    assert_eq!(new_rdn, &format!("CN=Team\\, renamed_{}", &id[24..]));
+    assert_eq!(new_parent, &None);
+    assert_eq!(new_dn, &team_dn("Team, renamed", &id));
+    assert_eq!(plan.operations[0].reason, "renamed: display name changed 'Team' → 'Team, renamed'");
+    let Action::Modify { dn, changes, .. } = &plan.operations[1].action else { panic!() };
+    assert_eq!(dn, new_dn, "later operations name the DN valid after the rename");
+    assert_eq!(changes.iter().map(|c| c.attr.as_str()).collect::<Vec<_>>(), vec!["displayName"]);
+    assert_eq!(changes[0].before, vec!["Team"]);
+    assert_eq!(changes[0].after, vec!["Team, renamed"]);
+    assert_eq!(t.ad_group(&id).map(|g| g.guid.clone()), Some(guid), "same object: same GUID");
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn group_matched_by_a_rule_with_another_ou_is_moved_not_recreated() {
+    let id = gid(3);
+    let mut t = Tenant::new().group(enabled(security(&id, "SG-Finance"), Some(true), None));
+    t.cycle();
+    t.config.rules.push(Rule {
+        matcher: RuleMatch {
+            kind: Some(RuleKind::Security),
+            ..Default::default()
+        },
+        enable: None,
+        ou: Some(SEC_OU.into()),
+    });
+    let plan = t.cycle();
+    let [op] = &plan.operations[..] else { panic!("{:#?}", plan.operations) };
+    let Action::Rename { new_parent, new_dn, .. } = &op.action else { panic!("{op:?}") };
+    assert_eq!(new_parent.as_deref(), Some(SEC_OU));
+    assert!(dn_eq(new_dn, &format!("CN=SG-Finance_{},{SEC_OU}", &id[24..])));
+    assert!(op.reason.starts_with("moved to "), "{}", op.reason);
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn group_in_a_plain_sub_ou_of_its_target_stays_there() {
+    let (mut t, id) = written_team();
+    let sub = format!("OU=Archive,{OU}");
+    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+        g.dn = g.dn.replace(OU, &sub);
+    }
+    assert!(t.plan().is_empty(), "{:#?}", t.plan().operations);
+}
+
+#[test]
+fn naming_mode_change_renames_every_group() {
+    let (mut t, id) = written_team();
+    t.config.naming = wb_engine::Naming::ObjectId;
+    let plan = t.cycle();
+    let Action::Rename { new_rdn, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(new_rdn, &format!("CN=Group_{id}"));
+    assert!(plan.operations[0].reason.contains("naming"), "{}", plan.operations[0].reason);
+}
+
+#[test]
+fn group_type_changed_by_hand_is_put_back_as_drift() {
+    let (mut t, id) = written_team();
+    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+        g.group_type = GROUP_TYPE_GLOBAL;
+        g.description = Some("hand-written".into());
+    }
+    let plan = t.cycle();
+    let [op] = &plan.operations[..] else { panic!("{:#?}", plan.operations) };
+    let Action::Modify { changes, .. } = &op.action else { panic!() };
+    let gt = changes.iter().find(|c| c.attr == "groupType").expect("groupType is put back");
+    assert_eq!((gt.before.clone(), gt.after.clone()), (vec!["2".to_string()], vec!["8".to_string()]));
+    let desc = changes.iter().find(|c| c.attr == "description").expect("description removed");
+    assert!(desc.after.is_empty());
+    assert!(op.reason.starts_with("drift: groupType changed by hand"), "{}", op.reason);
+    assert!(outcome(&plan, &id).drift.iter().any(|d| d.starts_with("groupType changed by hand")));
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn attributes_set_by_hand_elsewhere_are_left_alone() {
+    let (mut t, id) = written_team();
+    let before = t.ad_group(&id).cloned();
+    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+        g.sam_account_name = Some("renamed-by-hand".into());
+    }
+    assert!(t.plan().is_empty());
+    assert!(before.is_some());
+}
+
+#[test]
+fn foreign_group_in_managed_ou_is_never_touched() {
+    let mut t = Tenant::new().group(m365(&gid(1), "Team"));
+    t.ad.groups.push(foreign_group("Printers", OU, "guid-foreign"));
+    let mut stale = foreign_group("Old", OU, "guid-stale");
+    stale.admin_description = Some(format!("Group_{}", gid(99)));
+    t.ad.groups.push(stale);
+    let plan = t.plan();
+    assert!(plan.operations.iter().all(|o| !o.action.dn().contains("Printers") && !o.action.dn().contains("Old")));
+    let reasons: Vec<(&str, &str)> = plan.foreign.iter().map(|f| (f.dn.as_str(), f.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons[0].1.starts_with("anchor of a group not written back"), "{reasons:?}");
+    assert!(reasons[1].1.starts_with("no anchor"), "{reasons:?}");
+}
+
+#[test]
+fn group_with_the_anchor_of_a_disabled_group_is_foreign_unless_joined() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(enabled(m365(&id, "Team"), Some(false), None));
+    let mut g = foreign_group("Team", OU, "guid-1");
+    g.admin_description = Some(format!("Group_{id}"));
+    t.ad.groups.push(g);
+    t.config.delete_out_of_scope = true;
+    let plan = t.plan();
+    assert!(plan.is_empty());
+    assert_eq!(plan.foreign.len(), 1);
+    t.joins.insert(id.clone(), Join { group: id.clone(), guid: "guid-1".into(), sid: None, dn: String::new() });
+    let plan = t.plan();
+    assert_eq!(plan.operations.len(), 1);
+    assert!(matches!(plan.operations[0].action, Action::Delete { .. }));
+}
+
+#[test]
+fn duplicate_anchor_prefers_the_joined_group() {
+    let (mut t, id) = written_team();
+    let mut copy = t.ad_group(&id).cloned().expect("created");
+    copy.dn = format!("CN=AAA copy,{OU}");
+    copy.guid = "guid-copy".into();
+    t.ad.groups.push(copy);
+    let plan = t.plan();
+    assert!(plan.is_empty(), "{:#?}", plan.operations);
+    assert_eq!(plan.foreign.len(), 1);
+    assert!(plan.foreign[0].dn.contains("AAA copy"));
+    assert!(plan.foreign[0].reason.starts_with("duplicate anchor"));
+    // Without the join, the first by DN wins.
+    t.joins.clear();
+    let plan = t.plan();
+    assert!(plan.foreign[0].dn.contains("Team_"), "{:?}", plan.foreign);
+}
+
+#[test]
+fn disabled_group_is_orphaned_and_kept() {
+    let (mut t, id) = written_team();
+    t.cloud.groups.get_mut(&id).map(|g| g.writeback.is_enabled = Some(false));
+    let plan = t.plan();
+    assert!(plan.is_empty());
+    let o = outcome(&plan, &id);
+    assert_eq!(o.ad_state, AdState::Orphaned);
+    assert_eq!(o.ad_dn.as_deref(), Some(team_dn("Team", &id).as_str()));
+}
+
+#[test]
+fn disabled_group_is_deleted_when_delete_out_of_scope() {
+    let (mut t, id) = written_team();
+    t.cloud.groups.get_mut(&id).map(|g| g.writeback.is_enabled = Some(false));
+    t.config.delete_out_of_scope = true;
+    let plan = t.cycle();
+    let [op] = &plan.operations[..] else { panic!() };
+    assert!(matches!(op.action, Action::Delete { .. }));
+    assert!(op.reason.contains("delete_out_of_scope"), "{}", op.reason);
+    assert_eq!(outcome(&plan, &id).ad_state, AdState::ToDelete);
+    assert!(t.ad.groups.is_empty());
+}
+
+#[test]
+fn soft_deleted_group_is_kept_and_resumes_on_the_same_object_when_restored() {
+    let (mut t, id) = written_team();
+    let guid = t.ad_group(&id).map(|g| g.guid.clone());
+    t.cloud.groups.get_mut(&id).map(|g| g.deleted = Some(CloudDeletion::SoftDeleted));
+    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team 2".into()));
+    let plan = t.cycle();
+    assert!(plan.is_empty());
+    assert_eq!(outcome(&plan, &id).ad_state, AdState::Orphaned);
+    t.cloud.groups.get_mut(&id).map(|g| g.deleted = None);
+    let plan = t.cycle();
+    assert_eq!(plan.operations[0].action.name(), "rename");
+    assert_eq!(t.ad_group(&id).map(|g| g.guid.clone()), guid);
+}
+
+#[test]
+fn permanently_deleted_group_is_deleted_only_when_joined() {
+    let (mut t, id) = written_team();
+    t.cloud.groups.clear();
+    let plan = t.plan();
+    let [op] = &plan.operations[..] else { panic!() };
+    assert!(matches!(&op.action, Action::Delete { dn, .. } if dn_eq(dn, &team_dn("Team", &id))));
+    assert_eq!(op.reason, "deleted: permanently deleted in the cloud");
+    t.joins.clear();
+    let plan = t.plan();
+    assert!(plan.is_empty());
+    assert_eq!(plan.foreign.len(), 1);
+}
+
+#[test]
+fn group_deleted_by_hand_is_recreated_and_the_sid_change_reported() {
+    let (mut t, id) = written_team();
+    t.ad.groups.clear();
+    let plan = t.plan();
+    let [op] = &plan.operations[..] else { panic!() };
+    assert!(matches!(op.action, Action::Create { .. }));
+    assert_eq!(outcome(&plan, &id).drift, vec!["re-created; the group's SID changes".to_string()]);
+}
+
+#[test]
+fn create_onto_a_dn_held_by_a_foreign_object_is_an_error_not_an_operation() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(&id, "Team"));
+    t.ad.groups.push(foreign_group(&format!("Team_{}", &id[24..]), OU, "guid-f"));
+    let plan = t.plan();
+    assert!(plan.is_empty());
+    let o = outcome(&plan, &id);
+    assert_eq!(o.ad_state, AdState::Absent);
+    assert!(o.errors[0].starts_with("cannot create"), "{:?}", o.errors);
+}
+
+#[test]
+fn taken_sam_account_name_uses_the_fallback() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(&id, "Team"));
+    let mut other = foreign_group("Elsewhere", OU, "guid-f");
+    other.sam_account_name = Some(format!("team_{}", &id[24..]));
+    t.ad.groups.push(other);
+    let plan = t.plan();
+    let Action::Create { attrs, sam_account_name_fallback, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(&attrs["sAMAccountName"], &vec![sam_account_name_fallback.clone()]);
+}
+
+// ---- members (SPEC §5)
+
+fn member_tenant() -> (Tenant, String) {
+    let id = gid(10);
+    let t = Tenant::new().group(enabled(security(&id, "SG-Members"), Some(true), None));
+    (t, id)
+}
+
+fn add_member(t: &mut Tenant, group: &str, kind: MemberKind, member: &str) {
+    if let Some(g) = t.cloud.groups.get_mut(group) {
+        g.members.insert(wb_model::MemberRef { kind, id: member.into() });
+    }
+}
+
+fn fate_of(plan: &Plan, group: &str, member: &str) -> Fate {
+    outcome(plan, group)
+        .members
+        .iter()
+        .find(|m| m.member.id == member)
+        .map(|m| m.fate.clone())
+        .unwrap_or_else(|| panic!("no fate for {member}"))
+}
+
+#[test]
+fn synced_user_is_found_by_sid_then_immutable_id_then_dn() {
+    let (mut t, id) = member_tenant();
+    let mut by_sid = synced_user(&uid(1), "Ann");
+    by_sid.on_premises_immutable_id = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    let mut by_imm = synced_user(&uid(2), "Bob");
+    by_imm.on_premises_immutable_id = Some("BBBBBBBBBBBBBBBBBBBBBB==".into());
+    let by_dn = synced_user(&uid(3), "Cid");
+    let lost = synced_user(&uid(4), "Dan");
+    for u in [&by_sid, &by_imm, &by_dn, &lost] {
+        t = t.user(u.clone());
+        add_member(&mut t, &id, MemberKind::User, &u.id);
+    }
+    let found = &mut t.ad.resolutions.found;
+    let sid = |u: &wb_model::CloudUser| Lookup::Sid(u.on_premises_security_identifier.clone().unwrap_or_default());
+    found.insert(sid(&by_sid), user_ref(&user_dn("Ann"), "g1"));
+    found.insert(Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()), user_ref("CN=Wrong,OU=Users,DC=lab,DC=example,DC=test", "gx"));
+    found.insert(Lookup::ImmutableId("BBBBBBBBBBBBBBBBBBBBBB==".into()), user_ref(&user_dn("Bob"), "g2"));
+    found.insert(Lookup::Dn(user_dn("Cid")), user_ref(&user_dn("Cid"), "g3"));
+    let plan = t.plan();
+    let by = |u: &str| match fate_of(&plan, &id, u) {
+        Fate::Written { dn, by } => (dn, by),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(by(&uid(1)), (user_dn("Ann"), "onPremisesSecurityIdentifier".to_string()));
+    assert_eq!(by(&uid(2)), (user_dn("Bob"), "onPremisesImmutableId".to_string()));
+    assert_eq!(by(&uid(3)), (user_dn("Cid"), "onPremisesDistinguishedName".to_string()));
+    assert_eq!(fate_of(&plan, &id, &uid(4)), Fate::NotFoundOnPremises);
+    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(members, &vec![user_dn("Ann"), user_dn("Bob"), user_dn("Cid")]);
+}
+
+#[test]
+fn members_that_are_not_ad_objects_get_their_fate_and_are_not_written() {
+    let (mut t, id) = member_tenant();
+    t = t.user(cloud_only_user(&uid(1), "Eve"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    add_member(&mut t, &id, MemberKind::User, &uid(2)); // not in cloud.users
+    add_member(&mut t, &id, MemberKind::Device, &uid(3));
+    add_member(&mut t, &id, MemberKind::ServicePrincipal, &uid(4));
+    add_member(&mut t, &id, MemberKind::OrgContact, &uid(5));
+    let plan = t.plan();
+    assert_eq!(fate_of(&plan, &id, &uid(1)), Fate::CloudOnly);
+    assert_eq!(fate_of(&plan, &id, &uid(2)), Fate::UnknownObject);
+    for n in 3..=5 {
+        assert_eq!(fate_of(&plan, &id, &uid(n)), Fate::UnsupportedKind);
+    }
+    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
+    assert!(members.is_empty());
+}
+
+#[test]
+fn nested_groups_are_written_only_when_they_are_in_ad() {
+    let (mut t, id) = member_tenant();
+    let nested_written = m365(&gid(11), "Nested");
+    let nested_off = security(&gid(12), "Not enabled");
+    let mut synced = security(&gid(13), "Synced");
+    synced.on_premises_sync_enabled = Some(true);
+    synced.on_premises_security_identifier = Some("S-1-5-21-1-2-3-777".into());
+    let mut synced_lost = security(&gid(14), "Synced lost");
+    synced_lost.on_premises_sync_enabled = Some(true);
+    synced_lost.on_premises_security_identifier = Some("S-1-5-21-1-2-3-778".into());
+    for g in [nested_written, nested_off, synced, synced_lost] {
+        let gid = g.id.clone();
+        t = t.group(g);
+        add_member(&mut t, &id, MemberKind::Group, &gid);
+    }
+    let synced_dn = "CN=Synced,OU=AD Groups,DC=lab,DC=example,DC=test";
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-777".into()),
+        AdObjectRef { dn: synced_dn.into(), guid: "gs".into(), group_type: Some(GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY) },
+    );
+    let plan = t.cycle();
+    assert_eq!(
+        fate_of(&plan, &id, &gid(11)),
+        Fate::Written { dn: team_dn("Nested", &gid(11)), by: "written-back group".into() }
+    );
+    assert_eq!(fate_of(&plan, &id, &gid(12)), Fate::NestedGroupNotEnabled);
+    assert!(matches!(fate_of(&plan, &id, &gid(13)), Fate::Written { dn, .. } if dn == synced_dn));
+    assert_eq!(fate_of(&plan, &id, &gid(14)), Fate::SyncedGroupNotFound);
+    // The nested group is created in the same cycle: it is added after its creation.
+    let kinds: Vec<&str> = ops_of(&plan, &id).iter().map(|o| o.action.name()).collect();
+    assert_eq!(kinds, vec!["create", "add-members"]);
+    let members = &t.ad_group(&id).expect("created").members;
+    assert_eq!(members.len(), 2);
+    assert!(t.plan().is_empty(), "{:#?}", t.plan().operations);
+}
+
+#[test]
+fn domain_local_nested_group_gives_microsofts_error() {
+    let (mut t, id) = member_tenant();
+    let mut local = security(&gid(20), "Local");
+    local.on_premises_sync_enabled = Some(true);
+    local.on_premises_security_identifier = Some("S-1-5-21-1-2-3-900".into());
+    t = t.group(local).user_in_ad(synced_user(&uid(1), "Ann"));
+    add_member(&mut t, &id, MemberKind::Group, &gid(20));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    let local_dn = "CN=Local,OU=AD Groups,DC=lab,DC=example,DC=test";
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-900".into()),
+        AdObjectRef { dn: local_dn.into(), guid: "gl".into(), group_type: Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY) },
+    );
+    let plan = t.plan();
+    let o = outcome(&plan, &id);
+    assert_eq!(o.errors, vec!["A universal group cannot have a local group as a member".to_string()]);
+    assert_eq!(DOMAIN_LOCAL_ERROR, o.errors[0]);
+    assert_eq!(fate_of(&plan, &id, &gid(20)), Fate::DomainLocalGroup { dn: local_dn.into() });
+    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(members, &vec![user_dn("Ann")], "the rest of the group's changes still happen");
+}
+
+#[test]
+fn membership_is_authoritative_from_the_cloud() {
+    let (mut t, id) = member_tenant();
+    t = t.user_in_ad(synced_user(&uid(1), "Ann")).user_in_ad(synced_user(&uid(2), "Bob"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    add_member(&mut t, &id, MemberKind::User, &uid(2));
+    t.cycle();
+    let by_hand = user_dn("Mallory");
+    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+        g.members.retain(|m| !dn_eq(m, &user_dn("Bob")));
+        g.members.push(by_hand.clone());
+        g.members.iter_mut().for_each(|m| *m = m.to_uppercase()); // AD may return another case
+    }
+    let plan = t.cycle();
+    let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
+    assert_eq!(kinds, vec!["add-members", "remove-members"]);
+    assert!(matches!(&plan.operations[0].action, Action::AddMembers { members, .. } if members == &vec![user_dn("Bob")]));
+    assert!(matches!(&plan.operations[1].action, Action::RemoveMembers { members, .. } if dn_eq(&members[0], &by_hand)));
+    let drift = &outcome(&plan, &id).drift;
+    assert!(drift.iter().any(|d| d.starts_with("member added by hand removed: ") && d.contains("MALLORY")), "{drift:?}");
+    assert!(drift.iter().any(|d| d.contains("Bob")), "{drift:?}");
+    assert!(plan.operations.iter().all(|o| o.reason.starts_with("members: ")));
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn member_dn_of_a_renamed_nested_group_is_its_new_dn() {
+    let (mut t, id) = member_tenant();
+    t = t.group(m365(&gid(11), "Nested"));
+    add_member(&mut t, &id, MemberKind::Group, &gid(11));
+    t.cycle();
+    t.cycle();
+    t.cloud.groups.get_mut(&gid(11)).map(|g| g.display_name = Some("Nested 2".into()));
+    let plan = t.plan();
+    // The parent's member value follows the rename by itself (AD updates links): no member op.
+    assert!(plan.operations.iter().all(|o| o.group == gid(11)), "{:#?}", plan.operations);
+    let new_dn = team_dn("Nested 2", &gid(11));
+    assert_eq!(fate_of(&plan, &id, &gid(11)), Fate::Written { dn: new_dn.clone(), by: "written-back group".into() });
+    t.cycle();
+    assert!(t.ad_group(&id).expect("parent").members.iter().any(|m| dn_eq(m, &new_dn)));
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn owner_resolving_to_an_ad_user_becomes_managed_by() {
+    let (mut t, id) = member_tenant();
+    t.config.write_owners = true;
+    t = t.user(cloud_only_user(&uid(1), "Cloud owner")).user_in_ad(synced_user(&uid(2), "Ann"));
+    if let Some(g) = t.cloud.groups.get_mut(&id) {
+        for n in [1, 2] {
+            g.owners.insert(wb_model::MemberRef { kind: MemberKind::User, id: uid(n) });
+        }
+    }
+    let plan = t.cycle();
+    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
+    assert_eq!(attrs["managedBy"], vec![user_dn("Ann")]);
+    assert!(lookups(&t.cloud, &t.config).contains(&Lookup::Sid(
+        t.cloud.users[&uid(2)].on_premises_security_identifier.clone().unwrap_or_default()
+    )));
+    t.config.write_owners = false;
+    assert!(t.plan().is_empty(), "without write_owners, managedBy is left alone");
+}
+
+#[test]
+fn lookups_cover_members_of_written_groups_only() {
+    let (mut t, id) = member_tenant();
+    let mut ann = synced_user(&uid(1), "Ann");
+    ann.on_premises_immutable_id = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    t = t.user(ann).user(synced_user(&uid(2), "Bob")).user(cloud_only_user(&uid(3), "Eve"));
+    t = t.group(security(&gid(30), "Not written"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    add_member(&mut t, &id, MemberKind::User, &uid(3));
+    add_member(&mut t, &gid(30), MemberKind::User, &uid(2));
+    let asked = lookups(&t.cloud, &t.config);
+    let expected: std::collections::BTreeSet<Lookup> = [
+        Lookup::Sid(t.cloud.users[&uid(1)].on_premises_security_identifier.clone().unwrap_or_default()),
+        Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+        Lookup::Dn(user_dn("Ann")),
+    ]
+    .into();
+    assert_eq!(asked, expected);
+}
+
+#[test]
+fn operations_come_in_phase_order() {
+    let (mut t, id) = written_team();
+    t = t.user_in_ad(synced_user(&uid(1), "Ann"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team 2".into()));
+    t = t.group(m365(&gid(2), "New"));
+    let gone = AdGroup {
+        dn: format!("CN=Gone,{OU}"),
+        guid: "guid-gone".into(),
+        admin_description: Some(format!("Group_{}", gid(3))),
+        members: vec![user_dn("Hand")],
+        ..Default::default()
+    };
+    t.joins.insert(gid(3), Join { group: gid(3), guid: "guid-gone".into(), sid: None, dn: gone.dn.clone() });
+    t.ad.groups.push(gone);
+    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+        g.members.push(user_dn("Hand"));
+    }
+    let plan = t.cycle();
+    let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
+    assert_eq!(kinds, vec!["rename", "create", "modify", "add-members", "remove-members", "delete"]);
+    assert!(t.plan().is_empty());
+}
