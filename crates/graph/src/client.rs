@@ -303,8 +303,11 @@ impl GraphClient {
                 token_renewed = true;
                 continue;
             }
+            // 401/403 are about our access token, never about the delta token.
             if is_delta
-                && (status == 410 || (400..500).contains(&status))
+                && (400..500).contains(&status)
+                && status != 401
+                && status != 403
                 && means_delta_expired(status, &code, &message)
             {
                 return Err(GraphError::DeltaExpired {

@@ -133,6 +133,14 @@ async fn full_round_reads_every_group_and_a_membership_over_a_thousand() {
     });
     let sim = Sim::start(&tenant, &[]);
     let client = sim.client();
+    let round = client.group_delta(None).await.unwrap();
+    // 1,500 members do not fit one page: the group comes back on several pages, and
+    // the round still holds one change for it.
+    assert!(
+        client.requests() > 1,
+        "the big membership should span pages"
+    );
+    assert_eq!(round.changes.len(), 3);
     let (snapshot, group_link, user_link) = full_snapshot(&client).await;
     assert!(group_link.contains("/groups/delta"), "{group_link}");
     assert!(user_link.contains("/users/delta"), "{user_link}");
