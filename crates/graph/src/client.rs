@@ -230,7 +230,6 @@ impl GraphClient {
         method: Method,
         url: &str,
         body: Option<&Value>,
-        prefer_minimal: bool,
         is_delta: bool,
     ) -> Result<Value, GraphError> {
         let inner = &self.inner;
@@ -244,9 +243,6 @@ impl GraphClient {
                 .request(method.clone(), url)
                 .bearer_auth(&token)
                 .header(ACCEPT, "application/json");
-            if prefer_minimal {
-                req = req.header("Prefer", "return=minimal");
-            }
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -334,7 +330,7 @@ impl GraphClient {
     /// GET of any Graph path (`/v1.0/organization`) or absolute URL, as JSON.
     pub async fn get_json(&self, path_or_url: &str) -> Result<Value, GraphError> {
         let url = self.resolve(path_or_url);
-        self.send(Method::GET, &url, None, false, false).await
+        self.send(Method::GET, &url, None, false).await
     }
 
     /// Any Graph request with an optional JSON body (the admin commands' PATCH / POST /
@@ -346,23 +342,24 @@ impl GraphClient {
         body: Option<&Value>,
     ) -> Result<Value, GraphError> {
         let url = self.resolve(path_or_url);
-        self.send(method, &url, body, false, false).await
+        self.send(method, &url, body, false).await
     }
 
     /// Reads pages from `first` following `@odata.nextLink` exactly as given, until the
     /// `@odata.deltaLink`; hands every item to `on_item`. Returns the delta link.
+    ///
+    /// No `Prefer: return=minimal`: without it every changed group comes with all its
+    /// selected properties, so a group the image does not know yet (e.g. restored from
+    /// deleted items) is still complete. The cost is bytes, not requests.
     async fn delta_pages(
         &self,
         first: &str,
-        prefer_minimal: bool,
         mut on_item: impl FnMut(&Value) -> Result<(), String>,
     ) -> Result<String, GraphError> {
         let mut url = first.to_string();
         let mut pages = 0u32;
         loop {
-            let body = self
-                .send(Method::GET, &url, None, prefer_minimal, true)
-                .await?;
+            let body = self.send(Method::GET, &url, None, true).await?;
             let decode = |message: String| GraphError::Decode {
                 url: display_url(&url),
                 message,
@@ -402,7 +399,7 @@ impl GraphClient {
         };
         let mut round = RoundChanges::<GroupChange>::new();
         let delta_link = self
-            .delta_pages(&first, from.is_some(), |item| {
+            .delta_pages(&first, |item| {
                 round.add(parse_group(item)?);
                 Ok(())
             })
@@ -431,7 +428,7 @@ impl GraphClient {
         };
         let mut round = RoundChanges::<UserChange>::new();
         let delta_link = self
-            .delta_pages(&first, from.is_some(), |item| {
+            .delta_pages(&first, |item| {
                 round.add(parse_user(item)?);
                 Ok(())
             })
@@ -456,7 +453,7 @@ impl GraphClient {
         let mut url = self.resolve("/beta/groups?$select=id,writebackConfiguration&$top=999");
         let mut configs = BTreeMap::new();
         loop {
-            let body = self.send(Method::GET, &url, None, false, false).await?;
+            let body = self.send(Method::GET, &url, None, false).await?;
             let decode = |message: String| GraphError::Decode {
                 url: display_url(&url),
                 message,
