@@ -222,6 +222,83 @@ mod tests {
         }
     }
 
+    fn throwaway_cert(dir: &std::path::Path) -> (String, String) {
+        let (key, cert) = (dir.join("app.key"), dir.join("app.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=writeback-unit-test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            std::fs::read_to_string(cert).unwrap(),
+            std::fs::read_to_string(key).unwrap(),
+        )
+    }
+
+    fn jwt_part(jwt: &str, n: usize) -> serde_json::Value {
+        let part = jwt.split('.').nth(n).expect("three JWT parts");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn client_assertion_names_the_certificate_and_the_token_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem) = throwaway_cert(dir.path());
+        let der = pem::parse(cert_pem.as_bytes()).unwrap().into_contents();
+        let cfg = GraphConfig::new(
+            "contoso.onmicrosoft.com",
+            "app-id",
+            Credential::Certificate { cert_pem, key_pem },
+        );
+        let proof = Proof::from_credential(&cfg.credential).unwrap();
+        let endpoint = token_endpoint(&cfg);
+        assert_eq!(
+            endpoint,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        let form = token_form(&cfg, &proof, &endpoint).unwrap();
+        let field = |k: &str| form.iter().find(|(f, _)| *f == k).map(|(_, v)| v.clone());
+        assert_eq!(field("client_secret"), None);
+        assert_eq!(
+            field("client_assertion_type").as_deref(),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        let jwt = field("client_assertion").expect("an assertion");
+        let header = jwt_part(&jwt, 0);
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["x5t"], URL_SAFE_NO_PAD.encode(Sha1::digest(&der)));
+        let claims = jwt_part(&jwt, 1);
+        assert_eq!(claims["aud"], endpoint);
+        assert_eq!(claims["iss"], "app-id");
+        assert_eq!(claims["sub"], "app-id");
+        assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+        assert!(claims["exp"].as_u64() > claims["nbf"].as_u64());
+        let second = token_form(&cfg, &proof, &endpoint).unwrap();
+        assert_ne!(second, form, "every assertion has its own jti");
+    }
+
+    #[test]
+    fn key_that_is_not_rsa_pem_is_a_configuration_error() {
+        let c = Credential::Certificate {
+            cert_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+            key_pem: "not a key".into(),
+        };
+        assert!(matches!(
+            Proof::from_credential(&c),
+            Err(GraphError::Config { .. })
+        ));
+    }
+
     #[test]
     fn secret_never_shows_in_debug() {
         let c = Credential::Secret("hunter2-very-secret".into());

@@ -16,7 +16,7 @@ mod error;
 
 pub use apply::{apply_group_changes, apply_user_changes};
 pub use client::GraphClient;
-pub use delta::{DeltaRound, GroupChange, GroupPatch, UserChange, UserPatch};
+pub use delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
 pub use error::GraphError;
 
 use std::time::Duration;
