@@ -378,3 +378,68 @@ async fn closed_port_is_reported_unreachable() {
     assert!(matches!(err, GraphError::Unreachable { .. }), "{err}");
     assert!(err.is_unreachable_or_refused());
 }
+
+#[tokio::test]
+async fn writeback_configurations_follow_pages_past_999_groups() {
+    let groups: Vec<_> = (0..1_001)
+        .map(|n| security_group(n, &format!("SG-{n}"), &[]))
+        .collect();
+    let tenant = json!({"users": [], "groups": groups, "settings": []});
+    let sim = Sim::start(&tenant, &[]);
+    let client = sim.client();
+    let configs = client.writeback_configurations().await.unwrap();
+    assert_eq!(configs.len(), 1_001);
+    assert_eq!(client.requests(), 2, "999 groups a page");
+    assert!(configs.values().all(|c| c.is_enabled == Some(true)));
+}
+
+#[tokio::test]
+async fn user_changes_and_deletes_reach_the_image() {
+    // Synced users are mastered in AD (Graph refuses to edit them): change cloud users.
+    let mut tenant = sim::small_tenant();
+    let cloud_user = |n: u32| {
+        json!({
+            "id": id(0xcccc, n),
+            "displayName": format!("Cloud User {n}"),
+            "userPrincipalName": format!("cloud{n}@lab.example.test"),
+            "accountEnabled": true,
+            "mailNickname": format!("cloud{n}"),
+        })
+    };
+    if let Some(users) = tenant["users"].as_array_mut() {
+        users.push(cloud_user(1));
+        users.push(cloud_user(2));
+    }
+    let sim = Sim::start(&tenant, &[]);
+    let client = sim.client();
+    let (mut snapshot, _, link) = full_snapshot(&client).await;
+    assert_eq!(snapshot.users.len(), 22);
+    let c = |n| id(0xcccc, n);
+    client
+        .send_json(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", c(1)),
+            Some(&json!({"displayName": "Renamed User"})),
+        )
+        .await
+        .unwrap();
+    client
+        .send_json(Method::DELETE, &format!("/v1.0/users/{}", c(2)), None)
+        .await
+        .unwrap();
+    let round = client.user_delta(Some(&link)).await.unwrap();
+    apply_user_changes(&mut snapshot, &round);
+    let renamed = &snapshot.users[&c(1)];
+    assert_eq!(renamed.display_name.as_deref(), Some("Renamed User"));
+    assert_eq!(
+        renamed.user_principal_name.as_deref(),
+        Some("cloud1@lab.example.test"),
+        "unchanged properties stay"
+    );
+    assert!(!snapshot.users.contains_key(&c(2)));
+    assert_eq!(snapshot.users.len(), 21);
+
+    let mut fresh = CloudSnapshot::default();
+    apply_user_changes(&mut fresh, &client.user_delta(None).await.unwrap());
+    assert_eq!(snapshot.users, fresh.users);
+}
