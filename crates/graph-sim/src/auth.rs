@@ -42,7 +42,10 @@ impl ClientCertificate {
         let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let block = pem::parse(&text).map_err(|e| fail(e.to_string()))?;
         if block.tag() != "CERTIFICATE" {
-            return Err(fail(format!("expected a CERTIFICATE block, found {}", block.tag())));
+            return Err(fail(format!(
+                "expected a CERTIFICATE block, found {}",
+                block.tag()
+            )));
         }
         let der = block.contents();
         let (_, cert) =
@@ -143,7 +146,7 @@ impl IntoResponse for EntraError {
     fn into_response(self) -> Response {
         let trace = uuid::Uuid::new_v4().to_string();
         let correlation = uuid::Uuid::new_v4().to_string();
-        let timestamp = crate::clock::now_rfc3339_seconds().replace('T', " ").replace('Z', "Z");
+        let timestamp = crate::clock::now_rfc3339_seconds().replace('T', " ");
         let body = json!({
             "error": self.error,
             "error_description": format!(
@@ -238,10 +241,15 @@ fn issue_token(
         return Ok(app.auth.issue());
     }
     if let Some(assertion) = field("client_assertion") {
-        if field("client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        if field("client_assertion_type")
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
             return Err(missing("client_assertion_type"));
         }
-        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         verify_assertion(cfg, assertion, client_id, tenant, host)?;
         return Ok(app.auth.issue());
     }
@@ -261,7 +269,12 @@ fn verify_assertion(
     host: &str,
 ) -> Result<(), EntraError> {
     let invalid = |code: u32, text: &str| {
-        EntraError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, text.to_string())
+        EntraError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            text.to_string(),
+        )
     };
     let Some(cert) = &cfg.certificate else {
         return Err(invalid(
@@ -283,9 +296,10 @@ fn verify_assertion(
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
     let data = jsonwebtoken::decode::<serde_json::Value>(assertion, &cert.key, &validation)
         .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                invalid(700024, "Client assertion is not within its valid time range.")
-            }
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid(
+                700024,
+                "Client assertion is not within its valid time range.",
+            ),
             jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                 invalid(700027, "Client assertion failed signature validation.")
             }

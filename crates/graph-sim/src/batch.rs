@@ -33,10 +33,14 @@ fn batch_error(message: &str) -> GraphError {
 fn parse(body: &[u8]) -> GraphResult<Vec<Inner>> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| GraphError::malformed_json())?;
     let Some(requests) = doc.get("requests").and_then(Value::as_array) else {
-        return Err(batch_error("Invalid batch payload format: 'requests' must be an array."));
+        return Err(batch_error(
+            "Invalid batch payload format: 'requests' must be an array.",
+        ));
     };
     if requests.is_empty() {
-        return Err(batch_error("Invalid batch payload format: 'requests' is empty."));
+        return Err(batch_error(
+            "Invalid batch payload format: 'requests' is empty.",
+        ));
     }
     if requests.len() > MAX_BATCH {
         return Err(batch_error(&format!(
@@ -53,12 +57,19 @@ fn parse(body: &[u8]) -> GraphResult<Vec<Inner>> {
             ));
         };
         if out.iter().any(|o| o.id == id) {
-            return Err(batch_error(&format!("Batch request id '{id}' is not unique.")));
+            return Err(batch_error(&format!(
+                "Batch request id '{id}' is not unique."
+            )));
         }
         let depends_on: Vec<String> = r
             .get("dependsOn")
             .and_then(Value::as_array)
-            .map(|d| d.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|d| {
+                d.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         for dep in &depends_on {
             if !out.iter().any(|o| &o.id == dep) {
@@ -71,7 +82,11 @@ fn parse(body: &[u8]) -> GraphResult<Vec<Inner>> {
             id,
             method: method.to_ascii_uppercase(),
             url,
-            headers: r.get("headers").and_then(Value::as_object).cloned().unwrap_or_default(),
+            headers: r
+                .get("headers")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             body: r.get("body").cloned(),
             depends_on,
         });
@@ -82,7 +97,9 @@ fn parse(body: &[u8]) -> GraphResult<Vec<Inner>> {
 fn inner_path(version: &str, url: &str) -> GraphResult<String> {
     let url = url.trim_start_matches('/');
     if url.starts_with("http") || url.contains("$batch") {
-        return Err(batch_error("Batch request urls must be relative and must not be a $batch."));
+        return Err(batch_error(
+            "Batch request urls must be relative and must not be a $batch.",
+        ));
     }
     Ok(format!("/{version}/{url}"))
 }
@@ -113,7 +130,10 @@ async fn run(app: &AppState, version: &str, outer: &HeaderMap, inner: &Inner) ->
     let req = match req.body(body) {
         Ok(r) => r,
         Err(e) => {
-            let err = batch_error(&format!("Request '{}' is not a valid HTTP request: {e}", inner.id));
+            let err = batch_error(&format!(
+                "Request '{}' is not a valid HTTP request: {e}",
+                inner.id
+            ));
             return json!({"id": inner.id, "status": 400, "body": err.body()});
         }
     };
@@ -123,18 +143,21 @@ async fn run(app: &AppState, version: &str, outer: &HeaderMap, inner: &Inner) ->
     };
     let status = resp.status().as_u16();
     let mut headers = Map::new();
-    for name in ["content-type", "retry-after", "location", "preference-applied"] {
+    for name in [
+        "Cache-Control",
+        "OData-Version",
+        "Content-Type",
+        "Retry-After",
+        "Location",
+        "Preference-Applied",
+    ] {
         if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
-            let pretty = match name {
-                "content-type" => "Content-Type",
-                "retry-after" => "Retry-After",
-                "location" => "Location",
-                _ => "Preference-Applied",
-            };
-            headers.insert(pretty.into(), json!(v));
+            headers.insert(name.into(), json!(v));
         }
     }
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
     let mut out = json!({"id": inner.id, "status": status, "headers": headers});
     if !bytes.is_empty() {
         out["body"] = serde_json::from_slice(&bytes)
@@ -160,13 +183,16 @@ pub async fn batch(
         let failed_dep = inner
             .depends_on
             .iter()
-            .find(|d| statuses.get(*d).map_or(true, |s| *s >= 400));
+            .find(|d| statuses.get(*d).is_none_or(|s| *s >= 400));
         let resp = match failed_dep {
             Some(dep) => {
                 let err = GraphError::new(
                     StatusCode::FAILED_DEPENDENCY,
                     "FailedDependency",
-                    format!("Request '{}' was not run because request '{dep}' it depends on failed.", inner.id),
+                    format!(
+                        "Request '{}' was not run because request '{dep}' it depends on failed.",
+                        inner.id
+                    ),
                 );
                 json!({"id": inner.id, "status": 424, "body": err.body()})
             }

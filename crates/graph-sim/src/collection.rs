@@ -63,7 +63,12 @@ pub fn list_page<'a>(
         if after.as_deref().is_some_and(|a| id <= a) {
             continue;
         }
-        if ctx.query.filter.as_ref().is_some_and(|f| !f.matches(&obj.props)) {
+        if ctx
+            .query
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&obj.props))
+        {
             continue;
         }
         if out.len() == top {
@@ -73,7 +78,11 @@ pub fn list_page<'a>(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let token = URL_SAFE_NO_PAD.encode(last);
-            next = Some(format!("{}?{}", ctx.url(path), ctx.query.with_skiptoken(&token)));
+            next = Some(format!(
+                "{}?{}",
+                ctx.url(path),
+                ctx.query.with_skiptoken(&token)
+            ));
             break;
         }
         let rendered = if typed {
@@ -122,7 +131,12 @@ fn list(app: &AppState, kind: ObjectKind, ctx: Ctx) -> GraphResult<Response> {
     body.insert("@odata.context".into(), json!(ctx.collection_context(name)));
     if ctx.query.count {
         let count = live_map(&tenant, kind)
-            .filter(|o| ctx.query.filter.as_ref().map_or(true, |f| f.matches(&o.props)))
+            .filter(|o| {
+                ctx.query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&o.props))
+            })
             .count();
         body.insert("@odata.count".into(), json!(count));
     }
@@ -142,7 +156,12 @@ fn count(app: &AppState, kind: ObjectKind, ctx: Ctx) -> GraphResult<Response> {
     check_query(&ctx, kind)?;
     let tenant = app.read_tenant();
     let n = live_map(&tenant, kind)
-        .filter(|o| ctx.query.filter.as_ref().map_or(true, |f| f.matches(&o.props)))
+        .filter(|o| {
+            ctx.query
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&o.props))
+        })
         .count();
     Ok(([("content-type", "text/plain")], n.to_string()).into_response())
 }
@@ -150,13 +169,20 @@ fn count(app: &AppState, kind: ObjectKind, ctx: Ctx) -> GraphResult<Response> {
 fn get_one(app: &AppState, kind: ObjectKind, ctx: Ctx, id: &str) -> GraphResult<Response> {
     check_query(&ctx, kind)?;
     let tenant = app.read_tenant();
-    let obj = tenant.live(kind, id).ok_or_else(|| GraphError::not_found(id))?;
+    let obj = tenant
+        .live(kind, id)
+        .ok_or_else(|| GraphError::not_found(id))?;
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
         json!(ctx.context(&format!("{}/$entity", collection_name(kind)))),
     );
-    body.extend(render::render(obj, ctx.version, ctx.query.select.as_deref(), Style::Plain));
+    body.extend(render::render(
+        obj,
+        ctx.version,
+        ctx.query.select.as_deref(),
+        Style::Plain,
+    ));
     Ok(axum::Json(Value::Object(body)).into_response())
 }
 
@@ -167,12 +193,18 @@ fn cloud_sid(id: &uuid::Uuid) -> String {
     format!("S-1-12-1-{}-{}-{}-{}", part(0), part(4), part(8), part(12))
 }
 
-fn bind_ids(tenant: &Tenant, body: &mut Map<String, Value>, name: &str) -> GraphResult<Vec<String>> {
+fn bind_ids(
+    tenant: &Tenant,
+    body: &mut Map<String, Value>,
+    name: &str,
+) -> GraphResult<Vec<String>> {
     let Some(v) = body.remove(name) else {
         return Ok(Vec::new());
     };
     let Some(urls) = v.as_array() else {
-        return Err(GraphError::bad_request(format!("'{name}' must be an array of URLs.")));
+        return Err(GraphError::bad_request(format!(
+            "'{name}' must be an array of URLs."
+        )));
     };
     if urls.len() > 20 {
         return Err(GraphError::bad_request(format!(
@@ -182,9 +214,10 @@ fn bind_ids(tenant: &Tenant, body: &mut Map<String, Value>, name: &str) -> Graph
     }
     urls.iter()
         .map(|u| {
-            let id = u.as_str().and_then(id_from_url).ok_or_else(|| {
-                GraphError::bad_request(format!("Invalid URL in '{name}'."))
-            })?;
+            let id = u
+                .as_str()
+                .and_then(id_from_url)
+                .ok_or_else(|| GraphError::bad_request(format!("Invalid URL in '{name}'.")))?;
             tenant
                 .object(&id)
                 .filter(|o| o.is_live())
@@ -198,7 +231,7 @@ fn create(app: &AppState, kind: ObjectKind, ctx: Ctx, body: &[u8]) -> GraphResul
     let mut body = json_object(body)?;
     schema::check_write(kind, ctx.version, WriteMode::Create, &body)?;
     for name in schema::required_on_create(kind) {
-        if body.get(*name).map_or(true, Value::is_null) {
+        if body.get(*name).is_none_or(Value::is_null) {
             return Err(GraphError::bad_request(format!(
                 "A value is required for property '{name}' of resource '{}'.",
                 resource_name(kind)
@@ -208,12 +241,19 @@ fn create(app: &AppState, kind: ObjectKind, ctx: Ctx, body: &[u8]) -> GraphResul
     let mut tenant = app.write_tenant();
     let id = uuid::Uuid::new_v4();
     body.insert("id".into(), json!(id.to_string()));
-    body.insert("createdDateTime".into(), json!(crate::clock::now_rfc3339_seconds()));
+    body.insert(
+        "createdDateTime".into(),
+        json!(crate::clock::now_rfc3339_seconds()),
+    );
     let (members, owners) = if kind == ObjectKind::User {
         body.remove("passwordProfile");
-        let upn = body.get("userPrincipalName").and_then(Value::as_str).unwrap_or_default();
+        let upn = body
+            .get("userPrincipalName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if tenant.users.values().any(|u| {
-            u.str_prop("userPrincipalName").is_some_and(|x| x.eq_ignore_ascii_case(upn))
+            u.str_prop("userPrincipalName")
+                .is_some_and(|x| x.eq_ignore_ascii_case(upn))
         }) {
             return Err(GraphError::bad_request(
                 "Another object with the same value for property userPrincipalName already exists.",
@@ -235,7 +275,9 @@ fn create(app: &AppState, kind: ObjectKind, ctx: Ctx, body: &[u8]) -> GraphResul
     for o in owners {
         tenant.add_link(&id, &o, true);
     }
-    let obj = tenant.live(kind, &id).ok_or_else(|| GraphError::not_found(&id))?;
+    let obj = tenant
+        .live(kind, &id)
+        .ok_or_else(|| GraphError::not_found(&id))?;
     let mut out = Map::new();
     out.insert(
         "@odata.context".into(),
@@ -246,7 +288,11 @@ fn create(app: &AppState, kind: ObjectKind, ctx: Ctx, body: &[u8]) -> GraphResul
 }
 
 /// Graph's server-side values of a new group, and the tenant default for Microsoft 365 writeback.
-fn prepare_group(tenant: &Tenant, body: &mut Map<String, Value>, id: &uuid::Uuid) -> GraphResult<()> {
+fn prepare_group(
+    tenant: &Tenant,
+    body: &mut Map<String, Value>,
+    id: &uuid::Uuid,
+) -> GraphResult<()> {
     let mail_enabled = body.get("mailEnabled").and_then(Value::as_bool);
     let security_enabled = body.get("securityEnabled").and_then(Value::as_bool);
     let (Some(mail_enabled), Some(_)) = (mail_enabled, security_enabled) else {
@@ -264,9 +310,13 @@ fn prepare_group(tenant: &Tenant, body: &mut Map<String, Value>, id: &uuid::Uuid
     body.insert("renewedDateTime".into(), json!(now));
     body.insert("securityIdentifier".into(), json!(cloud_sid(id)));
     body.entry("groupTypes").or_insert(json!([]));
-    body.entry("resourceProvisioningOptions").or_insert(json!([]));
+    body.entry("resourceProvisioningOptions")
+        .or_insert(json!([]));
     if mail_enabled {
-        let nick = body.get("mailNickname").and_then(Value::as_str).unwrap_or_default();
+        let nick = body
+            .get("mailNickname")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mail = format!("{nick}@{}", tenant.domain);
         body.insert("proxyAddresses".into(), json!([format!("SMTP:{mail}")]));
         body.insert("mail".into(), json!(mail));
@@ -301,11 +351,19 @@ fn prepare_group(tenant: &Tenant, body: &mut Map<String, Value>, id: &uuid::Uuid
     Ok(())
 }
 
-fn update(app: &AppState, kind: ObjectKind, ctx: Ctx, id: &str, body: &[u8]) -> GraphResult<Response> {
+fn update(
+    app: &AppState,
+    kind: ObjectKind,
+    ctx: Ctx,
+    id: &str,
+    body: &[u8],
+) -> GraphResult<Response> {
     let body = json_object(body)?;
     schema::check_write(kind, ctx.version, WriteMode::Update, &body)?;
     let mut tenant = app.write_tenant();
-    let obj = tenant.live(kind, id).ok_or_else(|| GraphError::not_found(id))?;
+    let obj = tenant
+        .live(kind, id)
+        .ok_or_else(|| GraphError::not_found(id))?;
     let synced = obj.props.get("onPremisesSyncEnabled") == Some(&json!(true));
     if synced && body.keys().any(|k| k != schema::WRITEBACK) {
         return Err(GraphError::bad_request(
@@ -315,7 +373,8 @@ fn update(app: &AppState, kind: ObjectKind, ctx: Ctx, id: &str, body: &[u8]) -> 
     if let Some(upn) = body.get("userPrincipalName").and_then(Value::as_str) {
         if tenant.users.values().any(|u| {
             u.str_prop("id") != Some(id)
-                && u.str_prop("userPrincipalName").is_some_and(|x| x.eq_ignore_ascii_case(upn))
+                && u.str_prop("userPrincipalName")
+                    .is_some_and(|x| x.eq_ignore_ascii_case(upn))
         }) {
             return Err(GraphError::bad_request(
                 "Another object with the same value for property userPrincipalName already exists.",
@@ -369,7 +428,9 @@ macro_rules! kind_handlers {
             RawQuery(q): RawQuery,
             headers: HeaderMap,
         ) -> Response {
-            finish(Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| get_one(&app, $kind, ctx, &id)))
+            finish(
+                Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| get_one(&app, $kind, ctx, &id)),
+            )
         }
         pub async fn $patch(
             State(app): State<Arc<AppState>>,
@@ -377,7 +438,9 @@ macro_rules! kind_handlers {
             headers: HeaderMap,
             body: Bytes,
         ) -> Response {
-            finish(Ctx::new(&v, &headers, None).and_then(|ctx| update(&app, $kind, ctx, &id, &body)))
+            finish(
+                Ctx::new(&v, &headers, None).and_then(|ctx| update(&app, $kind, ctx, &id, &body)),
+            )
         }
         pub async fn $del(
             State(app): State<Arc<AppState>>,
@@ -389,5 +452,21 @@ macro_rules! kind_handlers {
     };
 }
 
-kind_handlers!(ObjectKind::User, list_users, create_user, get_user, patch_user, delete_user, count_users);
-kind_handlers!(ObjectKind::Group, list_groups, create_group, get_group, patch_group, delete_group, count_groups);
+kind_handlers!(
+    ObjectKind::User,
+    list_users,
+    create_user,
+    get_user,
+    patch_user,
+    delete_user,
+    count_users
+);
+kind_handlers!(
+    ObjectKind::Group,
+    list_groups,
+    create_group,
+    get_group,
+    patch_group,
+    delete_group,
+    count_groups
+);

@@ -26,7 +26,12 @@ fn list(app: &AppState, ctx: &Ctx, kind: ObjectKind, cast: &str) -> GraphResult<
     let value: Vec<Value> = map
         .values()
         .filter(|o| !o.is_live())
-        .filter(|o| ctx.query.filter.as_ref().map_or(true, |f| f.matches(&o.props)))
+        .filter(|o| {
+            ctx.query
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&o.props))
+        })
         .map(|o| {
             let mut v = render::render(o, ctx.version, sel, Style::Plain);
             if sel.is_none() {
@@ -59,7 +64,12 @@ fn entity(app: &AppState, ctx: &Ctx, id: &str) -> GraphResult<Map<String, Value>
         json!(ctx.context("directoryObjects/$entity")),
     );
     body.insert("@odata.type".into(), json!(obj.kind.odata_type()));
-    body.extend(render::render(obj, ctx.version, ctx.query.select.as_deref(), Style::Plain));
+    body.extend(render::render(
+        obj,
+        ctx.version,
+        ctx.query.select.as_deref(),
+        Style::Plain,
+    ));
     if ctx.query.select.is_none() {
         body.insert("deletedDateTime".into(), json!(obj.deleted_at));
     }
@@ -77,16 +87,16 @@ pub async fn get(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    finish(Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| {
-        match item.as_str() {
+    finish(
+        Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| match item.as_str() {
             "microsoft.graph.group" => list(&app, &ctx, ObjectKind::Group, &item),
             "microsoft.graph.user" => list(&app, &ctx, ObjectKind::User, &item),
             id if is_deleted(&app, id) => {
                 Ok(axum::Json(Value::Object(entity(&app, &ctx, id)?)).into_response())
             }
             id => Err(GraphError::not_found(id)),
-        }
-    }))
+        }),
+    )
 }
 
 /// `POST /directory/deletedItems/{id}/restore`: the object comes back with its links.
@@ -113,7 +123,7 @@ pub async fn purge(
 ) -> Response {
     finish(Ctx::new(&v, &headers, None).and_then(|_| {
         let mut tenant = app.write_tenant();
-        if tenant.object(&id).map_or(true, |o| o.is_live()) {
+        if tenant.object(&id).is_none_or(|o| o.is_live()) {
             return Err(GraphError::not_found(&id));
         }
         tenant.hard_delete(&id);

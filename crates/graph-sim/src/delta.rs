@@ -214,7 +214,13 @@ fn full_page(
         }
         if budget.exhausted() {
             let cur = Cursor { id: last, off: 0 };
-            return (out, PageEnd::Next(DeltaToken { ph: Phase::Full { hi, cur }, ..token }));
+            return (
+                out,
+                PageEnd::Next(DeltaToken {
+                    ph: Phase::Full { hi, cur },
+                    ..token
+                }),
+            );
         }
         let base = render::render(obj, version, sel, Style::Delta);
         let members = wants_members(sel).then(|| {
@@ -228,11 +234,26 @@ fn full_page(
         off = 0;
         last = Some(id.clone());
         if let Some(next_off) = rest {
-            let cur = Cursor { id: Some(id.clone()), off: next_off };
-            return (out, PageEnd::Next(DeltaToken { ph: Phase::Full { hi, cur }, ..token }));
+            let cur = Cursor {
+                id: Some(id.clone()),
+                off: next_off,
+            };
+            return (
+                out,
+                PageEnd::Next(DeltaToken {
+                    ph: Phase::Full { hi, cur },
+                    ..token
+                }),
+            );
         }
     }
-    (out, PageEnd::Done(DeltaToken { ph: Phase::Link { at: hi }, ..token }))
+    (
+        out,
+        PageEnd::Done(DeltaToken {
+            ph: Phase::Link { at: hi },
+            ..token
+        }),
+    )
 }
 
 /// What happened to one object within a round of changes.
@@ -243,17 +264,15 @@ struct Summary {
     members: BTreeMap<String, (bool, &'static str)>,
 }
 
-fn summarize(
-    tenant: &Tenant,
-    token: &DeltaToken,
-    lo: u64,
-    hi: u64,
-) -> BTreeMap<String, Summary> {
+fn summarize(tenant: &Tenant, token: &DeltaToken, lo: u64, hi: u64) -> BTreeMap<String, Summary> {
     let start = tenant.log.partition_point(|c| c.seq <= lo);
     let mut out: BTreeMap<String, Summary> = BTreeMap::new();
     for change in tenant.log[start..].iter().take_while(|c| c.seq <= hi) {
         if change.resource != token.res
-            || token.ids.as_ref().is_some_and(|ids| !ids.contains(&change.id))
+            || token
+                .ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&change.id))
         {
             continue;
         }
@@ -273,6 +292,9 @@ fn summarize(
     out
 }
 
+/// An object's properties and, when members are selected, its member entries.
+type Entry = (Map<String, Value>, Option<Vec<Value>>);
+
 fn change_entry(
     tenant: &Tenant,
     version: ApiVersion,
@@ -280,7 +302,7 @@ fn change_entry(
     id: &str,
     summary: &Summary,
     minimal: bool,
-) -> Option<(Map<String, Value>, Option<Vec<Value>>)> {
+) -> Option<Entry> {
     let sel = token.sel.as_deref();
     let removed = |reason: &str| {
         let mut m = Map::new();
@@ -328,7 +350,10 @@ fn change_entry(
         let mut m = Map::new();
         m.insert("id".into(), json!(id));
         for name in changed {
-            m.insert(name.clone(), render::value_of(obj, name).unwrap_or(Value::Null));
+            m.insert(
+                name.clone(),
+                render::value_of(obj, name).unwrap_or(Value::Null),
+            );
         }
         m
     } else {
@@ -372,10 +397,19 @@ fn changes_page(
         off = 0;
         last = Some(id.clone());
         if let Some(next_off) = rest {
-            let cur = Cursor { id: Some(id.clone()), off: next_off };
+            let cur = Cursor {
+                id: Some(id.clone()),
+                off: next_off,
+            };
             let ph = Phase::Changes { lo, hi, cur };
             return (out, PageEnd::Next(DeltaToken { ph, ..token }));
         }
     }
-    (out, PageEnd::Done(DeltaToken { ph: Phase::Link { at: hi }, ..token }))
+    (
+        out,
+        PageEnd::Done(DeltaToken {
+            ph: Phase::Link { at: hi },
+            ..token
+        }),
+    )
 }

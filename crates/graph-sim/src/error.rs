@@ -92,9 +92,7 @@ impl GraphError {
     }
 
     pub fn read_only(name: &str) -> Self {
-        Self::bad_request(format!(
-            "Property '{name}' is read-only and cannot be set."
-        ))
+        Self::bad_request(format!("Property '{name}' is read-only and cannot be set."))
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
@@ -109,17 +107,18 @@ impl GraphError {
     pub fn body(&self) -> serde_json::Value {
         let date = crate::clock::now_rfc3339_seconds();
         let request_id = uuid::Uuid::new_v4().to_string();
-        let mut inner = json!({
-            "date": date,
-            "request-id": request_id,
-            "client-request-id": request_id,
-        });
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        let inner = if self.status == StatusCode::TOO_MANY_REQUESTS {
             // Graph's documented throttling body carries the status inside innerError too.
-            inner["code"] = json!("429");
-            inner["message"] = json!("Please retry after");
-            inner["status"] = json!("429");
-        }
+            json!({
+                "code": "429",
+                "date": date,
+                "message": "Please retry after",
+                "request-id": request_id,
+                "status": "429",
+            })
+        } else {
+            json!({"date": date, "request-id": request_id, "client-request-id": request_id})
+        };
         json!({"error": {"code": self.code, "message": self.message, "innerError": inner}})
     }
 }

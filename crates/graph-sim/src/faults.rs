@@ -81,7 +81,10 @@ pub async fn graph_gate(State(app): State<Arc<AppState>>, req: Request, next: Ne
     {
         let mut stats = app.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.total += 1;
-        *stats.by_path.entry(req.uri().path().to_string()).or_default() += 1;
+        *stats
+            .by_path
+            .entry(req.uri().path().to_string())
+            .or_default() += 1;
     }
     if let Err(e) = app.auth.check_bearer(req.headers()) {
         return e.into_response();
@@ -99,5 +102,24 @@ pub async fn graph_gate(State(app): State<Arc<AppState>>, req: Request, next: Ne
         }
         return err.into_response();
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    // Headers every Graph response carries.
+    let headers = resp.headers_mut();
+    headers.insert("OData-Version", axum::http::HeaderValue::from_static("4.0"));
+    headers.insert(
+        "Cache-Control",
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    let is_json = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if is_json {
+        headers.insert(
+            "Content-Type",
+            axum::http::HeaderValue::from_static(
+                "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
+            ),
+        );
+    }
+    resp
 }

@@ -130,42 +130,90 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{version}/users/{id}",
             get(c::get_user).patch(c::patch_user).delete(c::delete_user),
         )
-        .route("/{version}/groups", get(c::list_groups).post(c::create_group))
+        .route(
+            "/{version}/groups",
+            get(c::list_groups).post(c::create_group),
+        )
         .route("/{version}/groups/$count", get(c::count_groups))
         .route("/{version}/groups/delta", get(links::groups_delta))
         .route(
             "/{version}/groups/{id}",
-            get(c::get_group).patch(c::patch_group).delete(c::delete_group),
+            get(c::get_group)
+                .patch(c::patch_group)
+                .delete(c::delete_group),
         )
         .route("/{version}/groups/{id}/members", get(links::list_members))
-        .route("/{version}/groups/{id}/members/$ref", post(links::add_member))
-        .route("/{version}/groups/{id}/members/{member}/$ref", delete(links::remove_member))
+        .route(
+            "/{version}/groups/{id}/members/$ref",
+            post(links::add_member),
+        )
+        .route(
+            "/{version}/groups/{id}/members/{member}/$ref",
+            delete(links::remove_member),
+        )
         .route("/{version}/groups/{id}/owners", get(links::list_owners))
         .route("/{version}/groups/{id}/owners/$ref", post(links::add_owner))
-        .route("/{version}/groups/{id}/owners/{owner}/$ref", delete(links::remove_owner))
-        .route("/{version}/directory/deletedItems/{item}", get(deleted::get).delete(deleted::purge))
-        .route("/{version}/directory/deletedItems/{id}/restore", post(deleted::restore))
-        .route("/{version}/groupSettings", get(settings::collection).post(settings::collection))
-        .route("/{version}/settings", get(settings::collection).post(settings::collection))
+        .route(
+            "/{version}/groups/{id}/owners/{owner}/$ref",
+            delete(links::remove_owner),
+        )
+        .route(
+            "/{version}/directory/deletedItems/{item}",
+            get(deleted::get).delete(deleted::purge),
+        )
+        .route(
+            "/{version}/directory/deletedItems/{id}/restore",
+            post(deleted::restore),
+        )
+        .route(
+            "/{version}/groupSettings",
+            get(settings::collection).post(settings::collection),
+        )
+        .route(
+            "/{version}/settings",
+            get(settings::collection).post(settings::collection),
+        )
         .route(
             "/{version}/groupSettings/{id}",
-            get(settings::item).patch(settings::item).delete(settings::item),
+            get(settings::item)
+                .patch(settings::item)
+                .delete(settings::item),
         )
         .route(
             "/{version}/settings/{id}",
-            get(settings::item).patch(settings::item).delete(settings::item),
+            get(settings::item)
+                .patch(settings::item)
+                .delete(settings::item),
         )
         .route("/{version}/groupSettingTemplates", get(settings::templates))
-        .route("/{version}/groupSettingTemplates/{id}", get(settings::templates))
-        .route("/{version}/directorySettingTemplates", get(settings::templates))
-        .route("/{version}/directorySettingTemplates/{id}", get(settings::templates))
+        .route(
+            "/{version}/groupSettingTemplates/{id}",
+            get(settings::templates),
+        )
+        .route(
+            "/{version}/directorySettingTemplates",
+            get(settings::templates),
+        )
+        .route(
+            "/{version}/directorySettingTemplates/{id}",
+            get(settings::templates),
+        )
         .route("/{version}/$batch", post(batch::batch))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::graph_gate));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::graph_gate,
+        ));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .route("/_sim/faults", get(admin::get_faults).post(admin::set_faults))
-        .route("/_sim/expire-delta-tokens", post(admin::expire_delta_tokens))
+        .route(
+            "/_sim/faults",
+            get(admin::get_faults).post(admin::set_faults),
+        )
+        .route(
+            "/_sim/expire-delta-tokens",
+            post(admin::expire_delta_tokens),
+        )
         .route("/_sim/stats", get(admin::stats).delete(admin::reset_stats))
         .route("/_sim/save", post(admin::save))
         .merge(graph)
@@ -214,7 +262,12 @@ impl Bound {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), SimError> {
-        let router = self.state.router.get().cloned().unwrap_or_else(|| router(self.state.clone()));
+        let router = self
+            .state
+            .router
+            .get()
+            .cloned()
+            .unwrap_or_else(|| router(self.state.clone()));
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await

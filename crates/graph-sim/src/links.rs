@@ -24,7 +24,11 @@ fn list_links(app: &AppState, ctx: Ctx, group_id: &str, owners: bool) -> GraphRe
     let group = tenant
         .live(ObjectKind::Group, group_id)
         .ok_or_else(|| GraphError::not_found(group_id))?;
-    let set = if owners { &group.owners } else { &group.members };
+    let set = if owners {
+        &group.owners
+    } else {
+        &group.members
+    };
     let nav = if owners { "owners" } else { "members" };
     let items = set
         .iter()
@@ -32,7 +36,10 @@ fn list_links(app: &AppState, ctx: Ctx, group_id: &str, owners: bool) -> GraphRe
         .filter(|o| o.is_live());
     let (value, next) = list_page(&ctx, &format!("groups/{group_id}/{nav}"), items, true)?;
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(ctx.context("directoryObjects")));
+    body.insert(
+        "@odata.context".into(),
+        json!(ctx.context("directoryObjects")),
+    );
     if let Some(next) = next {
         body.insert("@odata.nextLink".into(), json!(next));
     }
@@ -47,7 +54,9 @@ fn add_link(app: &AppState, group_id: &str, body: &[u8], owners: bool) -> GraphR
         .get("@odata.id")
         .and_then(Value::as_str)
         .and_then(id_from_url)
-        .ok_or_else(|| GraphError::bad_request("The '@odata.id' reference is missing or invalid."))?;
+        .ok_or_else(|| {
+            GraphError::bad_request("The '@odata.id' reference is missing or invalid.")
+        })?;
     let mut tenant = app.write_tenant();
     let group = tenant
         .live(ObjectKind::Group, group_id)
@@ -76,7 +85,12 @@ fn add_link(app: &AppState, group_id: &str, body: &[u8], owners: bool) -> GraphR
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn remove_link(app: &AppState, group_id: &str, target: &str, owners: bool) -> GraphResult<Response> {
+fn remove_link(
+    app: &AppState,
+    group_id: &str,
+    target: &str,
+    owners: bool,
+) -> GraphResult<Response> {
     let mut tenant = app.write_tenant();
     if tenant.live(ObjectKind::Group, group_id).is_none() {
         return Err(GraphError::not_found(group_id));
@@ -160,7 +174,10 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
             token
         }
         _ => {
-            for (name, used) in [("$expand", q.expand.is_some()), ("$orderby", q.orderby.is_some())] {
+            for (name, used) in [
+                ("$expand", q.expand.is_some()),
+                ("$orderby", q.orderby.is_some()),
+            ] {
                 if used {
                     return Err(GraphError::unsupported_query(format!(
                         "The query option '{name}' is not supported with delta queries."
@@ -168,7 +185,11 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
                 }
             }
             if let Some(sel) = &q.select {
-                let navs: &[&str] = if kind == ObjectKind::Group { &["members"] } else { &[] };
+                let navs: &[&str] = if kind == ObjectKind::Group {
+                    &["members"]
+                } else {
+                    &[]
+                };
                 schema::check_select(kind, ctx.version, sel, navs)?;
             }
             let ids = match &q.filter {
@@ -190,10 +211,22 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
                     cur: Default::default(),
                 }
             };
-            let token = DeltaToken { res, sel: q.select.clone(), ids, ep: epoch, ph };
+            let token = DeltaToken {
+                res,
+                sel: q.select.clone(),
+                ids,
+                ep: epoch,
+                ph,
+            };
             if given.is_some() {
                 // `$deltatoken=latest`: no data, only a deltaLink from now on.
-                return Ok(delta_response(&ctx, collection, &token, Vec::new(), PageEnd::Done(token.clone())));
+                return Ok(delta_response(
+                    &ctx,
+                    collection,
+                    &token,
+                    Vec::new(),
+                    PageEnd::Done(token.clone()),
+                ));
             }
             token
         }
@@ -207,7 +240,13 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
     Ok(delta_response(&ctx, collection, &token, value, end))
 }
 
-fn delta_response(ctx: &Ctx, collection: &str, token: &DeltaToken, value: Vec<Value>, end: PageEnd) -> Response {
+fn delta_response(
+    ctx: &Ctx,
+    collection: &str,
+    token: &DeltaToken,
+    value: Vec<Value>,
+    end: PageEnd,
+) -> Response {
     let context = match &token.sel {
         Some(sel) => ctx.context(&format!("{collection}({})", sel.join(","))),
         None => ctx.context(collection),
@@ -216,11 +255,19 @@ fn delta_response(ctx: &Ctx, collection: &str, token: &DeltaToken, value: Vec<Va
     body.insert("@odata.context".into(), json!(context));
     match end {
         PageEnd::Next(t) => {
-            let link = format!("{}?$skiptoken={}", ctx.url(&format!("{collection}/delta")), t.encode());
+            let link = format!(
+                "{}?$skiptoken={}",
+                ctx.url(&format!("{collection}/delta")),
+                t.encode()
+            );
             body.insert("@odata.nextLink".into(), json!(link));
         }
         PageEnd::Done(t) => {
-            let link = format!("{}?$deltatoken={}", ctx.url(&format!("{collection}/delta")), t.encode());
+            let link = format!(
+                "{}?$deltatoken={}",
+                ctx.url(&format!("{collection}/delta")),
+                t.encode()
+            );
             body.insert("@odata.deltaLink".into(), json!(link));
         }
     }
@@ -247,7 +294,10 @@ pub async fn users_delta(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    finish(Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| delta_round(&app, ctx, Resource::Users)))
+    finish(
+        Ctx::new(&v, &headers, q.as_deref())
+            .and_then(|ctx| delta_round(&app, ctx, Resource::Users)),
+    )
 }
 
 pub async fn groups_delta(
@@ -256,5 +306,8 @@ pub async fn groups_delta(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    finish(Ctx::new(&v, &headers, q.as_deref()).and_then(|ctx| delta_round(&app, ctx, Resource::Groups)))
+    finish(
+        Ctx::new(&v, &headers, q.as_deref())
+            .and_then(|ctx| delta_round(&app, ctx, Resource::Groups)),
+    )
 }

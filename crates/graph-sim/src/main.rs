@@ -71,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let certificate = match &args.client_cert {
-        Some(path) => Some(ClientCertificate::from_pem_file(&path.display().to_string())?),
+        Some(path) => Some(ClientCertificate::from_pem_file(
+            &path.display().to_string(),
+        )?),
         None => None,
     };
     let faults = Faults {
@@ -80,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
         latency_ms: args.latency_ms,
         retry_after_secs: args.retry_after_secs,
     };
-    faults.validate().map_err(anyhow::Error::msg).context("fault flags")?;
+    faults
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("fault flags")?;
     let expired_delta_status = axum::http::StatusCode::from_u16(args.expired_delta_status)
         .context("--expired-delta-status")?;
     let cfg = graph_sim::SimConfig {

@@ -235,7 +235,10 @@ impl Parser<'_> {
                 "true" => Ok(Literal::Bool(true)),
                 "false" => Ok(Literal::Bool(false)),
                 "null" => Ok(Literal::Null),
-                n => n.parse().map(Literal::Number).map_err(|_| invalid_filter(self.text)),
+                n => n
+                    .parse()
+                    .map(Literal::Number)
+                    .map_err(|_| invalid_filter(self.text)),
             },
             _ => Err(invalid_filter(self.text)),
         }
@@ -392,10 +395,16 @@ mod tests {
 
     #[test]
     fn and_binds_tighter_than_or() {
-        let f = Filter::parse("securityEnabled eq true and mailEnabled eq false or displayName eq 'x'").unwrap();
-        assert!(f.matches(&props(json!({"securityEnabled": true, "mailEnabled": false}))));
+        let f =
+            Filter::parse("securityEnabled eq true and mailEnabled eq false or displayName eq 'x'")
+                .unwrap();
+        assert!(f.matches(&props(
+            json!({"securityEnabled": true, "mailEnabled": false})
+        )));
         assert!(f.matches(&props(json!({"displayName": "X"}))));
-        assert!(!f.matches(&props(json!({"securityEnabled": true, "mailEnabled": true}))));
+        assert!(!f.matches(&props(
+            json!({"securityEnabled": true, "mailEnabled": true})
+        )));
     }
 
     #[test]

@@ -41,7 +41,12 @@ impl Ctx {
 
     /// `{base}/{version}/$metadata#{fragment}`.
     pub fn context(&self, fragment: &str) -> String {
-        format!("{}/{}/$metadata#{}", self.base, self.version.segment(), fragment)
+        format!(
+            "{}/{}/$metadata#{}",
+            self.base,
+            self.version.segment(),
+            fragment
+        )
     }
 
     /// `{base}/{version}/{path}`.

@@ -265,7 +265,12 @@ pub fn required_on_create(kind: ObjectKind) -> &'static [&'static str] {
             "passwordProfile",
             "userPrincipalName",
         ],
-        _ => &["displayName", "mailEnabled", "mailNickname", "securityEnabled"],
+        _ => &[
+            "displayName",
+            "mailEnabled",
+            "mailNickname",
+            "securityEnabled",
+        ],
     }
 }
 

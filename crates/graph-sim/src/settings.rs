@@ -60,40 +60,47 @@ fn settings_collection(ctx: &Ctx) -> &'static str {
 }
 
 /// `GET /groupSettingTemplates` and `GET /groupSettingTemplates/{id}`.
-pub async fn templates(
-    Path(params): Path<Vec<(String, String)>>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn templates(Path(params): Path<Vec<(String, String)>>, headers: HeaderMap) -> Response {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let version = get("version").unwrap_or_default();
-    finish(Ctx::new(&version, &headers, None).map(|ctx| match get("id") {
-        None => axum::Json(json!({
-            "@odata.context": ctx.context("groupSettingTemplates"),
-            "value": [group_unified_template()],
-        }))
-        .into_response(),
-        Some(id) if id == GROUP_UNIFIED_TEMPLATE => {
-            let mut body = Map::new();
-            body.insert("@odata.context".into(), json!(ctx.context("groupSettingTemplates/$entity")));
-            if let Value::Object(t) = group_unified_template() {
-                body.extend(t);
+    finish(Ctx::new(&version, &headers, None).map(|ctx| {
+        match get("id") {
+            None => axum::Json(json!({
+                "@odata.context": ctx.context("groupSettingTemplates"),
+                "value": [group_unified_template()],
+            }))
+            .into_response(),
+            Some(id) if id == GROUP_UNIFIED_TEMPLATE => {
+                let mut body = Map::new();
+                body.insert(
+                    "@odata.context".into(),
+                    json!(ctx.context("groupSettingTemplates/$entity")),
+                );
+                if let Value::Object(t) = group_unified_template() {
+                    body.extend(t);
+                }
+                axum::Json(Value::Object(body)).into_response()
             }
-            axum::Json(Value::Object(body)).into_response()
+            Some(id) => GraphError::not_found(&id).into_response(),
         }
-        Some(id) => GraphError::not_found(&id).into_response(),
     }))
 }
 
 fn check_values(values: &Value) -> GraphResult<Vec<(String, String)>> {
     let Some(items) = values.as_array() else {
-        return Err(GraphError::bad_request("Property 'values' must be an array of settingValue."));
+        return Err(GraphError::bad_request(
+            "Property 'values' must be an array of settingValue.",
+        ));
     };
     items
         .iter()
         .map(|v| {
             let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
             let value = v.get("value").and_then(Value::as_str);
-            match (GROUP_UNIFIED_VALUES.iter().any(|(n, _, _)| *n == name), value) {
+            match (
+                GROUP_UNIFIED_VALUES.iter().any(|(n, _, _)| *n == name),
+                value,
+            ) {
                 (true, Some(value)) => Ok((name.to_string(), value.to_string())),
                 _ => Err(GraphError::bad_request(format!(
                     "Invalid value specified for setting '{name}' of template 'Group.Unified'."
@@ -113,11 +120,20 @@ fn list(app: &AppState, ctx: &Ctx) -> Response {
 fn create(app: &AppState, ctx: &Ctx, body: &[u8]) -> GraphResult<Response> {
     let body = json_object(body)?;
     for name in body.keys() {
-        if !matches!(name.as_str(), "templateId" | "values" | "displayName" | "@odata.type") {
-            return Err(GraphError::unknown_property(name, "microsoft.graph.groupSetting"));
+        if !matches!(
+            name.as_str(),
+            "templateId" | "values" | "displayName" | "@odata.type"
+        ) {
+            return Err(GraphError::unknown_property(
+                name,
+                "microsoft.graph.groupSetting",
+            ));
         }
     }
-    let template = body.get("templateId").and_then(Value::as_str).unwrap_or_default();
+    let template = body
+        .get("templateId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if template != GROUP_UNIFIED_TEMPLATE {
         return Err(GraphError::not_found(template));
     }
@@ -131,15 +147,22 @@ fn create(app: &AppState, ctx: &Ctx, body: &[u8]) -> GraphResult<Response> {
     let values: Vec<Value> = GROUP_UNIFIED_VALUES
         .iter()
         .map(|(name, _, default)| {
-            let value = given.iter().find(|(n, _)| n == name).map_or(*default, |(_, v)| v.as_str());
+            let value = given
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(*default, |(_, v)| v.as_str());
             json!({"name": name, "value": value})
         })
         .collect();
     let id = uuid::Uuid::new_v4().to_string();
-    let setting = json!({"id": id, "displayName": "Group.Unified", "templateId": template, "values": values});
+    let setting =
+        json!({"id": id, "displayName": "Group.Unified", "templateId": template, "values": values});
     tenant.settings.insert(id, setting.clone());
     let mut out = Map::new();
-    out.insert("@odata.context".into(), json!(ctx.context(&format!("{}/$entity", settings_collection(ctx)))));
+    out.insert(
+        "@odata.context".into(),
+        json!(ctx.context(&format!("{}/$entity", settings_collection(ctx)))),
+    );
     if let Value::Object(s) = setting {
         out.extend(s);
     }
@@ -155,10 +178,16 @@ fn update(app: &AppState, id: &str, body: &[u8]) -> GraphResult<Response> {
     }
     let given = check_values(body.get("values").unwrap_or(&json!([])))?;
     let mut tenant = app.write_tenant();
-    let setting = tenant.settings.get_mut(id).ok_or_else(|| GraphError::not_found(id))?;
+    let setting = tenant
+        .settings
+        .get_mut(id)
+        .ok_or_else(|| GraphError::not_found(id))?;
     if let Some(values) = setting.get_mut("values").and_then(Value::as_array_mut) {
         for (name, value) in given {
-            match values.iter_mut().find(|v| v.get("name").and_then(Value::as_str) == Some(&name)) {
+            match values
+                .iter_mut()
+                .find(|v| v.get("name").and_then(Value::as_str) == Some(&name))
+            {
                 Some(v) => v["value"] = json!(value),
                 None => values.push(json!({"name": name, "value": value})),
             }
@@ -214,14 +243,23 @@ pub async fn item(
         match method {
             axum::http::Method::PATCH => update(&app, &id, &body),
             axum::http::Method::DELETE => {
-                app.write_tenant().settings.remove(&id).ok_or_else(|| GraphError::not_found(&id))?;
+                app.write_tenant()
+                    .settings
+                    .remove(&id)
+                    .ok_or_else(|| GraphError::not_found(&id))?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             _ => {
                 let tenant = app.read_tenant();
-                let s = tenant.settings.get(&id).ok_or_else(|| GraphError::not_found(&id))?;
+                let s = tenant
+                    .settings
+                    .get(&id)
+                    .ok_or_else(|| GraphError::not_found(&id))?;
                 let mut out = Map::new();
-                out.insert("@odata.context".into(), json!(ctx.context(&format!("{}/$entity", settings_collection(&ctx)))));
+                out.insert(
+                    "@odata.context".into(),
+                    json!(ctx.context(&format!("{}/$entity", settings_collection(&ctx)))),
+                );
                 if let Value::Object(s) = s {
                     out.extend(s.clone());
                 }

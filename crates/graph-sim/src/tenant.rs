@@ -330,8 +330,10 @@ pub fn load(path: &str, text: &str, domain: &str) -> Result<Tenant, SimError> {
                 return Err(fail(format!("{section}[{i}] is not an object")));
             };
             let mut props = props.clone();
-            let member_ids = take_ids(&mut props, "members").map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
-            let owner_ids = take_ids(&mut props, "owners").map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
+            let member_ids = take_ids(&mut props, "members")
+                .map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
+            let owner_ids =
+                take_ids(&mut props, "owners").map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
             let id = match props.get("id") {
                 Some(Value::String(id)) => id.clone(),
                 None => uuid::Uuid::new_v4().to_string(),
@@ -356,7 +358,9 @@ pub fn load(path: &str, text: &str, domain: &str) -> Result<Tenant, SimError> {
     for (gid, members, owners) in links {
         for target in members.iter().chain(owners.iter()) {
             if tenant.object(target).is_none() {
-                return Err(fail(format!("group {gid}: member or owner {target} is not in the file")));
+                return Err(fail(format!(
+                    "group {gid}: member or owner {target} is not in the file"
+                )));
             }
         }
         if let Some(group) = tenant.groups.get_mut(&gid) {
@@ -421,7 +425,10 @@ pub fn to_file(tenant: &Tenant) -> Value {
         ("orgContacts", ObjectKind::OrgContact),
         ("servicePrincipals", ObjectKind::ServicePrincipal),
     ] {
-        section(name, tenant.others.values().filter(|o| o.kind == kind).collect());
+        section(
+            name,
+            tenant.others.values().filter(|o| o.kind == kind).collect(),
+        );
     }
     doc.insert(
         "settings".into(),

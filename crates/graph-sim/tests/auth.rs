@@ -36,7 +36,10 @@ async fn assertion_request(sim: &Sim, jwt: &str) -> (StatusCode, serde_json::Val
         ("grant_type", "client_credentials"),
         ("client_id", CLIENT_ID),
         ("scope", "https://graph.microsoft.com/.default"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", jwt),
     ])
     .await
@@ -73,7 +76,10 @@ async fn wrong_client_secret_gets_entra_invalid_client() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
     assert_eq!(body["error_codes"], json!([7000215]));
-    assert!(body["error_description"].as_str().unwrap().starts_with("AADSTS7000215: Invalid client secret provided."));
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .starts_with("AADSTS7000215: Invalid client secret provided."));
 }
 
 #[tokio::test]
@@ -94,7 +100,12 @@ async fn unknown_client_id_is_refused() {
 #[tokio::test]
 async fn graph_calls_without_or_with_a_bad_token_get_invalid_authentication_token() {
     let sim = start(&[]).await;
-    let resp = sim.http.get(format!("{}/v1.0/users", sim.base)).send().await.unwrap();
+    let resp = sim
+        .http
+        .get(format!("{}/v1.0/users", sim.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
@@ -118,7 +129,10 @@ async fn expired_access_token_is_refused_as_graph_does() {
     let (status, body) = sim.get("/v1.0/users").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
 }
 
 #[tokio::test]
@@ -149,7 +163,13 @@ async fn certificate_assertion_is_verified_against_the_registered_certificate() 
     assert_eq!(body["error_codes"], json!([700024]));
 
     // Wrong audience.
-    let wrong_aud = assertion("app.key", "app.pem", "https://example.com/token", now() + 600, CLIENT_ID);
+    let wrong_aud = assertion(
+        "app.key",
+        "app.pem",
+        "https://example.com/token",
+        now() + 600,
+        CLIENT_ID,
+    );
     let (status, _) = assertion_request(&sim, &wrong_aud).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::*;
 
-const GROUP_DELTA: &str = "/beta/groups/delta?$select=id,displayName,description,writebackConfiguration,members";
+const GROUP_DELTA: &str =
+    "/beta/groups/delta?$select=id,displayName,description,writebackConfiguration,members";
 
 #[tokio::test]
 async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
@@ -24,7 +25,10 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
     let e = entries_for(&all, &g);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0]["displayName"], "SG-Finance");
-    assert_eq!(e[0]["writebackConfiguration"], json!({"isEnabled": null, "onPremisesGroupType": null}));
+    assert_eq!(
+        e[0]["writebackConfiguration"],
+        json!({"isEnabled": null, "onPremisesGroupType": null})
+    );
     let (added, removed) = member_changes(&e);
     let mut want = vec![anna.clone(), bram.clone()];
     want.sort();
@@ -38,7 +42,9 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
 
     // Add and remove members: only the changes, removed ones with @removed.
     sim.add_member(&g, &carla).await;
-    let (s, _) = sim.delete(&format!("/v1.0/groups/{g}/members/{anna}/$ref")).await;
+    let (s, _) = sim
+        .delete(&format!("/v1.0/groups/{g}/members/{anna}/$ref"))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (all, link, _) = sim.delta_round(&link, &[]).await;
     let e = entries_for(&all, &g);
@@ -57,9 +63,16 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
     assert_eq!(e[0]["displayName"], "SG-Finance");
 
     // Rename with return=minimal: only id and the changed property.
-    let (s, _) = sim.patch(&format!("/v1.0/groups/{g}"), json!({"displayName": "SG-Finance-NL"})).await;
+    let (s, _) = sim
+        .patch(
+            &format!("/v1.0/groups/{g}"),
+            json!({"displayName": "SG-Finance-NL"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (all, link, _) = sim.delta_round(&link, &[("Prefer", "return=minimal")]).await;
+    let (all, link, _) = sim
+        .delta_round(&link, &[("Prefer", "return=minimal")])
+        .await;
     let e = entries_for(&all, &g);
     assert_eq!(e.len(), 1);
     assert_eq!(*e[0], json!({"id": g, "displayName": "SG-Finance-NL"}));
@@ -72,7 +85,9 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-    let (all, link, _) = sim.delta_round(&link, &[("Prefer", "return=minimal")]).await;
+    let (all, link, _) = sim
+        .delta_round(&link, &[("Prefer", "return=minimal")])
+        .await;
     assert_eq!(
         entries_for(&all, &g)[0]["writebackConfiguration"],
         json!({"isEnabled": true, "onPremisesGroupType": "universalSecurityGroup"})
@@ -82,10 +97,18 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
     let (s, _) = sim.delete(&format!("/v1.0/groups/{g}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (all, link, _) = sim.delta_round(&link, &[]).await;
-    assert_eq!(*entries_for(&all, &g)[0], json!({"id": g, "@removed": {"reason": "changed"}}));
+    assert_eq!(
+        *entries_for(&all, &g)[0],
+        json!({"id": g, "@removed": {"reason": "changed"}})
+    );
 
     // Restore → the group reappears as a normal object with its members.
-    let (s, body) = sim.post(&format!("/v1.0/directory/deletedItems/{g}/restore"), json!({})).await;
+    let (s, body) = sim
+        .post(
+            &format!("/v1.0/directory/deletedItems/{g}/restore"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (all, link, _) = sim.delta_round(&link, &[]).await;
     let e = entries_for(&all, &g);
@@ -98,10 +121,15 @@ async fn group_delta_round_trip_reports_each_change_as_graph_documents() {
 
     // Soft delete then permanent delete → @removed reason deleted.
     sim.delete(&format!("/v1.0/groups/{g}")).await;
-    let (s, _) = sim.delete(&format!("/v1.0/directory/deletedItems/{g}")).await;
+    let (s, _) = sim
+        .delete(&format!("/v1.0/directory/deletedItems/{g}"))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (all, _, _) = sim.delta_round(&link, &[]).await;
-    assert_eq!(*entries_for(&all, &g)[0], json!({"id": g, "@removed": {"reason": "deleted"}}));
+    assert_eq!(
+        *entries_for(&all, &g)[0],
+        json!({"id": g, "@removed": {"reason": "deleted"}})
+    );
 }
 
 #[tokio::test]
@@ -114,7 +142,9 @@ async fn a_large_groups_members_are_split_over_pages_and_reassemble() {
         sim.add_member(&g, &u).await;
         ids.push(u);
     }
-    let (all, _, pages) = sim.delta_round("/v1.0/groups/delta?$select=displayName,members", &[]).await;
+    let (all, _, pages) = sim
+        .delta_round("/v1.0/groups/delta?$select=displayName,members", &[])
+        .await;
     let e = entries_for(&all, &g);
     assert_eq!(e.len(), 3, "130 members in chunks of 50 → 3 entries");
     assert!(pages >= 3);
@@ -130,7 +160,10 @@ async fn max_page_size_pages_the_initial_round() {
         sim.create_security_group(&format!("SG-{i}")).await;
     }
     let (all, _, pages) = sim
-        .delta_round("/v1.0/groups/delta?$select=displayName", &[("Prefer", "odata.maxpagesize=3")])
+        .delta_round(
+            "/v1.0/groups/delta?$select=displayName",
+            &[("Prefer", "odata.maxpagesize=3")],
+        )
         .await;
     assert_eq!(all.len(), 7);
     assert_eq!(pages, 3);
@@ -140,17 +173,36 @@ async fn max_page_size_pages_the_initial_round() {
 async fn user_delta_reports_updates_and_deletions() {
     let sim = start(&[]).await;
     let u = sim.create_user("dora").await;
-    let (all, link, _) = sim.delta_round("/v1.0/users/delta?$select=id,displayName,userPrincipalName", &[]).await;
-    assert_eq!(entries_for(&all, &u)[0]["userPrincipalName"], format!("dora@{TENANT}"));
-    sim.patch(&format!("/v1.0/users/{u}"), json!({"displayName": "Dora D"})).await;
+    let (all, link, _) = sim
+        .delta_round(
+            "/v1.0/users/delta?$select=id,displayName,userPrincipalName",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        entries_for(&all, &u)[0]["userPrincipalName"],
+        format!("dora@{TENANT}")
+    );
+    sim.patch(
+        &format!("/v1.0/users/{u}"),
+        json!({"displayName": "Dora D"}),
+    )
+    .await;
     let (all, link, _) = sim.delta_round(&link, &[]).await;
     assert_eq!(entries_for(&all, &u)[0]["displayName"], "Dora D");
     sim.delete(&format!("/v1.0/users/{u}")).await;
     let (all, link, _) = sim.delta_round(&link, &[]).await;
-    assert_eq!(entries_for(&all, &u)[0]["@removed"], json!({"reason": "changed"}));
-    sim.delete(&format!("/v1.0/directory/deletedItems/{u}")).await;
+    assert_eq!(
+        entries_for(&all, &u)[0]["@removed"],
+        json!({"reason": "changed"})
+    );
+    sim.delete(&format!("/v1.0/directory/deletedItems/{u}"))
+        .await;
     let (all, _, _) = sim.delta_round(&link, &[]).await;
-    assert_eq!(entries_for(&all, &u)[0]["@removed"], json!({"reason": "deleted"}));
+    assert_eq!(
+        entries_for(&all, &u)[0]["@removed"],
+        json!({"reason": "deleted"})
+    );
 }
 
 #[tokio::test]
@@ -158,7 +210,8 @@ async fn expired_delta_tokens_answer_sync_state_not_found() {
     let sim = start(&[]).await;
     sim.create_security_group("SG-A").await;
     let (_, link, _) = sim.delta_round("/v1.0/groups/delta", &[]).await;
-    sim.admin(Method::POST, "/_sim/expire-delta-tokens", None).await;
+    sim.admin(Method::POST, "/_sim/expire-delta-tokens", None)
+        .await;
     let (status, body) = sim.get(&link).await;
     assert_eq!(status, StatusCode::GONE);
     assert_eq!(body["error"]["code"], "syncStateNotFound");
@@ -178,10 +231,17 @@ async fn garbled_delta_token_is_a_bad_request() {
 #[tokio::test]
 async fn writeback_configuration_is_selectable_only_in_beta() {
     let sim = start(&[]).await;
-    let (status, body) = sim.get("/v1.0/groups/delta?$select=id,writebackConfiguration").await;
+    let (status, body) = sim
+        .get("/v1.0/groups/delta?$select=id,writebackConfiguration")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("writebackConfiguration"));
-    let (status, _) = sim.get("/beta/groups/delta?$select=id,writebackConfiguration").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("writebackConfiguration"));
+    let (status, _) = sim
+        .get("/beta/groups/delta?$select=id,writebackConfiguration")
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -204,7 +264,9 @@ async fn delta_filter_by_id_tracks_only_those_groups() {
     let sim = start(&[]).await;
     let a = sim.create_security_group("SG-A").await;
     let _b = sim.create_security_group("SG-B").await;
-    let (all, _, _) = sim.delta_round(&format!("/v1.0/groups/delta?$filter=id eq '{a}'"), &[]).await;
+    let (all, _, _) = sim
+        .delta_round(&format!("/v1.0/groups/delta?$filter=id eq '{a}'"), &[])
+        .await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["id"], a.as_str());
 }

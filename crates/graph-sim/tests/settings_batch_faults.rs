@@ -19,7 +19,11 @@ async fn create_m365(sim: &Sim, name: &str) -> serde_json::Value {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    let (_, g) = sim.get(&format!("/beta/groups/{id}?$select=id,writebackConfiguration")).await;
+    let (_, g) = sim
+        .get(&format!(
+            "/beta/groups/{id}?$select=id,writebackConfiguration"
+        ))
+        .await;
     g
 }
 
@@ -54,7 +58,12 @@ async fn new_microsoft_365_groups_follow_new_unified_group_writeback_default() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let g2 = create_m365(&sim, "later").await;
     assert_eq!(g2["writebackConfiguration"]["isEnabled"], json!(true));
-    let (_, again) = sim.get(&format!("/beta/groups/{}?$select=writebackConfiguration", g["id"].as_str().unwrap())).await;
+    let (_, again) = sim
+        .get(&format!(
+            "/beta/groups/{}?$select=writebackConfiguration",
+            g["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(again["writebackConfiguration"]["isEnabled"], json!(false));
 
     // Beta reads the same setting at /settings; v1.0 has no /settings.
@@ -64,7 +73,12 @@ async fn new_microsoft_365_groups_follow_new_unified_group_writeback_default() {
     let (s, _) = sim.get("/v1.0/settings").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // A second setting from the same template conflicts.
-    let (s, _) = sim.post("/v1.0/groupSettings", json!({"templateId": GROUP_UNIFIED, "values": []})).await;
+    let (s, _) = sim
+        .post(
+            "/v1.0/groupSettings",
+            json!({"templateId": GROUP_UNIFIED, "values": []}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
@@ -86,11 +100,22 @@ async fn batch_runs_requests_with_their_own_statuses_and_dependencies() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let by_id = |id: &str| body["responses"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    let by_id = |id: &str| {
+        body["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by_id("1")["status"], 200);
     assert_eq!(by_id("1")["body"]["displayName"], "SG-Batch");
     assert_eq!(by_id("2")["status"], 404);
-    assert_eq!(by_id("2")["body"]["error"]["code"], "Request_ResourceNotFound");
+    assert_eq!(
+        by_id("2")["body"]["error"]["code"],
+        "Request_ResourceNotFound"
+    );
     assert_eq!(by_id("3")["status"], 424);
     assert_eq!(by_id("4")["status"], 204);
     let (_, group) = sim.get(&format!("/v1.0/groups/{g}")).await;
@@ -100,8 +125,12 @@ async fn batch_runs_requests_with_their_own_statuses_and_dependencies() {
 #[tokio::test]
 async fn batch_of_more_than_twenty_is_refused() {
     let sim = start(&[]).await;
-    let requests: Vec<_> = (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"})).collect();
-    let (s, body) = sim.post("/v1.0/$batch", json!({"requests": requests})).await;
+    let requests: Vec<_> = (0..21)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
+        .collect();
+    let (s, body) = sim
+        .post("/v1.0/$batch", json!({"requests": requests}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "BadRequest");
     let (s, _) = sim
@@ -113,17 +142,28 @@ async fn batch_of_more_than_twenty_is_refused() {
 #[tokio::test]
 async fn throttling_answers_429_with_retry_after_and_counts() {
     let sim = start(&[]).await;
-    sim.admin(Method::POST, "/_sim/faults", Some(json!({"throttle_share": 1.0, "retry_after_secs": 7}))).await;
+    sim.admin(
+        Method::POST,
+        "/_sim/faults",
+        Some(json!({"throttle_share": 1.0, "retry_after_secs": 7})),
+    )
+    .await;
     let (s, headers, body) = sim.call(Method::GET, "/v1.0/users", None, &[]).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "7");
     assert_eq!(body["error"]["code"], "TooManyRequests");
     assert_eq!(body["error"]["innerError"]["status"], "429");
     // Inner batch requests are throttled one by one, the outer batch too here.
-    sim.admin(Method::POST, "/_sim/faults", Some(json!({"unavailable_share": 1.0}))).await;
+    sim.admin(
+        Method::POST,
+        "/_sim/faults",
+        Some(json!({"unavailable_share": 1.0})),
+    )
+    .await;
     let (s, _) = sim.get("/v1.0/groups").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-    sim.admin(Method::POST, "/_sim/faults", Some(json!({}))).await;
+    sim.admin(Method::POST, "/_sim/faults", Some(json!({})))
+        .await;
     let (s, _) = sim.get("/v1.0/groups").await;
     assert_eq!(s, StatusCode::OK);
     let stats = sim.admin(Method::GET, "/_sim/stats", None).await;
@@ -148,17 +188,51 @@ async fn sample_tenant_loads_with_the_seed_story() {
     let (s, body) = sim.get("/beta/groups?$select=id,displayName,writebackConfiguration,onPremisesSyncEnabled&$top=999").await;
     assert_eq!(s, StatusCode::OK);
     let groups = body["value"].as_array().unwrap();
-    let find = |name: &str| groups.iter().find(|g| g["displayName"] == name).unwrap_or_else(|| panic!("{name}")).clone();
-    assert_eq!(find("SG-NL-Finance-Department")["writebackConfiguration"]["onPremisesGroupType"], "universalSecurityGroup");
-    assert_eq!(find("Marketing Team")["writebackConfiguration"]["isEnabled"], false);
-    assert_eq!(find("All Company News")["writebackConfiguration"]["onPremisesGroupType"], "universalDistributionGroup");
-    assert_eq!(find("SG-Default-NoWriteback")["writebackConfiguration"]["isEnabled"], json!(null));
-    assert_eq!(find("SG-OnPrem-Synced-Admins")["onPremisesSyncEnabled"], true);
-    let dsg = find("DSG-AVD-PUBAPP-SAP")["id"].as_str().unwrap().to_string();
-    let (_, members) = sim.get(&format!("/v1.0/groups/{dsg}/members?$select=id,onPremisesSyncEnabled")).await;
+    let find = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g["displayName"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    assert_eq!(
+        find("SG-NL-Finance-Department")["writebackConfiguration"]["onPremisesGroupType"],
+        "universalSecurityGroup"
+    );
+    assert_eq!(
+        find("Marketing Team")["writebackConfiguration"]["isEnabled"],
+        false
+    );
+    assert_eq!(
+        find("All Company News")["writebackConfiguration"]["onPremisesGroupType"],
+        "universalDistributionGroup"
+    );
+    assert_eq!(
+        find("SG-Default-NoWriteback")["writebackConfiguration"]["isEnabled"],
+        json!(null)
+    );
+    assert_eq!(
+        find("SG-OnPrem-Synced-Admins")["onPremisesSyncEnabled"],
+        true
+    );
+    let dsg = find("DSG-AVD-PUBAPP-SAP")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, members) = sim
+        .get(&format!(
+            "/v1.0/groups/{dsg}/members?$select=id,onPremisesSyncEnabled"
+        ))
+        .await;
     let members = members["value"].as_array().unwrap();
     assert_eq!(members.len(), 6);
-    assert_eq!(members.iter().filter(|m| m["onPremisesSyncEnabled"] == true).count(), 4);
+    assert_eq!(
+        members
+            .iter()
+            .filter(|m| m["onPremisesSyncEnabled"] == true)
+            .count(),
+        4
+    );
     let (_, settings) = sim.get("/v1.0/groupSettings").await;
     assert_eq!(settings["value"][0]["templateId"], GROUP_UNIFIED);
 }

@@ -31,14 +31,24 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn sample_tenant() -> String {
-    format!("{}/../../lab/tenants/sample.json", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../../lab/tenants/sample.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Starts the simulator with the app registration `CLIENT_ID`/`SECRET` plus `extra` flags,
 /// and fetches a token.
 pub async fn start(extra: &[&str]) -> Sim {
     let mut child = Command::new(env!("CARGO_BIN_EXE_graph-sim"))
-        .args(["--listen", "127.0.0.1:0", "--client-id", CLIENT_ID, "--client-secret", SECRET])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            SECRET,
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -46,7 +56,9 @@ pub async fn start(extra: &[&str]) -> Sim {
         .expect("graph-sim starts");
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("address line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("address line");
     let base = line
         .trim()
         .strip_prefix("listening on ")
@@ -90,7 +102,10 @@ impl Sim {
             ])
             .await;
         assert_eq!(status, StatusCode::OK, "token: {body}");
-        body["access_token"].as_str().expect("access_token").to_string()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     /// A Graph call with the Bearer token; `path` is relative to the base (`/v1.0/users`)
@@ -148,7 +163,11 @@ impl Sim {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("admin request");
-        assert!(resp.status().is_success(), "admin {path}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "admin {path}: {}",
+            resp.status()
+        );
         resp.json().await.unwrap_or(Value::Null)
     }
 
@@ -196,7 +215,11 @@ impl Sim {
     }
 
     /// Follows nextLinks to the deltaLink; returns every value entry and the deltaLink.
-    pub async fn delta_round(&self, first: &str, headers: &[(&str, &str)]) -> (Vec<Value>, String, usize) {
+    pub async fn delta_round(
+        &self,
+        first: &str,
+        headers: &[(&str, &str)],
+    ) -> (Vec<Value>, String, usize) {
         let mut url = first.to_string();
         let mut all = Vec::new();
         let mut pages = 0;
@@ -206,10 +229,15 @@ impl Sim {
             pages += 1;
             all.extend(body["value"].as_array().cloned().unwrap_or_default());
             if let Some(next) = body["@odata.nextLink"].as_str() {
-                assert!(body.get("@odata.deltaLink").is_none(), "a page has both links");
+                assert!(
+                    body.get("@odata.deltaLink").is_none(),
+                    "a page has both links"
+                );
                 url = next.to_string();
             } else {
-                let link = body["@odata.deltaLink"].as_str().expect("deltaLink on the last page");
+                let link = body["@odata.deltaLink"]
+                    .as_str()
+                    .expect("deltaLink on the last page");
                 return (all, link.to_string(), pages);
             }
         }
