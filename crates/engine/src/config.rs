@@ -36,7 +36,8 @@ impl RuleKind {
     fn matches(self, kind: GroupKind) -> bool {
         matches!(
             (self, kind),
-            (RuleKind::Microsoft365, GroupKind::Microsoft365) | (RuleKind::Security, GroupKind::Security)
+            (RuleKind::Microsoft365, GroupKind::Microsoft365)
+                | (RuleKind::Security, GroupKind::Security)
         )
     }
 }
@@ -59,9 +60,16 @@ impl RuleMatch {
     pub fn matches(&self, group: &CloudGroup) -> bool {
         let name = group.name();
         self.kind.is_none_or(|k| k.matches(group.kind()))
-            && self.name_prefix.as_deref().is_none_or(|p| starts_with_ignore_case(name, p))
+            && self
+                .name_prefix
+                .as_deref()
+                .is_none_or(|p| starts_with_ignore_case(name, p))
             && self.name_regex.as_ref().is_none_or(|r| r.is_match(name))
-            && (self.ids.is_empty() || self.ids.iter().any(|id| id.trim().eq_ignore_ascii_case(&group.id)))
+            && (self.ids.is_empty()
+                || self
+                    .ids
+                    .iter()
+                    .any(|id| id.trim().eq_ignore_ascii_case(&group.id)))
     }
 
     /// The conditions as an administrator wrote them: `kind=security, name_prefix=SG-`.
@@ -89,7 +97,10 @@ impl RuleMatch {
 
 fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
     let mut name = name.chars().flat_map(char::to_lowercase);
-    prefix.chars().flat_map(char::to_lowercase).all(|p| name.next() == Some(p))
+    prefix
+        .chars()
+        .flat_map(char::to_lowercase)
+        .all(|p| name.next() == Some(p))
 }
 
 /// A scope rule (SPEC §2, §3 **[beyond]**): the first rule whose conditions hold decides

@@ -4,11 +4,12 @@
 use crate::config::EngineConfig;
 use crate::members::{self, Directory, Membership, Placement};
 use crate::naming::{self, dn_eq, dn_key};
-use crate::scope::decide;
+use crate::scope::{decide, rule_text};
 use std::collections::{BTreeMap, BTreeSet};
 use wb_model::{
-    anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup, CloudSnapshot, Decision,
-    ForeignObject, GroupOutcome, Joins, Lookup, MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
+    anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
+    CloudSnapshot, Decision, ForeignObject, GroupOutcome, Joins, Lookup, MemberKind, ObjectId,
+    OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`).
@@ -34,7 +35,11 @@ pub struct Input<'a> {
 /// SID) and, when `write_owners`, their user owners.
 pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
     let mut out = BTreeSet::new();
-    for group in cloud.groups.values().filter(|g| decide(g, config).0.is_written()) {
+    for group in cloud
+        .groups
+        .values()
+        .filter(|g| decide(g, config).0.is_written())
+    {
         for member in &group.members {
             match member.kind {
                 MemberKind::User => {
@@ -43,7 +48,11 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
                     }
                 }
                 MemberKind::Group => {
-                    if let Some(nested) = cloud.groups.get(&member.id).filter(|g| g.is_synced_from_ad()) {
+                    if let Some(nested) = cloud
+                        .groups
+                        .get(&member.id)
+                        .filter(|g| g.is_synced_from_ad())
+                    {
                         out.extend(members::synced_group_lookup(nested));
                     }
                 }
@@ -63,10 +72,18 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
 
 /// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
 pub fn plan(input: &Input) -> Plan {
-    let Input { cloud, ad, joins, config } = *input;
+    let Input {
+        cloud,
+        ad,
+        joins,
+        config,
+    } = *input;
     let managed = config.managed_ous();
-    let decisions: BTreeMap<&str, Decision> =
-        cloud.groups.iter().map(|(id, g)| (id.as_str(), decide(g, config).0)).collect();
+    let decisions: BTreeMap<&str, Decision> = cloud
+        .groups
+        .iter()
+        .map(|(id, g)| (id.as_str(), decide(g, config).0))
+        .collect();
     let ownership = Ownership::claim(ad, joins, &decisions, &managed);
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
@@ -85,7 +102,12 @@ pub fn plan(input: &Input) -> Plan {
     let renamed: BTreeMap<String, String> = placed
         .values()
         .filter_map(|p| match p {
-            Place::Existing { ad, dn, rename: Some(_), .. } => Some((dn_key(&ad.dn), dn.clone())),
+            Place::Existing {
+                ad,
+                dn,
+                rename: Some(_),
+                ..
+            } => Some((dn_key(&ad.dn), dn.clone())),
             _ => None,
         })
         .collect();
@@ -102,7 +124,12 @@ pub fn plan(input: &Input) -> Plan {
 
     let mut ops = Phases::default();
     let mut outcomes = Vec::new();
-    let mut sams: BTreeSet<String> = ad.groups.iter().filter_map(|g| g.sam_account_name.as_deref()).map(str::to_lowercase).collect();
+    let mut sams: BTreeSet<String> = ad
+        .groups
+        .iter()
+        .filter_map(|g| g.sam_account_name.as_deref())
+        .map(str::to_lowercase)
+        .collect();
     for group in &by_name {
         let decision = &decisions[group.id.as_str()];
         let mut outcome = GroupOutcome {
@@ -123,13 +150,25 @@ pub fn plan(input: &Input) -> Plan {
             reason,
         };
         match (decision, placed.get(&group.id)) {
-            (Decision::Written { group_type, because, .. }, Some(place)) => {
+            (
+                Decision::Written {
+                    group_type,
+                    because,
+                    ..
+                },
+                Some(place),
+            ) => {
                 let membership = dir.membership(group);
                 let wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
                 outcome.members = membership.outcomes.clone();
                 outcome.errors.extend(membership.errors.iter().cloned());
                 match place {
-                    Place::Existing { ad: current, dn, rename, error } => {
+                    Place::Existing {
+                        ad: current,
+                        dn,
+                        rename,
+                        error,
+                    } => {
                         outcome.ad_state = AdState::Present;
                         outcome.ad_dn = Some(dn.clone());
                         outcome.errors.extend(error.iter().cloned());
@@ -148,10 +187,20 @@ pub fn plan(input: &Input) -> Plan {
                             ));
                         }
                         let (add, remove) = member_changes(current, &membership, &renamed);
-                        outcome.drift.extend(remove.iter().map(|m| format!("member added by hand removed: {m}")));
-                        outcome.drift.extend(add.iter().map(|m| format!("member missing in AD added: {m}")));
+                        outcome.drift.extend(
+                            remove
+                                .iter()
+                                .map(|m| format!("member added by hand removed: {m}")),
+                        );
+                        outcome.drift.extend(
+                            add.iter()
+                                .map(|m| format!("member missing in AD added: {m}")),
+                        );
                         if !add.is_empty() {
-                            let reason = format!("members: {} cloud member(s) missing in AD added", add.len());
+                            let reason = format!(
+                                "members: {} cloud member(s) missing in AD added",
+                                add.len()
+                            );
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: Some(current.guid.clone()),
@@ -160,7 +209,10 @@ pub fn plan(input: &Input) -> Plan {
                             ops.adds.push(op(action, reason));
                         }
                         if !remove.is_empty() {
-                            let reason = format!("members: {} value(s) not members in the cloud removed", remove.len());
+                            let reason = format!(
+                                "members: {} value(s) not members in the cloud removed",
+                                remove.len()
+                            );
                             let action = Action::RemoveMembers {
                                 dn: dn.clone(),
                                 guid: current.guid.clone(),
@@ -189,9 +241,13 @@ pub fn plan(input: &Input) -> Plan {
                         attrs.insert("sAMAccountName".into(), vec![sam]);
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
                             .into_iter()
-                            .partition(|(_, nested)| nested.as_deref().is_some_and(|n| created.contains(n)));
+                            .partition(|(_, nested)| {
+                                nested.as_deref().is_some_and(|n| created.contains(n))
+                            });
                         let reason = if joins.contains_key(&group.id) {
-                            outcome.drift.push("re-created; the group's SID changes".into());
+                            outcome
+                                .drift
+                                .push("re-created; the group's SID changes".into());
                             format!("created again: the AD group was deleted by hand; writeback enabled ({because})")
                         } else {
                             format!("created: writeback enabled ({because})")
@@ -204,7 +260,9 @@ pub fn plan(input: &Input) -> Plan {
                         };
                         ops.creates.push(op(action, reason));
                         if !later.is_empty() {
-                            let reason = "members: groups created in this cycle added after their creation".to_string();
+                            let reason =
+                                "members: groups created in this cycle added after their creation"
+                                    .to_string();
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: None,
@@ -221,8 +279,10 @@ pub fn plan(input: &Input) -> Plan {
                     outcome.ad_dn = Some(current.dn.clone());
                     if config.delete_out_of_scope {
                         outcome.ad_state = AdState::ToDelete;
-                        let reason =
-                            format!("deleted: {} and delete_out_of_scope = true", decision_text(decision));
+                        let reason = format!(
+                            "deleted: {} and delete_out_of_scope = true",
+                            decision_text(decision)
+                        );
                         ops.deletes.push(op(
                             Action::Delete {
                                 dn: current.dn.clone(),
@@ -243,7 +303,10 @@ pub fn plan(input: &Input) -> Plan {
         if !cloud.groups.contains_key(*id) {
             ops.deletes.push(Operation {
                 group: id.to_string(),
-                name: current.display_name.clone().unwrap_or_else(|| current.cn.clone()),
+                name: current
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| current.cn.clone()),
                 action: Action::Delete {
                     dn: current.dn.clone(),
                     guid: current.guid.clone(),
@@ -270,7 +333,12 @@ struct Ownership<'a> {
 }
 
 impl<'a> Ownership<'a> {
-    fn claim(ad: &'a AdSnapshot, joins: &Joins, decisions: &BTreeMap<&str, Decision>, managed: &[String]) -> Self {
+    fn claim(
+        ad: &'a AdSnapshot,
+        joins: &Joins,
+        decisions: &BTreeMap<&str, Decision>,
+        managed: &[String],
+    ) -> Self {
         let mut groups: Vec<&AdGroup> = ad.groups.iter().collect();
         groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
         let mut foreign = Vec::new();
@@ -281,14 +349,18 @@ impl<'a> Ownership<'a> {
                 continue;
             }
             match g.anchor() {
-                None => foreign.push(foreign_object(g, "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into())),
+                None => foreign.push(foreign_object(
+                    g,
+                    "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
+                )),
                 Some(id) => by_anchor.entry(id).or_default().push(g),
             }
         }
         let mut owned = BTreeMap::new();
         for (id, candidates) in by_anchor {
             let joined = joins.get(id).map(|j| j.guid.as_str());
-            let is_joined = |g: &AdGroup| joined.is_some_and(|guid| guid.eq_ignore_ascii_case(&g.guid));
+            let is_joined =
+                |g: &AdGroup| joined.is_some_and(|guid| guid.eq_ignore_ascii_case(&g.guid));
             let written = decisions.get(id).is_some_and(Decision::is_written);
             let owner = candidates
                 .iter()
@@ -299,14 +371,21 @@ impl<'a> Ownership<'a> {
                 if owner.is_some_and(|o| std::ptr::eq(o, g)) {
                     owned.insert(id, g);
                 } else if let Some(o) = owner {
-                    let reason = format!("duplicate anchor {} (writeback owns {})", anchor_value(id), o.dn);
+                    let reason = format!(
+                        "duplicate anchor {} (writeback owns {})",
+                        anchor_value(id),
+                        o.dn
+                    );
                     foreign.push(foreign_object(g, reason));
                 } else {
                     let why = match decisions.get(id) {
                         Some(d) => decision_text(d),
                         None => "not in the cloud and never joined".to_string(),
                     };
-                    let reason = format!("anchor of a group not written back ({}: {why})", anchor_value(id));
+                    let reason = format!(
+                        "anchor of a group not written back ({}: {why})",
+                        anchor_value(id)
+                    );
                     foreign.push(foreign_object(g, reason));
                 }
             }
@@ -316,7 +395,10 @@ impl<'a> Ownership<'a> {
 }
 
 fn foreign_object(g: &AdGroup, reason: String) -> ForeignObject {
-    ForeignObject { dn: g.dn.clone(), reason }
+    ForeignObject {
+        dn: g.dn.clone(),
+        reason,
+    }
 }
 
 /// Where a written-back group's AD group will be after this plan.
@@ -351,14 +433,24 @@ fn place<'a>(
     let mut claimed = BTreeSet::new();
     let mut placed = BTreeMap::new();
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
-    let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
-        Decision::Written { ou, because, .. } => (ou.clone(), because.clone()),
-        _ => (config.default_ou.clone(), String::new()),
+    // The OU a group belongs in, and what put it there (for the reason of a move).
+    let target_ou = |g: &CloudGroup| {
+        let ou = match &decisions[g.id.as_str()] {
+            Decision::Written { ou, .. } => ou.clone(),
+            _ => config.default_ou.clone(),
+        };
+        let placed_by = match config.first_matching_rule(g) {
+            Some(i) if config.rules[i].ou.is_some() => rule_text(config, i),
+            _ => "the default OU".to_string(),
+        };
+        (ou, placed_by)
     };
 
     for group in by_name.iter().filter(written) {
-        let Some(current) = ownership.owned.get(group.id.as_str()).copied() else { continue };
-        let (ou, because) = target_ou(group);
+        let Some(current) = ownership.owned.get(group.id.as_str()).copied() else {
+            continue;
+        };
+        let (ou, placed_by) = target_ou(group);
         let cn = naming::cn(group, config.naming);
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
         let home = managed
@@ -382,21 +474,30 @@ fn place<'a>(
             let key = dn_key(&new_dn);
             if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains(&key)) {
                 if let Place::Existing { error, .. } = &mut place {
-                    *error = Some(format!("cannot rename {} to {new_dn}: that DN is taken by another object", current.dn));
+                    *error = Some(format!(
+                        "cannot rename {} to {new_dn}: that DN is taken by another object",
+                        current.dn
+                    ));
                 }
             } else {
                 claimed.insert(key);
                 let mut why = Vec::new();
                 if cn != current_cn {
-                    let before = current.display_name.clone().unwrap_or_else(|| current_cn.clone());
+                    let before = current
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| current_cn.clone());
                     if before != group.name() {
-                        why.push(format!("renamed: display name changed '{before}' → '{}'", group.name()));
+                        why.push(format!(
+                            "renamed: display name changed '{before}' → '{}'",
+                            group.name()
+                        ));
                     } else {
                         why.push(format!("renamed: CN '{current_cn}' → '{cn}' (naming)"));
                     }
                 }
                 if moving {
-                    why.push(format!("moved to {ou} ({because})"));
+                    why.push(format!("moved to {ou} ({placed_by})"));
                 }
                 let action = Action::Rename {
                     dn: current.dn.clone(),
@@ -425,7 +526,9 @@ fn place<'a>(
         let key = dn_key(&dn);
         let place = if occupied.contains(&key) || claimed.contains(&key) {
             Place::Blocked {
-                error: format!("cannot create {dn}: that DN is taken by another object (see foreign objects)"),
+                error: format!(
+                    "cannot create {dn}: that DN is taken by another object (see foreign objects)"
+                ),
             }
         } else {
             claimed.insert(key);
@@ -446,16 +549,26 @@ fn wanted_attrs(
     config: &EngineConfig,
     schema: &AdSchema,
 ) -> BTreeMap<&'static str, Vec<String>> {
-    let text = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string).into_iter().collect::<Vec<_>>();
+    let text = |v: Option<&str>| {
+        v.filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
     let mut attrs = BTreeMap::new();
-    attrs.insert(ATTR_GROUP_TYPE, vec![group_type.ad_group_type().to_string()]);
+    attrs.insert(
+        ATTR_GROUP_TYPE,
+        vec![group_type.ad_group_type().to_string()],
+    );
     attrs.insert(ATTR_ADMIN_DESCRIPTION, vec![anchor_value(&group.id)]);
     if schema.external_directory_object_id {
         attrs.insert(ATTR_EXTERNAL_ID, vec![anchor_value(&group.id)]);
     }
     attrs.insert("displayName", text(group.display_name.as_deref()));
-    let description: Option<String> =
-        group.description.as_deref().map(|d| d.trim().chars().take(DESCRIPTION_MAX_CHARS).collect());
+    let description: Option<String> = group
+        .description
+        .as_deref()
+        .map(|d| d.trim().chars().take(DESCRIPTION_MAX_CHARS).collect());
     attrs.insert("description", text(description.as_deref()));
     if group_type.is_mail_enabled() {
         if schema.mail {
@@ -465,7 +578,11 @@ fn wanted_attrs(
             attrs.insert("mailNickname", text(group.mail_nickname.as_deref()));
         }
         if schema.proxy_addresses {
-            let set: BTreeSet<&String> = group.proxy_addresses.iter().filter(|p| !p.is_empty()).collect();
+            let set: BTreeSet<&String> = group
+                .proxy_addresses
+                .iter()
+                .filter(|p| !p.is_empty())
+                .collect();
             attrs.insert(ATTR_PROXY_ADDRESSES, set.into_iter().cloned().collect());
         }
     }
@@ -476,7 +593,12 @@ fn wanted_attrs(
 }
 
 fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
-    let one = |v: &Option<String>| v.iter().filter(|v| !v.is_empty()).cloned().collect::<Vec<_>>();
+    let one = |v: &Option<String>| {
+        v.iter()
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     match attr {
         ATTR_GROUP_TYPE => vec![g.group_type.to_string()],
         ATTR_ADMIN_DESCRIPTION => one(&g.admin_description),
@@ -493,7 +615,9 @@ fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
 
 fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
     match attr {
-        ATTR_MANAGED_BY => before.len() == after.len() && before.iter().zip(after).all(|(a, b)| dn_eq(a, b)),
+        ATTR_MANAGED_BY => {
+            before.len() == after.len() && before.iter().zip(after).all(|(a, b)| dn_eq(a, b))
+        }
         ATTR_PROXY_ADDRESSES => {
             let a: BTreeSet<&String> = before.iter().collect();
             let b: BTreeSet<&String> = after.iter().collect();
@@ -539,7 +663,11 @@ fn attr_changes(
             }
             ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID => {
                 reasons.push(format!("drift: anchor {} changed by hand", c.attr));
-                drift.push(format!("anchor {} changed by hand: put back to {}", c.attr, c.after.join(",")));
+                drift.push(format!(
+                    "anchor {} changed by hand: put back to {}",
+                    c.attr,
+                    c.after.join(",")
+                ));
             }
             other => updated.push(other.to_string()),
         }
@@ -554,7 +682,8 @@ fn attr_changes(
 fn unique_dns(membership: &Membership) -> Vec<(String, Option<ObjectId>)> {
     let mut seen = BTreeMap::new();
     for (dn, nested) in &membership.dns {
-        seen.entry(dn_key(dn)).or_insert_with(|| (dn.clone(), nested.clone()));
+        seen.entry(dn_key(dn))
+            .or_insert_with(|| (dn.clone(), nested.clone()));
     }
     seen.into_values().collect()
 }
@@ -573,9 +702,20 @@ fn member_changes(
         let dn = renamed.get(&key).cloned().unwrap_or_else(|| m.clone());
         have.entry(dn_key(&dn)).or_insert(dn);
     }
-    let want: BTreeMap<String, String> = unique_dns(membership).into_iter().map(|(dn, _)| (dn_key(&dn), dn)).collect();
-    let add = want.iter().filter(|(k, _)| !have.contains_key(*k)).map(|(_, v)| v.clone()).collect();
-    let remove = have.iter().filter(|(k, _)| !want.contains_key(*k)).map(|(_, v)| v.clone()).collect();
+    let want: BTreeMap<String, String> = unique_dns(membership)
+        .into_iter()
+        .map(|(dn, _)| (dn_key(&dn), dn))
+        .collect();
+    let add = want
+        .iter()
+        .filter(|(k, _)| !have.contains_key(*k))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let remove = have
+        .iter()
+        .filter(|(k, _)| !want.contains_key(*k))
+        .map(|(_, v)| v.clone())
+        .collect();
     (add, remove)
 }
 
@@ -586,7 +726,9 @@ fn decision_text(d: &Decision) -> String {
         Decision::NotEnabled { because } => format!("not enabled for writeback ({because})"),
         Decision::Unsupported { because } | Decision::Invalid { because } => because.clone(),
         Decision::SyncedFromAd => "synced from AD".into(),
-        Decision::OverLimit { count, limit } => format!("over the member limit ({count} members, limit {limit})"),
+        Decision::OverLimit { count, limit } => {
+            format!("over the member limit ({count} members, limit {limit})")
+        }
         Decision::SoftDeleted => "soft-deleted in the cloud".into(),
     }
 }
@@ -608,7 +750,11 @@ fn notices(decisions: &BTreeMap<&str, Decision>, schema: &AdSchema) -> Vec<Strin
         );
     }
     if written.iter().any(|t| t.is_mail_enabled()) {
-        for (has, attr) in [(schema.mail, "mail"), (schema.mail_nickname, "mailNickname"), (schema.proxy_addresses, "proxyAddresses")] {
+        for (has, attr) in [
+            (schema.mail, "mail"),
+            (schema.mail_nickname, "mailNickname"),
+            (schema.proxy_addresses, "proxyAddresses"),
+        ] {
             if !has {
                 out.push(format!(
                     "the AD schema has no {attr} attribute on groups: {attr} is not written for mail-enabled groups"

@@ -11,7 +11,9 @@ mod members;
 pub mod naming;
 mod scope;
 
-pub use config::{EngineConfig, Naming, Rule, RuleKind, RuleMatch, M365_MEMBER_LIMIT, SECURITY_MEMBER_LIMIT};
+pub use config::{
+    EngineConfig, Naming, Rule, RuleKind, RuleMatch, M365_MEMBER_LIMIT, SECURITY_MEMBER_LIMIT,
+};
 pub use diff::{lookups, plan, Input, DESCRIPTION_MAX_CHARS};
 pub use members::DOMAIN_LOCAL_ERROR;
 pub use scope::{decide, SECURITY_TYPE_ERROR};

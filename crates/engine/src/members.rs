@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use wb_model::{
-    AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind, MemberOutcome, MemberRef, ObjectId,
-    Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
+    AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind, MemberOutcome,
+    MemberRef, ObjectId, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
 };
 
 /// Exactly Microsoft's export error for a domain-local group nested in a universal one.
@@ -16,7 +16,12 @@ pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, &'static str)> {
     if user.on_premises_sync_enabled != Some(true) {
         return Vec::new();
     }
-    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     let mut out = Vec::new();
     if let Some(sid) = given(&user.on_premises_security_identifier) {
         out.push((Lookup::Sid(sid), "onPremisesSecurityIdentifier"));
@@ -70,7 +75,9 @@ impl Directory<'_> {
             let (fate, name, nested) = self.fate(member);
             match &fate {
                 Fate::Written { dn, .. } => m.dns.push((dn.clone(), nested)),
-                Fate::DomainLocalGroup { .. } if !m.errors.iter().any(|e| e == DOMAIN_LOCAL_ERROR) => {
+                Fate::DomainLocalGroup { .. }
+                    if !m.errors.iter().any(|e| e == DOMAIN_LOCAL_ERROR) =>
+                {
                     m.errors.push(DOMAIN_LOCAL_ERROR.to_string());
                 }
                 _ => {}
@@ -89,9 +96,13 @@ impl Directory<'_> {
             MemberKind::User => match self.cloud.users.get(&member.id) {
                 None => (Fate::UnknownObject, None, None),
                 Some(user) => {
-                    let name = user.display_name.clone().or_else(|| user.user_principal_name.clone());
+                    let name = user
+                        .display_name
+                        .clone()
+                        .or_else(|| user.user_principal_name.clone());
                     let fate = if user.on_premises_sync_enabled == Some(true) {
-                        self.first_found(user_lookups(user)).unwrap_or(Fate::NotFoundOnPremises)
+                        self.first_found(user_lookups(user))
+                            .unwrap_or(Fate::NotFoundOnPremises)
                     } else {
                         Fate::CloudOnly
                     };
@@ -103,8 +114,9 @@ impl Directory<'_> {
                 Some(nested) => {
                     let name = nested.display_name.clone();
                     if nested.is_synced_from_ad() {
-                        let found = synced_group_lookup(nested)
-                            .and_then(|l| self.first_found(vec![(l, "onPremisesSecurityIdentifier")]));
+                        let found = synced_group_lookup(nested).and_then(|l| {
+                            self.first_found(vec![(l, "onPremisesSecurityIdentifier")])
+                        });
                         return (found.unwrap_or(Fate::SyncedGroupNotFound), name, None);
                     }
                     match self.placements.get(&nested.id) {
@@ -121,16 +133,20 @@ impl Directory<'_> {
                     }
                 }
             },
-            MemberKind::Device | MemberKind::OrgContact | MemberKind::ServicePrincipal | MemberKind::Other => {
-                (Fate::UnsupportedKind, None, None)
-            }
+            MemberKind::Device
+            | MemberKind::OrgContact
+            | MemberKind::ServicePrincipal
+            | MemberKind::Other => (Fate::UnsupportedKind, None, None),
         }
     }
 
     /// The first lookup that found an object, as a fate (domain-local groups refused).
     fn first_found(&self, lookups: Vec<(Lookup, &'static str)>) -> Option<Fate> {
         lookups.into_iter().find_map(|(lookup, by)| {
-            self.resolutions.found.get(&lookup).map(|obj| fate_of(obj, by))
+            self.resolutions
+                .found
+                .get(&lookup)
+                .map(|obj| fate_of(obj, by))
         })
     }
 
@@ -153,7 +169,9 @@ impl Directory<'_> {
 
 fn fate_of(obj: &AdObjectRef, by: &str) -> Fate {
     match obj.group_type {
-        Some(t) if t & GROUP_TYPE_DOMAIN_LOCAL != 0 => Fate::DomainLocalGroup { dn: obj.dn.clone() },
+        Some(t) if t & GROUP_TYPE_DOMAIN_LOCAL != 0 => {
+            Fate::DomainLocalGroup { dn: obj.dn.clone() }
+        }
         _ => Fate::Written {
             dn: obj.dn.clone(),
             by: by.to_string(),

@@ -18,7 +18,9 @@ const RDN_SPECIALS: [char; 8] = [',', '+', '"', '\\', '<', '>', ';', '='];
 /// Characters a raw (unescaped) value may not contain.
 const RDN_FORBIDDEN_RAW: [char; 7] = [',', '+', '"', ';', '<', '>', '\0'];
 /// Characters AD refuses in sAMAccountName (SPEC §4).
-const SAM_FORBIDDEN: [char; 16] = ['"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@'];
+const SAM_FORBIDDEN: [char; 16] = [
+    '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
+];
 
 /// The CN (unescaped) of the AD group for `group` in the given naming mode, ≤ 64 chars.
 pub fn cn(group: &CloudGroup, naming: Naming) -> String {
@@ -74,7 +76,13 @@ pub fn rdn(cn: &str) -> String {
 /// at most 64 characters.
 pub fn sam_account_name(cn: &str) -> String {
     cn.chars()
-        .map(|c| if SAM_FORBIDDEN.contains(&c) || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if SAM_FORBIDDEN.contains(&c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(SAM_MAX_CHARS)
         .collect()
 }
@@ -82,7 +90,11 @@ pub fn sam_account_name(cn: &str) -> String {
 /// The sAMAccountName to use when the default one is taken: the name, shortened so the
 /// whole fits in 64 characters, + `_` + the first 8 characters of the object id.
 pub fn sam_account_name_fallback(cn: &str, id: &str) -> String {
-    let suffix: String = sam_account_name(id).chars().filter(|c| *c != '-').take(FALLBACK_ID_CHARS).collect();
+    let suffix: String = sam_account_name(id)
+        .chars()
+        .filter(|c| *c != '-')
+        .take(FALLBACK_ID_CHARS)
+        .collect();
     let room = SAM_MAX_CHARS - 1 - suffix.chars().count();
     let name: String = sam_account_name(cn).chars().take(room).collect();
     format!("{name}_{suffix}")

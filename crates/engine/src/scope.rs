@@ -5,7 +5,8 @@ use crate::config::EngineConfig;
 use wb_model::{CloudDeletion, CloudGroup, Decision, GroupKind, OnPremGroupType};
 
 /// The text of Microsoft's per-group error for a security group with another type.
-pub const SECURITY_TYPE_ERROR: &str = "security groups can only be written back as universalSecurityGroup";
+pub const SECURITY_TYPE_ERROR: &str =
+    "security groups can only be written back as universalSecurityGroup";
 
 /// Decides whether `group` is written back, and returns the index (0-based, into
 /// `config.rules`) of the first rule whose conditions hold, if any.
@@ -32,12 +33,15 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
     match kind {
         GroupKind::Distribution => {
             return Decision::Unsupported {
-                because: "distribution groups mastered in Exchange Online are not written back".into(),
+                because: "distribution groups mastered in Exchange Online are not written back"
+                    .into(),
             }
         }
         GroupKind::MailEnabledSecurity => {
             return Decision::Unsupported {
-                because: "mail-enabled security groups mastered in Exchange Online are not written back".into(),
+                because:
+                    "mail-enabled security groups mastered in Exchange Online are not written back"
+                        .into(),
             }
         }
         GroupKind::Microsoft365 | GroupKind::Security => {}
@@ -59,7 +63,10 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
         });
     }
 
-    let because = match (group.writeback.is_enabled, rule.and_then(|i| config.rules[i].enable.map(|e| (i, e)))) {
+    let because = match (
+        group.writeback.is_enabled,
+        rule.and_then(|i| config.rules[i].enable.map(|e| (i, e))),
+    ) {
         (Some(false), _) => {
             return Decision::NotEnabled {
                 because: "writebackConfiguration.isEnabled = false".into(),
@@ -67,13 +74,19 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
         }
         (Some(true), _) => "writebackConfiguration.isEnabled = true".to_string(),
         (None, Some((i, true))) => rule_text(config, i),
-        (None, Some((i, false))) => return Decision::NotEnabled { because: rule_text(config, i) },
-        (None, None) if kind == GroupKind::Microsoft365 => "Microsoft 365 default (isEnabled null)".to_string(),
-        (None, None) => {
+        (None, Some((i, false))) => {
             return Decision::NotEnabled {
-                because: "security default (isEnabled null): security groups need isEnabled = true or a rule".into(),
+                because: rule_text(config, i),
             }
         }
+        (None, None) if kind == GroupKind::Microsoft365 => {
+            "Microsoft 365 default (isEnabled null)".to_string()
+        }
+        (None, None) => return Decision::NotEnabled {
+            because:
+                "security default (isEnabled null): security groups need isEnabled = true or a rule"
+                    .into(),
+        },
     };
 
     let group_type = match group.writeback.on_premises_group_type.as_deref() {
@@ -87,7 +100,9 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
                     because: format!("unknown writebackConfiguration.onPremisesGroupType '{text}'"),
                 }
             }
-            Some(t) if kind == GroupKind::Security && t != OnPremGroupType::UniversalSecurityGroup => {
+            Some(t)
+                if kind == GroupKind::Security && t != OnPremGroupType::UniversalSecurityGroup =>
+            {
                 return Decision::Invalid {
                     because: SECURITY_TYPE_ERROR.into(),
                 }
@@ -95,7 +110,11 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
             Some(t) => t,
         },
     };
-    within_limit(group, config, kind).unwrap_or(Decision::Written { group_type, ou, because })
+    within_limit(group, config, kind).unwrap_or(Decision::Written {
+        group_type,
+        ou,
+        because,
+    })
 }
 
 /// `Some(OverLimit)` when the group has more cloud members than its kind allows.
@@ -110,5 +129,9 @@ fn within_limit(group: &CloudGroup, config: &EngineConfig, kind: GroupKind) -> O
 
 /// "rule 2 (kind=security, name_prefix=SG-)".
 pub(crate) fn rule_text(config: &EngineConfig, index: usize) -> String {
-    format!("rule {} ({})", index + 1, config.rules[index].matcher.describe())
+    format!(
+        "rule {} ({})",
+        index + 1,
+        config.rules[index].matcher.describe()
+    )
 }

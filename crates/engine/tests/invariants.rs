@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use wb_engine::naming::dn_eq;
 use wb_engine::{EngineConfig, Naming, Rule, RuleKind, RuleMatch};
 use wb_model::{
-    Action, AdObjectRef, CloudDeletion, CloudGroup, CloudSnapshot, Lookup, MemberKind, MemberRef, Plan,
-    GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_SECURITY,
+    Action, AdObjectRef, CloudDeletion, CloudGroup, CloudSnapshot, Lookup, MemberKind, MemberRef,
+    Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_SECURITY,
 };
 
 const GROUPS: u32 = 6;
@@ -44,7 +44,18 @@ fn group_spec() -> impl Strategy<Value = GroupSpec> {
         prop::option::of("[a-z ]{0,10}"),
     )
         .prop_map(
-            |(kind, is_enabled, group_type, name, soft_deleted, present, users, groups, owners, description)| GroupSpec {
+            |(
+                kind,
+                is_enabled,
+                group_type,
+                name,
+                soft_deleted,
+                present,
+                users,
+                groups,
+                owners,
+                description,
+            )| GroupSpec {
                 kind,
                 is_enabled,
                 group_type,
@@ -95,11 +106,30 @@ fn build_group(i: u32, s: &GroupSpec) -> CloudGroup {
     g.members = s
         .users
         .iter()
-        .map(|u| MemberRef { kind: MemberKind::User, id: uid(*u) })
-        .chain(s.groups.iter().filter(|n| **n != i).map(|n| MemberRef { kind: MemberKind::Group, id: gid(*n) }))
-        .chain(std::iter::once(MemberRef { kind: MemberKind::Device, id: uid(99) }).filter(|_| s.kind == 1))
+        .map(|u| MemberRef {
+            kind: MemberKind::User,
+            id: uid(*u),
+        })
+        .chain(s.groups.iter().filter(|n| **n != i).map(|n| MemberRef {
+            kind: MemberKind::Group,
+            id: gid(*n),
+        }))
+        .chain(
+            std::iter::once(MemberRef {
+                kind: MemberKind::Device,
+                id: uid(99),
+            })
+            .filter(|_| s.kind == 1),
+        )
         .collect();
-    g.owners = s.owners.iter().map(|u| MemberRef { kind: MemberKind::User, id: uid(*u) }).collect();
+    g.owners = s
+        .owners
+        .iter()
+        .map(|u| MemberRef {
+            kind: MemberKind::User,
+            id: uid(*u),
+        })
+        .collect();
     g
 }
 
@@ -113,20 +143,31 @@ struct ConfigSpec {
 }
 
 fn config_spec() -> impl Strategy<Value = ConfigSpec> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.15), 0u8..4).prop_map(
-        |(naming, delete_out_of_scope, write_owners, legacy_v1, rule)| ConfigSpec {
-            naming,
-            delete_out_of_scope,
-            write_owners,
-            legacy_v1,
-            rule,
-        },
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+        0u8..4,
     )
+        .prop_map(
+            |(naming, delete_out_of_scope, write_owners, legacy_v1, rule)| ConfigSpec {
+                naming,
+                delete_out_of_scope,
+                write_owners,
+                legacy_v1,
+                rule,
+            },
+        )
 }
 
 fn build_config(s: &ConfigSpec) -> EngineConfig {
     let mut c = EngineConfig::new(OU);
-    c.naming = if s.naming { Naming::DisplayName } else { Naming::ObjectId };
+    c.naming = if s.naming {
+        Naming::DisplayName
+    } else {
+        Naming::ObjectId
+    };
     c.delete_out_of_scope = s.delete_out_of_scope;
     c.write_owners = s.write_owners;
     c.legacy_v1 = s.legacy_v1;
@@ -139,16 +180,25 @@ fn build_config(s: &ConfigSpec) -> EngineConfig {
         ou: ou.map(str::to_string),
     };
     match s.rule {
-        1 => c.rules.push(rule(RuleKind::Security, Some(true), Some(SEC_OU))),
-        2 => c.rules.push(rule(RuleKind::Microsoft365, None, Some(SEC_OU))),
-        3 => c.rules.push(rule(RuleKind::Microsoft365, Some(false), None)),
+        1 => c
+            .rules
+            .push(rule(RuleKind::Security, Some(true), Some(SEC_OU))),
+        2 => c
+            .rules
+            .push(rule(RuleKind::Microsoft365, None, Some(SEC_OU))),
+        3 => c
+            .rules
+            .push(rule(RuleKind::Microsoft365, Some(false), None)),
         _ => {}
     }
     c
 }
 
 /// Users 0..6: (synced, found in AD, found by which lookup).
-fn build_tenant(users: &[(bool, bool, u8)], groups: &[GroupSpec]) -> (CloudSnapshot, Vec<(Lookup, AdObjectRef)>) {
+fn build_tenant(
+    users: &[(bool, bool, u8)],
+    groups: &[GroupSpec],
+) -> (CloudSnapshot, Vec<(Lookup, AdObjectRef)>) {
     let mut cloud = CloudSnapshot::default();
     let mut found = Vec::new();
     for (n, (synced, in_ad, by)) in users.iter().enumerate() {
@@ -162,7 +212,11 @@ fn build_tenant(users: &[(bool, bool, u8)], groups: &[GroupSpec]) -> (CloudSnaps
         u.on_premises_immutable_id = Some(format!("imm{n}AAAAAAAAAAAAAAAAAA=="));
         if *in_ad {
             let lookup = match by {
-                0 => Lookup::Sid(u.on_premises_security_identifier.clone().unwrap_or_default()),
+                0 => Lookup::Sid(
+                    u.on_premises_security_identifier
+                        .clone()
+                        .unwrap_or_default(),
+                ),
                 1 => Lookup::ImmutableId(u.on_premises_immutable_id.clone().unwrap_or_default()),
                 _ => Lookup::Dn(user_dn(&name)),
             };
@@ -174,7 +228,11 @@ fn build_tenant(users: &[(bool, bool, u8)], groups: &[GroupSpec]) -> (CloudSnaps
         if s.present {
             let g = build_group(i as u32, s);
             if let Some(sid) = g.on_premises_security_identifier.clone() {
-                let group_type = if i % 2 == 0 { GROUP_TYPE_DOMAIN_LOCAL } else { GROUP_TYPE_GLOBAL };
+                let group_type = if i % 2 == 0 {
+                    GROUP_TYPE_DOMAIN_LOCAL
+                } else {
+                    GROUP_TYPE_GLOBAL
+                };
                 found.push((
                     Lookup::Sid(sid),
                     AdObjectRef {
@@ -201,15 +259,22 @@ struct Drift {
 
 fn drift() -> impl Strategy<Value = Drift> {
     let pick = || prop::option::of(0usize..8);
-    (pick(), pick(), pick(), prop::option::weighted(0.2, 0usize..8), pick()).prop_map(
-        |(group_type, hand_member, drop_member, delete, rename_by_hand)| Drift {
-            group_type,
-            hand_member,
-            drop_member,
-            delete,
-            rename_by_hand,
-        },
+    (
+        pick(),
+        pick(),
+        pick(),
+        prop::option::weighted(0.2, 0usize..8),
+        pick(),
     )
+        .prop_map(
+            |(group_type, hand_member, drop_member, delete, rename_by_hand)| Drift {
+                group_type,
+                hand_member,
+                drop_member,
+                delete,
+                rename_by_hand,
+            },
+        )
 }
 
 /// Changes an administrator makes by hand in AD between two cycles.
@@ -250,14 +315,25 @@ fn apply_drift(t: &mut Tenant, d: &Drift) {
 
 fn check_invariants(t: &Tenant, plan: &Plan) -> Result<(), TestCaseError> {
     for f in &plan.foreign {
-        let guid = t.ad.groups.iter().find(|g| g.dn == f.dn).map(|g| g.guid.clone()).unwrap_or_default();
+        let guid =
+            t.ad.groups
+                .iter()
+                .find(|g| g.dn == f.dn)
+                .map(|g| g.guid.clone())
+                .unwrap_or_default();
         for op in &plan.operations {
             let touched_guid = match &op.action {
-                Action::Rename { guid, .. } | Action::Modify { guid, .. } | Action::RemoveMembers { guid, .. } | Action::Delete { guid, .. } => Some(guid.clone()),
+                Action::Rename { guid, .. }
+                | Action::Modify { guid, .. }
+                | Action::RemoveMembers { guid, .. }
+                | Action::Delete { guid, .. } => Some(guid.clone()),
                 Action::AddMembers { guid, .. } => guid.clone(),
                 Action::Create { .. } => None,
             };
-            prop_assert!(touched_guid.as_deref() != Some(guid.as_str()), "{op:?} touches foreign {f:?}");
+            prop_assert!(
+                touched_guid.as_deref() != Some(guid.as_str()),
+                "{op:?} touches foreign {f:?}"
+            );
             prop_assert!(!dn_eq(op.action.dn(), &f.dn), "{op:?} names foreign {f:?}");
             if let Action::Rename { new_dn, .. } = &op.action {
                 prop_assert!(!dn_eq(new_dn, &f.dn), "{op:?} renames onto foreign {f:?}");
@@ -271,7 +347,11 @@ fn check_invariants(t: &Tenant, plan: &Plan) -> Result<(), TestCaseError> {
         }
     }
     let ids: Vec<&String> = plan.groups.iter().map(|g| &g.id).collect();
-    prop_assert_eq!(ids.len(), t.cloud.groups.len(), "one outcome per cloud group");
+    prop_assert_eq!(
+        ids.len(),
+        t.cloud.groups.len(),
+        "one outcome per cloud group"
+    );
     Ok(())
 }
 

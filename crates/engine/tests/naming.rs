@@ -5,26 +5,38 @@ mod fixture;
 use fixture::*;
 use proptest::prelude::*;
 use wb_engine::naming::{
-    cn, dn_eq, escape_rdn_value, rdn, sam_account_name, sam_account_name_fallback, unescape_rdn_value,
+    cn, dn_eq, escape_rdn_value, rdn, sam_account_name, sam_account_name_fallback,
+    unescape_rdn_value,
 };
 use wb_engine::Naming;
 
 const SPECIALS: &[char] = &[',', '+', '"', '\\', '<', '>', ';', '=', '\0'];
-const SAM_FORBIDDEN: &[char] = &['"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>'];
+const SAM_FORBIDDEN: &[char] = &[
+    '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>',
+];
 
 #[test]
 fn display_name_cn_is_trimmed_left_51_plus_last_12_of_the_id() {
     let long = format!("  {}  ", "A".repeat(60));
     let g = m365("6f1b2c3d-0000-4000-8000-abcdef012345", &long);
-    assert_eq!(cn(&g, Naming::DisplayName), format!("{}_abcdef012345", "A".repeat(51)));
+    assert_eq!(
+        cn(&g, Naming::DisplayName),
+        format!("{}_abcdef012345", "A".repeat(51))
+    );
     let short = m365("6f1b2c3d-0000-4000-8000-abcdef012345", " SG-NL-Finance ");
-    assert_eq!(cn(&short, Naming::DisplayName), "SG-NL-Finance_abcdef012345");
+    assert_eq!(
+        cn(&short, Naming::DisplayName),
+        "SG-NL-Finance_abcdef012345"
+    );
 }
 
 #[test]
 fn object_id_cn_is_group_underscore_id() {
     let g = m365("6f1b2c3d-0000-4000-8000-abcdef012345", "Team");
-    assert_eq!(cn(&g, Naming::ObjectId), "Group_6f1b2c3d-0000-4000-8000-abcdef012345");
+    assert_eq!(
+        cn(&g, Naming::ObjectId),
+        "Group_6f1b2c3d-0000-4000-8000-abcdef012345"
+    );
 }
 
 #[test]
@@ -37,7 +49,10 @@ fn cn_counts_characters_not_bytes() {
 
 #[test]
 fn rdn_escapes_commas_quotes_and_specials() {
-    assert_eq!(escape_rdn_value(r#"Sales, "EMEA" <all>"#), r#"Sales\, \"EMEA\" \<all\>"#);
+    assert_eq!(
+        escape_rdn_value(r#"Sales, "EMEA" <all>"#),
+        r#"Sales\, \"EMEA\" \<all\>"#
+    );
     assert_eq!(escape_rdn_value("a+b;c=d\\e"), r"a\+b\;c\=d\\e");
     assert_eq!(rdn("R&D, Lab"), r"CN=R&D\, Lab");
 }
@@ -57,7 +72,10 @@ fn rdn_escapes_nul_as_hex() {
 
 #[test]
 fn unescape_accepts_hex_pairs_and_rejects_broken_escapes() {
-    assert_eq!(unescape_rdn_value(r"Sales\2C EMEA").as_deref(), Some("Sales, EMEA"));
+    assert_eq!(
+        unescape_rdn_value(r"Sales\2C EMEA").as_deref(),
+        Some("Sales, EMEA")
+    );
     assert_eq!(unescape_rdn_value(r"caf\C3\A9").as_deref(), Some("café"));
     assert_eq!(unescape_rdn_value(r"dangling\"), None);
     assert_eq!(unescape_rdn_value(r"bad\4"), None);
@@ -68,14 +86,20 @@ fn unescape_accepts_hex_pairs_and_rejects_broken_escapes() {
 
 #[test]
 fn sam_account_name_replaces_forbidden_characters() {
-    assert_eq!(sam_account_name(r#"a"b/c\d[e]f:g;h|i=j,k+l*m?n<o>p"#), "a_b_c_d_e_f_g_h_i_j_k_l_m_n_o_p");
+    assert_eq!(
+        sam_account_name(r#"a"b/c\d[e]f:g;h|i=j,k+l*m?n<o>p"#),
+        "a_b_c_d_e_f_g_h_i_j_k_l_m_n_o_p"
+    );
     assert_eq!(sam_account_name(&"x".repeat(80)).chars().count(), 64);
 }
 
 #[test]
 fn sam_account_name_fallback_adds_eight_characters_of_the_id() {
     let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
-    assert_eq!(sam_account_name_fallback("Team_abcdef012345", id), "Team_abcdef012345_6f1b2c3d");
+    assert_eq!(
+        sam_account_name_fallback("Team_abcdef012345", id),
+        "Team_abcdef012345_6f1b2c3d"
+    );
     let long = sam_account_name_fallback(&"y".repeat(64), id);
     assert_eq!(long.chars().count(), 64);
     assert!(long.ends_with("_6f1b2c3d"));
@@ -83,9 +107,15 @@ fn sam_account_name_fallback_adds_eight_characters_of_the_id() {
 
 #[test]
 fn dn_eq_ignores_case_escaping_and_spaces_after_commas() {
-    assert!(dn_eq("CN=Sales\\, EMEA,OU=Groups,DC=lab", "cn=sales\\2c emea, ou=GROUPS, dc=LAB"));
+    assert!(dn_eq(
+        "CN=Sales\\, EMEA,OU=Groups,DC=lab",
+        "cn=sales\\2c emea, ou=GROUPS, dc=LAB"
+    ));
     assert!(dn_eq("CN=Café,DC=lab", "CN=caf\\C3\\A9,DC=lab"));
-    assert!(!dn_eq("CN=Sales,OU=Groups,DC=lab", "CN=Sales,OU=Other,DC=lab"));
+    assert!(!dn_eq(
+        "CN=Sales,OU=Groups,DC=lab",
+        "CN=Sales,OU=Other,DC=lab"
+    ));
     assert!(!dn_eq("CN=a\\,b,DC=lab", "CN=a,CN=b,DC=lab"));
 }
 

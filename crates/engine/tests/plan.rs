@@ -6,12 +6,21 @@ use fixture::*;
 use wb_engine::naming::{dn_eq, rdn};
 use wb_engine::{lookups, Rule, RuleKind, RuleMatch, DOMAIN_LOCAL_ERROR};
 use wb_model::{
-    Action, AdGroup, AdObjectRef, AdState, CloudDeletion, Fate, GroupOutcome, Join, Lookup, MemberKind, Operation,
-    Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
+    Action, AdGroup, AdObjectRef, AdState, CloudDeletion, CloudGroup, Fate, GroupOutcome, Join,
+    Lookup, MemberKind, Operation, Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL,
+    GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
 };
 
+/// Changes the cloud group `id` (which must exist).
+fn edit(t: &mut Tenant, id: &str, change: impl FnOnce(&mut CloudGroup)) {
+    change(t.cloud.groups.get_mut(id).expect("the test's group exists"));
+}
+
 fn outcome<'a>(plan: &'a Plan, id: &str) -> &'a GroupOutcome {
-    plan.groups.iter().find(|g| g.id == id).unwrap_or_else(|| panic!("no outcome for {id}"))
+    plan.groups
+        .iter()
+        .find(|g| g.id == id)
+        .unwrap_or_else(|| panic!("no outcome for {id}"))
 }
 
 fn ops_of<'a>(plan: &'a Plan, id: &str) -> Vec<&'a Operation> {
@@ -42,26 +51,51 @@ fn written_group_is_created_with_its_anchor_and_attributes() {
     t.ad.schema.proxy_addresses = true;
     let plan = t.plan();
     assert!(plan.notices.is_empty(), "{:?}", plan.notices);
-    let [op] = ops_of(&plan, &id)[..] else { panic!("{:#?}", plan.operations) };
-    let Action::Create { dn, attrs, members, sam_account_name_fallback } = &op.action else { panic!("{op:?}") };
+    let [op] = ops_of(&plan, &id)[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    let Action::Create {
+        dn,
+        attrs,
+        members,
+        sam_account_name_fallback,
+    } = &op.action
+    else {
+        panic!("{op:?}")
+    };
     assert_eq!(dn, &format!("CN=Sales\\, EMEA_{},{OU}", &id[24..]));
     let one = |a: &str| attrs.get(a).cloned().unwrap_or_default();
     assert_eq!(one("objectClass"), vec!["top", "group"]);
     assert_eq!(one("cn"), vec![format!("Sales, EMEA_{}", &id[24..])]);
-    assert_eq!(one("sAMAccountName"), vec![format!("Sales_ EMEA_{}", &id[24..])]);
+    assert_eq!(
+        one("sAMAccountName"),
+        vec![format!("Sales_ EMEA_{}", &id[24..])]
+    );
     assert_eq!(one("groupType"), vec!["8"]);
     assert_eq!(one("adminDescription"), vec![format!("Group_{id}")]);
-    assert_eq!(one("msDS-ExternalDirectoryObjectId"), vec![format!("Group_{id}")]);
+    assert_eq!(
+        one("msDS-ExternalDirectoryObjectId"),
+        vec![format!("Group_{id}")]
+    );
     assert_eq!(one("displayName"), vec!["Sales, EMEA"]);
     assert_eq!(one("description"), vec!["d".repeat(448)]);
     assert_eq!(one("mail"), vec!["Sales,.EMEA@lab.example.test"]);
     assert!(attrs.contains_key("proxyAddresses") && attrs.contains_key("mailNickname"));
-    assert!(!attrs.contains_key("managedBy"), "owners are written only with write_owners");
+    assert!(
+        !attrs.contains_key("managedBy"),
+        "owners are written only with write_owners"
+    );
     assert!(members.is_empty());
     assert!(sam_account_name_fallback.ends_with("_00000000"));
-    assert_eq!(op.reason, "created: writeback enabled (Microsoft 365 default (isEnabled null))");
+    assert_eq!(
+        op.reason,
+        "created: writeback enabled (Microsoft 365 default (isEnabled null))"
+    );
     let o = outcome(&plan, &id);
-    assert_eq!((o.ad_state.clone(), o.ad_dn.as_deref()), (AdState::ToCreate, Some(dn.as_str())));
+    assert_eq!(
+        (o.ad_state.clone(), o.ad_dn.as_deref()),
+        (AdState::ToCreate, Some(dn.as_str()))
+    );
 }
 
 #[test]
@@ -72,22 +106,35 @@ fn security_group_is_created_without_mail_attributes() {
     let mut t = Tenant::new().group(g);
     t.ad.schema.mail = true;
     let plan = t.plan();
-    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
-    assert_eq!(attrs["groupType"], vec![(GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY).to_string()]);
+    let Action::Create { attrs, .. } = &plan.operations[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        attrs["groupType"],
+        vec![(GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY).to_string()]
+    );
     assert_eq!(attrs["groupType"], vec!["-2147483640"]);
     assert!(!attrs.contains_key("mail"));
 }
 
 #[test]
 fn attributes_the_schema_lacks_are_one_notice_not_per_group() {
-    let mut t = Tenant::new().group(m365(&gid(1), "A")).group(m365(&gid(2), "B"));
+    let mut t = Tenant::new()
+        .group(m365(&gid(1), "A"))
+        .group(m365(&gid(2), "B"));
     t.ad.schema.mail = true;
     t.ad.schema.proxy_addresses = true;
     let plan = t.plan();
-    let lines: Vec<&String> = plan.notices.iter().filter(|n| n.contains("mailNickname")).collect();
+    let lines: Vec<&String> = plan
+        .notices
+        .iter()
+        .filter(|n| n.contains("mailNickname"))
+        .collect();
     assert_eq!(lines.len(), 1, "{:?}", plan.notices);
     for op in &plan.operations {
-        let Action::Create { attrs, .. } = &op.action else { panic!() };
+        let Action::Create { attrs, .. } = &op.action else {
+            panic!()
+        };
         assert!(attrs.contains_key("mail") && !attrs.contains_key("mailNickname"));
     }
 }
@@ -97,9 +144,14 @@ fn no_anchor_schema_falls_back_to_admin_description() {
     let mut t = Tenant::new().group(m365(&gid(1), "A"));
     t.ad.schema.external_directory_object_id = false;
     let plan = t.cycle();
-    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
+    let Action::Create { attrs, .. } = &plan.operations[0].action else {
+        panic!()
+    };
     assert!(!attrs.contains_key("msDS-ExternalDirectoryObjectId"));
-    assert!(t.plan().is_empty(), "the adminDescription anchor alone joins the group");
+    assert!(
+        t.plan().is_empty(),
+        "the adminDescription anchor alone joins the group"
+    );
 }
 
 #[test]
@@ -114,22 +166,51 @@ fn unchanged_group_gives_an_empty_plan() {
 fn renamed_group_is_renamed_in_place() {
     let (mut t, id) = written_team();
     let guid = t.ad_group(&id).map(|g| g.guid.clone()).unwrap_or_default();
-    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team, renamed".into()));
+    edit(&mut t, &id, |g| {
+        g.display_name = Some("Team, renamed".into())
+    });
     let plan = t.cycle();
     let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
     assert_eq!(kinds, vec!["rename", "modify"]);
-    let Action::Rename { dn, guid: g, new_rdn, new_parent, new_dn } = &plan.operations[0].action else { panic!() };
-    assert_eq!((dn.as_str(), g.as_str()), (team_dn("Team", &id).as_str(), guid.as_str()));
+    let Action::Rename {
+        dn,
+        guid: g,
+        new_rdn,
+        new_parent,
+        new_dn,
+    } = &plan.operations[0].action
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (dn.as_str(), g.as_str()),
+        (team_dn("Team", &id).as_str(), guid.as_str())
+    );
     assert_eq!(new_rdn, &format!("CN=Team\\, renamed_{}", &id[24..]));
     assert_eq!(new_parent, &None);
     assert_eq!(new_dn, &team_dn("Team, renamed", &id));
-    assert_eq!(plan.operations[0].reason, "renamed: display name changed 'Team' → 'Team, renamed'");
-    let Action::Modify { dn, changes, .. } = &plan.operations[1].action else { panic!() };
-    assert_eq!(dn, new_dn, "later operations name the DN valid after the rename");
-    assert_eq!(changes.iter().map(|c| c.attr.as_str()).collect::<Vec<_>>(), vec!["displayName"]);
+    assert_eq!(
+        plan.operations[0].reason,
+        "renamed: display name changed 'Team' → 'Team, renamed'"
+    );
+    let Action::Modify { dn, changes, .. } = &plan.operations[1].action else {
+        panic!()
+    };
+    assert_eq!(
+        dn, new_dn,
+        "later operations name the DN valid after the rename"
+    );
+    assert_eq!(
+        changes.iter().map(|c| c.attr.as_str()).collect::<Vec<_>>(),
+        vec!["displayName"]
+    );
     assert_eq!(changes[0].before, vec!["Team"]);
     assert_eq!(changes[0].after, vec!["Team, renamed"]);
-    assert_eq!(t.ad_group(&id).map(|g| g.guid.clone()), Some(guid), "same object: same GUID");
+    assert_eq!(
+        t.ad_group(&id).map(|g| g.guid.clone()),
+        Some(guid),
+        "same object: same GUID"
+    );
     assert!(t.plan().is_empty());
 }
 
@@ -147,10 +228,20 @@ fn group_matched_by_a_rule_with_another_ou_is_moved_not_recreated() {
         ou: Some(SEC_OU.into()),
     });
     let plan = t.cycle();
-    let [op] = &plan.operations[..] else { panic!("{:#?}", plan.operations) };
-    let Action::Rename { new_parent, new_dn, .. } = &op.action else { panic!("{op:?}") };
+    let [op] = &plan.operations[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    let Action::Rename {
+        new_parent, new_dn, ..
+    } = &op.action
+    else {
+        panic!("{op:?}")
+    };
     assert_eq!(new_parent.as_deref(), Some(SEC_OU));
-    assert!(dn_eq(new_dn, &format!("CN=SG-Finance_{},{SEC_OU}", &id[24..])));
+    assert!(dn_eq(
+        new_dn,
+        &format!("CN=SG-Finance_{},{SEC_OU}", &id[24..])
+    ));
     assert!(op.reason.starts_with("moved to "), "{}", op.reason);
     assert!(t.plan().is_empty());
 }
@@ -159,7 +250,11 @@ fn group_matched_by_a_rule_with_another_ou_is_moved_not_recreated() {
 fn group_in_a_plain_sub_ou_of_its_target_stays_there() {
     let (mut t, id) = written_team();
     let sub = format!("OU=Archive,{OU}");
-    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
         g.dn = g.dn.replace(OU, &sub);
     }
     assert!(t.plan().is_empty(), "{:#?}", t.plan().operations);
@@ -170,27 +265,57 @@ fn naming_mode_change_renames_every_group() {
     let (mut t, id) = written_team();
     t.config.naming = wb_engine::Naming::ObjectId;
     let plan = t.cycle();
-    let Action::Rename { new_rdn, .. } = &plan.operations[0].action else { panic!() };
+    let Action::Rename { new_rdn, .. } = &plan.operations[0].action else {
+        panic!()
+    };
     assert_eq!(new_rdn, &format!("CN=Group_{id}"));
-    assert!(plan.operations[0].reason.contains("naming"), "{}", plan.operations[0].reason);
+    assert!(
+        plan.operations[0].reason.contains("naming"),
+        "{}",
+        plan.operations[0].reason
+    );
 }
 
 #[test]
 fn group_type_changed_by_hand_is_put_back_as_drift() {
     let (mut t, id) = written_team();
-    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
         g.group_type = GROUP_TYPE_GLOBAL;
         g.description = Some("hand-written".into());
     }
     let plan = t.cycle();
-    let [op] = &plan.operations[..] else { panic!("{:#?}", plan.operations) };
-    let Action::Modify { changes, .. } = &op.action else { panic!() };
-    let gt = changes.iter().find(|c| c.attr == "groupType").expect("groupType is put back");
-    assert_eq!((gt.before.clone(), gt.after.clone()), (vec!["2".to_string()], vec!["8".to_string()]));
-    let desc = changes.iter().find(|c| c.attr == "description").expect("description removed");
+    let [op] = &plan.operations[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    let Action::Modify { changes, .. } = &op.action else {
+        panic!()
+    };
+    let gt = changes
+        .iter()
+        .find(|c| c.attr == "groupType")
+        .expect("groupType is put back");
+    assert_eq!(
+        (gt.before.clone(), gt.after.clone()),
+        (vec!["2".to_string()], vec!["8".to_string()])
+    );
+    let desc = changes
+        .iter()
+        .find(|c| c.attr == "description")
+        .expect("description removed");
     assert!(desc.after.is_empty());
-    assert!(op.reason.starts_with("drift: groupType changed by hand"), "{}", op.reason);
-    assert!(outcome(&plan, &id).drift.iter().any(|d| d.starts_with("groupType changed by hand")));
+    assert!(
+        op.reason.starts_with("drift: groupType changed by hand"),
+        "{}",
+        op.reason
+    );
+    assert!(outcome(&plan, &id)
+        .drift
+        .iter()
+        .any(|d| d.starts_with("groupType changed by hand")));
     assert!(t.plan().is_empty());
 }
 
@@ -198,7 +323,11 @@ fn group_type_changed_by_hand_is_put_back_as_drift() {
 fn attributes_set_by_hand_elsewhere_are_left_alone() {
     let (mut t, id) = written_team();
     let before = t.ad_group(&id).cloned();
-    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
         g.sam_account_name = Some("renamed-by-hand".into());
     }
     assert!(t.plan().is_empty());
@@ -208,15 +337,28 @@ fn attributes_set_by_hand_elsewhere_are_left_alone() {
 #[test]
 fn foreign_group_in_managed_ou_is_never_touched() {
     let mut t = Tenant::new().group(m365(&gid(1), "Team"));
-    t.ad.groups.push(foreign_group("Printers", OU, "guid-foreign"));
+    t.ad.groups
+        .push(foreign_group("Printers", OU, "guid-foreign"));
     let mut stale = foreign_group("Old", OU, "guid-stale");
     stale.admin_description = Some(format!("Group_{}", gid(99)));
     t.ad.groups.push(stale);
     let plan = t.plan();
-    assert!(plan.operations.iter().all(|o| !o.action.dn().contains("Printers") && !o.action.dn().contains("Old")));
-    let reasons: Vec<(&str, &str)> = plan.foreign.iter().map(|f| (f.dn.as_str(), f.reason.as_str())).collect();
+    assert!(plan
+        .operations
+        .iter()
+        .all(|o| !o.action.dn().contains("Printers") && !o.action.dn().contains("Old")));
+    let reasons: Vec<(&str, &str)> = plan
+        .foreign
+        .iter()
+        .map(|f| (f.dn.as_str(), f.reason.as_str()))
+        .collect();
     assert_eq!(reasons.len(), 2);
-    assert!(reasons[0].1.starts_with("anchor of a group not written back"), "{reasons:?}");
+    assert!(
+        reasons[0]
+            .1
+            .starts_with("anchor of a group not written back"),
+        "{reasons:?}"
+    );
     assert!(reasons[1].1.starts_with("no anchor"), "{reasons:?}");
 }
 
@@ -231,7 +373,15 @@ fn group_with_the_anchor_of_a_disabled_group_is_foreign_unless_joined() {
     let plan = t.plan();
     assert!(plan.is_empty());
     assert_eq!(plan.foreign.len(), 1);
-    t.joins.insert(id.clone(), Join { group: id.clone(), guid: "guid-1".into(), sid: None, dn: String::new() });
+    t.joins.insert(
+        id.clone(),
+        Join {
+            group: id.clone(),
+            guid: "guid-1".into(),
+            sid: None,
+            dn: String::new(),
+        },
+    );
     let plan = t.plan();
     assert_eq!(plan.operations.len(), 1);
     assert!(matches!(plan.operations[0].action, Action::Delete { .. }));
@@ -258,7 +408,7 @@ fn duplicate_anchor_prefers_the_joined_group() {
 #[test]
 fn disabled_group_is_orphaned_and_kept() {
     let (mut t, id) = written_team();
-    t.cloud.groups.get_mut(&id).map(|g| g.writeback.is_enabled = Some(false));
+    edit(&mut t, &id, |g| g.writeback.is_enabled = Some(false));
     let plan = t.plan();
     assert!(plan.is_empty());
     let o = outcome(&plan, &id);
@@ -269,7 +419,7 @@ fn disabled_group_is_orphaned_and_kept() {
 #[test]
 fn disabled_group_is_deleted_when_delete_out_of_scope() {
     let (mut t, id) = written_team();
-    t.cloud.groups.get_mut(&id).map(|g| g.writeback.is_enabled = Some(false));
+    edit(&mut t, &id, |g| g.writeback.is_enabled = Some(false));
     t.config.delete_out_of_scope = true;
     let plan = t.cycle();
     let [op] = &plan.operations[..] else { panic!() };
@@ -283,12 +433,14 @@ fn disabled_group_is_deleted_when_delete_out_of_scope() {
 fn soft_deleted_group_is_kept_and_resumes_on_the_same_object_when_restored() {
     let (mut t, id) = written_team();
     let guid = t.ad_group(&id).map(|g| g.guid.clone());
-    t.cloud.groups.get_mut(&id).map(|g| g.deleted = Some(CloudDeletion::SoftDeleted));
-    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team 2".into()));
+    edit(&mut t, &id, |g| {
+        g.deleted = Some(CloudDeletion::SoftDeleted)
+    });
+    edit(&mut t, &id, |g| g.display_name = Some("Team 2".into()));
     let plan = t.cycle();
     assert!(plan.is_empty());
     assert_eq!(outcome(&plan, &id).ad_state, AdState::Orphaned);
-    t.cloud.groups.get_mut(&id).map(|g| g.deleted = None);
+    edit(&mut t, &id, |g| g.deleted = None);
     let plan = t.cycle();
     assert_eq!(plan.operations[0].action.name(), "rename");
     assert_eq!(t.ad_group(&id).map(|g| g.guid.clone()), guid);
@@ -315,14 +467,18 @@ fn group_deleted_by_hand_is_recreated_and_the_sid_change_reported() {
     let plan = t.plan();
     let [op] = &plan.operations[..] else { panic!() };
     assert!(matches!(op.action, Action::Create { .. }));
-    assert_eq!(outcome(&plan, &id).drift, vec!["re-created; the group's SID changes".to_string()]);
+    assert_eq!(
+        outcome(&plan, &id).drift,
+        vec!["re-created; the group's SID changes".to_string()]
+    );
 }
 
 #[test]
 fn create_onto_a_dn_held_by_a_foreign_object_is_an_error_not_an_operation() {
     let id = gid(1);
     let mut t = Tenant::new().group(m365(&id, "Team"));
-    t.ad.groups.push(foreign_group(&format!("Team_{}", &id[24..]), OU, "guid-f"));
+    t.ad.groups
+        .push(foreign_group(&format!("Team_{}", &id[24..]), OU, "guid-f"));
     let plan = t.plan();
     assert!(plan.is_empty());
     let o = outcome(&plan, &id);
@@ -338,8 +494,18 @@ fn taken_sam_account_name_uses_the_fallback() {
     other.sam_account_name = Some(format!("team_{}", &id[24..]));
     t.ad.groups.push(other);
     let plan = t.plan();
-    let Action::Create { attrs, sam_account_name_fallback, .. } = &plan.operations[0].action else { panic!() };
-    assert_eq!(&attrs["sAMAccountName"], &vec![sam_account_name_fallback.clone()]);
+    let Action::Create {
+        attrs,
+        sam_account_name_fallback,
+        ..
+    } = &plan.operations[0].action
+    else {
+        panic!()
+    };
+    assert_eq!(
+        &attrs["sAMAccountName"],
+        &vec![sam_account_name_fallback.clone()]
+    );
 }
 
 // ---- members (SPEC §5)
@@ -352,7 +518,10 @@ fn member_tenant() -> (Tenant, String) {
 
 fn add_member(t: &mut Tenant, group: &str, kind: MemberKind, member: &str) {
     if let Some(g) = t.cloud.groups.get_mut(group) {
-        g.members.insert(wb_model::MemberRef { kind, id: member.into() });
+        g.members.insert(wb_model::MemberRef {
+            kind,
+            id: member.into(),
+        });
     }
 }
 
@@ -379,22 +548,48 @@ fn synced_user_is_found_by_sid_then_immutable_id_then_dn() {
         add_member(&mut t, &id, MemberKind::User, &u.id);
     }
     let found = &mut t.ad.resolutions.found;
-    let sid = |u: &wb_model::CloudUser| Lookup::Sid(u.on_premises_security_identifier.clone().unwrap_or_default());
+    let sid = |u: &wb_model::CloudUser| {
+        Lookup::Sid(
+            u.on_premises_security_identifier
+                .clone()
+                .unwrap_or_default(),
+        )
+    };
     found.insert(sid(&by_sid), user_ref(&user_dn("Ann"), "g1"));
-    found.insert(Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()), user_ref("CN=Wrong,OU=Users,DC=lab,DC=example,DC=test", "gx"));
-    found.insert(Lookup::ImmutableId("BBBBBBBBBBBBBBBBBBBBBB==".into()), user_ref(&user_dn("Bob"), "g2"));
+    found.insert(
+        Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+        user_ref("CN=Wrong,OU=Users,DC=lab,DC=example,DC=test", "gx"),
+    );
+    found.insert(
+        Lookup::ImmutableId("BBBBBBBBBBBBBBBBBBBBBB==".into()),
+        user_ref(&user_dn("Bob"), "g2"),
+    );
     found.insert(Lookup::Dn(user_dn("Cid")), user_ref(&user_dn("Cid"), "g3"));
     let plan = t.plan();
     let by = |u: &str| match fate_of(&plan, &id, u) {
         Fate::Written { dn, by } => (dn, by),
         other => panic!("{other:?}"),
     };
-    assert_eq!(by(&uid(1)), (user_dn("Ann"), "onPremisesSecurityIdentifier".to_string()));
-    assert_eq!(by(&uid(2)), (user_dn("Bob"), "onPremisesImmutableId".to_string()));
-    assert_eq!(by(&uid(3)), (user_dn("Cid"), "onPremisesDistinguishedName".to_string()));
+    assert_eq!(
+        by(&uid(1)),
+        (user_dn("Ann"), "onPremisesSecurityIdentifier".to_string())
+    );
+    assert_eq!(
+        by(&uid(2)),
+        (user_dn("Bob"), "onPremisesImmutableId".to_string())
+    );
+    assert_eq!(
+        by(&uid(3)),
+        (user_dn("Cid"), "onPremisesDistinguishedName".to_string())
+    );
     assert_eq!(fate_of(&plan, &id, &uid(4)), Fate::NotFoundOnPremises);
-    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
-    assert_eq!(members, &vec![user_dn("Ann"), user_dn("Bob"), user_dn("Cid")]);
+    let Action::Create { members, .. } = &plan.operations[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        members,
+        &vec![user_dn("Ann"), user_dn("Bob"), user_dn("Cid")]
+    );
 }
 
 #[test]
@@ -412,7 +607,9 @@ fn members_that_are_not_ad_objects_get_their_fate_and_are_not_written() {
     for n in 3..=5 {
         assert_eq!(fate_of(&plan, &id, &uid(n)), Fate::UnsupportedKind);
     }
-    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
+    let Action::Create { members, .. } = &plan.operations[0].action else {
+        panic!()
+    };
     assert!(members.is_empty());
 }
 
@@ -435,12 +632,19 @@ fn nested_groups_are_written_only_when_they_are_in_ad() {
     let synced_dn = "CN=Synced,OU=AD Groups,DC=lab,DC=example,DC=test";
     t.ad.resolutions.found.insert(
         Lookup::Sid("S-1-5-21-1-2-3-777".into()),
-        AdObjectRef { dn: synced_dn.into(), guid: "gs".into(), group_type: Some(GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY) },
+        AdObjectRef {
+            dn: synced_dn.into(),
+            guid: "gs".into(),
+            group_type: Some(GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY),
+        },
     );
     let plan = t.cycle();
     assert_eq!(
         fate_of(&plan, &id, &gid(11)),
-        Fate::Written { dn: team_dn("Nested", &gid(11)), by: "written-back group".into() }
+        Fate::Written {
+            dn: team_dn("Nested", &gid(11)),
+            by: "written-back group".into()
+        }
     );
     assert_eq!(fate_of(&plan, &id, &gid(12)), Fate::NestedGroupNotEnabled);
     assert!(matches!(fate_of(&plan, &id, &gid(13)), Fate::Written { dn, .. } if dn == synced_dn));
@@ -465,26 +669,50 @@ fn domain_local_nested_group_gives_microsofts_error() {
     let local_dn = "CN=Local,OU=AD Groups,DC=lab,DC=example,DC=test";
     t.ad.resolutions.found.insert(
         Lookup::Sid("S-1-5-21-1-2-3-900".into()),
-        AdObjectRef { dn: local_dn.into(), guid: "gl".into(), group_type: Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY) },
+        AdObjectRef {
+            dn: local_dn.into(),
+            guid: "gl".into(),
+            group_type: Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY),
+        },
     );
     let plan = t.plan();
     let o = outcome(&plan, &id);
-    assert_eq!(o.errors, vec!["A universal group cannot have a local group as a member".to_string()]);
+    assert_eq!(
+        o.errors,
+        vec!["A universal group cannot have a local group as a member".to_string()]
+    );
     assert_eq!(DOMAIN_LOCAL_ERROR, o.errors[0]);
-    assert_eq!(fate_of(&plan, &id, &gid(20)), Fate::DomainLocalGroup { dn: local_dn.into() });
-    let Action::Create { members, .. } = &plan.operations[0].action else { panic!() };
-    assert_eq!(members, &vec![user_dn("Ann")], "the rest of the group's changes still happen");
+    assert_eq!(
+        fate_of(&plan, &id, &gid(20)),
+        Fate::DomainLocalGroup {
+            dn: local_dn.into()
+        }
+    );
+    let Action::Create { members, .. } = &plan.operations[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        members,
+        &vec![user_dn("Ann")],
+        "the rest of the group's changes still happen"
+    );
 }
 
 #[test]
 fn membership_is_authoritative_from_the_cloud() {
     let (mut t, id) = member_tenant();
-    t = t.user_in_ad(synced_user(&uid(1), "Ann")).user_in_ad(synced_user(&uid(2), "Bob"));
+    t = t
+        .user_in_ad(synced_user(&uid(1), "Ann"))
+        .user_in_ad(synced_user(&uid(2), "Bob"));
     add_member(&mut t, &id, MemberKind::User, &uid(1));
     add_member(&mut t, &id, MemberKind::User, &uid(2));
     t.cycle();
     let by_hand = user_dn("Mallory");
-    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
         g.members.retain(|m| !dn_eq(m, &user_dn("Bob")));
         g.members.push(by_hand.clone());
         g.members.iter_mut().for_each(|m| *m = m.to_uppercase()); // AD may return another case
@@ -492,12 +720,24 @@ fn membership_is_authoritative_from_the_cloud() {
     let plan = t.cycle();
     let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
     assert_eq!(kinds, vec!["add-members", "remove-members"]);
-    assert!(matches!(&plan.operations[0].action, Action::AddMembers { members, .. } if members == &vec![user_dn("Bob")]));
-    assert!(matches!(&plan.operations[1].action, Action::RemoveMembers { members, .. } if dn_eq(&members[0], &by_hand)));
+    assert!(
+        matches!(&plan.operations[0].action, Action::AddMembers { members, .. } if members == &vec![user_dn("Bob")])
+    );
+    assert!(
+        matches!(&plan.operations[1].action, Action::RemoveMembers { members, .. } if dn_eq(&members[0], &by_hand))
+    );
     let drift = &outcome(&plan, &id).drift;
-    assert!(drift.iter().any(|d| d.starts_with("member added by hand removed: ") && d.contains("MALLORY")), "{drift:?}");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.starts_with("member added by hand removed: ") && d.contains("MALLORY")),
+        "{drift:?}"
+    );
     assert!(drift.iter().any(|d| d.contains("Bob")), "{drift:?}");
-    assert!(plan.operations.iter().all(|o| o.reason.starts_with("members: ")));
+    assert!(plan
+        .operations
+        .iter()
+        .all(|o| o.reason.starts_with("members: ")));
     assert!(t.plan().is_empty());
 }
 
@@ -508,14 +748,31 @@ fn member_dn_of_a_renamed_nested_group_is_its_new_dn() {
     add_member(&mut t, &id, MemberKind::Group, &gid(11));
     t.cycle();
     t.cycle();
-    t.cloud.groups.get_mut(&gid(11)).map(|g| g.display_name = Some("Nested 2".into()));
+    edit(&mut t, &gid(11), |g| {
+        g.display_name = Some("Nested 2".into())
+    });
     let plan = t.plan();
     // The parent's member value follows the rename by itself (AD updates links): no member op.
-    assert!(plan.operations.iter().all(|o| o.group == gid(11)), "{:#?}", plan.operations);
+    assert!(
+        plan.operations.iter().all(|o| o.group == gid(11)),
+        "{:#?}",
+        plan.operations
+    );
     let new_dn = team_dn("Nested 2", &gid(11));
-    assert_eq!(fate_of(&plan, &id, &gid(11)), Fate::Written { dn: new_dn.clone(), by: "written-back group".into() });
+    assert_eq!(
+        fate_of(&plan, &id, &gid(11)),
+        Fate::Written {
+            dn: new_dn.clone(),
+            by: "written-back group".into()
+        }
+    );
     t.cycle();
-    assert!(t.ad_group(&id).expect("parent").members.iter().any(|m| dn_eq(m, &new_dn)));
+    assert!(t
+        .ad_group(&id)
+        .expect("parent")
+        .members
+        .iter()
+        .any(|m| dn_eq(m, &new_dn)));
     assert!(t.plan().is_empty());
 }
 
@@ -523,20 +780,33 @@ fn member_dn_of_a_renamed_nested_group_is_its_new_dn() {
 fn owner_resolving_to_an_ad_user_becomes_managed_by() {
     let (mut t, id) = member_tenant();
     t.config.write_owners = true;
-    t = t.user(cloud_only_user(&uid(1), "Cloud owner")).user_in_ad(synced_user(&uid(2), "Ann"));
+    t = t
+        .user(cloud_only_user(&uid(1), "Cloud owner"))
+        .user_in_ad(synced_user(&uid(2), "Ann"));
     if let Some(g) = t.cloud.groups.get_mut(&id) {
         for n in [1, 2] {
-            g.owners.insert(wb_model::MemberRef { kind: MemberKind::User, id: uid(n) });
+            g.owners.insert(wb_model::MemberRef {
+                kind: MemberKind::User,
+                id: uid(n),
+            });
         }
     }
     let plan = t.cycle();
-    let Action::Create { attrs, .. } = &plan.operations[0].action else { panic!() };
+    let Action::Create { attrs, .. } = &plan.operations[0].action else {
+        panic!()
+    };
     assert_eq!(attrs["managedBy"], vec![user_dn("Ann")]);
     assert!(lookups(&t.cloud, &t.config).contains(&Lookup::Sid(
-        t.cloud.users[&uid(2)].on_premises_security_identifier.clone().unwrap_or_default()
+        t.cloud.users[&uid(2)]
+            .on_premises_security_identifier
+            .clone()
+            .unwrap_or_default()
     )));
     t.config.write_owners = false;
-    assert!(t.plan().is_empty(), "without write_owners, managedBy is left alone");
+    assert!(
+        t.plan().is_empty(),
+        "without write_owners, managedBy is left alone"
+    );
 }
 
 #[test]
@@ -544,14 +814,22 @@ fn lookups_cover_members_of_written_groups_only() {
     let (mut t, id) = member_tenant();
     let mut ann = synced_user(&uid(1), "Ann");
     ann.on_premises_immutable_id = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
-    t = t.user(ann).user(synced_user(&uid(2), "Bob")).user(cloud_only_user(&uid(3), "Eve"));
+    t = t
+        .user(ann)
+        .user(synced_user(&uid(2), "Bob"))
+        .user(cloud_only_user(&uid(3), "Eve"));
     t = t.group(security(&gid(30), "Not written"));
     add_member(&mut t, &id, MemberKind::User, &uid(1));
     add_member(&mut t, &id, MemberKind::User, &uid(3));
     add_member(&mut t, &gid(30), MemberKind::User, &uid(2));
     let asked = lookups(&t.cloud, &t.config);
     let expected: std::collections::BTreeSet<Lookup> = [
-        Lookup::Sid(t.cloud.users[&uid(1)].on_premises_security_identifier.clone().unwrap_or_default()),
+        Lookup::Sid(
+            t.cloud.users[&uid(1)]
+                .on_premises_security_identifier
+                .clone()
+                .unwrap_or_default(),
+        ),
         Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()),
         Lookup::Dn(user_dn("Ann")),
     ]
@@ -564,7 +842,7 @@ fn operations_come_in_phase_order() {
     let (mut t, id) = written_team();
     t = t.user_in_ad(synced_user(&uid(1), "Ann"));
     add_member(&mut t, &id, MemberKind::User, &uid(1));
-    t.cloud.groups.get_mut(&id).map(|g| g.display_name = Some("Team 2".into()));
+    edit(&mut t, &id, |g| g.display_name = Some("Team 2".into()));
     t = t.group(m365(&gid(2), "New"));
     let gone = AdGroup {
         dn: format!("CN=Gone,{OU}"),
@@ -573,13 +851,35 @@ fn operations_come_in_phase_order() {
         members: vec![user_dn("Hand")],
         ..Default::default()
     };
-    t.joins.insert(gid(3), Join { group: gid(3), guid: "guid-gone".into(), sid: None, dn: gone.dn.clone() });
+    t.joins.insert(
+        gid(3),
+        Join {
+            group: gid(3),
+            guid: "guid-gone".into(),
+            sid: None,
+            dn: gone.dn.clone(),
+        },
+    );
     t.ad.groups.push(gone);
-    if let Some(g) = t.ad.groups.iter_mut().find(|g| g.anchor() == Some(id.as_str())) {
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
         g.members.push(user_dn("Hand"));
     }
     let plan = t.cycle();
     let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
-    assert_eq!(kinds, vec!["rename", "create", "modify", "add-members", "remove-members", "delete"]);
+    assert_eq!(
+        kinds,
+        vec![
+            "rename",
+            "create",
+            "modify",
+            "add-members",
+            "remove-members",
+            "delete"
+        ]
+    );
     assert!(t.plan().is_empty());
 }

@@ -39,7 +39,10 @@ fn security_rule(enable: Option<bool>, ou: Option<&str>) -> Rule {
 #[test]
 fn microsoft365_group_with_null_is_enabled_is_written_as_distribution() {
     let (d, rule) = decide(&m365(&gid(1), "Team"), &config());
-    assert_eq!(written_type(&d), Some(OnPremGroupType::UniversalDistributionGroup));
+    assert_eq!(
+        written_type(&d),
+        Some(OnPremGroupType::UniversalDistributionGroup)
+    );
     assert_eq!(because(&d), "Microsoft 365 default (isEnabled null)");
     assert_eq!(rule, None);
 }
@@ -54,7 +57,10 @@ fn security_group_with_null_is_enabled_is_not_written() {
 fn security_group_with_is_enabled_true_is_written_as_universal_security() {
     let g = enabled(security(&gid(1), "SG-Finance"), Some(true), None);
     let (d, _) = decide(&g, &config());
-    assert_eq!(written_type(&d), Some(OnPremGroupType::UniversalSecurityGroup));
+    assert_eq!(
+        written_type(&d),
+        Some(OnPremGroupType::UniversalSecurityGroup)
+    );
     assert_eq!(because(&d), "writebackConfiguration.isEnabled = true");
 }
 
@@ -75,7 +81,10 @@ fn rule_enables_security_groups_whose_is_enabled_is_null() {
     let mut c = config();
     c.rules.push(security_rule(Some(true), None));
     let (d, rule) = decide(&security(&gid(1), "SG-Finance"), &c);
-    assert_eq!(written_type(&d), Some(OnPremGroupType::UniversalSecurityGroup));
+    assert_eq!(
+        written_type(&d),
+        Some(OnPremGroupType::UniversalSecurityGroup)
+    );
     assert_eq!(because(&d), "rule 1 (kind=security, name_prefix=SG-)");
     assert_eq!(rule, Some(0));
     let (other, rule) = decide(&security(&gid(2), "Finance"), &c);
@@ -117,14 +126,20 @@ fn rule_can_disable_microsoft365_groups_whose_is_enabled_is_null() {
         }
     );
     let explicit = enabled(m365(&gid(2), "Team 2"), Some(true), None);
-    assert!(decide(&explicit, &c).0.is_written(), "an explicit isEnabled = true is not overridden by a rule");
+    assert!(
+        decide(&explicit, &c).0.is_written(),
+        "an explicit isEnabled = true is not overridden by a rule"
+    );
 }
 
 #[test]
 fn first_matching_rule_wins_and_chooses_the_ou() {
     let mut c = config();
     c.rules.push(security_rule(None, Some(SEC_OU)));
-    c.rules.push(security_rule(Some(true), Some("OU=Never,DC=lab,DC=example,DC=test")));
+    c.rules.push(security_rule(
+        Some(true),
+        Some("OU=Never,DC=lab,DC=example,DC=test"),
+    ));
     let g = enabled(security(&gid(1), "SG-Finance"), Some(true), None);
     let (d, rule) = decide(&g, &c);
     assert_eq!(rule, Some(0));
@@ -158,9 +173,22 @@ fn every_condition_of_a_rule_must_hold() {
         enable: Some(true),
         ou: None,
     });
-    assert!(decide(&security(&gid(1), "SG-NL-Finance"), &c).0.is_written(), "ids compare case-insensitively");
-    assert!(!decide(&security(&gid(3), "SG-NL-Finance"), &c).0.is_written(), "id not listed");
-    assert!(!decide(&security(&gid(2), "SG-NL-Sales"), &c).0.is_written(), "regex fails");
+    assert!(
+        decide(&security(&gid(1), "SG-NL-Finance"), &c)
+            .0
+            .is_written(),
+        "ids compare case-insensitively"
+    );
+    assert!(
+        !decide(&security(&gid(3), "SG-NL-Finance"), &c)
+            .0
+            .is_written(),
+        "id not listed"
+    );
+    assert!(
+        !decide(&security(&gid(2), "SG-NL-Sales"), &c).0.is_written(),
+        "regex fails"
+    );
 }
 
 #[test]
@@ -180,7 +208,11 @@ fn distribution_and_mail_enabled_security_groups_are_unsupported() {
     mesg.mail_enabled = Some(true);
     for g in [dl, mesg] {
         let g = enabled(g, Some(true), None);
-        assert!(matches!(decide(&g, &config()).0, Decision::Unsupported { .. }), "{}", g.name());
+        assert!(
+            matches!(decide(&g, &config()).0, Decision::Unsupported { .. }),
+            "{}",
+            g.name()
+        );
     }
 }
 
@@ -205,7 +237,10 @@ fn soft_deleted_group_is_not_written() {
 
 #[test]
 fn security_group_with_distribution_type_is_invalid() {
-    for t in ["universalDistributionGroup", "universalMailEnabledSecurityGroup"] {
+    for t in [
+        "universalDistributionGroup",
+        "universalMailEnabledSecurityGroup",
+    ] {
         let g = enabled(security(&gid(1), "SG"), Some(true), Some(t));
         assert_eq!(
             decide(&g, &config()).0,
@@ -214,13 +249,22 @@ fn security_group_with_distribution_type_is_invalid() {
             }
         );
     }
-    assert_eq!(SECURITY_TYPE_ERROR, "security groups can only be written back as universalSecurityGroup");
+    assert_eq!(
+        SECURITY_TYPE_ERROR,
+        "security groups can only be written back as universalSecurityGroup"
+    );
 }
 
 #[test]
 fn unknown_group_type_is_invalid() {
-    let g = enabled(m365(&gid(1), "Team"), Some(true), Some("globalSecurityGroup"));
-    assert!(matches!(decide(&g, &config()).0, Decision::Invalid { because } if because.contains("globalSecurityGroup")));
+    let g = enabled(
+        m365(&gid(1), "Team"),
+        Some(true),
+        Some("globalSecurityGroup"),
+    );
+    assert!(
+        matches!(decide(&g, &config()).0, Decision::Invalid { because } if because.contains("globalSecurityGroup"))
+    );
 }
 
 #[test]
@@ -238,29 +282,48 @@ fn microsoft365_group_takes_the_type_it_is_given() {
 #[test]
 fn group_over_the_member_limit_is_reported_with_its_count() {
     let members: Vec<String> = (0..4).map(uid).collect();
-    let refs: Vec<(MemberKind, &str)> = members.iter().map(|m| (MemberKind::User, m.as_str())).collect();
+    let refs: Vec<(MemberKind, &str)> = members
+        .iter()
+        .map(|m| (MemberKind::User, m.as_str()))
+        .collect();
     let mut c = config();
     c.m365_member_limit = 3;
     c.security_member_limit = 4;
     let team = with_members(m365(&gid(1), "Team"), &refs);
-    assert_eq!(decide(&team, &c).0, Decision::OverLimit { count: 4, limit: 3 });
+    assert_eq!(
+        decide(&team, &c).0,
+        Decision::OverLimit { count: 4, limit: 3 }
+    );
     let sg = with_members(enabled(security(&gid(2), "SG"), Some(true), None), &refs);
-    assert!(decide(&sg, &c).0.is_written(), "4 members are within a limit of 4");
+    assert!(
+        decide(&sg, &c).0.is_written(),
+        "4 members are within a limit of 4"
+    );
 }
 
 #[test]
 fn default_member_limits_are_microsofts() {
     let c = EngineConfig::new(OU);
-    assert_eq!((c.m365_member_limit, c.security_member_limit), (50_000, 250_000));
+    assert_eq!(
+        (c.m365_member_limit, c.security_member_limit),
+        (50_000, 250_000)
+    );
 }
 
 #[test]
 fn legacy_v1_writes_every_microsoft365_group_as_distribution_and_no_security_group() {
     let mut c = config();
     c.legacy_v1 = true;
-    let off = enabled(m365(&gid(1), "Team"), Some(false), Some("universalSecurityGroup"));
+    let off = enabled(
+        m365(&gid(1), "Team"),
+        Some(false),
+        Some("universalSecurityGroup"),
+    );
     let (d, _) = decide(&off, &c);
-    assert_eq!(written_type(&d), Some(OnPremGroupType::UniversalDistributionGroup));
+    assert_eq!(
+        written_type(&d),
+        Some(OnPremGroupType::UniversalDistributionGroup)
+    );
     assert_eq!(because(&d), "legacy_v1");
     let sg = enabled(security(&gid(2), "SG"), Some(true), None);
     assert!(matches!(decide(&sg, &c).0, Decision::NotEnabled { .. }));
@@ -270,8 +333,10 @@ fn legacy_v1_writes_every_microsoft365_group_as_distribution_and_no_security_gro
 fn managed_ous_are_the_default_and_rule_ous_without_duplicates() {
     let mut c = config();
     c.rules.push(security_rule(Some(true), Some(SEC_OU)));
-    c.rules.push(security_rule(Some(true), Some(&OU.to_uppercase())));
-    c.rules.push(security_rule(Some(true), Some(&SEC_OU.replace(',', ", "))));
+    c.rules
+        .push(security_rule(Some(true), Some(&OU.to_uppercase())));
+    c.rules
+        .push(security_rule(Some(true), Some(&SEC_OU.replace(',', ", "))));
     assert_eq!(c.managed_ous(), vec![OU.to_string(), SEC_OU.to_string()]);
 }
 
