@@ -5,6 +5,7 @@ use crate::naming::dn_key;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::str::FromStr;
 use wb_model::{CloudGroup, GroupKind};
 
 /// How the CN of a written-back group is formed (SPEC §4).
@@ -15,6 +16,32 @@ pub enum Naming {
     ObjectId,
     /// `Left(Trim(displayName), 51) + "_" + last 12 characters of objectId`.
     DisplayName,
+}
+
+/// A config value the engine does not know, with the values it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}': expected one of {expected}")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl FromStr for Naming {
+    type Err = UnknownValue;
+
+    /// The config file's spelling: `object-id` or `display-name`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "object-id" => Ok(Naming::ObjectId),
+            "display-name" => Ok(Naming::DisplayName),
+            other => Err(UnknownValue {
+                what: "naming",
+                value: other.to_string(),
+                expected: "object-id, display-name",
+            }),
+        }
+    }
 }
 
 /// The group kinds a scope rule can select. Only the kinds writeback supports.
@@ -39,6 +66,23 @@ impl RuleKind {
             (RuleKind::Microsoft365, GroupKind::Microsoft365)
                 | (RuleKind::Security, GroupKind::Security)
         )
+    }
+}
+
+impl FromStr for RuleKind {
+    type Err = UnknownValue;
+
+    /// `microsoft365` (also `m365`, `unified`) or `security`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "microsoft365" | "microsoft-365" | "m365" | "unified" => Ok(RuleKind::Microsoft365),
+            "security" => Ok(RuleKind::Security),
+            _ => Err(UnknownValue {
+                what: "rule kind",
+                value: s.to_string(),
+                expected: "microsoft365, security",
+            }),
+        }
     }
 }
 

@@ -194,7 +194,7 @@ pub fn plan(input: &Input) -> Plan {
                         );
                         outcome.drift.extend(
                             add.iter()
-                                .map(|m| format!("member missing in AD added: {m}")),
+                                .map(|m| format!("member re-added (missing in AD): {m}")),
                         );
                         if !add.is_empty() {
                             let reason = format!(

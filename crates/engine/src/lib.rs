@@ -12,7 +12,8 @@ pub mod naming;
 mod scope;
 
 pub use config::{
-    EngineConfig, Naming, Rule, RuleKind, RuleMatch, M365_MEMBER_LIMIT, SECURITY_MEMBER_LIMIT,
+    EngineConfig, Naming, Rule, RuleKind, RuleMatch, UnknownValue, M365_MEMBER_LIMIT,
+    SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{lookups, plan, Input, DESCRIPTION_MAX_CHARS};
 pub use members::DOMAIN_LOCAL_ERROR;

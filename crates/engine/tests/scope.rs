@@ -351,3 +351,28 @@ fn groups_with_no_kind_flags_are_security_groups_for_rules() {
     c.rules.push(security_rule(Some(true), None));
     assert!(decide(&g, &c).0.is_written());
 }
+
+#[test]
+fn config_spellings_parse_and_unknown_ones_name_the_accepted_values() {
+    assert_eq!(
+        "display-name".parse::<wb_engine::Naming>(),
+        Ok(wb_engine::Naming::DisplayName)
+    );
+    assert_eq!(
+        "object-id".parse::<wb_engine::Naming>(),
+        Ok(wb_engine::Naming::ObjectId)
+    );
+    assert_eq!("M365".parse::<RuleKind>(), Ok(RuleKind::Microsoft365));
+    assert_eq!("security".parse::<RuleKind>(), Ok(RuleKind::Security));
+    let err = "cn"
+        .parse::<wb_engine::Naming>()
+        .expect_err("cn is not a naming mode");
+    assert_eq!(
+        err.to_string(),
+        "unknown naming 'cn': expected one of object-id, display-name"
+    );
+    assert!(
+        "distribution".parse::<RuleKind>().is_err(),
+        "distribution groups are never written back"
+    );
+}
