@@ -222,15 +222,27 @@ fn full_page(
                 }),
             );
         }
-        let base = render::render(obj, version, sel, Style::Delta);
-        let members = wants_members(sel).then(|| {
-            obj.members
-                .iter()
-                .filter_map(|m| member_entry(tenant, m))
-                .collect::<Vec<_>>()
-        });
-        let (entry, rest) = entry_with_members(base, members, off, &mut budget);
-        out.push(entry);
+        let mut base = render::render(obj, version, sel, Style::Delta);
+        let mut rest = None;
+        if wants_members(sel) {
+            // Offsets count stored member ids, so a page never builds entries it skips.
+            let room = budget.member_room().max(1);
+            let mut ids = obj.members.iter().skip(off);
+            let mut chunk = Vec::new();
+            let mut consumed = 0;
+            while chunk.len() < room {
+                let Some(m) = ids.next() else { break };
+                consumed += 1;
+                chunk.extend(member_entry(tenant, m));
+            }
+            if ids.next().is_some() {
+                rest = Some(off + consumed);
+            }
+            budget.members += chunk.len();
+            base.insert("members@delta".into(), Value::Array(chunk));
+        }
+        budget.objects += 1;
+        out.push(Value::Object(base));
         off = 0;
         last = Some(id.clone());
         if let Some(next_off) = rest {
