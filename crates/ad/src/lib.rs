@@ -1,1 +1,180 @@
-//! placeholder
+//! wb-ad: writeback's LDAP connector to Active Directory — connect and bind, detect the
+//! schema, read groups (paged, with member range retrieval), resolve members, apply actions.
+//!
+//! It knows LDAP and AD, nothing of writeback's rules: the engine decides, this crate sends.
+
+mod error;
+mod export;
+mod read;
+mod resolve;
+pub mod values;
+
+pub use error::AdError;
+pub use export::{Applied, MemberError};
+
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach and bind to a domain controller.
+#[derive(Clone)]
+pub struct AdConfig {
+    /// `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    pub bind_dn: String,
+    pub password: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    pub starttls: bool,
+    /// PEM file of the CA(s) to trust; the system store when absent.
+    pub ca_file: Option<PathBuf>,
+    /// false: accept any certificate (lab only).
+    pub tls_verify: bool,
+    /// The domain's naming context, e.g. `DC=corp,DC=example`: where lookups search.
+    pub base_dn: String,
+    /// Connection and per-operation timeout.
+    pub timeout: Duration,
+}
+
+// The password never reaches a log line through Debug.
+impl std::fmt::Debug for AdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdConfig")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("password", &"<redacted>")
+            .field("starttls", &self.starttls)
+            .field("ca_file", &self.ca_file)
+            .field("tls_verify", &self.tls_verify)
+            .field("base_dn", &self.base_dn)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A bound LDAP connection to one domain controller.
+pub struct AdConnector {
+    ldap: Ldap,
+    base_dn: String,
+    timeout: Duration,
+    writes: u64,
+}
+
+impl AdConnector {
+    /// Connects, optionally upgrades with StartTLS, and binds with the configured account.
+    pub async fn connect(cfg: &AdConfig) -> Result<Self, AdError> {
+        let tls = cfg.url.to_ascii_lowercase().starts_with("ldaps://") || cfg.starttls;
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(cfg.timeout)
+            .set_starttls(cfg.starttls);
+        if !cfg.tls_verify {
+            tracing::warn!(url = %cfg.url, "TLS certificate verification is OFF for AD");
+            settings = settings.set_no_tls_verify(true);
+        } else if let Some(path) = &cfg.ca_file {
+            settings = settings.set_config(tls_config(path)?);
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &cfg.url)
+            .await
+            .map_err(|e| connect_error(&cfg.url, tls, e))?;
+        ldap3::drive!(conn);
+        let bound = ldap
+            .with_timeout(cfg.timeout)
+            .simple_bind(&cfg.bind_dn, &cfg.password)
+            .await
+            .map_err(|e| match AdError::from_ldap("bind", &cfg.bind_dn, e) {
+                AdError::Ldap { code, message, .. } => AdError::Bind {
+                    dn: cfg.bind_dn.clone(),
+                    code,
+                    message,
+                },
+                other => other,
+            })?;
+        if bound.rc != 0 {
+            return Err(AdError::Bind {
+                dn: cfg.bind_dn.clone(),
+                code: bound.rc,
+                message: bound.text,
+            });
+        }
+        tracing::debug!(url = %cfg.url, dn = %cfg.bind_dn, "bound to AD");
+        Ok(AdConnector {
+            ldap,
+            base_dn: cfg.base_dn.clone(),
+            timeout: cfg.timeout,
+            writes: 0,
+        })
+    }
+
+    /// Count of LDAP write operations (add, modify, modifyDN, delete) sent so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Ends the session politely.
+    pub async fn unbind(mut self) -> Result<(), AdError> {
+        self.ldap
+            .unbind()
+            .await
+            .map_err(|e| AdError::from_ldap("unbind", "", e))
+    }
+
+    /// The handle for the next operation, with the per-operation timeout applied.
+    fn op(&mut self) -> &mut Ldap {
+        self.ldap.with_timeout(self.timeout)
+    }
+}
+
+fn connect_error(url: &str, tls: bool, err: ldap3::LdapError) -> AdError {
+    let message = err.to_string();
+    let transport_refused = match &err {
+        ldap3::LdapError::Io { source } => {
+            matches!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotFound
+            ) && !message.to_ascii_lowercase().contains("certificate")
+        }
+        ldap3::LdapError::Timeout { .. }
+        | ldap3::LdapError::UrlParsing { .. }
+        | ldap3::LdapError::UnknownScheme(_) => true,
+        _ => false,
+    };
+    if tls && !transport_refused {
+        AdError::Tls {
+            url: url.to_string(),
+            message,
+        }
+    } else {
+        AdError::Connect {
+            url: url.to_string(),
+            message,
+        }
+    }
+}
+
+fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, AdError> {
+    let ca_error = |message: String| AdError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_error("no certificate found in the file".to_string()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ca_error(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,362 @@
+//! Export: executes one plan `Action` as LDAP writes — add, modifyDN, modify, member
+//! add/remove in permissive chunks with per-value fallback, delete — and counts the writes.
+
+use crate::values::{first_binary, guid_text, sid_text};
+use crate::{AdConnector, AdError};
+use ldap3::controls::RawControl;
+use ldap3::Mod;
+use std::collections::HashSet;
+use wb_model::{Action, AttrChange};
+
+/// Member values per modify (and inline in an add).
+const CHUNK: usize = 1000;
+/// LDAP_SERVER_PERMISSIVE_MODIFY_OID: adding a present value / removing an absent one is
+/// not an error. Sent non-critical so servers without it still process the modify.
+const PERMISSIVE_MODIFY: &str = "1.2.840.113556.1.4.1413";
+
+const NO_SUCH_ATTRIBUTE: u32 = 16;
+const CONSTRAINT_VIOLATION: u32 = 19;
+const VALUE_EXISTS: u32 = 20;
+const INVALID_SYNTAX: u32 = 21;
+const NO_SUCH_OBJECT: u32 = 32;
+const INVALID_DN_SYNTAX: u32 = 34;
+const UNWILLING: u32 = 53;
+const ALREADY_EXISTS: u32 = 68;
+/// AD's extended error for "sAMAccountName already in use" (rc 68).
+const SAM_TAKEN: &str = "00002071";
+
+/// What `apply` did: the DN the object has now, its identity when known, and the member
+/// values the server refused one by one (the other values were applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub dn: String,
+    pub guid: Option<String>,
+    pub sid: Option<String>,
+    pub member_errors: Vec<MemberError>,
+}
+
+/// A member value the server refused, e.g. a DN that does not exist (32).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberError {
+    pub member: String,
+    pub code: u32,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Add,
+    Remove,
+}
+
+impl Direction {
+    fn operation(self) -> &'static str {
+        match self {
+            Direction::Add => "add members",
+            Direction::Remove => "remove members",
+        }
+    }
+    /// Results that mean "already as wanted" on a member value.
+    fn is_idempotent_result(self, code: u32) -> bool {
+        match self {
+            Direction::Add => matches!(code, ALREADY_EXISTS | VALUE_EXISTS),
+            Direction::Remove => matches!(code, UNWILLING | NO_SUCH_ATTRIBUTE),
+        }
+    }
+}
+
+/// Codes the server gives for one bad member value (as opposed to the whole operation).
+fn is_value_refusal(code: u32) -> bool {
+    matches!(
+        code,
+        NO_SUCH_OBJECT
+            | INVALID_DN_SYNTAX
+            | INVALID_SYNTAX
+            | CONSTRAINT_VIOLATION
+            | UNWILLING
+            | ALREADY_EXISTS
+            | VALUE_EXISTS
+            | NO_SUCH_ATTRIBUTE
+    )
+}
+
+impl AdConnector {
+    /// Executes one action. Errors name the operation, the DN and the server's code and text.
+    pub async fn apply(&mut self, action: &Action) -> Result<Applied, AdError> {
+        match action {
+            Action::Create {
+                dn,
+                attrs,
+                members,
+                sam_account_name_fallback,
+            } => {
+                self.create(dn, attrs, members, sam_account_name_fallback)
+                    .await
+            }
+            Action::Rename {
+                dn,
+                guid,
+                new_rdn,
+                new_parent,
+                new_dn,
+            } => {
+                self.writes += 1;
+                let result = self
+                    .op()
+                    .modifydn(dn, new_rdn, true, new_parent.as_deref())
+                    .await;
+                check("rename", dn, result)?;
+                Ok(Applied {
+                    dn: new_dn.clone(),
+                    guid: Some(guid.clone()),
+                    ..Default::default()
+                })
+            }
+            Action::Modify { dn, guid, changes } => {
+                self.modify_attrs(dn, changes).await?;
+                Ok(Applied {
+                    dn: dn.clone(),
+                    guid: Some(guid.clone()),
+                    ..Default::default()
+                })
+            }
+            Action::AddMembers { dn, guid, members } => {
+                let member_errors = self.change_members(dn, members, Direction::Add).await?;
+                Ok(Applied {
+                    dn: dn.clone(),
+                    guid: guid.clone(),
+                    member_errors,
+                    ..Default::default()
+                })
+            }
+            Action::RemoveMembers { dn, guid, members } => {
+                let member_errors = self.change_members(dn, members, Direction::Remove).await?;
+                Ok(Applied {
+                    dn: dn.clone(),
+                    guid: Some(guid.clone()),
+                    member_errors,
+                    ..Default::default()
+                })
+            }
+            Action::Delete { dn, guid } => {
+                self.writes += 1;
+                check("delete", dn, self.op().delete(dn).await)?;
+                Ok(Applied {
+                    dn: dn.clone(),
+                    guid: Some(guid.clone()),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+
+    async fn create(
+        &mut self,
+        dn: &str,
+        attrs: &std::collections::BTreeMap<String, Vec<String>>,
+        members: &[String],
+        sam_fallback: &str,
+    ) -> Result<Applied, AdError> {
+        let (inline, rest) = members.split_at(members.len().min(CHUNK));
+        let mut attrs = attrs.clone();
+        let mut tried_fallback = false;
+        let mut with_inline = !inline.is_empty();
+        loop {
+            let mut entry: Vec<(String, HashSet<String>)> = attrs
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+                .collect();
+            if with_inline {
+                entry.push(("member".to_string(), inline.iter().cloned().collect()));
+            }
+            self.writes += 1;
+            match check("create", dn, self.op().add(dn, entry).await) {
+                Ok(()) => break,
+                Err(AdError::Ldap {
+                    code: ALREADY_EXISTS,
+                    message,
+                    ..
+                }) if message.contains(SAM_TAKEN) && !tried_fallback => {
+                    tracing::info!(
+                        dn,
+                        fallback = sam_fallback,
+                        "sAMAccountName taken, using the fallback"
+                    );
+                    attrs.insert("sAMAccountName".to_string(), vec![sam_fallback.to_string()]);
+                    tried_fallback = true;
+                }
+                // A bad inline member value fails the whole add: add the group bare, then
+                // the members value by value below, so only the bad ones are refused.
+                Err(AdError::Ldap { code, .. })
+                    if with_inline && is_member_value_code(code) && !self.exists(dn).await? =>
+                {
+                    with_inline = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let pending: Vec<String> = if with_inline {
+            rest.to_vec()
+        } else {
+            members.to_vec()
+        };
+        let member_errors = self.change_members(dn, &pending, Direction::Add).await?;
+        let entry = self
+            .base_entry(
+                dn,
+                "(objectClass=*)",
+                &["objectGUID", "objectSid"],
+                "read back created group",
+            )
+            .await?;
+        let guid = entry
+            .as_ref()
+            .and_then(|e| first_binary(e, "objectGUID"))
+            .and_then(|b| guid_text(&b));
+        let sid = entry
+            .as_ref()
+            .and_then(|e| first_binary(e, "objectSid"))
+            .and_then(|b| sid_text(&b));
+        Ok(Applied {
+            dn: dn.to_string(),
+            guid,
+            sid,
+            member_errors,
+        })
+    }
+
+    async fn exists(&mut self, dn: &str) -> Result<bool, AdError> {
+        Ok(self
+            .base_entry(dn, "(objectClass=*)", &["objectClass"], "check object")
+            .await?
+            .is_some())
+    }
+
+    /// Empty `after` removes the attribute (replace with no values: ignored when absent,
+    /// RFC 4511 §4.6); anything else replaces it.
+    async fn modify_attrs(&mut self, dn: &str, changes: &[AttrChange]) -> Result<(), AdError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mods: Vec<Mod<String>> = changes
+            .iter()
+            .map(|c| Mod::Replace(c.attr.clone(), c.after.iter().cloned().collect()))
+            .collect();
+        self.writes += 1;
+        match check("modify", dn, self.op().modify(dn, mods).await) {
+            Err(AdError::Ldap {
+                code: NO_SUCH_ATTRIBUTE,
+                ..
+            }) => {
+                // A server that insists on 16 for removing an absent attribute: send the
+                // changes one by one and let that one pass.
+                for change in changes {
+                    let m =
+                        Mod::Replace(change.attr.clone(), change.after.iter().cloned().collect());
+                    self.writes += 1;
+                    match check("modify", dn, self.op().modify(dn, vec![m]).await) {
+                        Err(AdError::Ldap {
+                            code: NO_SUCH_ATTRIBUTE,
+                            ..
+                        }) if change.after.is_empty() => {}
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Adds or removes member values in chunks with the permissive-modify control; a chunk
+    /// the server refuses is retried value by value, and refused values are reported.
+    async fn change_members(
+        &mut self,
+        dn: &str,
+        members: &[String],
+        direction: Direction,
+    ) -> Result<Vec<crate::MemberError>, AdError> {
+        let mut refused = Vec::new();
+        for chunk in members.chunks(CHUNK) {
+            match self.member_modify(dn, chunk, direction).await {
+                Ok(()) => {}
+                Err(AdError::Ldap { code, .. })
+                    if direction.is_idempotent_result(code) && chunk.len() == 1 => {}
+                Err(AdError::Ldap { code, .. })
+                    if is_value_refusal(code)
+                        && (code != NO_SUCH_OBJECT || self.exists(dn).await?) =>
+                {
+                    for value in chunk {
+                        match self
+                            .member_modify(dn, std::slice::from_ref(value), direction)
+                            .await
+                        {
+                            Ok(()) => {}
+                            Err(AdError::Ldap { code, .. })
+                                if direction.is_idempotent_result(code) => {}
+                            Err(AdError::Ldap { code, message, .. }) if is_value_refusal(code) => {
+                                refused.push(crate::MemberError {
+                                    member: value.clone(),
+                                    code,
+                                    message,
+                                });
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn member_modify(
+        &mut self,
+        dn: &str,
+        values: &[String],
+        direction: Direction,
+    ) -> Result<(), AdError> {
+        let set: HashSet<String> = values.iter().cloned().collect();
+        let m = match direction {
+            Direction::Add => Mod::Add("member".to_string(), set),
+            Direction::Remove => Mod::Delete("member".to_string(), set),
+        };
+        let control = RawControl {
+            ctype: PERMISSIVE_MODIFY.to_string(),
+            crit: false,
+            val: None,
+        };
+        self.writes += 1;
+        let timeout = self.timeout;
+        let result = self
+            .ldap
+            .with_timeout(timeout)
+            .with_controls(control)
+            .modify(dn, vec![m])
+            .await;
+        check(direction.operation(), dn, result)
+    }
+}
+
+/// Member-value codes that may come from a bad inline member of an add.
+fn is_member_value_code(code: u32) -> bool {
+    matches!(
+        code,
+        NO_SUCH_OBJECT | INVALID_DN_SYNTAX | INVALID_SYNTAX | CONSTRAINT_VIOLATION | UNWILLING
+    )
+}
+
+fn check(
+    operation: &str,
+    dn: &str,
+    result: ldap3::result::Result<ldap3::LdapResult>,
+) -> Result<(), AdError> {
+    let result = result.map_err(|e| AdError::from_ldap(operation, dn, e))?;
+    if result.rc == 0 {
+        Ok(())
+    } else {
+        Err(AdError::from_result(operation, dn, result))
+    }
+}
