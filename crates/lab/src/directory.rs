@@ -93,9 +93,9 @@ pub async fn add_user(
         ],
     )
     .await?;
-    let (guid, sid, raw_guid) = identity(ldap, dn).await?;
+    let (dn, guid, sid, raw_guid) = identity(ldap, dn).await?;
     Ok(LabUser {
-        dn: dn.to_string(),
+        dn,
         sid,
         guid,
         immutable_id_base64: base64::engine::general_purpose::STANDARD.encode(raw_guid),
@@ -136,17 +136,17 @@ pub async fn add_group(
             return Err(format!("add members to {dn}: rc {} {}", res.rc, res.text));
         }
     }
-    let (guid, sid, _) = identity(ldap, dn).await?;
-    Ok(LabGroup {
-        dn: dn.to_string(),
-        sid,
-        guid,
-    })
+    let (dn, guid, sid, _) = identity(ldap, dn).await?;
+    Ok(LabGroup { dn, sid, guid })
 }
 
-/// objectGUID text, objectSid text and the raw objectGUID bytes of `dn`.
-pub async fn identity(ldap: &mut Ldap, dn: &str) -> Result<(String, String, Vec<u8>), String> {
-    let (entries, res) = ldap
+/// The DN as the server spells it, objectGUID text, objectSid text and the raw objectGUID
+/// bytes of `dn`.
+pub async fn identity(
+    ldap: &mut Ldap,
+    dn: &str,
+) -> Result<(String, String, String, Vec<u8>), String> {
+    let (entries, _) = ldap
         .search(
             dn,
             Scope::Base,
@@ -157,7 +157,6 @@ pub async fn identity(ldap: &mut Ldap, dn: &str) -> Result<(String, String, Vec<
         .map_err(|e| format!("read {dn}: {e}"))?
         .success()
         .map_err(|e| format!("read {dn}: {e}"))?;
-    let _ = res;
     let entry = entries
         .into_iter()
         .next()
@@ -169,5 +168,5 @@ pub async fn identity(ldap: &mut Ldap, dn: &str) -> Result<(String, String, Vec<
     let sid = first_binary(&entry, "objectSid")
         .and_then(|b| sid_text(&b))
         .ok_or_else(|| format!("read {dn}: no readable objectSid"))?;
-    Ok((guid, sid, raw))
+    Ok((entry.dn, guid, sid, raw))
 }

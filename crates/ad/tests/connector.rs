@@ -1,0 +1,541 @@
+//! Real-server tests of the LDAP connector against the lab's Samba AD DC (`lab/dc start`,
+//! through wb-lab's `LabDc::ensure()`); each test works in its own fresh OU.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use wb_ad::{AdConnector, AdError};
+use wb_lab::LabDc;
+use wb_model::{
+    Action, AttrChange, Lookup, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
+};
+
+const UNIVERSAL_SECURITY: i32 = GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY;
+
+async fn connect(dc: &LabDc) -> AdConnector {
+    AdConnector::connect(&dc.ad_config())
+        .await
+        .expect("bind to the lab DC")
+}
+
+fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
+    let id = uuid::Uuid::new_v4();
+    let attrs = BTreeMap::from([
+        (
+            "objectClass".to_string(),
+            vec!["top".to_string(), "group".to_string()],
+        ),
+        ("sAMAccountName".to_string(), vec![sam.to_string()]),
+        (
+            "groupType".to_string(),
+            vec![UNIVERSAL_SECURITY.to_string()],
+        ),
+        ("adminDescription".to_string(), vec![format!("Group_{id}")]),
+        (
+            "msDS-ExternalDirectoryObjectId".to_string(),
+            vec![format!("Group_{id}")],
+        ),
+        ("displayName".to_string(), vec![sam.to_string()]),
+    ]);
+    Action::Create {
+        dn: dn.to_string(),
+        attrs,
+        members,
+        sam_account_name_fallback: format!("{sam}-fb"),
+    }
+}
+
+/// A short unique name (sAMAccountName must be unique in the domain, tests share one).
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+async fn users(dc: &LabDc, ou: &str, n: usize) -> Vec<String> {
+    let mut ldap = dc.ldap().await;
+    let tag = unique("u");
+    let mut dns = Vec::with_capacity(n);
+    for i in 0..n {
+        let dn = format!("CN={tag}-{i},{ou}");
+        let sam = format!("{tag}-{i}");
+        let res = ldap
+            .add(
+                &dn,
+                vec![
+                    ("objectClass", HashSet::from(["user"])),
+                    ("sAMAccountName", HashSet::from([sam.as_str()])),
+                ],
+            )
+            .await
+            .expect("add user");
+        assert_eq!(res.rc, 0, "add {dn}: {}", res.text);
+        dns.push(dn);
+    }
+    dns
+}
+
+#[tokio::test]
+async fn connects_over_ldap_starttls_and_ldaps_with_the_lab_ca() {
+    let dc = LabDc::ensure();
+    assert!(dc.ca_file.is_some(), "the lab exports its CA");
+    let plain = dc.ad_config();
+    AdConnector::connect(&plain)
+        .await
+        .expect("plain ldap")
+        .unbind()
+        .await
+        .expect("unbind");
+
+    let starttls = wb_ad::AdConfig {
+        starttls: true,
+        ..dc.ad_config()
+    };
+    let mut c = AdConnector::connect(&starttls)
+        .await
+        .expect("StartTLS with the lab CA");
+    assert!(c.ou_exists(&dc.base_dn).await.expect("read over StartTLS"));
+
+    let ldaps = wb_ad::AdConfig {
+        url: dc.ldaps_url.clone(),
+        ..dc.ad_config()
+    };
+    let mut c = AdConnector::connect(&ldaps)
+        .await
+        .expect("ldaps with the lab CA");
+    assert!(c.ou_exists(&dc.base_dn).await.expect("read over ldaps"));
+}
+
+#[tokio::test]
+async fn ldaps_without_the_lab_ca_is_a_tls_error() {
+    let dc = LabDc::ensure();
+    let ldaps = wb_ad::AdConfig {
+        url: dc.ldaps_url.clone(),
+        ca_file: None,
+        ..dc.ad_config()
+    };
+    let err = AdConnector::connect(&ldaps)
+        .await
+        .err()
+        .expect("untrusted self-signed CA must be refused");
+    assert!(matches!(err, AdError::Tls { .. }), "got {err}");
+    assert!(err.is_unreachable_or_refused());
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_bind_error_with_code_49() {
+    let dc = LabDc::ensure();
+    let cfg = wb_ad::AdConfig {
+        password: "not-the-password".into(),
+        ..dc.ad_config()
+    };
+    let err = AdConnector::connect(&cfg)
+        .await
+        .err()
+        .expect("wrong password must fail");
+    match &err {
+        AdError::Bind { code, dn, .. } => {
+            assert_eq!(*code, 49);
+            assert_eq!(dn, &dc.bind_dn);
+        }
+        other => panic!("expected a bind error, got {other}"),
+    }
+    assert!(err.is_unreachable_or_refused());
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error() {
+    let dc = LabDc::ensure();
+    let cfg = wb_ad::AdConfig {
+        url: "ldap://127.0.0.1:1".into(),
+        ..dc.ad_config()
+    };
+    let err = AdConnector::connect(&cfg)
+        .await
+        .err()
+        .expect("port 1 has no LDAP server");
+    assert!(matches!(err, AdError::Connect { .. }), "got {err}");
+    assert!(err.is_unreachable_or_refused());
+}
+
+#[tokio::test]
+async fn schema_2016_has_the_external_directory_object_id() {
+    let dc = LabDc::ensure();
+    let schema = connect(&dc)
+        .await
+        .detect_schema()
+        .await
+        .expect("detect schema");
+    assert!(schema.external_directory_object_id);
+    assert!(schema.mail);
+    assert!(schema.proxy_addresses);
+    assert!(!schema.mail_nickname, "Samba has no Exchange schema");
+}
+
+#[tokio::test]
+async fn schema_2012_lacks_the_external_directory_object_id() {
+    let dc = LabDc::ensure_2012();
+    let schema = connect(&dc)
+        .await
+        .detect_schema()
+        .await
+        .expect("detect schema");
+    assert!(!schema.external_directory_object_id);
+    assert!(schema.mail);
+}
+
+#[tokio::test]
+async fn group_lifecycle_keeps_guid_and_sid_through_rename_and_move() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("lifecycle").await;
+    let other_ou = format!("OU=Other,{ou}");
+    dc.create_ou(&other_ou).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let members = users(&dc, &ou, 2).await;
+    let sam = unique("life");
+    let dn = format!("CN={sam},{ou}");
+
+    let created = ad
+        .apply(&create_action(&dn, &sam, members.clone()))
+        .await
+        .expect("create");
+    let guid = created.guid.clone().expect("guid read back");
+    let sid = created.sid.clone().expect("sid read back");
+    assert!(sid.starts_with("S-1-5-21-"));
+    assert!(created.member_errors.is_empty());
+
+    let new_dn = format!("CN=Renamed\\, {sam},{other_ou}");
+    let rename = Action::Rename {
+        dn: dn.clone(),
+        guid: guid.clone(),
+        new_rdn: format!("CN=Renamed\\, {sam}"),
+        new_parent: Some(other_ou.clone()),
+        new_dn: new_dn.clone(),
+    };
+    assert_eq!(ad.apply(&rename).await.expect("rename").dn, new_dn);
+
+    let modify = Action::Modify {
+        dn: new_dn.clone(),
+        guid: guid.clone(),
+        changes: vec![
+            AttrChange {
+                attr: "description".into(),
+                before: vec![],
+                after: vec!["Finance, NL".into()],
+            },
+            AttrChange {
+                attr: "displayName".into(),
+                before: vec![sam.clone()],
+                after: vec![],
+            },
+            // Removing an attribute that is not there is fine.
+            AttrChange {
+                attr: "mail".into(),
+                before: vec![],
+                after: vec![],
+            },
+        ],
+    };
+    ad.apply(&modify).await.expect("modify");
+
+    let group = ad
+        .read_group(&guid, &schema)
+        .await
+        .expect("read")
+        .expect("group exists");
+    assert_eq!(group.dn.to_lowercase(), new_dn.to_lowercase());
+    assert_eq!(group.sid.as_deref(), Some(sid.as_str()));
+    assert_eq!(group.description.as_deref(), Some("Finance, NL"));
+    assert_eq!(group.display_name, None);
+    assert_eq!(group.group_type, UNIVERSAL_SECURITY);
+    assert!(group.anchor().is_some());
+    assert_eq!(group.members.len(), 2);
+
+    let listed = ad.read_groups(&ou, &schema).await.expect("read groups");
+    assert_eq!(listed.iter().filter(|g| g.guid == guid).count(), 1);
+
+    ad.apply(&Action::Delete {
+        dn: new_dn.clone(),
+        guid: guid.clone(),
+    })
+    .await
+    .expect("delete");
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read after delete"),
+        None
+    );
+    let err = ad
+        .apply(&Action::Delete {
+            dn: new_dn.clone(),
+            guid,
+        })
+        .await
+        .expect_err("second delete fails");
+    match err {
+        AdError::Ldap {
+            code,
+            operation,
+            dn,
+            ..
+        } => {
+            assert_eq!(code, 32);
+            assert_eq!(operation, "delete");
+            assert_eq!(dn, new_dn);
+        }
+        other => panic!("expected an LDAP error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn range_retrieval_reads_all_3000_members() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("range").await;
+    let members = users(&dc, &ou, 3000).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let sam = unique("big");
+    let dn = format!("CN={sam},{ou}");
+    let before = ad.writes();
+    let created = ad
+        .apply(&create_action(&dn, &sam, members.clone()))
+        .await
+        .expect("create with 3000 members");
+    // One add with 1,000 inline, then two modifies of 1,000.
+    assert_eq!(ad.writes() - before, 3);
+    let group = ad
+        .read_group(created.guid.as_deref().expect("guid"), &schema)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(group.members.len(), 3000);
+    let got: BTreeSet<String> = group.members.iter().map(|m| m.to_lowercase()).collect();
+    let want: BTreeSet<String> = members.iter().map(|m| m.to_lowercase()).collect();
+    assert_eq!(got, want);
+
+    let listed = ad.read_groups(&ou, &schema).await.expect("read groups");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].members.len(), 3000);
+}
+
+#[tokio::test]
+async fn resolve_finds_objects_by_sid_immutable_id_and_dn() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("resolve").await;
+    let anna = dc.create_user(&ou, &unique("anna"), "Anna, de Wit").await;
+    let bram = dc.create_user(&ou, &unique("bram"), "Bram Jansen").await;
+    let carla = dc.create_user(&ou, &unique("carla"), "Carla Visser").await;
+    let local = dc
+        .create_group(
+            &ou,
+            &unique("DL"),
+            GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY,
+        )
+        .await;
+    let missing_dn = format!("CN=Nobody,{ou}");
+    let lookups = BTreeSet::from([
+        Lookup::Sid(anna.sid.clone()),
+        Lookup::ImmutableId(bram.immutable_id_base64.clone()),
+        Lookup::Dn(carla.dn.clone()),
+        Lookup::Sid(local.sid.clone()),
+        Lookup::Sid("S-1-5-21-1-2-3-999999".into()),
+        Lookup::ImmutableId("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+        Lookup::ImmutableId("not base64!".into()),
+        Lookup::Dn(missing_dn.clone()),
+    ]);
+    let res = connect(&dc).await.resolve(&lookups).await.expect("resolve");
+    assert_eq!(res.asked, lookups);
+    assert_eq!(res.found.len(), 4, "found: {:?}", res.found.keys());
+    assert_eq!(res.found[&Lookup::Sid(anna.sid.clone())].guid, anna.guid);
+    assert_eq!(
+        res.found[&Lookup::Sid(anna.sid)].dn.to_lowercase(),
+        anna.dn.to_lowercase()
+    );
+    assert_eq!(
+        res.found[&Lookup::ImmutableId(bram.immutable_id_base64)].guid,
+        bram.guid
+    );
+    assert_eq!(res.found[&Lookup::Dn(carla.dn)].guid, carla.guid);
+    let group = &res.found[&Lookup::Sid(local.sid)];
+    assert_eq!(
+        group.group_type,
+        Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY)
+    );
+    assert!(!res.found.contains_key(&Lookup::Dn(missing_dn)));
+}
+
+#[tokio::test]
+async fn a_missing_member_dn_is_reported_and_the_others_are_applied() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("memberr").await;
+    let good = users(&dc, &ou, 3).await;
+    let missing = format!("CN=Does Not Exist,{ou}");
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+
+    // Inline in a create: the group is still created, with the good members.
+    let sam = unique("err");
+    let dn = format!("CN={sam},{ou}");
+    let mut with_bad = good.clone();
+    with_bad.insert(1, missing.clone());
+    let created = ad
+        .apply(&create_action(&dn, &sam, with_bad.clone()))
+        .await
+        .expect("create");
+    assert_eq!(created.member_errors.len(), 1);
+    assert_eq!(created.member_errors[0].member, missing);
+    assert_eq!(created.member_errors[0].code, 32);
+    let guid = created.guid.expect("guid");
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists")
+            .members
+            .len(),
+        3
+    );
+
+    // In an add-members chunk: same.
+    let more = users(&dc, &ou, 2).await;
+    let mut chunk = more.clone();
+    chunk.push(missing.clone());
+    let applied = ad
+        .apply(&Action::AddMembers {
+            dn: dn.clone(),
+            guid: Some(guid.clone()),
+            members: chunk,
+        })
+        .await
+        .expect("add members");
+    assert_eq!(
+        applied
+            .member_errors
+            .iter()
+            .map(|e| e.member.as_str())
+            .collect::<Vec<_>>(),
+        vec![missing.as_str()]
+    );
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists")
+            .members
+            .len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn member_adds_and_removes_are_idempotent() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("permissive").await;
+    let members = users(&dc, &ou, 4).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let sam = unique("perm");
+    let dn = format!("CN={sam},{ou}");
+    let guid = ad
+        .apply(&create_action(&dn, &sam, members[..2].to_vec()))
+        .await
+        .expect("create")
+        .guid
+        .expect("guid");
+
+    // Adding two present values and two new ones, twice.
+    for _ in 0..2 {
+        let add = Action::AddMembers {
+            dn: dn.clone(),
+            guid: Some(guid.clone()),
+            members: members.clone(),
+        };
+        assert!(ad.apply(&add).await.expect("add").member_errors.is_empty());
+    }
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists")
+            .members
+            .len(),
+        4
+    );
+
+    // Removing, twice; the second time none is a member.
+    for _ in 0..2 {
+        let remove = Action::RemoveMembers {
+            dn: dn.clone(),
+            guid: guid.clone(),
+            members: members[1..].to_vec(),
+        };
+        assert!(ad
+            .apply(&remove)
+            .await
+            .expect("remove")
+            .member_errors
+            .is_empty());
+    }
+    let left = ad
+        .read_group(&guid, &schema)
+        .await
+        .expect("read")
+        .expect("exists")
+        .members;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].to_lowercase(), members[0].to_lowercase());
+}
+
+#[tokio::test]
+async fn a_taken_sam_account_name_falls_back() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("samfb").await;
+    let taken = unique("taken");
+    dc.create_group(&ou, &taken, UNIVERSAL_SECURITY).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let dn = format!("CN=Second {taken},{ou}");
+    let created = ad
+        .apply(&create_action(&dn, &taken, vec![]))
+        .await
+        .expect("create with fallback");
+    let group = ad
+        .read_group(created.guid.as_deref().expect("guid"), &schema)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(group.sam_account_name, Some(format!("{taken}-fb")));
+}
+
+#[tokio::test]
+async fn writes_counts_every_write_and_no_read() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("writes").await;
+    let members = users(&dc, &ou, 2).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    ad.read_groups(&ou, &schema).await.expect("read");
+    assert_eq!(ad.writes(), 0);
+    let sam = unique("w");
+    let dn = format!("CN={sam},{ou}");
+    let guid = ad
+        .apply(&create_action(&dn, &sam, vec![]))
+        .await
+        .expect("create")
+        .guid
+        .expect("guid");
+    assert_eq!(ad.writes(), 1);
+    ad.apply(&Action::AddMembers {
+        dn: dn.clone(),
+        guid: Some(guid.clone()),
+        members,
+    })
+    .await
+    .expect("add");
+    assert_eq!(ad.writes(), 2);
+    ad.apply(&Action::Delete { dn, guid })
+        .await
+        .expect("delete");
+    assert_eq!(ad.writes(), 3);
+}
