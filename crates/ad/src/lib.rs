@@ -60,6 +60,15 @@ pub struct AdConnector {
     writes: u64,
 }
 
+impl std::fmt::Debug for AdConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdConnector")
+            .field("base_dn", &self.base_dn)
+            .field("writes", &self.writes)
+            .finish()
+    }
+}
+
 impl AdConnector {
     /// Connects, optionally upgrades with StartTLS, and binds with the configured account.
     pub async fn connect(cfg: &AdConfig) -> Result<Self, AdError> {

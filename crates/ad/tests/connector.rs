@@ -539,3 +539,24 @@ async fn writes_counts_every_write_and_no_read() {
         .expect("delete");
     assert_eq!(ad.writes(), 3);
 }
+
+#[tokio::test]
+async fn reading_groups_from_the_domain_root_skips_referrals() {
+    let dc = LabDc::ensure();
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let groups = ad
+        .read_groups(&dc.base_dn, &schema)
+        .await
+        .expect("subtree read from the domain root");
+    let admins = groups
+        .iter()
+        .find(|g| g.cn == "Domain Admins")
+        .expect("built-in Domain Admins is found");
+    assert!(
+        admins.sid.as_deref().is_some_and(|s| s.ends_with("-512")),
+        "RID 512: {:?}",
+        admins.sid
+    );
+    assert!(!admins.members.is_empty(), "Administrator is a member");
+}
