@@ -115,8 +115,7 @@ async fn ldaps_without_the_lab_ca_is_a_tls_error() {
     };
     let err = AdConnector::connect(&ldaps)
         .await
-        .err()
-        .expect("untrusted self-signed CA must be refused");
+        .expect_err("untrusted self-signed CA must be refused");
     assert!(matches!(err, AdError::Tls { .. }), "got {err}");
     assert!(err.is_unreachable_or_refused());
 }
@@ -130,8 +129,7 @@ async fn wrong_password_is_a_bind_error_with_code_49() {
     };
     let err = AdConnector::connect(&cfg)
         .await
-        .err()
-        .expect("wrong password must fail");
+        .expect_err("wrong password must fail");
     match &err {
         AdError::Bind { code, dn, .. } => {
             assert_eq!(*code, 49);
@@ -151,8 +149,7 @@ async fn nothing_listening_is_a_connect_error() {
     };
     let err = AdConnector::connect(&cfg)
         .await
-        .err()
-        .expect("port 1 has no LDAP server");
+        .expect_err("port 1 has no LDAP server");
     assert!(matches!(err, AdError::Connect { .. }), "got {err}");
     assert!(err.is_unreachable_or_refused());
 }
