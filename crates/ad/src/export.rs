@@ -323,19 +323,22 @@ impl AdConnector {
             Direction::Add => Mod::Add("member".to_string(), set),
             Direction::Remove => Mod::Delete("member".to_string(), set),
         };
-        let control = RawControl {
-            ctype: PERMISSIVE_MODIFY.to_string(),
-            crit: false,
-            val: None,
-        };
         self.writes += 1;
         let timeout = self.timeout;
-        let result = self
-            .ldap
-            .with_timeout(timeout)
-            .with_controls(control)
-            .modify(dn, vec![m])
-            .await;
+        let result = if self.permissive_modify {
+            let control = RawControl {
+                ctype: PERMISSIVE_MODIFY.to_string(),
+                crit: false,
+                val: None,
+            };
+            self.ldap
+                .with_timeout(timeout)
+                .with_controls(control)
+                .modify(dn, vec![m])
+                .await
+        } else {
+            self.ldap.with_timeout(timeout).modify(dn, vec![m]).await
+        };
         check(direction.operation(), dn, result)
     }
 }

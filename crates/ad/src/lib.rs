@@ -58,6 +58,7 @@ pub struct AdConnector {
     base_dn: String,
     timeout: Duration,
     writes: u64,
+    permissive_modify: bool,
 }
 
 impl std::fmt::Debug for AdConnector {
@@ -111,12 +112,20 @@ impl AdConnector {
             base_dn: cfg.base_dn.clone(),
             timeout: cfg.timeout,
             writes: 0,
+            permissive_modify: true,
         })
     }
 
     /// Count of LDAP write operations (add, modify, modifyDN, delete) sent so far.
     pub fn writes(&self) -> u64 {
         self.writes
+    }
+
+    /// Whether member modifies carry the permissive-modify control (default on). Off, the
+    /// connector behaves as with a server that lacks it: duplicate adds (68) and absent
+    /// removes (53/16) are still success, found by retrying a refused chunk value by value.
+    pub fn set_permissive_modify(&mut self, on: bool) {
+        self.permissive_modify = on;
     }
 
     /// Ends the session politely.

@@ -557,3 +557,67 @@ async fn reading_groups_from_the_domain_root_skips_referrals() {
     );
     assert!(!admins.members.is_empty(), "Administrator is a member");
 }
+
+#[tokio::test]
+async fn without_the_permissive_control_duplicates_and_absentees_are_still_success() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("strict").await;
+    let members = users(&dc, &ou, 4).await;
+    let mut ad = connect(&dc).await;
+    ad.set_permissive_modify(false);
+    let schema = ad.detect_schema().await.expect("schema");
+    let sam = unique("strict");
+    let dn = format!("CN={sam},{ou}");
+    let guid = ad
+        .apply(&create_action(&dn, &sam, members[..2].to_vec()))
+        .await
+        .expect("create")
+        .guid
+        .expect("guid");
+    let add = Action::AddMembers {
+        dn: dn.clone(),
+        guid: Some(guid.clone()),
+        members: members.clone(),
+    };
+    assert!(ad
+        .apply(&add)
+        .await
+        .expect("add with two present")
+        .member_errors
+        .is_empty());
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists")
+            .members
+            .len(),
+        4
+    );
+    let remove = Action::RemoveMembers {
+        dn: dn.clone(),
+        guid: guid.clone(),
+        members: members[..3].to_vec(),
+    };
+    assert!(ad
+        .apply(&remove)
+        .await
+        .expect("remove")
+        .member_errors
+        .is_empty());
+    assert!(ad
+        .apply(&remove)
+        .await
+        .expect("remove again, none present")
+        .member_errors
+        .is_empty());
+    assert_eq!(
+        ad.read_group(&guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists")
+            .members
+            .len(),
+        1
+    );
+}
