@@ -1,1 +1,193 @@
-fn main() {}
+//! `writeback`: writes Microsoft Entra ID groups back to on-premises Active Directory.
+//! This is the binary's edge: command line, exit codes, logging; the work is in the crates.
+
+mod config;
+mod cycle;
+mod daemon;
+mod export;
+mod preflight;
+mod render;
+
+use clap::{Parser, Subcommand};
+use config::Config;
+use cycle::{run_cycle, CycleOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Write Microsoft Entra ID (Azure AD) groups back to on-premises Active Directory.
+///
+/// writeback reads groups from Microsoft Graph with delta queries, decides which are in
+/// scope (writebackConfiguration, scope rules), resolves their members to AD objects and
+/// creates, renames, updates and (when allowed) deletes the groups it owns in the managed
+/// OU(s). It never touches an object it does not own.
+///
+/// Exit codes: 0 success; 1 the cycle ran but some objects have errors; 2 bad usage or bad
+/// configuration; 3 a directory or Graph endpoint unreachable or refusing the credentials;
+/// 4 stopped by the delete threshold.
+#[derive(Parser, Debug)]
+#[command(name = "writeback", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, default_value = "writeback.toml", value_name = "FILE")]
+    config: PathBuf,
+    /// Machine-readable JSON output for every read command.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one writeback cycle now: import from Graph and AD, plan, export to AD.
+    Sync {
+        /// Full round: restart Graph delta queries from scratch and re-read everything.
+        #[arg(long)]
+        full: bool,
+        /// Let this one cycle through the delete thresholds (delete_threshold,
+        /// member_removal_threshold).
+        #[arg(long)]
+        allow_deletes: bool,
+    },
+    /// Show the exact LDAP changes the next cycle would make; nothing is written.
+    Plan {
+        /// Plan from a full round.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Show the last run and every group's state (written, orphaned, errors, foreign objects).
+    Status,
+    /// List recent runs (newest first).
+    Runs {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one run in full: counts, errors, and what was (or would have been) exported.
+    Show {
+        /// Run id (from `writeback runs`).
+        run: i64,
+    },
+    /// Why a group is or isn't written back, and the fate of each of its members.
+    Explain {
+        /// The group: object id or exact display name.
+        group: String,
+    },
+    /// The daemon: a cycle every `interval`, a full reconcile every `full_interval`.
+    Run,
+    /// Check everything a cycle needs: AD bind and TLS, the OUs, the rights (a probe group
+    /// is created, modified, renamed and deleted), the schema, the Graph token and the Graph
+    /// permissions. Exit 0 when all pass, 1 when a check fails, 3 when AD or Graph refuses
+    /// the credentials or cannot be reached.
+    Preflight,
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("WRITEBACK_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,writeback={level},wb_engine={level},wb_graph={level},wb_ad={level},wb_store={level}"))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("WRITEBACK_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    ExitCode::from(code as u8)
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    let cfg = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration {}: {e}", cli.config.display());
+            return 2;
+        }
+    };
+    match cli.command {
+        Command::Sync { full, allow_deletes } => {
+            let opts = CycleOptions {
+                full,
+                allow_deletes,
+                plan_only: false,
+            };
+            match run_cycle(&cfg, opts).await {
+                Ok(report) => {
+                    render::cycle(&report, cli.json);
+                    report.exit_code()
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Plan { full } => {
+            let opts = CycleOptions {
+                full,
+                allow_deletes: false,
+                plan_only: true,
+            };
+            match run_cycle(&cfg, opts).await {
+                Ok(report) => {
+                    render::plan(&report.plan, cli.json);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Status => render::status(&cfg, cli.json),
+        Command::Runs { limit } => render::runs(&cfg, limit, cli.json),
+        Command::Show { run } => render::show_run(&cfg, run, cli.json),
+        Command::Explain { group } => {
+            let opts = CycleOptions {
+                plan_only: true,
+                ..Default::default()
+            };
+            match run_cycle(&cfg, opts).await {
+                Ok(report) => render::explain(&report.plan, &group, cli.json),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Run => daemon::run(&cfg).await,
+        Command::Preflight => {
+            let (checks, code) = preflight::run(&cfg).await;
+            preflight::render(&checks, cli.json);
+            code
+        }
+    }
+}

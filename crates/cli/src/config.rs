@@ -1,0 +1,541 @@
+//! The configuration file (TOML, SPEC §8): parsed strictly, every mistake reported with
+//! the key that holds it; secrets resolved from literal / env / file and never printed.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wb_engine::{EngineConfig, Naming, Rule, RuleKind, RuleMatch};
+
+/// A configuration mistake: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// A secret as written in the file: a literal, `{ env = "NAME" }` or `{ file = "PATH" }`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Literal(String),
+    Env {
+        env: String,
+    },
+    File {
+        file: PathBuf,
+    },
+}
+
+/// A resolved secret. Its Debug and Display never show the value.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl SecretSource {
+    fn resolve(&self, key: &str, base: &Path) -> Result<Secret, ConfigError> {
+        match self {
+            SecretSource::Literal(s) if s.is_empty() => Err(err(key, "is empty")),
+            SecretSource::Literal(s) => Ok(Secret(s.clone())),
+            SecretSource::Env { env } => match std::env::var(env) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                Ok(_) => Err(err(key, format!("environment variable {env} is empty"))),
+                Err(_) => Err(err(key, format!("environment variable {env} is not set"))),
+            },
+            SecretSource::File { file } => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    err(key, format!("cannot read secret file {}: {e}", path.display()))
+                })?;
+                let v = text.trim_end_matches(['\r', '\n']).to_string();
+                if v.is_empty() {
+                    return Err(err(key, format!("secret file {} is empty", path.display())));
+                }
+                Ok(Secret(v))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    graph: RawGraph,
+    ad: RawAd,
+    #[serde(default)]
+    writeback: RawWriteback,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraph {
+    tenant: String,
+    client_id: String,
+    client_secret: Option<SecretSource>,
+    certificate: Option<RawCertificate>,
+    #[serde(default = "default_graph_url")]
+    graph_url: String,
+    #[serde(default = "default_login_url")]
+    login_url: String,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn default_graph_url() -> String {
+    "https://graph.microsoft.com".into()
+}
+fn default_login_url() -> String {
+    "https://login.microsoftonline.com".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAd {
+    url: String,
+    bind_dn: String,
+    password: SecretSource,
+    base_dn: String,
+    ou: String,
+    #[serde(default)]
+    starttls: bool,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    timeout: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWriteback {
+    naming: Option<String>,
+    state: Option<PathBuf>,
+    interval: Option<String>,
+    full_interval: Option<String>,
+    config_refresh: Option<String>,
+    delete_threshold: Option<usize>,
+    member_removal_threshold: Option<usize>,
+    delete_out_of_scope: Option<bool>,
+    staging: Option<bool>,
+    legacy_v1: Option<bool>,
+    write_owners: Option<bool>,
+    m365_member_limit: Option<usize>,
+    security_member_limit: Option<usize>,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    enable: Option<bool>,
+    ou: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    kind: Option<String>,
+    name_prefix: Option<String>,
+    name_regex: Option<String>,
+    ids: Option<Vec<String>>,
+}
+
+/// How writeback authenticates to Graph.
+#[derive(Debug, Clone)]
+pub enum GraphCredential {
+    Secret(Secret),
+    Certificate { cert_pem: String, key_pem: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub tenant: String,
+    pub client_id: String,
+    pub credential: GraphCredential,
+    pub graph_url: String,
+    pub login_url: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdSettings {
+    pub url: String,
+    pub bind_dn: String,
+    pub password: Secret,
+    pub base_dn: String,
+    pub ou: String,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub timeout: Duration,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub graph: GraphSettings,
+    pub ad: AdSettings,
+    pub engine: EngineConfig,
+    pub state: PathBuf,
+    pub interval: Duration,
+    pub full_interval: Duration,
+    pub config_refresh: Duration,
+    pub delete_threshold: usize,
+    pub member_removal_threshold: usize,
+    pub staging: bool,
+}
+
+fn duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let text = v.unwrap_or(default);
+    let d = humantime::parse_duration(text)
+        .map_err(|e| err(key, format!("{text:?} is not a duration like \"30s\", \"5m\", \"24h\" ({e})")))?;
+    if d.is_zero() {
+        return Err(err(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Is `dn` equal to or below `base` (case-insensitive, on an RDN boundary)?
+pub fn dn_is_under(dn: &str, base: &str) -> bool {
+    let norm = |s: &str| {
+        s.split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (dn, base) = (norm(dn), norm(base));
+    dn == base || dn.ends_with(&format!(",{base}"))
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_default();
+            let key = if key == "." || key.is_empty() { "config".to_string() } else { key };
+            err(key, format!("{msg}{at}"))
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::validate(raw, &base)
+    }
+
+    fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let g = raw.graph;
+        if g.tenant.trim().is_empty() {
+            return Err(err("graph.tenant", "is empty"));
+        }
+        if g.client_id.trim().is_empty() {
+            return Err(err("graph.client_id", "is empty"));
+        }
+        let credential = match (g.client_secret, g.certificate) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "graph.client_secret",
+                    "give either client_secret or certificate, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    "graph.client_secret",
+                    "missing: give client_secret or certificate = { cert = \"app.pem\", key = \"app.key\" }",
+                ))
+            }
+            (Some(s), None) => GraphCredential::Secret(s.resolve("graph.client_secret", base)?),
+            (None, Some(c)) => {
+                let cert_path = base.join(&c.cert);
+                let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| {
+                    err("graph.certificate.cert", format!("cannot read {}: {e}", cert_path.display()))
+                })?;
+                if !cert_pem.contains("BEGIN CERTIFICATE") {
+                    return Err(err(
+                        "graph.certificate.cert",
+                        format!("{} holds no PEM certificate", cert_path.display()),
+                    ));
+                }
+                let key = SecretSource::File { file: c.key }.resolve("graph.certificate.key", base)?;
+                if !key.expose().contains("PRIVATE KEY") {
+                    return Err(err("graph.certificate.key", "the file holds no PEM private key"));
+                }
+                GraphCredential::Certificate {
+                    cert_pem,
+                    key_pem: key,
+                }
+            }
+        };
+        for (k, v) in [("graph.graph_url", &g.graph_url), ("graph.login_url", &g.login_url)] {
+            if !(v.starts_with("https://") || v.starts_with("http://")) {
+                return Err(err(k, format!("{v:?} is not an http(s) URL")));
+            }
+        }
+        let graph = GraphSettings {
+            tenant: g.tenant,
+            client_id: g.client_id,
+            credential,
+            graph_url: g.graph_url.trim_end_matches('/').to_string(),
+            login_url: g.login_url.trim_end_matches('/').to_string(),
+            timeout: duration("graph.timeout", g.timeout.as_deref(), "60s")?,
+        };
+
+        let a = raw.ad;
+        let ldaps = a.url.starts_with("ldaps://");
+        if !(ldaps || a.url.starts_with("ldap://")) {
+            return Err(err("ad.url", format!("{:?} must start with ldap:// or ldaps://", a.url)));
+        }
+        if ldaps && a.starttls {
+            return Err(err("ad.starttls", "starttls is for ldap:// URLs; ldaps:// is already TLS"));
+        }
+        for (k, v) in [("ad.bind_dn", &a.bind_dn), ("ad.base_dn", &a.base_dn), ("ad.ou", &a.ou)] {
+            if !v.contains('=') {
+                return Err(err(k, format!("{v:?} is not a distinguished name")));
+            }
+        }
+        if !dn_is_under(&a.ou, &a.base_dn) {
+            return Err(err("ad.ou", format!("{:?} is not under ad.base_dn {:?}", a.ou, a.base_dn)));
+        }
+        if !a.tls_verify {
+            tracing::warn!("ad.tls_verify = false: the directory's TLS certificate is NOT checked; use only in a lab");
+        }
+        let ca_file = a.ca_file.map(|p| base.join(p));
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                return Err(err("ad.ca_file", format!("{} does not exist", ca.display())));
+            }
+        }
+        let ad = AdSettings {
+            password: a.password.resolve("ad.password", base)?,
+            url: a.url,
+            bind_dn: a.bind_dn,
+            base_dn: a.base_dn,
+            ou: a.ou,
+            starttls: a.starttls,
+            ca_file,
+            tls_verify: a.tls_verify,
+            timeout: duration("ad.timeout", a.timeout.as_deref(), "30s")?,
+        };
+
+        let w = raw.writeback;
+        let naming = match w.naming.as_deref().unwrap_or("object-id") {
+            "object-id" => Naming::ObjectId,
+            "display-name" => Naming::DisplayName,
+            other => {
+                return Err(err(
+                    "writeback.naming",
+                    format!("{other:?}: expected \"object-id\" or \"display-name\""),
+                ))
+            }
+        };
+        let mut rules = Vec::new();
+        for (i, r) in w.rule.into_iter().enumerate() {
+            let key = |k: &str| format!("writeback.rule[{i}].{k}");
+            let kind = match r.matcher.kind.as_deref() {
+                None => None,
+                Some("security") => Some(RuleKind::Security),
+                Some("microsoft365") | Some("m365") | Some("unified") => Some(RuleKind::Microsoft365),
+                Some(other) => {
+                    return Err(err(
+                        key("match.kind"),
+                        format!("{other:?}: expected \"security\" or \"microsoft365\""),
+                    ))
+                }
+            };
+            let name_regex = match &r.matcher.name_regex {
+                None => None,
+                Some(re) => Some(
+                    regex::Regex::new(re)
+                        .map_err(|e| err(key("match.name_regex"), format!("invalid regular expression: {e}")))?,
+                ),
+            };
+            let ids = r.matcher.ids.clone().unwrap_or_default();
+            if kind.is_none() && r.matcher.name_prefix.is_none() && name_regex.is_none() && ids.is_empty() {
+                return Err(err(
+                    key("match"),
+                    "matches every group: give at least one of kind, name_prefix, name_regex, ids",
+                ));
+            }
+            if r.enable.is_none() && r.ou.is_none() {
+                return Err(err(key("enable"), "a rule needs enable = true/false, ou = \"...\", or both"));
+            }
+            if let Some(ou) = &r.ou {
+                if !dn_is_under(ou, &ad.base_dn) {
+                    return Err(err(key("ou"), format!("{ou:?} is not under ad.base_dn {:?}", ad.base_dn)));
+                }
+            }
+            rules.push(Rule {
+                matcher: RuleMatch {
+                    kind,
+                    name_prefix: r.matcher.name_prefix,
+                    name_regex,
+                    ids: ids.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                },
+                enable: r.enable,
+                ou: r.ou,
+            });
+        }
+        let engine = EngineConfig {
+            naming,
+            default_ou: ad.ou.clone(),
+            rules,
+            delete_out_of_scope: w.delete_out_of_scope.unwrap_or(false),
+            legacy_v1: w.legacy_v1.unwrap_or(false),
+            write_owners: w.write_owners.unwrap_or(false),
+            m365_member_limit: w.m365_member_limit.unwrap_or(50_000),
+            security_member_limit: w.security_member_limit.unwrap_or(250_000),
+        };
+        Ok(Config {
+            graph,
+            state: base.join(w.state.unwrap_or_else(|| PathBuf::from("writeback.db"))),
+            interval: duration("writeback.interval", w.interval.as_deref(), "30s")?,
+            full_interval: duration("writeback.full_interval", w.full_interval.as_deref(), "24h")?,
+            config_refresh: duration("writeback.config_refresh", w.config_refresh.as_deref(), "5m")?,
+            delete_threshold: w.delete_threshold.unwrap_or(500),
+            member_removal_threshold: w.member_removal_threshold.unwrap_or(10_000),
+            staging: w.staging.unwrap_or(false),
+            ad,
+            engine,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[graph]
+tenant = "contoso.onmicrosoft.com"
+client_id = "00000000-0000-0000-0000-000000000000"
+client_secret = "s3cret-value"
+
+[ad]
+url = "ldap://127.0.0.1:389"
+bind_dn = "CN=Administrator,CN=Users,DC=lab,DC=example,DC=test"
+password = "pw"
+base_dn = "DC=lab,DC=example,DC=test"
+ou = "OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test"
+
+[writeback]
+naming = "display-name"
+interval = "5s"
+
+[[writeback.rule]]
+match = { kind = "security", name_prefix = "SG-" }
+enable = true
+ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/tmp/writeback.toml"))
+    }
+
+    #[test]
+    fn the_specs_example_config_is_accepted() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(5));
+        assert_eq!(c.delete_threshold, 500);
+        assert_eq!(c.member_removal_threshold, 10_000);
+        assert_eq!(c.engine.rules.len(), 1);
+        assert_eq!(c.engine.naming, Naming::DisplayName);
+        assert_eq!(c.state, PathBuf::from("/tmp/writeback.db"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let e = parse(&GOOD.replace("interval = \"5s\"", "intervall = \"5s\"")).unwrap_err();
+        assert_eq!(e.key, "writeback.intervall");
+        assert!(e.problem.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = parse(&GOOD.replace("naming = \"display-name\"", "naming = \"cn\"")).unwrap_err();
+        assert_eq!(e.key, "writeback.naming");
+        let e = parse(&GOOD.replace("interval = \"5s\"", "interval = \"soon\"")).unwrap_err();
+        assert_eq!(e.key, "writeback.interval");
+        let e = parse(&GOOD.replace("interval = \"5s\"", "interval = 5")).unwrap_err();
+        assert_eq!(e.key, "writeback.interval", "{e}");
+        let e = parse(&GOOD.replace("kind = \"security\"", "kind = \"dl\"")).unwrap_err();
+        assert_eq!(e.key, "writeback.rule[0].match.kind");
+        let e = parse(&GOOD.replace("url = \"ldap://", "url = \"http://")).unwrap_err();
+        assert_eq!(e.key, "ad.url");
+    }
+
+    #[test]
+    fn secrets_come_from_env_and_file_and_never_show_in_debug() {
+        std::env::set_var("WB_TEST_SECRET_X", "from-env");
+        let c = parse(&GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_X\" }")).unwrap();
+        let GraphCredential::Secret(s) = &c.graph.credential else { panic!() };
+        assert_eq!(s.expose(), "from-env");
+        assert!(!format!("{c:?}").contains("from-env"));
+        let e = parse(&GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_UNSET\" }")).unwrap_err();
+        assert_eq!(e.key, "graph.client_secret");
+        let dir = std::env::temp_dir().join(format!("wbcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "file-secret\n").unwrap();
+        let c = Config::parse(
+            &GOOD.replace("password = \"pw\"", "password = { file = \"pw\" }"),
+            &dir.join("writeback.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.ad.password.expose(), "file-secret");
+    }
+
+    #[test]
+    fn an_ou_outside_the_base_dn_is_refused() {
+        let e = parse(&GOOD.replace(
+            "ou = \"OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test\"",
+            "ou = \"OU=Groups,DC=other,DC=test\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "ad.ou");
+    }
+
+    #[test]
+    fn dn_containment_is_on_rdn_boundaries() {
+        assert!(dn_is_under("CN=x,OU=A,DC=t", "ou=a, dc=t"));
+        assert!(!dn_is_under("CN=x,OU=BA,DC=t", "OU=A,DC=t"));
+    }
+}

@@ -1,0 +1,438 @@
+//! One writeback cycle: import (Graph delta + AD read), plan (the pure engine), export
+//! (through the ownership guard), then commit state — delta links only after export.
+
+use crate::config::{Config, GraphCredential};
+use crate::export::{export, ExportOutcome};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+use time::OffsetDateTime;
+use tracing::{info, info_span, warn, Instrument};
+use wb_ad::{AdConfig, AdConnector, AdError};
+use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
+use wb_model::{AdSnapshot, CloudSnapshot, Plan, PlanCounts};
+use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
+
+/// What the caller asked of this cycle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleOptions {
+    /// Start Graph delta rounds from scratch and re-read everything.
+    pub full: bool,
+    /// Let one cycle through the accident thresholds.
+    pub allow_deletes: bool,
+    /// Plan only: nothing written to AD, nothing committed (the `plan` command).
+    pub plan_only: bool,
+}
+
+/// Why a cycle could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error("Microsoft Graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error("Active Directory: {0}")]
+    Ad(#[from] AdError),
+    #[error("state store (writeback.state): {0}")]
+    Store(#[from] StoreError),
+}
+
+impl CycleError {
+    /// Exit code per SPEC §8.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CycleError::Graph(GraphError::Config { .. }) | CycleError::Store(_) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// The result of a cycle, for printing and exit codes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CycleReport {
+    pub run_id: Option<i64>,
+    pub mode: String,
+    pub status: RunStatus,
+    pub staging: bool,
+    pub counts: PlanCounts,
+    pub graph_requests: u64,
+    pub ldap_writes: u64,
+    pub errors: Vec<ObjectError>,
+    pub message: Option<String>,
+    pub plan: Plan,
+    pub held_back: PlanCounts,
+}
+
+impl CycleReport {
+    pub fn exit_code(&self) -> i32 {
+        match self.status {
+            RunStatus::StoppedByThreshold => 4,
+            _ if !self.errors.is_empty() => 1,
+            _ => 0,
+        }
+    }
+}
+
+pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
+    let credential = match &cfg.graph.credential {
+        GraphCredential::Secret(s) => Credential::Secret(s.expose().to_string()),
+        GraphCredential::Certificate { cert_pem, key_pem } => Credential::Certificate {
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.expose().to_string(),
+        },
+    };
+    GraphClient::new(GraphConfig {
+        tenant: cfg.graph.tenant.clone(),
+        client_id: cfg.graph.client_id.clone(),
+        credential,
+        graph_url: cfg.graph.graph_url.clone(),
+        login_url: cfg.graph.login_url.clone(),
+        timeout: cfg.graph.timeout,
+        max_retries: 8,
+    })
+}
+
+pub fn ad_config(cfg: &Config) -> AdConfig {
+    AdConfig {
+        url: cfg.ad.url.clone(),
+        bind_dn: cfg.ad.bind_dn.clone(),
+        password: cfg.ad.password.expose().to_string(),
+        starttls: cfg.ad.starttls,
+        ca_file: cfg.ad.ca_file.clone(),
+        tls_verify: cfg.ad.tls_verify,
+        base_dn: cfg.ad.base_dn.clone(),
+        timeout: cfg.ad.timeout,
+    }
+}
+
+/// The imported cloud side of a cycle and what changed in it.
+struct CloudImport {
+    cloud: CloudSnapshot,
+    full: bool,
+    group_delta_link: String,
+    user_delta_link: String,
+    config_refreshed: bool,
+}
+
+async fn import_cloud(
+    graph: &GraphClient,
+    cfg: &Config,
+    mut cloud: CloudSnapshot,
+    group_link: Option<String>,
+    user_link: Option<String>,
+    last_refresh: Option<OffsetDateTime>,
+    mut full: bool,
+) -> Result<CloudImport, GraphError> {
+    if group_link.is_none() || user_link.is_none() {
+        full = true;
+    }
+    // Users first: member resolution of the groups' changes needs them.
+    let users = match graph.user_delta(if full { None } else { user_link.as_deref() }).await {
+        Err(GraphError::DeltaExpired { message }) => {
+            warn!(%message, "user delta token no longer valid: starting a full round");
+            full = true;
+            graph.user_delta(None).await?
+        }
+        r => r?,
+    };
+    let groups = match graph.group_delta(if full { None } else { group_link.as_deref() }).await {
+        Err(GraphError::DeltaExpired { message }) => {
+            warn!(%message, "group delta token no longer valid: starting a full round");
+            full = true;
+            graph.group_delta(None).await?
+        }
+        r => r?,
+    };
+    let users = if full && !users.full {
+        // The group round had to restart from scratch: re-read users in full too, so the
+        // whole image is from one moment.
+        graph.user_delta(None).await?
+    } else {
+        users
+    };
+    if users.full {
+        cloud.users.clear();
+    }
+    wb_graph::apply_user_changes(&mut cloud, &users);
+    wb_graph::apply_group_changes(&mut cloud, &groups);
+    refresh_config(graph, cfg, cloud, full, groups.delta_link, users.delta_link, last_refresh).await
+}
+
+/// Whether group delta reports a change of writebackConfiguration alone is not documented:
+/// re-read it for all groups every `config_refresh` and on every full round (SPEC §1).
+async fn refresh_config(
+    graph: &GraphClient,
+    cfg: &Config,
+    mut cloud: CloudSnapshot,
+    full: bool,
+    group_delta_link: String,
+    user_delta_link: String,
+    last_refresh: Option<OffsetDateTime>,
+) -> Result<CloudImport, GraphError> {
+    let due = match last_refresh {
+        None => true,
+        Some(t) => (OffsetDateTime::now_utc() - t) >= cfg.config_refresh,
+    };
+    let mut config_refreshed = false;
+    if full || due {
+        let configs = graph.writeback_configurations().await?;
+        for (id, wb) in configs {
+            if let Some(g) = cloud.groups.get_mut(&id) {
+                g.writeback = wb;
+            }
+        }
+        config_refreshed = true;
+    }
+    Ok(CloudImport {
+        cloud,
+        full,
+        group_delta_link,
+        user_delta_link,
+        config_refreshed,
+    })
+}
+
+/// Reads the managed OUs and resolves the members the plan needs.
+pub async fn import_ad(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    cloud: &CloudSnapshot,
+) -> Result<AdSnapshot, AdError> {
+    let schema = ad.detect_schema().await?;
+    let mut groups = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut ous = cfg.engine.managed_ous();
+    // An OU nested in another is read once, through its parent.
+    ous.sort_by_key(|o| o.len());
+    let mut read: Vec<String> = Vec::new();
+    for ou in ous {
+        if read.iter().any(|r| crate::config::dn_is_under(&ou, r)) {
+            continue;
+        }
+        if !ad.ou_exists(&ou).await? {
+            warn!(ou = %ou, "managed OU does not exist in AD; groups for it cannot be created");
+            continue;
+        }
+        for g in ad.read_groups(&ou, &schema).await? {
+            if seen.insert(g.guid.clone()) {
+                groups.push(g);
+            }
+        }
+        read.push(ou);
+    }
+    let lookups = wb_engine::lookups(cloud, &cfg.engine);
+    let resolutions = ad.resolve(&lookups).await?;
+    Ok(AdSnapshot {
+        schema,
+        groups,
+        resolutions,
+    })
+}
+
+/// Runs one cycle. `Ok` whenever the cycle ran (even with per-object errors or a threshold
+/// stop); `Err` when it could not (unreachable endpoints, refused credentials, store failure).
+pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
+    let started_at = OffsetDateTime::now_utc();
+    let t0 = Instant::now();
+    let mut store = Store::open(&cfg.state)?;
+    let state = store.load()?;
+    let graph = graph_client(cfg)?;
+
+    let full_due = match state.last_full_at {
+        None => true,
+        Some(t) => (started_at - t) >= cfg.full_interval,
+    };
+    let want_full = opts.full || full_due;
+    let import = import_cloud(
+        &graph,
+        cfg,
+        state.cloud.clone(),
+        state.group_delta_link.clone(),
+        state.user_delta_link.clone(),
+        state.last_config_refresh_at,
+        want_full,
+    )
+    .instrument(info_span!("import.graph"))
+    .await?;
+    let mode = if import.full { "full" } else { "delta" }.to_string();
+
+    let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
+    let ad_snapshot = import_ad(&mut ad, cfg, &import.cloud)
+        .instrument(info_span!("import.ad"))
+        .await?;
+    let plan = wb_engine::plan(&wb_engine::Input {
+        cloud: &import.cloud,
+        ad: &ad_snapshot,
+        joins: &state.joins,
+        config: &cfg.engine,
+    });
+    let counts = plan.counts();
+    info!(
+        mode = %mode,
+        groups = import.cloud.groups.len(),
+        ad_groups = ad_snapshot.groups.len(),
+        operations = plan.operations.len(),
+        "planned"
+    );
+
+    if opts.plan_only {
+        let _ = ad.unbind().await;
+        return Ok(CycleReport {
+            run_id: None,
+            mode,
+            status: RunStatus::Success,
+            staging: cfg.staging,
+            counts,
+            graph_requests: graph.requests(),
+            ldap_writes: 0,
+            errors: plan_errors(&plan),
+            message: Some("plan only: nothing written".into()),
+            plan,
+            held_back: PlanCounts::default(),
+        });
+    }
+
+    // Accident protection (SPEC §6): over a threshold, nothing destructive is applied.
+    let over_groups = counts.deletes > cfg.delete_threshold;
+    let over_members = counts.member_removes > cfg.member_removal_threshold;
+    let stopped = (over_groups || over_members) && !opts.allow_deletes;
+    let mut message = None;
+    if stopped {
+        let mut why = Vec::new();
+        if over_groups {
+            why.push(format!(
+                "{} group deletes exceed delete_threshold {}",
+                counts.deletes, cfg.delete_threshold
+            ));
+        }
+        if over_members {
+            why.push(format!(
+                "{} membership removals exceed member_removal_threshold {}",
+                counts.member_removes, cfg.member_removal_threshold
+            ));
+        }
+        message = Some(format!(
+            "stopped by threshold: {}; nothing destructive was applied. Check `writeback plan`; \
+             if the deletes are intended, run `writeback sync --allow-deletes` once",
+            why.join(" and ")
+        ));
+        warn!(message = message.as_deref().unwrap_or_default());
+    }
+
+    let outcome = if cfg.staging {
+        message.get_or_insert_with(|| "staging: nothing written to AD".into());
+        ExportOutcome::staged(&plan)
+    } else {
+        export(&mut ad, cfg, &plan, &ad_snapshot, &state.joins, stopped)
+            .instrument(info_span!("export"))
+            .await
+    };
+    let ldap_writes = ad.writes();
+    let _ = ad.unbind().await;
+
+    let mut errors = plan_errors(&plan);
+    errors.extend(outcome.errors.iter().cloned());
+    let status = if stopped {
+        RunStatus::StoppedByThreshold
+    } else if cfg.staging {
+        RunStatus::Staging
+    } else if errors.is_empty() {
+        RunStatus::Success
+    } else {
+        RunStatus::CompletedWithErrors
+    };
+    let finished_at = OffsetDateTime::now_utc();
+    let run = RunRecord {
+        id: 0,
+        started_at,
+        finished_at,
+        mode: mode.clone(),
+        status,
+        staging: cfg.staging,
+        counts: outcome.applied,
+        graph_requests: graph.requests(),
+        ldap_writes,
+        errors: errors.clone(),
+        message: message.clone(),
+        plan: Some(plan.clone()),
+    };
+
+    // Commit the cloud image, the delta links and the joins in one transaction — only now,
+    // after the export, so a crash before this point replays the same changes next time.
+    let (upsert_groups, remove_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, import.full);
+    let (upsert_users, remove_users) = diff_map(&state.cloud.users, &import.cloud.users, import.full);
+    let joins_new = outcome.joins_after(&state.joins);
+    let joins_upsert = joins_new
+        .values()
+        .filter(|j| state.joins.get(&j.group) != Some(j))
+        .cloned()
+        .collect();
+    let joins_remove = state
+        .joins
+        .keys()
+        .filter(|k| !joins_new.contains_key(*k))
+        .cloned()
+        .collect();
+    let commit = Commit {
+        replace_cloud: import.full,
+        upsert_groups: upsert_groups.iter().map(|id| &import.cloud.groups[*id]).collect(),
+        remove_groups,
+        upsert_users: upsert_users.iter().map(|id| &import.cloud.users[*id]).collect(),
+        remove_users,
+        group_delta_link: Some(import.group_delta_link.clone()),
+        user_delta_link: Some(import.user_delta_link.clone()),
+        joins_upsert,
+        joins_remove,
+        full_at: import.full.then_some(started_at),
+        config_refresh_at: import.config_refreshed.then_some(started_at),
+        run,
+    };
+    let run_id = store.commit(&commit)?;
+    info!(
+        run = run_id,
+        status = status.as_str(),
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "cycle finished"
+    );
+    Ok(CycleReport {
+        run_id: Some(run_id),
+        mode,
+        status,
+        staging: cfg.staging,
+        counts: outcome.applied,
+        graph_requests: graph.requests(),
+        ldap_writes,
+        errors,
+        message,
+        plan,
+        held_back: outcome.held_back,
+    })
+}
+
+/// Ids whose value is new or changed, and ids that are gone.
+fn diff_map<'a, T: PartialEq>(
+    before: &BTreeMap<String, T>,
+    after: &'a BTreeMap<String, T>,
+    full: bool,
+) -> (Vec<&'a String>, Vec<String>) {
+    let upsert = after
+        .iter()
+        .filter(|(k, v)| full || before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let remove = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    (upsert, remove)
+}
+
+/// Group-level errors the plan itself found (invalid types, domain-local members).
+pub fn plan_errors(plan: &Plan) -> Vec<ObjectError> {
+    plan.groups
+        .iter()
+        .flat_map(|g| {
+            g.errors.iter().map(move |e| ObjectError {
+                group: Some(g.id.clone()),
+                name: Some(g.name.clone()),
+                dn: g.ad_dn.clone(),
+                operation: "plan".into(),
+                message: e.clone(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,530 @@
+//! What the read commands print: human text by default, JSON with `--json`.
+//! Rendering only: no decisions are made here.
+
+use crate::config::Config;
+use crate::cycle::CycleReport;
+use serde_json::json;
+use wb_model::{Action, AdState, Decision, Fate, GroupOutcome, Plan, PlanCounts};
+use wb_store::{RunRecord, Store};
+
+fn print_json(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}
+
+fn counts_line(c: &PlanCounts) -> String {
+    format!(
+        "{} created, {} renamed, {} modified, {} member adds, {} member removals, {} deleted",
+        c.creates, c.renames, c.modifies, c.member_adds, c.member_removes, c.deletes
+    )
+}
+
+pub fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::Written { group_type, because, .. } => {
+            format!("written back as {} ({because})", group_type.as_str())
+        }
+        Decision::NotEnabled { because } => format!("not written back: {because}"),
+        Decision::Unsupported { because } => format!("not written back (unsupported): {because}"),
+        Decision::SyncedFromAd => "not written back: synced from AD (onPremisesSyncEnabled)".into(),
+        Decision::OverLimit { count, limit } => {
+            format!("not written back: {count} members exceed the limit of {limit}")
+        }
+        Decision::Invalid { because } => format!("error: {because}"),
+        Decision::SoftDeleted => "soft-deleted in the cloud: AD group kept, not updated".into(),
+    }
+}
+
+fn state_text(s: &AdState) -> &'static str {
+    match s {
+        AdState::Absent => "-",
+        AdState::ToCreate => "to create",
+        AdState::Present => "present",
+        AdState::Orphaned => "orphaned",
+        AdState::ToDelete => "to delete",
+    }
+}
+
+fn written_members(g: &GroupOutcome) -> usize {
+    g.members
+        .iter()
+        .filter(|m| matches!(m.fate, Fate::Written { .. }))
+        .count()
+}
+
+/// The result of `sync`.
+pub fn cycle(r: &CycleReport, json: bool) {
+    if json {
+        print_json(&json!({
+            "run": r.run_id,
+            "mode": r.mode,
+            "status": r.status,
+            "staging": r.staging,
+            "applied": r.counts,
+            "heldBack": r.held_back,
+            "graphRequests": r.graph_requests,
+            "ldapWrites": r.ldap_writes,
+            "errors": r.errors,
+            "message": r.message,
+            "groups": r.plan.groups,
+            "foreign": r.plan.foreign,
+        }));
+        return;
+    }
+    println!(
+        "run {}: {} cycle, {}",
+        r.run_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+        r.mode,
+        r.status.as_str()
+    );
+    if r.staging {
+        let c = r.plan.counts();
+        println!("  staging: would have exported: {}", counts_line(&c));
+    } else {
+        println!("  exported: {}", counts_line(&r.counts));
+    }
+    if r.held_back != PlanCounts::default() {
+        println!("  held back: {}", counts_line(&r.held_back));
+    }
+    println!("  graph requests: {}, LDAP writes: {}", r.graph_requests, r.ldap_writes);
+    if let Some(m) = &r.message {
+        println!("  {m}");
+    }
+    for e in &r.errors {
+        println!(
+            "  error: {} [{}] {}: {}",
+            e.name.as_deref().unwrap_or("-"),
+            e.dn.as_deref().unwrap_or("-"),
+            e.operation,
+            e.message
+        );
+    }
+}
+
+fn action_lines(a: &Action) -> Vec<String> {
+    match a {
+        Action::Create { dn, attrs, members, .. } => {
+            let mut v = vec![format!("create {dn}")];
+            for (k, vals) in attrs {
+                v.push(format!("    {k}: {}", vals.join(" | ")));
+            }
+            for m in members {
+                v.push(format!("    + member {m}"));
+            }
+            v
+        }
+        Action::Rename { dn, new_dn, .. } => vec![format!("rename {dn}"), format!("    → {new_dn}")],
+        Action::Modify { dn, changes, .. } => {
+            let mut v = vec![format!("modify {dn}")];
+            for c in changes {
+                v.push(format!(
+                    "    {}: {} → {}",
+                    c.attr,
+                    if c.before.is_empty() { "(none)".into() } else { c.before.join(" | ") },
+                    if c.after.is_empty() { "(none)".into() } else { c.after.join(" | ") }
+                ));
+            }
+            v
+        }
+        Action::AddMembers { dn, members, .. } => {
+            let mut v = vec![format!("add members to {dn}")];
+            v.extend(members.iter().map(|m| format!("    + {m}")));
+            v
+        }
+        Action::RemoveMembers { dn, members, .. } => {
+            let mut v = vec![format!("remove members from {dn}")];
+            v.extend(members.iter().map(|m| format!("    - {m}")));
+            v
+        }
+        Action::Delete { dn, .. } => vec![format!("delete {dn}")],
+    }
+}
+
+/// `writeback plan`.
+pub fn plan(p: &Plan, json: bool) {
+    if json {
+        print_json(p);
+    } else {
+        print!("{}", plan_text(p));
+    }
+}
+
+/// The human form of a plan: every operation with its reason and values.
+pub fn plan_text(p: &Plan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if p.operations.is_empty() {
+        let _ = writeln!(out, "No changes: AD matches the cloud.");
+    } else {
+        let _ = writeln!(out, "{} operation(s): {}", p.operations.len(), counts_line(&p.counts()));
+    }
+    for op in &p.operations {
+        let _ = writeln!(out);
+        for (i, l) in action_lines(&op.action).iter().enumerate() {
+            let _ = writeln!(out, "{l}");
+            if i == 0 {
+                let _ = writeln!(out, "    group: {} ({})", op.name, op.group);
+                let _ = writeln!(out, "    reason: {}", op.reason);
+            }
+        }
+    }
+    for n in &p.notices {
+        let _ = writeln!(out, "\nnotice: {n}");
+    }
+    for f in &p.foreign {
+        let _ = writeln!(out, "\nforeign (left alone): {} — {}", f.dn, f.reason);
+    }
+    out
+}
+
+fn group_table(p: &Plan) {
+    println!("{:<40} {:<10} {:>9}  DECISION", "GROUP", "AD", "MEMBERS");
+    for g in &p.groups {
+        let members = if g.decision.is_written() {
+            format!("{}/{}", written_members(g), g.members.len())
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<40} {:<10} {:>9}  {}",
+            truncate(&g.name, 40),
+            state_text(&g.ad_state),
+            members,
+            decision_text(&g.decision)
+        );
+        for e in &g.errors {
+            println!("{:<40}   error: {e}", "");
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn open_store(cfg: &Config) -> Result<Store, i32> {
+    Store::open(&cfg.state).map_err(|e| {
+        eprintln!("error: state store {}: {e}", cfg.state.display());
+        3
+    })
+}
+
+fn run_line(r: &RunRecord) -> String {
+    format!(
+        "{:>5}  {}  {:<6} {:<22} {}",
+        r.id,
+        r.started_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        r.mode,
+        r.status.as_str(),
+        counts_line(&r.counts)
+    )
+}
+
+/// `writeback status`.
+pub fn status(cfg: &Config, json: bool) -> i32 {
+    let store = match open_store(cfg) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let last = match store.runs(1) {
+        Ok(mut r) => r.pop(),
+        Err(e) => {
+            eprintln!("error: state store: {e}");
+            return 3;
+        }
+    };
+    let plan = store.last_outcomes().ok().flatten();
+    if json {
+        print_json(&json!({
+            "lastRun": last,
+            "groups": plan.as_ref().map(|p| &p.groups),
+            "foreign": plan.as_ref().map(|p| &p.foreign),
+            "orphaned": plan.as_ref().map(|p| p.groups.iter().filter(|g| g.ad_state == AdState::Orphaned).collect::<Vec<_>>()),
+        }));
+        return 0;
+    }
+    match &last {
+        None => {
+            println!("No run yet. Run `writeback sync` (or `writeback plan` to preview).");
+            return 0;
+        }
+        Some(r) => {
+            println!("last run: {}", run_line(r));
+            if let Some(m) = &r.message {
+                println!("  {m}");
+            }
+            if !r.errors.is_empty() {
+                println!("  {} error(s):", r.errors.len());
+                for e in &r.errors {
+                    println!(
+                        "    {} [{}] {}: {}",
+                        e.name.as_deref().unwrap_or("-"),
+                        e.dn.as_deref().unwrap_or("-"),
+                        e.operation,
+                        e.message
+                    );
+                }
+            }
+        }
+    }
+    if let Some(p) = &plan {
+        println!();
+        group_table(p);
+        let orphaned: Vec<_> = p.groups.iter().filter(|g| g.ad_state == AdState::Orphaned).collect();
+        if !orphaned.is_empty() {
+            println!("\norphaned (kept in AD, no longer updated):");
+            for g in orphaned {
+                println!("  {} {}", g.name, g.ad_dn.as_deref().unwrap_or(""));
+            }
+        }
+        if !p.foreign.is_empty() {
+            println!("\nforeign objects in the managed OUs (never touched):");
+            for f in &p.foreign {
+                println!("  {} — {}", f.dn, f.reason);
+            }
+        }
+    }
+    0
+}
+
+/// `writeback runs`.
+pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
+    let store = match open_store(cfg) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.runs(limit) {
+        Ok(runs) => {
+            if json {
+                let slim: Vec<_> = runs
+                    .iter()
+                    .map(|r| {
+                        json!({"id": r.id, "startedAt": r.started_at, "finishedAt": r.finished_at,
+                            "mode": r.mode, "status": r.status, "staging": r.staging, "counts": r.counts,
+                            "graphRequests": r.graph_requests, "ldapWrites": r.ldap_writes,
+                            "errors": r.errors.len(), "message": r.message})
+                    })
+                    .collect();
+                print_json(&slim);
+            } else {
+                println!("{:>5}  {:<20}  {:<6} {:<22} COUNTS", "RUN", "STARTED", "MODE", "STATUS");
+                for r in &runs {
+                    println!("{}", run_line(r));
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: state store: {e}");
+            3
+        }
+    }
+}
+
+/// `writeback show RUN`.
+pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
+    let store = match open_store(cfg) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.run(id) {
+        Ok(Some(r)) => {
+            if json {
+                print_json(&r);
+            } else {
+                println!("{}", run_line(&r));
+                println!("  graph requests: {}, LDAP writes: {}", r.graph_requests, r.ldap_writes);
+                if let Some(m) = &r.message {
+                    println!("  {m}");
+                }
+                for e in &r.errors {
+                    println!(
+                        "  error: {} [{}] {}: {}",
+                        e.name.as_deref().unwrap_or("-"),
+                        e.dn.as_deref().unwrap_or("-"),
+                        e.operation,
+                        e.message
+                    );
+                }
+                if let Some(p) = &r.plan {
+                    println!(
+                        "\n{} {}:",
+                        if r.staging { "would have exported" } else { "planned" },
+                        counts_line(&p.counts())
+                    );
+                    plan(p, false);
+                }
+            }
+            0
+        }
+        Ok(None) => {
+            eprintln!("error: no run {id}");
+            2
+        }
+        Err(e) => {
+            eprintln!("error: state store: {e}");
+            3
+        }
+    }
+}
+
+/// `writeback explain GROUP`.
+pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
+    let found: Vec<&GroupOutcome> = p
+        .groups
+        .iter()
+        .filter(|g| g.id.eq_ignore_ascii_case(group) || g.name == group)
+        .collect();
+    let g = match found.as_slice() {
+        [g] => *g,
+        [] => {
+            eprintln!("error: no group with id or display name {group:?} in the tenant");
+            return 2;
+        }
+        many => {
+            eprintln!("error: {} groups are named {group:?}; give the object id:", many.len());
+            for g in many {
+                eprintln!("  {}", g.id);
+            }
+            return 2;
+        }
+    };
+    let ops: Vec<_> = p.operations.iter().filter(|o| o.group == g.id).collect();
+    if json {
+        print_json(&json!({"group": g, "operations": ops}));
+        return 0;
+    }
+    println!("{} ({})", g.name, g.id);
+    println!("  kind: {}", g.kind.as_str());
+    println!("  decision: {}", decision_text(&g.decision));
+    if let Decision::Written { ou, .. } = &g.decision {
+        println!("  target OU: {ou}");
+    }
+    println!("  AD: {} {}", state_text(&g.ad_state), g.ad_dn.as_deref().unwrap_or(""));
+    for e in &g.errors {
+        println!("  error: {e}");
+    }
+    for d in &g.drift {
+        println!("  drift: {d}");
+    }
+    if !g.members.is_empty() {
+        println!("  members ({} of {} written):", written_members(g), g.members.len());
+        for m in &g.members {
+            let who = m.name.clone().unwrap_or_else(|| m.member.id.clone());
+            match &m.fate {
+                Fate::Written { dn, by } => println!("    {who}: written as {dn} (found by {by})"),
+                other => println!("    {who}: not written — {}", other.text()),
+            }
+        }
+    }
+    if ops.is_empty() {
+        println!("  next cycle: no change");
+    } else {
+        println!("  next cycle:");
+        for op in ops {
+            println!("    {} — {}", action_lines(&op.action)[0], op.reason);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use wb_model::{AttrChange, ForeignObject, Operation};
+
+    fn op(group: &str, name: &str, action: Action, reason: &str) -> Operation {
+        Operation {
+            group: group.into(),
+            name: name.into(),
+            action,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn plan_text_shows_every_operation_with_values_and_reason() {
+        let ou = "OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test";
+        let mut attrs = BTreeMap::new();
+        attrs.insert("objectClass".to_string(), vec!["top".to_string(), "group".to_string()]);
+        attrs.insert("groupType".to_string(), vec!["-2147483640".to_string()]);
+        attrs.insert(
+            "adminDescription".to_string(),
+            vec!["Group_e27129bc-c041-4ba7-9fee-06ae22d147bd".to_string()],
+        );
+        let plan = Plan {
+            operations: vec![
+                op(
+                    "0c1f",
+                    "SG-Renamed",
+                    Action::Rename {
+                        dn: format!("CN=SG-Old_06ae22d147bd,{ou}"),
+                        guid: "g1".into(),
+                        new_rdn: "CN=SG-Renamed_06ae22d147bd".into(),
+                        new_parent: None,
+                        new_dn: format!("CN=SG-Renamed_06ae22d147bd,{ou}"),
+                    },
+                    "renamed: display name changed 'SG-Old' → 'SG-Renamed'",
+                ),
+                op(
+                    "e27129bc-c041-4ba7-9fee-06ae22d147bd",
+                    "DSG-AVD-PUBAPP-SAP",
+                    Action::Create {
+                        dn: format!("CN=DSG-AVD-PUBAPP-SAP_06ae22d147bd,{ou}"),
+                        attrs,
+                        members: vec!["CN=Anna de Wit,OU=People,DC=lab,DC=example,DC=test".into()],
+                        sam_account_name_fallback: "x".into(),
+                    },
+                    "created: writeback enabled (writebackConfiguration.isEnabled = true)",
+                ),
+                op(
+                    "0c1f",
+                    "SG-Renamed",
+                    Action::Modify {
+                        dn: format!("CN=SG-Renamed_06ae22d147bd,{ou}"),
+                        guid: "g1".into(),
+                        changes: vec![AttrChange {
+                            attr: "description".into(),
+                            before: vec![],
+                            after: vec!["Finance".into()],
+                        }],
+                    },
+                    "description changed in the cloud",
+                ),
+                op(
+                    "0c1f",
+                    "SG-Renamed",
+                    Action::RemoveMembers {
+                        dn: format!("CN=SG-Renamed_06ae22d147bd,{ou}"),
+                        guid: "g1".into(),
+                        members: vec!["CN=Hand Added,OU=People,DC=lab,DC=example,DC=test".into()],
+                    },
+                    "drift: member added by hand",
+                ),
+            ],
+            groups: vec![],
+            foreign: vec![ForeignObject {
+                dn: format!("CN=Print Operators EMEA,{ou}"),
+                reason: "no anchor".into(),
+            }],
+            notices: vec!["the schema has no mailNickname: skipped".into()],
+        };
+        insta::assert_snapshot!(plan_text(&plan));
+    }
+
+    #[test]
+    fn an_empty_plan_says_so() {
+        assert_eq!(plan_text(&Plan::default()), "No changes: AD matches the cloud.\n");
+    }
+}

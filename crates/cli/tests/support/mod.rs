@@ -1,0 +1,678 @@
+//! End-to-end test harness: one real Samba AD DC (shared, each test in its own OU), one
+//! graph-sim per test, and the real `writeback` binary driven through its command line.
+#![allow(dead_code)]
+
+use ldap3::{Ldap, LdapConnAsync, Scope, SearchEntry};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+pub const TENANT: &str = "lab.onmicrosoft.com";
+pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub const CLIENT_SECRET: &str = "e2e-secret";
+
+/// A running graph-sim, killed on drop.
+pub struct Sim {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn target_bin(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = root.join("target/debug").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, which scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        let mut child = Command::new(target_bin("graph-sim"))
+            .args(["--listen", "127.0.0.1:0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("graph-sim starts");
+        let stdout = child.stdout.take().expect("graph-sim stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("graph-sim prints its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from graph-sim: {line:?}"))
+            .to_string();
+        Sim { child, url }
+    }
+}
+
+/// One test's world: its OU in the lab DC, its tenant, its config and state file.
+pub struct World {
+    pub dc: LabDc,
+    pub root_ou: String,
+    pub groups_ou: String,
+    pub people_ou: String,
+    pub sim: Sim,
+    pub dir: PathBuf,
+    http: reqwest::Client,
+    token: String,
+    /// extra lines for the [writeback] table of the config
+    pub writeback_toml: String,
+    pub rules_toml: String,
+}
+
+pub struct SyncResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl SyncResult {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+impl World {
+    pub async fn new(label: &str) -> World {
+        let dc = LabDc::ensure();
+        let root_ou = dc.fresh_ou(label).await;
+        let groups_ou = format!("OU=Groups,{root_ou}");
+        let people_ou = format!("OU=People,{root_ou}");
+        dc.create_ou(&groups_ou).await;
+        dc.create_ou(&people_ou).await;
+        let sim = Sim::start();
+        let dir = std::env::temp_dir().join(format!(
+            "wb-e2e-{label}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let http = reqwest::Client::new();
+        let token = token(&http, &sim.url).await;
+        let w = World {
+            dc,
+            root_ou,
+            groups_ou,
+            people_ou,
+            sim,
+            dir,
+            http,
+            token,
+            writeback_toml: String::new(),
+            rules_toml: String::new(),
+        };
+        w.write_config();
+        w
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("writeback.toml")
+    }
+
+    pub fn write_config(&self) {
+        let text = format!(
+            r#"
+[graph]
+tenant = "{TENANT}"
+client_id = "{CLIENT_ID}"
+client_secret = {{ env = "WB_E2E_SECRET" }}
+graph_url = "{sim}"
+login_url = "{sim}"
+
+[ad]
+url = "{url}"
+bind_dn = "{bind}"
+password = {{ env = "WB_E2E_AD_PASSWORD" }}
+base_dn = "{base}"
+ou = "{ou}"
+
+[writeback]
+state = "state.db"
+{extra}
+{rules}
+"#,
+            sim = self.sim.url,
+            url = self.dc.url,
+            bind = self.dc.bind_dn,
+            base = self.dc.base_dn,
+            ou = self.groups_ou,
+            extra = self.writeback_toml,
+            rules = self.rules_toml,
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Runs `writeback ARGS --config <this world's config>`.
+    pub fn writeback(&self, args: &[&str]) -> SyncResult {
+        let out: Output = Command::new(target_bin("writeback"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("WB_E2E_SECRET", CLIENT_SECRET)
+            .env("WB_E2E_AD_PASSWORD", &self.dc.password)
+            .env("WRITEBACK_LOG", "warn")
+            .output()
+            .expect("writeback runs");
+        SyncResult {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `writeback sync --json`, asserting the exit code.
+    pub fn sync_expect(&self, code: i32, extra: &[&str]) -> Value {
+        let mut args = vec!["sync", "--json"];
+        args.extend_from_slice(extra);
+        let r = self.writeback(&args);
+        assert_eq!(r.code, code, "exit code of sync\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        r.json()
+    }
+
+    pub fn sync_ok(&self) -> Value {
+        self.sync_expect(0, &[])
+    }
+
+    // ---- Graph side (through graph-sim's Graph API, as an admin would) ----
+
+    pub async fn graph(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{}", self.sim.url, path);
+        let mut req = self
+            .http
+            .request(method.parse().expect("method"), &url)
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("graph-sim answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, v)
+    }
+
+    async fn created(&self, path: &str, body: Value) -> String {
+        let (status, v) = self.graph("POST", path, Some(body)).await;
+        assert!(status == 201 || status == 200, "POST {path}: {status} {v}");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// A user synced from AD: created in the lab DC, then in the tenant with its onPremises* values.
+    pub async fn synced_user(&self, sam: &str, display: &str) -> (String, LabUser) {
+        // sAMAccountName is unique in the domain, which every test shares.
+        let short: String = sam.chars().take(12).collect();
+        let sam = &format!("{short}{}", &rand_suffix()[..6]);
+        let u = self.dc.create_user(&self.people_ou, sam, display).await;
+        let id = self
+            .created(
+                "/v1.0/users",
+                json!({
+                    "displayName": display,
+                    "userPrincipalName": format!("{sam}@lab.example.test"),
+                    "accountEnabled": true,
+                    "mailNickname": sam,
+                    "passwordProfile": {"password": "Passw0rd!x", "forceChangePasswordNextSignIn": false},
+                    "onPremisesSyncEnabled": true,
+                    "onPremisesSecurityIdentifier": u.sid,
+                    "onPremisesImmutableId": u.immutable_id_base64,
+                    "onPremisesDistinguishedName": u.dn,
+                    "onPremisesSamAccountName": sam,
+                    "onPremisesDomainName": "lab.example.test",
+                }),
+            )
+            .await;
+        (id, u)
+    }
+
+    pub async fn cloud_user(&self, nick: &str) -> String {
+        self.created(
+            "/v1.0/users",
+            json!({
+                "displayName": nick,
+                "userPrincipalName": format!("{nick}@{TENANT}"),
+                "accountEnabled": true,
+                "mailNickname": nick,
+                "passwordProfile": {"password": "Passw0rd!x", "forceChangePasswordNextSignIn": false},
+            }),
+        )
+        .await
+    }
+
+    /// A security group with writebackConfiguration (`enabled` = isEnabled, `ty` = type).
+    pub async fn security_group(&self, name: &str, enabled: Option<bool>, ty: Option<&str>) -> String {
+        self.created(
+            "/beta/groups",
+            json!({
+                "displayName": name,
+                "mailEnabled": false,
+                "mailNickname": nick_of(name),
+                "securityEnabled": true,
+                "groupTypes": [],
+                "writebackConfiguration": {"isEnabled": enabled, "onPremisesGroupType": ty},
+            }),
+        )
+        .await
+    }
+
+    pub async fn m365_group(&self, name: &str, enabled: Option<bool>, ty: Option<&str>) -> String {
+        let mut body = json!({
+            "displayName": name,
+            "mailEnabled": true,
+            "mailNickname": nick_of(name),
+            "securityEnabled": false,
+            "groupTypes": ["Unified"],
+        });
+        if enabled.is_some() || ty.is_some() {
+            body["writebackConfiguration"] = json!({"isEnabled": enabled, "onPremisesGroupType": ty});
+        }
+        self.created("/beta/groups", body).await
+    }
+
+    pub async fn add_member(&self, group: &str, member: &str) {
+        let (status, v) = self
+            .graph(
+                "POST",
+                &format!("/v1.0/groups/{group}/members/$ref"),
+                Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")})),
+            )
+            .await;
+        assert_eq!(status, 204, "add member: {v}");
+    }
+
+    pub async fn remove_member(&self, group: &str, member: &str) {
+        let (status, v) = self
+            .graph("DELETE", &format!("/v1.0/groups/{group}/members/{member}/$ref"), None)
+            .await;
+        assert_eq!(status, 204, "remove member: {v}");
+    }
+
+    pub async fn patch_group(&self, group: &str, body: Value) {
+        let (status, v) = self.graph("PATCH", &format!("/beta/groups/{group}"), Some(body)).await;
+        assert_eq!(status, 204, "patch group: {v}");
+    }
+
+    // ---- AD side (plain LDAP reads, independent of writeback's connector) ----
+
+    pub async fn ldap(&self) -> Ldap {
+        let (conn, mut ldap) = LdapConnAsync::new(&self.dc.url).await.expect("ldap connect");
+        ldap3::drive!(conn);
+        ldap.simple_bind(&self.dc.bind_dn, &self.dc.password)
+            .await
+            .expect("bind")
+            .success()
+            .expect("bind ok");
+        ldap
+    }
+
+    /// Every group under this test's root OU, by CN.
+    pub async fn ad_groups(&self) -> BTreeMap<String, AdView> {
+        let mut ldap = self.ldap().await;
+        let (entries, _) = ldap
+            .search(
+                &self.root_ou,
+                Scope::Subtree,
+                "(objectClass=group)",
+                vec![
+                    "cn", "distinguishedName", "objectGUID", "objectSid", "groupType", "sAMAccountName",
+                    "adminDescription", "msDS-ExternalDirectoryObjectId", "displayName", "description",
+                    "member;range=0-*", "whenChanged", "uSNChanged",
+                ],
+            )
+            .await
+            .expect("search")
+            .success()
+            .expect("search ok");
+        let mut out = BTreeMap::new();
+        for e in entries {
+            let e = SearchEntry::construct(e);
+            let one = |k: &str| e.attrs.get(k).and_then(|v| v.first()).cloned();
+            let bin = |k: &str| {
+                e.bin_attrs
+                    .get(k)
+                    .and_then(|v| v.first().cloned())
+                    .or_else(|| e.attrs.get(k).and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                    .unwrap_or_default()
+            };
+            let members = e
+                .attrs
+                .iter()
+                .filter(|(k, _)| k.to_ascii_lowercase().starts_with("member"))
+                .flat_map(|(_, v)| v.clone())
+                .collect();
+            let v = AdView {
+                dn: e.dn.clone(),
+                cn: one("cn").unwrap_or_default(),
+                guid: bin("objectGUID"),
+                sid: bin("objectSid"),
+                group_type: one("groupType").and_then(|s| s.parse().ok()).unwrap_or(0),
+                sam: one("sAMAccountName"),
+                admin_description: one("adminDescription"),
+                ext_id: one("msDS-ExternalDirectoryObjectId"),
+                display_name: one("displayName"),
+                description: one("description"),
+                members,
+                usn_changed: one("uSNChanged").unwrap_or_default(),
+            };
+            out.insert(v.cn.clone(), v);
+        }
+        let _ = ldap.unbind().await;
+        out
+    }
+
+    /// The managed group carrying `Group_<id>`.
+    pub async fn ad_group_of(&self, id: &str) -> Option<AdView> {
+        let anchor = format!("Group_{id}");
+        self.ad_groups()
+            .await
+            .into_values()
+            .find(|g| g.admin_description.as_deref() == Some(anchor.as_str()))
+    }
+}
+
+/// A bulk-created AD user.
+#[derive(Debug, Clone)]
+pub struct BulkUser {
+    pub dn: String,
+    pub sam: String,
+    pub sid: String,
+}
+
+impl World {
+    /// Creates `n` users in this test's People OU over one connection; returns them with SIDs.
+    pub async fn create_users(&self, prefix: &str, n: usize) -> Vec<BulkUser> {
+        use std::collections::HashSet;
+        let mut ldap = self.ldap().await;
+        let ou = format!("OU={prefix},{}", self.people_ou);
+        ldap.add(&ou, vec![("objectClass", HashSet::from(["organizationalUnit"]))])
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let tag = &rand_suffix()[..6];
+        for i in 0..n {
+            let cn = format!("{prefix}{tag}{i:05}");
+            let dn = format!("CN={cn},{ou}");
+            ldap.add(
+                &dn,
+                vec![
+                    ("objectClass", HashSet::from(["user"])),
+                    ("sAMAccountName", HashSet::from([cn.as_str()])),
+                ],
+            )
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+        }
+        let (entries, _) = ldap
+            .search(&ou, Scope::OneLevel, "(objectClass=user)", vec!["sAMAccountName", "objectSid"])
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let mut out: Vec<BulkUser> = entries
+            .into_iter()
+            .map(|e| {
+                let e = SearchEntry::construct(e);
+                let sid = e
+                    .bin_attrs
+                    .get("objectSid")
+                    .and_then(|v| v.first().cloned())
+                    .or_else(|| e.attrs.get("objectSid").and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                    .expect("objectSid");
+                BulkUser {
+                    sam: e.attrs["sAMAccountName"][0].clone(),
+                    dn: e.dn,
+                    sid: sid_text(&sid),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.sam.cmp(&b.sam));
+        let _ = ldap.unbind().await;
+        out
+    }
+}
+
+/// Binary objectSid → S-1-5-21-... (MS-DTYP 2.4.2).
+pub fn sid_text(b: &[u8]) -> String {
+    let count = b[1] as usize;
+    let mut auth: u64 = 0;
+    for x in &b[2..8] {
+        auth = (auth << 8) | *x as u64;
+    }
+    let mut s = format!("S-{}-{}", b[0], auth);
+    for i in 0..count {
+        let o = 8 + 4 * i;
+        let sub = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        s.push_str(&format!("-{sub}"));
+    }
+    s
+}
+
+#[derive(Debug, Clone)]
+pub struct AdView {
+    pub dn: String,
+    pub cn: String,
+    pub guid: Vec<u8>,
+    pub sid: Vec<u8>,
+    pub group_type: i32,
+    pub sam: Option<String>,
+    pub admin_description: Option<String>,
+    pub ext_id: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub members: Vec<String>,
+    pub usn_changed: String,
+}
+
+impl AdView {
+    /// Member DNs, lower-case, sorted.
+    pub fn member_set(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.members.iter().map(|m| m.to_ascii_lowercase()).collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn lower_sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|m| m.to_ascii_lowercase()).collect();
+    v.sort();
+    v
+}
+
+fn nick_of(name: &str) -> String {
+    let n: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if n.is_empty() { "group".into() } else { n }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let x = n ^ std::process::id().rotate_left(16) ^ SEQ.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    format!("{x:08x}")
+}
+
+async fn token(http: &reqwest::Client, sim: &str) -> String {
+    let resp = http
+        .post(format!("{sim}/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    let v: Value = resp.json().await.expect("token json");
+    v["access_token"].as_str().expect("access_token").to_string()
+}
+
+// ---- the lab DC (started by lab/dc; shared by every test, each in its own OU) ----
+
+/// The lab's Samba AD DC as `lab/dc start` describes it in lab/run/dc.env.
+pub struct LabDc {
+    pub url: String,
+    pub bind_dn: String,
+    pub password: String,
+    pub base_dn: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabUser {
+    pub dn: String,
+    pub sid: String,
+    pub guid: Vec<u8>,
+    pub immutable_id_base64: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabGroup {
+    pub dn: String,
+    pub sid: String,
+}
+
+impl LabDc {
+    /// Starts the lab DC if it is not running (`lab/dc start` is idempotent and locked),
+    /// or fails loudly saying how to start it.
+    pub fn ensure() -> LabDc {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new(root.join("lab/dc"))
+            .arg("start")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run lab/dc start ({e}): run `lab/dc start` as root, or scripts/test"));
+        assert!(
+            out.status.success(),
+            "lab/dc start failed: the end-to-end tests need the lab Samba AD DC; run `lab/dc start` as root (scripts/test does)"
+        );
+        let env_text = std::fs::read_to_string(root.join("lab/run/dc.env"))
+            .expect("lab/run/dc.env written by lab/dc start");
+        let get = |k: &str| {
+            env_text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing from lab/run/dc.env"))
+                .to_string()
+        };
+        LabDc {
+            url: get("WRITEBACK_LAB_LDAP_URL"),
+            bind_dn: get("WRITEBACK_LAB_BIND_DN"),
+            password: get("WRITEBACK_LAB_PASSWORD"),
+            base_dn: get("WRITEBACK_LAB_BASE_DN"),
+        }
+    }
+
+    pub async fn ldap(&self) -> Ldap {
+        let (conn, mut ldap) = LdapConnAsync::new(&self.url).await.expect("ldap connect");
+        ldap3::drive!(conn);
+        ldap.simple_bind(&self.bind_dn, &self.password)
+            .await
+            .expect("bind")
+            .success()
+            .expect("bind ok");
+        ldap
+    }
+
+    pub async fn create_ou(&self, dn: &str) {
+        use std::collections::HashSet;
+        let mut ldap = self.ldap().await;
+        let r = ldap
+            .add(dn, vec![("objectClass", HashSet::from(["organizationalUnit"]))])
+            .await
+            .expect("add ou");
+        assert!(r.rc == 0 || r.rc == 68, "add {dn}: {r:?}");
+        let _ = ldap.unbind().await;
+    }
+
+    /// A new OU for one test: OU=<label>-<unique>,OU=Tests,<base>.
+    pub async fn fresh_ou(&self, label: &str) -> String {
+        self.create_ou(&format!("OU=Tests,{}", self.base_dn)).await;
+        let dn = format!("OU={label}-{}-{},OU=Tests,{}", std::process::id(), rand_suffix(), self.base_dn);
+        self.create_ou(&dn).await;
+        dn
+    }
+
+    async fn read_ids(&self, ldap: &mut Ldap, dn: &str) -> (Vec<u8>, Vec<u8>) {
+        let (rs, _) = ldap
+            .search(dn, Scope::Base, "(objectClass=*)", vec!["objectSid", "objectGUID"])
+            .await
+            .expect("search")
+            .success()
+            .expect("search ok");
+        let e = SearchEntry::construct(rs.into_iter().next().expect("entry"));
+        let bin = |k: &str| {
+            e.bin_attrs
+                .get(k)
+                .and_then(|v| v.first().cloned())
+                .or_else(|| e.attrs.get(k).and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                .unwrap_or_else(|| panic!("{k} of {dn}"))
+        };
+        (bin("objectSid"), bin("objectGUID"))
+    }
+
+    pub async fn create_user(&self, ou: &str, sam: &str, display: &str) -> LabUser {
+        use base64::Engine;
+        use std::collections::HashSet;
+        let mut ldap = self.ldap().await;
+        let dn = format!("CN={display},{ou}");
+        ldap.add(
+            &dn,
+            vec![
+                ("objectClass", HashSet::from(["user"])),
+                ("sAMAccountName", HashSet::from([sam])),
+                ("displayName", HashSet::from([display])),
+            ],
+        )
+        .await
+        .expect("add user")
+        .success()
+        .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+        let (sid, guid) = self.read_ids(&mut ldap, &dn).await;
+        let _ = ldap.unbind().await;
+        LabUser {
+            dn,
+            sid: sid_text(&sid),
+            immutable_id_base64: base64::engine::general_purpose::STANDARD.encode(&guid),
+            guid,
+        }
+    }
+
+    pub async fn create_group(&self, ou: &str, cn: &str, group_type: i32) -> LabGroup {
+        use std::collections::HashSet;
+        let mut ldap = self.ldap().await;
+        let dn = format!("CN={cn},{ou}");
+        let gt = group_type.to_string();
+        ldap.add(
+            &dn,
+            vec![
+                ("objectClass", HashSet::from(["group"])),
+                ("sAMAccountName", HashSet::from([format!("{cn}-{}", rand_suffix()).as_str()])),
+                ("groupType", HashSet::from([gt.as_str()])),
+            ],
+        )
+        .await
+        .expect("add group")
+        .success()
+        .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+        let (sid, _) = self.read_ids(&mut ldap, &dn).await;
+        let _ = ldap.unbind().await;
+        LabGroup { dn, sid: sid_text(&sid) }
+    }
+}
