@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tracing::{info, info_span, warn, Instrument};
 use wb_ad::{AdConfig, AdConnector, AdError};
 use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
-use wb_model::{AdSnapshot, CloudSnapshot, Plan, PlanCounts};
+use wb_model::{AdSnapshot, CloudSnapshot, Decision, Plan, PlanCounts};
 use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
 
 /// What the caller asked of this cycle.
@@ -421,18 +421,23 @@ fn diff_map<'a, T: PartialEq>(
     (upsert, remove)
 }
 
-/// Group-level errors the plan itself found (invalid types, domain-local members).
+/// Group-level errors the plan itself found: invalid writeback types, domain-local members.
 pub fn plan_errors(plan: &Plan) -> Vec<ObjectError> {
-    plan.groups
-        .iter()
-        .flat_map(|g| {
-            g.errors.iter().map(move |e| ObjectError {
-                group: Some(g.id.clone()),
-                name: Some(g.name.clone()),
-                dn: g.ad_dn.clone(),
-                operation: "plan".into(),
-                message: e.clone(),
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for g in &plan.groups {
+        let error = |message: &str| ObjectError {
+            group: Some(g.id.clone()),
+            name: Some(g.name.clone()),
+            dn: g.ad_dn.clone(),
+            operation: "plan".into(),
+            message: message.to_string(),
+        };
+        if let Decision::Invalid { because } = &g.decision {
+            if !g.errors.iter().any(|e| e == because) {
+                out.push(error(because));
+            }
+        }
+        out.extend(g.errors.iter().map(|e| error(e)));
+    }
+    out
 }

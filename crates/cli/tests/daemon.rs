@@ -68,6 +68,7 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
                 Some(serde_json::json!({
                     "displayName": u.sam, "userPrincipalName": format!("{}@lab.example.test", u.sam),
                     "accountEnabled": true, "mailNickname": u.sam,
+                    "passwordProfile": {"password": "Passw0rd!x", "forceChangePasswordNextSignIn": false},
                     "onPremisesSyncEnabled": true, "onPremisesSecurityIdentifier": u.sid,
                 })),
             )

@@ -229,6 +229,7 @@ async fn a_group_of_3000_members_is_written_and_read_back_with_range_retrieval()
                 Some(serde_json::json!({
                     "displayName": u.sam, "userPrincipalName": format!("{}@lab.example.test", u.sam),
                     "accountEnabled": true, "mailNickname": u.sam,
+                    "passwordProfile": {"password": "Passw0rd!x", "forceChangePasswordNextSignIn": false},
                     "onPremisesSyncEnabled": true, "onPremisesSecurityIdentifier": u.sid,
                 })),
             )

@@ -661,6 +661,10 @@ fn attr_changes(
                     c.after.join(",")
                 ));
             }
+            // A group adopted through its other anchor attribute lacks this one: not drift.
+            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID if c.before.is_empty() => {
+                reasons.push(format!("anchor {} added", c.attr));
+            }
             ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID => {
                 reasons.push(format!("drift: anchor {} changed by hand", c.attr));
                 drift.push(format!(

@@ -107,7 +107,7 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
 }
 
 /// A canonical form of a DN, equal for DNs that [`dn_eq`] finds equal; for use as a map key.
-pub(crate) fn dn_key(dn: &str) -> String {
+pub fn dn_key(dn: &str) -> String {
     match parse_dn(dn) {
         Some(rdns) => rdns
             .iter()

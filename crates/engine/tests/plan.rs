@@ -883,3 +883,72 @@ fn operations_come_in_phase_order() {
     );
     assert!(t.plan().is_empty());
 }
+
+#[test]
+fn group_anchored_by_admin_description_alone_gets_the_second_anchor_without_drift() {
+    let (mut t, id) = written_team();
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
+        g.external_directory_object_id = None;
+    }
+    let plan = t.cycle();
+    let [op] = &plan.operations[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    assert_eq!(op.reason, "anchor msDS-ExternalDirectoryObjectId added");
+    assert!(outcome(&plan, &id).drift.is_empty());
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn anchor_changed_by_hand_is_put_back_as_drift() {
+    let (mut t, id) = written_team();
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
+        g.admin_description = Some("edited".into());
+    }
+    let plan = t.cycle();
+    let [op] = &plan.operations[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    assert!(
+        op.reason.starts_with("drift: anchor adminDescription"),
+        "{}",
+        op.reason
+    );
+    assert_eq!(outcome(&plan, &id).drift.len(), 1);
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn large_tenant_is_planned_and_converges() {
+    let mut t = Tenant::new();
+    for n in 0..400 {
+        t = t.user_in_ad(synced_user(&uid(n), &format!("User {n}")));
+    }
+    for g in 0..1_000u32 {
+        let members: Vec<String> = (0..20).map(|k| uid((g * 7 + k) % 400)).collect();
+        let mut refs: Vec<(MemberKind, &str)> = members
+            .iter()
+            .map(|m| (MemberKind::User, m.as_str()))
+            .collect();
+        let nested = gid(g.saturating_sub(1));
+        if g > 0 {
+            refs.push((MemberKind::Group, nested.as_str()));
+        }
+        t = t.group(with_members(m365(&gid(g), &format!("Team {g}")), &refs));
+    }
+    let started = std::time::Instant::now();
+    let plan = t.plan();
+    eprintln!("planned 1,000 groups in {:?}", started.elapsed());
+    t.cycle();
+    assert_eq!(plan.counts().creates, 1_000);
+    assert_eq!(plan.counts().member_adds, 1_000 * 20 + 999);
+    assert!(t.plan().is_empty());
+}
