@@ -12,7 +12,10 @@ use support::*;
 
 #[tokio::main]
 async fn main() {
-    let changes: usize = std::env::var("LATENCY_CHANGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let changes: usize = std::env::var("LATENCY_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
     let interval = std::env::var("LATENCY_INTERVAL").unwrap_or_else(|_| "2s".into());
     let mut w = World::new("latency").await;
     w.writeback_toml = format!("interval = \"{interval}\"");
@@ -20,7 +23,10 @@ async fn main() {
     let g = w.security_group("SG-Latency", Some(true), None).await;
     let mut users = Vec::new();
     for i in 0..changes {
-        users.push(w.synced_user(&format!("lat{i:03}"), &format!("Latency {i:03}")).await);
+        users.push(
+            w.synced_user(&format!("lat{i:03}"), &format!("Latency {i:03}"))
+                .await,
+        );
     }
     let mut daemon = Command::new(
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/writeback"),
@@ -36,7 +42,10 @@ async fn main() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while w.ad_group_of(&g).await.is_none() {
-        assert!(Instant::now() < deadline, "the daemon did not create the group");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not create the group"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let dn = w.ad_group_of(&g).await.map(|x| x.dn).unwrap_or_default();
@@ -54,20 +63,32 @@ async fn main() {
                 .success()
                 .expect("search ok");
             let e = ldap3::SearchEntry::construct(rs.into_iter().next().expect("group"));
-            if e.attrs.get("member").is_some_and(|m| m.iter().any(|x| x.to_ascii_lowercase() == want)) {
+            if e.attrs
+                .get("member")
+                .is_some_and(|m| m.iter().any(|x| x.to_ascii_lowercase() == want))
+            {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "change {i} never arrived");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "change {i} never arrived"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         lat.push(t0.elapsed());
         // spread the changes over the cycle so they do not all land just after one
         tokio::time::sleep(Duration::from_millis(137 * (i as u64 % 7))).await;
     }
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
     let _ = daemon.wait();
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
     println!(
         "latency cloud change → AD ({} changes, interval {interval}): p50 {:.2}s  p95 {:.2}s  max {:.2}s",
         lat.len(),

@@ -27,12 +27,8 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 #[serde(untagged)]
 pub enum SecretSource {
     Literal(String),
-    Env {
-        env: String,
-    },
-    File {
-        file: PathBuf,
-    },
+    Env { env: String },
+    File { file: PathBuf },
 }
 
 /// A resolved secret. Its Debug and Display never show the value.
@@ -64,7 +60,10 @@ impl SecretSource {
             SecretSource::File { file } => {
                 let path = base.join(file);
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    err(key, format!("cannot read secret file {}: {e}", path.display()))
+                    err(
+                        key,
+                        format!("cannot read secret file {}: {e}", path.display()),
+                    )
                 })?;
                 let v = text.trim_end_matches(['\r', '\n']).to_string();
                 if v.is_empty() {
@@ -218,8 +217,12 @@ pub struct Config {
 
 fn duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
     let text = v.unwrap_or(default);
-    let d = humantime::parse_duration(text)
-        .map_err(|e| err(key, format!("{text:?} is not a duration like \"30s\", \"5m\", \"24h\" ({e})")))?;
+    let d = humantime::parse_duration(text).map_err(|e| {
+        err(
+            key,
+            format!("{text:?} is not a duration like \"30s\", \"5m\", \"24h\" ({e})"),
+        )
+    })?;
     if d.is_zero() {
         return Err(err(key, "must be greater than zero"));
     }
@@ -254,9 +257,18 @@ impl Config {
             let msg = inner.message().to_string();
             let at = inner
                 .span()
-                .map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
+                .map(|s| {
+                    format!(
+                        " (line {})",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
                 .unwrap_or_default();
-            let key = if key == "." || key.is_empty() { "config".to_string() } else { key };
+            let key = if key == "." || key.is_empty() {
+                "config".to_string()
+            } else {
+                key
+            };
             err(key, format!("{msg}{at}"))
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -306,7 +318,10 @@ impl Config {
                 }
             }
         };
-        for (k, v) in [("graph.graph_url", &g.graph_url), ("graph.login_url", &g.login_url)] {
+        for (k, v) in [
+            ("graph.graph_url", &g.graph_url),
+            ("graph.login_url", &g.login_url),
+        ] {
             if !(v.starts_with("https://") || v.starts_with("http://")) {
                 return Err(err(k, format!("{v:?} is not an http(s) URL")));
             }
@@ -323,18 +338,31 @@ impl Config {
         let a = raw.ad;
         let ldaps = a.url.starts_with("ldaps://");
         if !(ldaps || a.url.starts_with("ldap://")) {
-            return Err(err("ad.url", format!("{:?} must start with ldap:// or ldaps://", a.url)));
+            return Err(err(
+                "ad.url",
+                format!("{:?} must start with ldap:// or ldaps://", a.url),
+            ));
         }
         if ldaps && a.starttls {
-            return Err(err("ad.starttls", "starttls is for ldap:// URLs; ldaps:// is already TLS"));
+            return Err(err(
+                "ad.starttls",
+                "starttls is for ldap:// URLs; ldaps:// is already TLS",
+            ));
         }
-        for (k, v) in [("ad.bind_dn", &a.bind_dn), ("ad.base_dn", &a.base_dn), ("ad.ou", &a.ou)] {
+        for (k, v) in [
+            ("ad.bind_dn", &a.bind_dn),
+            ("ad.base_dn", &a.base_dn),
+            ("ad.ou", &a.ou),
+        ] {
             if !v.contains('=') {
                 return Err(err(k, format!("{v:?} is not a distinguished name")));
             }
         }
         if !dn_is_under(&a.ou, &a.base_dn) {
-            return Err(err("ad.ou", format!("{:?} is not under ad.base_dn {:?}", a.ou, a.base_dn)));
+            return Err(err(
+                "ad.ou",
+                format!("{:?} is not under ad.base_dn {:?}", a.ou, a.base_dn),
+            ));
         }
         if !a.tls_verify {
             tracing::warn!("ad.tls_verify = false: the directory's TLS certificate is NOT checked; use only in a lab");
@@ -342,7 +370,10 @@ impl Config {
         let ca_file = a.ca_file.map(|p| base.join(p));
         if let Some(ca) = &ca_file {
             if !ca.is_file() {
-                return Err(err("ad.ca_file", format!("{} does not exist", ca.display())));
+                return Err(err(
+                    "ad.ca_file",
+                    format!("{} does not exist", ca.display()),
+                ));
             }
         }
         let ad = AdSettings {
@@ -374,7 +405,9 @@ impl Config {
             let kind = match r.matcher.kind.as_deref() {
                 None => None,
                 Some("security") => Some(RuleKind::Security),
-                Some("microsoft365") | Some("m365") | Some("unified") => Some(RuleKind::Microsoft365),
+                Some("microsoft365") | Some("m365") | Some("unified") => {
+                    Some(RuleKind::Microsoft365)
+                }
                 Some(other) => {
                     return Err(err(
                         key("match.kind"),
@@ -384,24 +417,36 @@ impl Config {
             };
             let name_regex = match &r.matcher.name_regex {
                 None => None,
-                Some(re) => Some(
-                    regex::Regex::new(re)
-                        .map_err(|e| err(key("match.name_regex"), format!("invalid regular expression: {e}")))?,
-                ),
+                Some(re) => Some(regex::Regex::new(re).map_err(|e| {
+                    err(
+                        key("match.name_regex"),
+                        format!("invalid regular expression: {e}"),
+                    )
+                })?),
             };
             let ids = r.matcher.ids.clone().unwrap_or_default();
-            if kind.is_none() && r.matcher.name_prefix.is_none() && name_regex.is_none() && ids.is_empty() {
+            if kind.is_none()
+                && r.matcher.name_prefix.is_none()
+                && name_regex.is_none()
+                && ids.is_empty()
+            {
                 return Err(err(
                     key("match"),
                     "matches every group: give at least one of kind, name_prefix, name_regex, ids",
                 ));
             }
             if r.enable.is_none() && r.ou.is_none() {
-                return Err(err(key("enable"), "a rule needs enable = true/false, ou = \"...\", or both"));
+                return Err(err(
+                    key("enable"),
+                    "a rule needs enable = true/false, ou = \"...\", or both",
+                ));
             }
             if let Some(ou) = &r.ou {
                 if !dn_is_under(ou, &ad.base_dn) {
-                    return Err(err(key("ou"), format!("{ou:?} is not under ad.base_dn {:?}", ad.base_dn)));
+                    return Err(err(
+                        key("ou"),
+                        format!("{ou:?} is not under ad.base_dn {:?}", ad.base_dn),
+                    ));
                 }
             }
             rules.push(Rule {
@@ -430,7 +475,11 @@ impl Config {
             state: base.join(w.state.unwrap_or_else(|| PathBuf::from("writeback.db"))),
             interval: duration("writeback.interval", w.interval.as_deref(), "30s")?,
             full_interval: duration("writeback.full_interval", w.full_interval.as_deref(), "24h")?,
-            config_refresh: duration("writeback.config_refresh", w.config_refresh.as_deref(), "5m")?,
+            config_refresh: duration(
+                "writeback.config_refresh",
+                w.config_refresh.as_deref(),
+                "5m",
+            )?,
             delete_threshold: w.delete_threshold.unwrap_or(500),
             member_removal_threshold: w.member_removal_threshold.unwrap_or(10_000),
             staging: w.staging.unwrap_or(false),
@@ -507,10 +556,13 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
     fn secrets_come_from_env_and_file_and_never_show_in_debug() {
         std::env::set_var("WB_TEST_SECRET_X", "from-env");
         let c = parse(&GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_X\" }")).unwrap();
-        let GraphCredential::Secret(s) = &c.graph.credential else { panic!() };
+        let GraphCredential::Secret(s) = &c.graph.credential else {
+            panic!()
+        };
         assert_eq!(s.expose(), "from-env");
         assert!(!format!("{c:?}").contains("from-env"));
-        let e = parse(&GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_UNSET\" }")).unwrap_err();
+        let e = parse(&GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_UNSET\" }"))
+            .unwrap_err();
         assert_eq!(e.key, "graph.client_secret");
         let dir = std::env::temp_dir().join(format!("wbcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -124,7 +124,10 @@ async fn import_cloud(
         full = true;
     }
     // Users first: member resolution of the groups' changes needs them.
-    let users = match graph.user_delta(if full { None } else { user_link.as_deref() }).await {
+    let users = match graph
+        .user_delta(if full { None } else { user_link.as_deref() })
+        .await
+    {
         Err(GraphError::DeltaExpired { message }) => {
             warn!(%message, "user delta token no longer valid: starting a full round");
             full = true;
@@ -132,7 +135,10 @@ async fn import_cloud(
         }
         r => r?,
     };
-    let groups = match graph.group_delta(if full { None } else { group_link.as_deref() }).await {
+    let groups = match graph
+        .group_delta(if full { None } else { group_link.as_deref() })
+        .await
+    {
         Err(GraphError::DeltaExpired { message }) => {
             warn!(%message, "group delta token no longer valid: starting a full round");
             full = true;
@@ -152,7 +158,16 @@ async fn import_cloud(
     }
     wb_graph::apply_user_changes(&mut cloud, &users);
     wb_graph::apply_group_changes(&mut cloud, &groups);
-    refresh_config(graph, cfg, cloud, full, groups.delta_link, users.delta_link, last_refresh).await
+    refresh_config(
+        graph,
+        cfg,
+        cloud,
+        full,
+        groups.delta_link,
+        users.delta_link,
+        last_refresh,
+    )
+    .await
 }
 
 /// Whether group delta reports a change of writebackConfiguration alone is not documented:
@@ -327,6 +342,10 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
     let ldap_writes = ad.writes();
     let _ = ad.unbind().await;
 
+    let mut plan = plan;
+    if !cfg.staging {
+        outcome.settle(&mut plan);
+    }
     let mut errors = plan_errors(&plan);
     errors.extend(outcome.errors.iter().cloned());
     let status = if stopped {
@@ -356,8 +375,10 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
 
     // Commit the cloud image, the delta links and the joins in one transaction — only now,
     // after the export, so a crash before this point replays the same changes next time.
-    let (upsert_groups, remove_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, import.full);
-    let (upsert_users, remove_users) = diff_map(&state.cloud.users, &import.cloud.users, import.full);
+    let (upsert_groups, remove_groups) =
+        diff_map(&state.cloud.groups, &import.cloud.groups, import.full);
+    let (upsert_users, remove_users) =
+        diff_map(&state.cloud.users, &import.cloud.users, import.full);
     let joins_new = outcome.joins_after(&state.joins);
     let joins_upsert = joins_new
         .values()
@@ -372,9 +393,15 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         .collect();
     let commit = Commit {
         replace_cloud: import.full,
-        upsert_groups: upsert_groups.iter().map(|id| &import.cloud.groups[*id]).collect(),
+        upsert_groups: upsert_groups
+            .iter()
+            .map(|id| &import.cloud.groups[*id])
+            .collect(),
         remove_groups,
-        upsert_users: upsert_users.iter().map(|id| &import.cloud.users[*id]).collect(),
+        upsert_users: upsert_users
+            .iter()
+            .map(|id| &import.cloud.users[*id])
+            .collect(),
         remove_users,
         group_delta_link: Some(import.group_delta_link.clone()),
         user_delta_link: Some(import.user_delta_link.clone()),
@@ -417,7 +444,11 @@ fn diff_map<'a, T: PartialEq>(
         .filter(|(k, v)| full || before.get(*k) != Some(*v))
         .map(|(k, _)| k)
         .collect();
-    let remove = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    let remove = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
     (upsert, remove)
 }
 

@@ -8,7 +8,10 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
 pub async fn run(cfg: &Config) -> i32 {
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             eprintln!("error: cannot install signal handlers");
@@ -33,7 +36,9 @@ pub async fn run(cfg: &Config) -> i32 {
                 _ = int.recv() => {},
             }
             if stopping {
-                warn!("second signal: abandoning the current cycle; the next start replays it safely");
+                warn!(
+                    "second signal: abandoning the current cycle; the next start replays it safely"
+                );
                 break None;
             }
             stopping = true;

@@ -5,7 +5,7 @@ use crate::config::{dn_is_under, Config};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::{debug, warn};
 use wb_ad::AdConnector;
-use wb_model::{Action, AdSnapshot, Join, Joins, Operation, Plan, PlanCounts};
+use wb_model::{Action, AdSnapshot, AdState, Join, Joins, Operation, Plan, PlanCounts};
 use wb_store::ObjectError;
 
 /// Attributes writeback may ever write on a group it owns (SPEC §4: nothing else).
@@ -33,13 +33,20 @@ pub struct OwnershipGuard {
 impl OwnershipGuard {
     pub fn new(cfg: &Config, plan: &Plan, ad: &AdSnapshot) -> Self {
         let managed_ous = cfg.engine.managed_ous();
-        let foreign: BTreeSet<String> = plan.foreign.iter().map(|f| f.dn.to_ascii_lowercase()).collect();
+        let foreign: BTreeSet<String> = plan
+            .foreign
+            .iter()
+            .map(|f| f.dn.to_ascii_lowercase())
+            .collect();
         let owned = ad
             .groups
             .iter()
             .filter(|g| !foreign.contains(&g.dn.to_ascii_lowercase()))
             .filter(|g| managed_ous.iter().any(|ou| dn_is_under(&g.dn, ou)))
-            .filter_map(|g| g.anchor().map(|a| (g.guid.to_ascii_lowercase(), a.to_string())))
+            .filter_map(|g| {
+                g.anchor()
+                    .map(|a| (g.guid.to_ascii_lowercase(), a.to_string()))
+            })
             .collect();
         OwnershipGuard {
             managed_ous,
@@ -49,14 +56,20 @@ impl OwnershipGuard {
     }
 
     fn under_managed_ou(&self, dn: &str) -> bool {
-        self.managed_ous.iter().any(|ou| dn_is_under(dn, ou) && !dn_eq_simple(dn, ou))
+        self.managed_ous
+            .iter()
+            .any(|ou| dn_is_under(dn, ou) && !dn_eq_simple(dn, ou))
     }
 
     fn owns(&self, guid: &str, group: &str) -> Result<(), String> {
         match self.owned.get(&guid.to_ascii_lowercase()) {
             Some(anchor) if anchor.eq_ignore_ascii_case(group) => Ok(()),
-            Some(anchor) => Err(format!("object {guid} carries the anchor of {anchor}, not of {group}")),
-            None => Err(format!("object {guid} is not owned by writeback (no anchor, or outside the managed OUs)")),
+            Some(anchor) => Err(format!(
+                "object {guid} carries the anchor of {anchor}, not of {group}"
+            )),
+            None => Err(format!(
+                "object {guid} is not owned by writeback (no anchor, or outside the managed OUs)"
+            )),
         }
     }
 
@@ -72,16 +85,20 @@ impl OwnershipGuard {
                     Some(v) if v.len() == 1 && v[0] == anchor => {}
                     _ => return Err(format!("create of {dn} lacks the anchor {anchor}")),
                 }
-                if let Some(bad) = attrs
-                    .keys()
-                    .find(|k| !WRITABLE.contains(&k.as_str()) && !matches!(k.as_str(), "objectClass" | "cn"))
-                {
-                    return Err(format!("create of {dn} would write {bad}, which writeback does not manage"));
+                if let Some(bad) = attrs.keys().find(|k| {
+                    !WRITABLE.contains(&k.as_str()) && !matches!(k.as_str(), "objectClass" | "cn")
+                }) {
+                    return Err(format!(
+                        "create of {dn} would write {bad}, which writeback does not manage"
+                    ));
                 }
                 Ok(())
             }
             Action::Rename {
-                guid, new_parent, new_dn, ..
+                guid,
+                new_parent,
+                new_dn,
+                ..
             } => {
                 self.owns(guid, &op.group)?;
                 if let Some(p) = new_parent {
@@ -96,7 +113,10 @@ impl OwnershipGuard {
             }
             Action::Modify { guid, changes, .. } => {
                 self.owns(guid, &op.group)?;
-                if let Some(c) = changes.iter().find(|c| !WRITABLE.contains(&c.attr.as_str())) {
+                if let Some(c) = changes
+                    .iter()
+                    .find(|c| !WRITABLE.contains(&c.attr.as_str()))
+                {
                     return Err(format!("writeback does not manage attribute {}", c.attr));
                 }
                 Ok(())
@@ -106,7 +126,9 @@ impl OwnershipGuard {
                 None if self.created.contains(&dn.to_ascii_lowercase()) => Ok(()),
                 None => Err(format!("{dn} was not created by this cycle")),
             },
-            Action::RemoveMembers { guid, .. } | Action::Delete { guid, .. } => self.owns(guid, &op.group),
+            Action::RemoveMembers { guid, .. } | Action::Delete { guid, .. } => {
+                self.owns(guid, &op.group)
+            }
         }
     }
 }
@@ -127,6 +149,9 @@ pub struct ExportOutcome {
     pub deleted: BTreeSet<String>,
     /// cloud ids whose AD group is known (present in AD after this export).
     pub present: BTreeSet<String>,
+    /// cloud ids whose AD group this export created / deleted.
+    pub created: BTreeSet<String>,
+    pub removed: BTreeSet<String>,
     staged: bool,
 }
 
@@ -136,6 +161,23 @@ impl ExportOutcome {
         ExportOutcome {
             staged: true,
             ..Default::default()
+        }
+    }
+
+    /// Brings the plan's outcomes to the state after the export: groups created are
+    /// present, groups deleted are absent (what `status` shows).
+    pub fn settle(&self, plan: &mut Plan) {
+        for g in &mut plan.groups {
+            if g.ad_state == AdState::ToCreate && self.created.contains(&g.id) {
+                g.ad_state = AdState::Present;
+                if let Some(j) = self.joins.get(&g.id) {
+                    g.ad_dn = Some(j.dn.clone());
+                }
+            } else if g.ad_state == AdState::ToDelete && self.removed.contains(&g.id) {
+                g.ad_state = AdState::Absent;
+            } else if let Some(j) = self.joins.get(&g.id) {
+                g.ad_dn = Some(j.dn.clone());
+            }
         }
     }
 
@@ -184,8 +226,11 @@ pub async fn export(
     let mut failed_groups: BTreeSet<String> = BTreeSet::new();
 
     // Joins for groups that exist and are kept: the engine placed them in outcomes.
-    let by_dn: BTreeMap<String, &wb_model::AdGroup> =
-        snapshot.groups.iter().map(|g| (g.dn.to_ascii_lowercase(), g)).collect();
+    let by_dn: BTreeMap<String, &wb_model::AdGroup> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.dn.to_ascii_lowercase(), g))
+        .collect();
     for g in &plan.groups {
         if let Some(dn) = &g.ad_dn {
             if let Some(adg) = by_dn.get(&dn.to_ascii_lowercase()) {
@@ -204,7 +249,11 @@ pub async fn export(
         }
     }
     // Joins whose AD object vanished (deleted by hand) are dropped unless re-created below.
-    let present: BTreeSet<String> = snapshot.groups.iter().map(|g| g.guid.to_ascii_lowercase()).collect();
+    let present: BTreeSet<String> = snapshot
+        .groups
+        .iter()
+        .map(|g| g.guid.to_ascii_lowercase())
+        .collect();
     for (id, j) in joins {
         if !present.contains(&j.guid.to_ascii_lowercase()) {
             out.deleted.insert(id.clone());
@@ -246,8 +295,11 @@ pub async fn export(
                 match &op.action {
                     Action::Create { .. } => {
                         guard.created.insert(applied.dn.to_ascii_lowercase());
+                        out.created.insert(op.group.clone());
                         if let Some(guid) = &applied.guid {
-                            guard.owned.insert(guid.to_ascii_lowercase(), op.group.clone());
+                            guard
+                                .owned
+                                .insert(guid.to_ascii_lowercase(), op.group.clone());
                             out.deleted.remove(&op.group);
                             out.joins.insert(
                                 op.group.clone(),
@@ -268,6 +320,7 @@ pub async fn export(
                     Action::Delete { .. } => {
                         out.joins.remove(&op.group);
                         out.deleted.insert(op.group.clone());
+                        out.removed.insert(op.group.clone());
                     }
                     _ => {}
                 }

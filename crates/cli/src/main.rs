@@ -28,7 +28,12 @@ use std::process::ExitCode;
 #[command(name = "writeback", version, propagate_version = true)]
 struct Cli {
     /// Configuration file (TOML).
-    #[arg(long, global = true, default_value = "writeback.toml", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "writeback.toml",
+        value_name = "FILE"
+    )]
     config: PathBuf,
     /// Machine-readable JSON output for every read command.
     #[arg(long, global = true)]
@@ -102,7 +107,11 @@ fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_env("WRITEBACK_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!("warn,writeback={level},wb_engine={level},wb_graph={level},wb_ad={level},wb_store={level}"))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     if std::env::var("WRITEBACK_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -113,7 +122,10 @@ fn init_logging(cli: &Cli) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -133,7 +145,10 @@ async fn dispatch(cli: Cli) -> i32 {
         }
     };
     match cli.command {
-        Command::Sync { full, allow_deletes } => {
+        Command::Sync {
+            full,
+            allow_deletes,
+        } => {
             let opts = CycleOptions {
                 full,
                 allow_deletes,

@@ -51,7 +51,14 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
     // --- Active Directory ---
     let secure = cfg.ad.url.starts_with("ldaps://") || cfg.ad.starttls;
     checks.push(if secure {
-        ok("ad.tls", format!("{} with certificate verification {}", if cfg.ad.starttls { "StartTLS" } else { "LDAPS" }, if cfg.ad.tls_verify { "on" } else { "OFF" }))
+        ok(
+            "ad.tls",
+            format!(
+                "{} with certificate verification {}",
+                if cfg.ad.starttls { "StartTLS" } else { "LDAPS" },
+                if cfg.ad.tls_verify { "on" } else { "OFF" }
+            ),
+        )
     } else {
         bad(
             "ad.tls",
@@ -71,7 +78,10 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
             ));
         }
         Ok(mut ad) => {
-            checks.push(ok("ad.bind", format!("bound to {} as {}", cfg.ad.url, cfg.ad.bind_dn)));
+            checks.push(ok(
+                "ad.bind",
+                format!("bound to {} as {}", cfg.ad.url, cfg.ad.bind_dn),
+            ));
             match ad.detect_schema().await {
                 Ok(schema) => {
                     checks.push(if schema.external_directory_object_id {
@@ -105,7 +115,12 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
                         )
                     });
                 }
-                Err(e) => checks.push(bad("ad.schema", Verdict::Fail, e.to_string(), "the bind account must be able to read the schema naming context")),
+                Err(e) => checks.push(bad(
+                    "ad.schema",
+                    Verdict::Fail,
+                    e.to_string(),
+                    "the bind account must be able to read the schema naming context",
+                )),
             }
             for ou in cfg.engine.managed_ous() {
                 match ad.ou_exists(&ou).await {
@@ -113,8 +128,18 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
                         checks.push(ok("ad.ou", format!("{ou} exists")));
                         checks.extend(probe_rights(&mut ad, &ou).await);
                     }
-                    Ok(false) => checks.push(bad("ad.ou", Verdict::Fail, format!("{ou} does not exist"), "create the OU, or fix ad.ou / the rule's ou")),
-                    Err(e) => checks.push(bad("ad.ou", Verdict::Fail, e.to_string(), "the bind account must be able to read the OU")),
+                    Ok(false) => checks.push(bad(
+                        "ad.ou",
+                        Verdict::Fail,
+                        format!("{ou} does not exist"),
+                        "create the OU, or fix ad.ou / the rule's ou",
+                    )),
+                    Err(e) => checks.push(bad(
+                        "ad.ou",
+                        Verdict::Fail,
+                        e.to_string(),
+                        "the bind account must be able to read the OU",
+                    )),
                 }
             }
             let _ = ad.unbind().await;
@@ -123,7 +148,12 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
 
     // --- Microsoft Graph ---
     match graph_client(cfg) {
-        Err(e) => checks.push(bad("graph.client", Verdict::Fail, e.to_string(), "check [graph] in the configuration")),
+        Err(e) => checks.push(bad(
+            "graph.client",
+            Verdict::Fail,
+            e.to_string(),
+            "check [graph] in the configuration",
+        )),
         Ok(graph) => match graph.token().await {
             Err(e) => {
                 unreachable = true;
@@ -135,14 +165,35 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
                 ));
             }
             Ok(token) => {
-                checks.push(ok("graph.token", format!("token for {} from {}", cfg.graph.client_id, cfg.graph.login_url)));
+                checks.push(ok(
+                    "graph.token",
+                    format!(
+                        "token for {} from {}",
+                        cfg.graph.client_id, cfg.graph.login_url
+                    ),
+                ));
                 if let Some(roles) = token_roles(&token) {
-                    checks.push(ok("graph.roles", format!("application permissions in the token: {}", roles.join(", "))));
+                    checks.push(ok(
+                        "graph.roles",
+                        format!("application permissions in the token: {}", roles.join(", ")),
+                    ));
                 }
                 let probes = [
-                    ("graph.permission.groups", "/beta/groups?$select=id,writebackConfiguration&$top=1", "GroupMember.Read.All or Group.Read.All"),
-                    ("graph.permission.users", "/v1.0/users?$select=id,onPremisesSecurityIdentifier&$top=1", "User.Read.All"),
-                    ("graph.permission.delta", "/beta/groups/delta?$select=id,members", "GroupMember.Read.All or Group.Read.All"),
+                    (
+                        "graph.permission.groups",
+                        "/beta/groups?$select=id,writebackConfiguration&$top=1",
+                        "GroupMember.Read.All or Group.Read.All",
+                    ),
+                    (
+                        "graph.permission.users",
+                        "/v1.0/users?$select=id,onPremisesSecurityIdentifier&$top=1",
+                        "User.Read.All",
+                    ),
+                    (
+                        "graph.permission.delta",
+                        "/beta/groups/delta?$select=id,members",
+                        "GroupMember.Read.All or Group.Read.All",
+                    ),
                 ];
                 for (name, path, perm) in probes {
                     let url = format!("{}{}", cfg.graph.graph_url, path);
@@ -168,15 +219,31 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
 /// Creates, modifies, renames and deletes a probe group in `ou`.
 async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
     let mut out = Vec::new();
-    let tag = format!("{:08x}", std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)));
+    let tag = format!(
+        "{:08x}",
+        std::process::id()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0))
+    );
     let cn = format!("writeback-preflight-{tag}");
     let dn = format!("CN={cn},{ou}");
     let mut attrs = BTreeMap::new();
-    attrs.insert("objectClass".to_string(), vec!["top".to_string(), "group".to_string()]);
+    attrs.insert(
+        "objectClass".to_string(),
+        vec!["top".to_string(), "group".to_string()],
+    );
     attrs.insert("cn".to_string(), vec![cn.clone()]);
     attrs.insert("sAMAccountName".to_string(), vec![cn.clone()]);
-    attrs.insert("groupType".to_string(), vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()]);
-    attrs.insert("description".to_string(), vec!["writeback preflight probe; safe to delete".to_string()]);
+    attrs.insert(
+        "groupType".to_string(),
+        vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()],
+    );
+    attrs.insert(
+        "description".to_string(),
+        vec!["writeback preflight probe; safe to delete".to_string()],
+    );
     let create = Action::Create {
         dn: dn.clone(),
         attrs,
@@ -185,11 +252,19 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
     };
     let guid = match ad.apply(&create).await {
         Ok(a) => {
-            out.push(ok("ad.rights.create", format!("created a probe group in {ou}")));
+            out.push(ok(
+                "ad.rights.create",
+                format!("created a probe group in {ou}"),
+            ));
             a.guid.unwrap_or_default()
         }
         Err(e) => {
-            out.push(bad("ad.rights.create", Verdict::Fail, e.to_string(), format!("grant the bind account 'Create group objects' on {ou}")));
+            out.push(bad(
+                "ad.rights.create",
+                Verdict::Fail,
+                e.to_string(),
+                format!("grant the bind account 'Create group objects' on {ou}"),
+            ));
             return out;
         }
     };
@@ -204,7 +279,12 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
     };
     out.push(match ad.apply(&modify).await {
         Ok(_) => ok("ad.rights.modify", "modified the probe group"),
-        Err(e) => bad("ad.rights.modify", Verdict::Fail, e.to_string(), format!("grant 'Write all properties' on group objects in {ou}")),
+        Err(e) => bad(
+            "ad.rights.modify",
+            Verdict::Fail,
+            e.to_string(),
+            format!("grant 'Write all properties' on group objects in {ou}"),
+        ),
     });
     let new_rdn = format!("CN={cn}-renamed");
     let new_dn = format!("{new_rdn},{ou}");
@@ -221,19 +301,32 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
             new_dn
         }
         Err(e) => {
-            out.push(bad("ad.rights.rename", Verdict::Fail, e.to_string(), format!("grant 'Write name' / 'Write cn' on group objects in {ou}")));
+            out.push(bad(
+                "ad.rights.rename",
+                Verdict::Fail,
+                e.to_string(),
+                format!("grant 'Write name' / 'Write cn' on group objects in {ou}"),
+            ));
             dn
         }
     };
-    out.push(match ad.apply(&Action::Delete { dn: current.clone(), guid }).await {
-        Ok(_) => ok("ad.rights.delete", "deleted the probe group"),
-        Err(e) => bad(
-            "ad.rights.delete",
-            Verdict::Fail,
-            format!("{e} — the probe {current} is left behind; delete it by hand"),
-            format!("grant 'Delete group objects' on {ou}"),
-        ),
-    });
+    out.push(
+        match ad
+            .apply(&Action::Delete {
+                dn: current.clone(),
+                guid,
+            })
+            .await
+        {
+            Ok(_) => ok("ad.rights.delete", "deleted the probe group"),
+            Err(e) => bad(
+                "ad.rights.delete",
+                Verdict::Fail,
+                format!("{e} — the probe {current} is left behind; delete it by hand"),
+                format!("grant 'Delete group objects' on {ou}"),
+            ),
+        },
+    );
     out
 }
 
@@ -245,7 +338,12 @@ fn token_roles(token: &str) -> Option<Vec<String>> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let roles: Vec<String> = v.get("roles")?.as_array()?.iter().filter_map(|r| r.as_str().map(String::from)).collect();
+    let roles: Vec<String> = v
+        .get("roles")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.as_str().map(String::from))
+        .collect();
     Some(roles)
 }
 

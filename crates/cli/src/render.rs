@@ -23,7 +23,11 @@ fn counts_line(c: &PlanCounts) -> String {
 
 pub fn decision_text(d: &Decision) -> String {
     match d {
-        Decision::Written { group_type, because, .. } => {
+        Decision::Written {
+            group_type,
+            because,
+            ..
+        } => {
             format!("written back as {} ({because})", group_type.as_str())
         }
         Decision::NotEnabled { because } => format!("not written back: {because}"),
@@ -75,7 +79,9 @@ pub fn cycle(r: &CycleReport, json: bool) {
     }
     println!(
         "run {}: {} cycle, {}",
-        r.run_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+        r.run_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".into()),
         r.mode,
         r.status.as_str()
     );
@@ -88,7 +94,10 @@ pub fn cycle(r: &CycleReport, json: bool) {
     if r.held_back != PlanCounts::default() {
         println!("  held back: {}", counts_line(&r.held_back));
     }
-    println!("  graph requests: {}, LDAP writes: {}", r.graph_requests, r.ldap_writes);
+    println!(
+        "  graph requests: {}, LDAP writes: {}",
+        r.graph_requests, r.ldap_writes
+    );
     if let Some(m) = &r.message {
         println!("  {m}");
     }
@@ -105,7 +114,9 @@ pub fn cycle(r: &CycleReport, json: bool) {
 
 fn action_lines(a: &Action) -> Vec<String> {
     match a {
-        Action::Create { dn, attrs, members, .. } => {
+        Action::Create {
+            dn, attrs, members, ..
+        } => {
             let mut v = vec![format!("create {dn}")];
             for (k, vals) in attrs {
                 v.push(format!("    {k}: {}", vals.join(" | ")));
@@ -115,15 +126,25 @@ fn action_lines(a: &Action) -> Vec<String> {
             }
             v
         }
-        Action::Rename { dn, new_dn, .. } => vec![format!("rename {dn}"), format!("    → {new_dn}")],
+        Action::Rename { dn, new_dn, .. } => {
+            vec![format!("rename {dn}"), format!("    → {new_dn}")]
+        }
         Action::Modify { dn, changes, .. } => {
             let mut v = vec![format!("modify {dn}")];
             for c in changes {
                 v.push(format!(
                     "    {}: {} → {}",
                     c.attr,
-                    if c.before.is_empty() { "(none)".into() } else { c.before.join(" | ") },
-                    if c.after.is_empty() { "(none)".into() } else { c.after.join(" | ") }
+                    if c.before.is_empty() {
+                        "(none)".into()
+                    } else {
+                        c.before.join(" | ")
+                    },
+                    if c.after.is_empty() {
+                        "(none)".into()
+                    } else {
+                        c.after.join(" | ")
+                    }
                 ));
             }
             v
@@ -158,7 +179,12 @@ pub fn plan_text(p: &Plan) -> String {
     if p.operations.is_empty() {
         let _ = writeln!(out, "No changes: AD matches the cloud.");
     } else {
-        let _ = writeln!(out, "{} operation(s): {}", p.operations.len(), counts_line(&p.counts()));
+        let _ = writeln!(
+            out,
+            "{} operation(s): {}",
+            p.operations.len(),
+            counts_line(&p.counts())
+        );
     }
     for op in &p.operations {
         let _ = writeln!(out);
@@ -280,7 +306,11 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
     if let Some(p) = &plan {
         println!();
         group_table(p);
-        let orphaned: Vec<_> = p.groups.iter().filter(|g| g.ad_state == AdState::Orphaned).collect();
+        let orphaned: Vec<_> = p
+            .groups
+            .iter()
+            .filter(|g| g.ad_state == AdState::Orphaned)
+            .collect();
         if !orphaned.is_empty() {
             println!("\norphaned (kept in AD, no longer updated):");
             for g in orphaned {
@@ -317,7 +347,10 @@ pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
                     .collect();
                 print_json(&slim);
             } else {
-                println!("{:>5}  {:<20}  {:<6} {:<22} COUNTS", "RUN", "STARTED", "MODE", "STATUS");
+                println!(
+                    "{:>5}  {:<20}  {:<6} {:<22} COUNTS",
+                    "RUN", "STARTED", "MODE", "STATUS"
+                );
                 for r in &runs {
                     println!("{}", run_line(r));
                 }
@@ -343,7 +376,10 @@ pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
                 print_json(&r);
             } else {
                 println!("{}", run_line(&r));
-                println!("  graph requests: {}, LDAP writes: {}", r.graph_requests, r.ldap_writes);
+                println!(
+                    "  graph requests: {}, LDAP writes: {}",
+                    r.graph_requests, r.ldap_writes
+                );
                 if let Some(m) = &r.message {
                     println!("  {m}");
                 }
@@ -359,7 +395,11 @@ pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
                 if let Some(p) = &r.plan {
                     println!(
                         "\n{} {}:",
-                        if r.staging { "would have exported" } else { "planned" },
+                        if r.staging {
+                            "would have exported"
+                        } else {
+                            "planned"
+                        },
                         counts_line(&p.counts())
                     );
                     plan(p, false);
@@ -392,7 +432,10 @@ pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
             return 2;
         }
         many => {
-            eprintln!("error: {} groups are named {group:?}; give the object id:", many.len());
+            eprintln!(
+                "error: {} groups are named {group:?}; give the object id:",
+                many.len()
+            );
             for g in many {
                 eprintln!("  {}", g.id);
             }
@@ -410,7 +453,11 @@ pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
     if let Decision::Written { ou, .. } = &g.decision {
         println!("  target OU: {ou}");
     }
-    println!("  AD: {} {}", state_text(&g.ad_state), g.ad_dn.as_deref().unwrap_or(""));
+    println!(
+        "  AD: {} {}",
+        state_text(&g.ad_state),
+        g.ad_dn.as_deref().unwrap_or("")
+    );
     for e in &g.errors {
         println!("  error: {e}");
     }
@@ -418,7 +465,11 @@ pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
         println!("  drift: {d}");
     }
     if !g.members.is_empty() {
-        println!("  members ({} of {} written):", written_members(g), g.members.len());
+        println!(
+            "  members ({} of {} written):",
+            written_members(g),
+            g.members.len()
+        );
         for m in &g.members {
             let who = m.name.clone().unwrap_or_else(|| m.member.id.clone());
             match &m.fate {
@@ -457,7 +508,10 @@ mod tests {
     fn plan_text_shows_every_operation_with_values_and_reason() {
         let ou = "OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test";
         let mut attrs = BTreeMap::new();
-        attrs.insert("objectClass".to_string(), vec!["top".to_string(), "group".to_string()]);
+        attrs.insert(
+            "objectClass".to_string(),
+            vec!["top".to_string(), "group".to_string()],
+        );
         attrs.insert("groupType".to_string(), vec!["-2147483640".to_string()]);
         attrs.insert(
             "adminDescription".to_string(),
@@ -525,6 +579,9 @@ mod tests {
 
     #[test]
     fn an_empty_plan_says_so() {
-        assert_eq!(plan_text(&Plan::default()), "No changes: AD matches the cloud.\n");
+        assert_eq!(
+            plan_text(&Plan::default()),
+            "No changes: AD matches the cloud.\n"
+        );
     }
 }

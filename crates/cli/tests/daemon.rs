@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn sigterm(pid: u32) {
-    let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -31,7 +34,10 @@ async fn the_daemon_carries_a_change_to_ad_and_stops_on_sigterm() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while w.ad_group_of(&g).await.is_none() {
-        assert!(Instant::now() < deadline, "the daemon did not create the group");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not create the group"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     w.add_member(&g, &u).await;
@@ -40,7 +46,10 @@ async fn the_daemon_carries_a_change_to_ad_and_stops_on_sigterm() {
         if w.ad_group_of(&g).await.map(|x| x.member_set()) == Some(lower_sorted(&[&u_ad.dn])) {
             break;
         }
-        assert!(Instant::now() < deadline, "the daemon did not carry the member");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not carry the member"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sigterm(child.id());
@@ -49,7 +58,10 @@ async fn the_daemon_carries_a_change_to_ad_and_stops_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the daemon did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0));
@@ -78,9 +90,12 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
     }
     let mut groups = Vec::new();
     for i in 0..150 {
-        let g = w.security_group(&format!("SG-Crash-{i:03}"), Some(true), None).await;
+        let g = w
+            .security_group(&format!("SG-Crash-{i:03}"), Some(true), None)
+            .await;
         for k in 0..(i % 7 + 1) {
-            w.add_member(&g, &cloud_users[(i * 3 + k) % cloud_users.len()]).await;
+            w.add_member(&g, &cloud_users[(i * 3 + k) % cloud_users.len()])
+                .await;
         }
         groups.push(g);
     }
@@ -101,14 +116,20 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
         if n >= 10 {
             break n;
         }
-        assert!(child.try_wait().unwrap().is_none(), "sync finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be killed"
+        );
         assert!(Instant::now() < deadline, "the export did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let after_kill = w.ad_groups().await.len();
-    assert!(after_kill < groups.len(), "killed too late to test anything ({after_kill} groups)");
+    assert!(
+        after_kill < groups.len(),
+        "killed too late to test anything ({after_kill} groups)"
+    );
     assert!(partial <= after_kill);
 
     // The next cycle converges: exactly one AD group per cloud group, with the right
@@ -117,14 +138,22 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
     let ad = w.ad_groups().await;
     assert_eq!(ad.len(), groups.len(), "no duplicates, none missing");
     for (i, g) in groups.iter().enumerate() {
-        let x = ad.values().find(|x| x.admin_description.as_deref() == Some(format!("Group_{g}").as_str()));
+        let x = ad
+            .values()
+            .find(|x| x.admin_description.as_deref() == Some(format!("Group_{g}").as_str()));
         let x = x.unwrap_or_else(|| panic!("group {i} missing"));
-        let want: Vec<&str> = (0..(i % 7 + 1)).map(|k| users[(i * 3 + k) % users.len()].dn.as_str()).collect();
+        let want: Vec<&str> = (0..(i % 7 + 1))
+            .map(|k| users[(i * 3 + k) % users.len()].dn.as_str())
+            .collect();
         let mut want = lower_sorted(&want);
         want.dedup();
         assert_eq!(x.member_set(), want, "members of group {i}");
     }
     let plan = w.writeback(&["plan", "--json"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert_eq!(plan.json()["operations"].as_array().unwrap().len(), 0, "nothing left to do");
+    assert_eq!(
+        plan.json()["operations"].as_array().unwrap().len(),
+        0,
+        "nothing left to do"
+    );
 }

@@ -17,26 +17,43 @@ async fn the_seed_story_is_written_back_as_step_5_shows() {
     let auditor = w.cloud_user("ext-auditor").await;
 
     let finance = w
-        .security_group("SG-NL-Finance-Department", Some(true), Some("universalSecurityGroup"))
+        .security_group(
+            "SG-NL-Finance-Department",
+            Some(true),
+            Some("universalSecurityGroup"),
+        )
         .await;
     for m in [&anna, &bram, &carla] {
         w.add_member(&finance, m).await;
     }
     let sap = w
-        .security_group("DSG-AVD-PUBAPP-SAP", Some(true), Some("universalSecurityGroup"))
+        .security_group(
+            "DSG-AVD-PUBAPP-SAP",
+            Some(true),
+            Some("universalSecurityGroup"),
+        )
         .await;
     for m in [&anna, &bram, &carla, &daan, &guest, &auditor] {
         w.add_member(&sap, m).await;
     }
     let m365_off = w.m365_group("Marketing Team", Some(false), None).await;
-    let m365_dl = w.m365_group("All Company News", Some(true), Some("universalDistributionGroup")).await;
+    let m365_dl = w
+        .m365_group(
+            "All Company News",
+            Some(true),
+            Some("universalDistributionGroup"),
+        )
+        .await;
     w.add_member(&m365_dl, &bram).await;
     let default_sg = w.security_group("SG-Default-NoWriteback", None, None).await;
 
     // A group nesting a domain-local AD group (synced from AD).
-    let local = w
-        .dc
-        .create_group(&w.people_ou, "DL-FileShare-Local", wb_model::GROUP_TYPE_DOMAIN_LOCAL | wb_model::GROUP_TYPE_SECURITY)
+    let local =
+        w.dc.create_group(
+            &w.people_ou,
+            "DL-FileShare-Local",
+            wb_model::GROUP_TYPE_DOMAIN_LOCAL | wb_model::GROUP_TYPE_SECURITY,
+        )
         .await;
     let (st, v) = w
         .graph(
@@ -52,7 +69,11 @@ async fn the_seed_story_is_written_back_as_step_5_shows() {
     assert_eq!(st, 201, "{v}");
     let local_cloud = v["id"].as_str().unwrap().to_string();
     let share = w
-        .security_group("SG-FileShare-Access", Some(true), Some("universalSecurityGroup"))
+        .security_group(
+            "SG-FileShare-Access",
+            Some(true),
+            Some("universalSecurityGroup"),
+        )
         .await;
     w.add_member(&share, &anna).await;
     w.add_member(&share, &local_cloud).await;
@@ -69,27 +90,54 @@ async fn the_seed_story_is_written_back_as_step_5_shows() {
     // object-id naming by default: CN = Group_<objectId>
     let fin = &ad[&format!("Group_{finance}")];
     assert_eq!(fin.group_type, -2147483640, "universal security");
-    assert_eq!(fin.admin_description.as_deref(), Some(format!("Group_{finance}").as_str()));
-    assert_eq!(fin.ext_id.as_deref(), Some(format!("Group_{finance}").as_str()), "2016 schema anchor");
-    assert_eq!(fin.display_name.as_deref(), Some("SG-NL-Finance-Department"));
-    assert_eq!(fin.member_set(), lower_sorted(&[&anna_ad.dn, &bram_ad.dn, &carla_ad.dn]));
+    assert_eq!(
+        fin.admin_description.as_deref(),
+        Some(format!("Group_{finance}").as_str())
+    );
+    assert_eq!(
+        fin.ext_id.as_deref(),
+        Some(format!("Group_{finance}").as_str()),
+        "2016 schema anchor"
+    );
+    assert_eq!(
+        fin.display_name.as_deref(),
+        Some("SG-NL-Finance-Department")
+    );
+    assert_eq!(
+        fin.member_set(),
+        lower_sorted(&[&anna_ad.dn, &bram_ad.dn, &carla_ad.dn])
+    );
 
     let sapg = &ad[&format!("Group_{sap}")];
-    assert_eq!(sapg.members.len(), 4, "4 of 6 members: the 2 cloud-only users are not written");
+    assert_eq!(
+        sapg.members.len(),
+        4,
+        "4 of 6 members: the 2 cloud-only users are not written"
+    );
     assert_eq!(
         sapg.member_set(),
         lower_sorted(&[&anna_ad.dn, &bram_ad.dn, &carla_ad.dn, &daan_ad.dn])
     );
 
     let dl = &ad[&format!("Group_{m365_dl}")];
-    assert_eq!(dl.group_type, 8, "Microsoft 365 group as universal distribution group");
+    assert_eq!(
+        dl.group_type, 8,
+        "Microsoft 365 group as universal distribution group"
+    );
     assert_eq!(dl.member_set(), lower_sorted(&[&bram_ad.dn]));
 
     let fs = &ad[&format!("Group_{share}")];
-    assert_eq!(fs.member_set(), lower_sorted(&[&anna_ad.dn]), "the domain-local group is not nested");
+    assert_eq!(
+        fs.member_set(),
+        lower_sorted(&[&anna_ad.dn]),
+        "the domain-local group is not nested"
+    );
 
     for id in [&m365_off, &default_sg, &local_cloud] {
-        assert!(!ad.contains_key(&format!("Group_{id}")), "{id} must not be written back");
+        assert!(
+            !ad.contains_key(&format!("Group_{id}")),
+            "{id} must not be written back"
+        );
     }
     // Only the four written groups (+ the domain-local AD group of the test) exist.
     assert_eq!(ad.len(), 5, "{:?}", ad.keys().collect::<Vec<_>>());
@@ -99,9 +147,18 @@ async fn the_seed_story_is_written_back_as_step_5_shows() {
     let outcome = |id: &str| groups.iter().find(|g| g["id"] == id).unwrap().clone();
     assert_eq!(outcome(&m365_off)["decision"]["decision"], "not-enabled");
     assert_eq!(outcome(&default_sg)["decision"]["decision"], "not-enabled");
-    assert_eq!(outcome(&local_cloud)["decision"]["decision"], "synced-from-ad");
+    assert_eq!(
+        outcome(&local_cloud)["decision"]["decision"],
+        "synced-from-ad"
+    );
     let sap_members = outcome(&sap)["members"].as_array().unwrap().clone();
-    assert_eq!(sap_members.iter().filter(|m| m["fate"] == "cloud-only").count(), 2);
+    assert_eq!(
+        sap_members
+            .iter()
+            .filter(|m| m["fate"] == "cloud-only")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,9 +191,13 @@ async fn a_cloud_rename_renames_in_place_keeping_guid_and_sid() {
     let g = w.security_group("SG-Before-Rename", Some(true), None).await;
     w.sync_ok();
     let before = w.ad_group_of(&g).await.expect("written");
-    assert_eq!(before.cn, format!("SG-Before-Rename_{}", &g[g.len() - 12..]));
+    assert_eq!(
+        before.cn,
+        format!("SG-Before-Rename_{}", &g[g.len() - 12..])
+    );
 
-    w.patch_group(&g, serde_json::json!({"displayName": "SG-After-Rename"})).await;
+    w.patch_group(&g, serde_json::json!({"displayName": "SG-After-Rename"}))
+        .await;
     w.sync_ok();
     let after = w.ad_group_of(&g).await.expect("still there");
     assert_eq!(after.cn, format!("SG-After-Rename_{}", &g[g.len() - 12..]));
@@ -159,7 +220,10 @@ async fn display_names_with_rfc4514_specials_round_trip() {
     assert_eq!(ad.cn, format!("{trimmed}_{}", &g[g.len() - 12..]));
     assert_eq!(ad.display_name.as_deref(), Some(name));
     let sam = ad.sam.clone().unwrap();
-    assert!(!sam.chars().any(|c| "\"/\\[]:;|=,+*?<>".contains(c)), "{sam}");
+    assert!(
+        !sam.chars().any(|c| "\"/\\[]:;|=,+*?<>".contains(c)),
+        "{sam}"
+    );
     assert!(sam.chars().count() <= 64);
     // and nothing to do on the next cycle
     assert_eq!(w.sync_ok()["ldapWrites"], 0);
@@ -169,7 +233,11 @@ async fn display_names_with_rfc4514_specials_round_trip() {
 async fn a_security_group_typed_as_distribution_is_an_error_and_not_written() {
     let w = World::new("badtype").await;
     let g = w
-        .security_group("SG-Wrong-Type", Some(true), Some("universalDistributionGroup"))
+        .security_group(
+            "SG-Wrong-Type",
+            Some(true),
+            Some("universalDistributionGroup"),
+        )
         .await;
     let ok = w.security_group("SG-Right-Type", Some(true), None).await;
     let out = w.sync_expect(1, &[]);
@@ -177,18 +245,32 @@ async fn a_security_group_typed_as_distribution_is_an_error_and_not_written() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e["message"] == "security groups can only be written back as universalSecurityGroup"));
+        .any(|e| e["message"]
+            == "security groups can only be written back as universalSecurityGroup"));
     assert!(w.ad_group_of(&g).await.is_none());
-    assert!(w.ad_group_of(&ok).await.is_some(), "one bad group never stops the others");
+    assert!(
+        w.ad_group_of(&ok).await.is_some(),
+        "one bad group never stops the others"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn m365_types_map_to_ad_group_types() {
     let w = World::new("types").await;
     let default = w.m365_group("M365 Default", None, None).await;
-    let sec = w.m365_group("M365 As Security", Some(true), Some("universalSecurityGroup")).await;
+    let sec = w
+        .m365_group(
+            "M365 As Security",
+            Some(true),
+            Some("universalSecurityGroup"),
+        )
+        .await;
     let mesg = w
-        .m365_group("M365 Mail Security", Some(true), Some("universalMailEnabledSecurityGroup"))
+        .m365_group(
+            "M365 Mail Security",
+            Some(true),
+            Some("universalMailEnabledSecurityGroup"),
+        )
         .await;
     w.sync_ok();
     assert_eq!(w.ad_group_of(&default).await.unwrap().group_type, 8);
@@ -210,8 +292,16 @@ async fn rules_enable_security_groups_and_place_them_but_explicit_false_wins() {
     let no_match = w.security_group("Other-Group", None, None).await;
     w.sync_ok();
     let g = w.ad_group_of(&by_rule).await.expect("enabled by the rule");
-    assert!(g.dn.to_ascii_lowercase().ends_with(&sec_ou.to_ascii_lowercase()), "{}", g.dn);
-    assert!(w.ad_group_of(&explicit_off).await.is_none(), "isEnabled false wins over a rule");
+    assert!(
+        g.dn.to_ascii_lowercase()
+            .ends_with(&sec_ou.to_ascii_lowercase()),
+        "{}",
+        g.dn
+    );
+    assert!(
+        w.ad_group_of(&explicit_off).await.is_none(),
+        "isEnabled false wins over a rule"
+    );
     assert!(w.ad_group_of(&no_match).await.is_none());
 }
 

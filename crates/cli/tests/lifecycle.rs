@@ -14,7 +14,10 @@ async fn membership_changes_flow_in_delta_cycles() {
     w.add_member(&g, &a).await;
     let first = w.sync_ok();
     assert_eq!(first["mode"], "full");
-    assert_eq!(w.ad_group_of(&g).await.unwrap().member_set(), lower_sorted(&[&a_ad.dn]));
+    assert_eq!(
+        w.ad_group_of(&g).await.unwrap().member_set(),
+        lower_sorted(&[&a_ad.dn])
+    );
 
     w.add_member(&g, &b).await;
     w.remove_member(&g, &a).await;
@@ -22,7 +25,10 @@ async fn membership_changes_flow_in_delta_cycles() {
     assert_eq!(out["mode"], "delta");
     assert_eq!(out["applied"]["member_adds"], 1);
     assert_eq!(out["applied"]["member_removes"], 1);
-    assert_eq!(w.ad_group_of(&g).await.unwrap().member_set(), lower_sorted(&[&b_ad.dn]));
+    assert_eq!(
+        w.ad_group_of(&g).await.unwrap().member_set(),
+        lower_sorted(&[&b_ad.dn])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,17 +49,36 @@ async fn disabling_writeback_orphans_the_group_and_delete_out_of_scope_deletes_i
     w.sync_ok();
     let before = w.ad_group_of(&g).await.expect("written");
 
-    w.patch_group(&g, json!({"writebackConfiguration": {"isEnabled": false}})).await;
-    w.patch_group(&g, json!({"displayName": "SG-Disabled-Renamed"})).await;
+    w.patch_group(&g, json!({"writebackConfiguration": {"isEnabled": false}}))
+        .await;
+    w.patch_group(&g, json!({"displayName": "SG-Disabled-Renamed"}))
+        .await;
     let out = w.sync_ok();
-    let kept = w.ad_group_of(&g).await.expect("kept when writeback is switched off");
+    let kept = w
+        .ad_group_of(&g)
+        .await
+        .expect("kept when writeback is switched off");
     assert_eq!(kept.guid, before.guid);
-    assert_eq!(kept.display_name.as_deref(), Some("SG-Disable"), "orphans are no longer updated");
-    let outcome = out["groups"].as_array().unwrap().iter().find(|x| x["id"] == g.as_str()).unwrap().clone();
+    assert_eq!(
+        kept.display_name.as_deref(),
+        Some("SG-Disable"),
+        "orphans are no longer updated"
+    );
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(outcome["ad_state"], "orphaned");
     let status = w.writeback(&["status", "--json"]);
     assert_eq!(status.code, 0);
-    assert!(status.json()["orphaned"].as_array().unwrap().iter().any(|o| o["id"] == g.as_str()));
+    assert!(status.json()["orphaned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["id"] == g.as_str()));
 
     w.writeback_toml = "delete_out_of_scope = true".into();
     w.write_config();
@@ -73,23 +98,43 @@ async fn soft_delete_keeps_restore_resumes_permanent_delete_deletes() {
     let (st, v) = w.graph("DELETE", &format!("/v1.0/groups/{g}"), None).await;
     assert_eq!(st, 204, "{v}");
     w.sync_ok();
-    assert_eq!(w.ad_group_of(&g).await.expect("kept while soft-deleted").guid, created.guid);
+    assert_eq!(
+        w.ad_group_of(&g)
+            .await
+            .expect("kept while soft-deleted")
+            .guid,
+        created.guid
+    );
 
-    let (st, v) = w.graph("POST", &format!("/v1.0/directory/deletedItems/{g}/restore"), None).await;
+    let (st, v) = w
+        .graph(
+            "POST",
+            &format!("/v1.0/directory/deletedItems/{g}/restore"),
+            None,
+        )
+        .await;
     assert!(st == 200 || st == 201, "{st} {v}");
     w.add_member(&g, &a).await;
     w.sync_ok();
     let restored = w.ad_group_of(&g).await.expect("still there");
-    assert_eq!(restored.guid, created.guid, "updates resume on the same AD object");
+    assert_eq!(
+        restored.guid, created.guid,
+        "updates resume on the same AD object"
+    );
     assert_eq!(restored.member_set(), lower_sorted(&[&a_ad.dn]));
 
     let (st, _) = w.graph("DELETE", &format!("/v1.0/groups/{g}"), None).await;
     assert_eq!(st, 204);
-    let (st, v) = w.graph("DELETE", &format!("/v1.0/directory/deletedItems/{g}"), None).await;
+    let (st, v) = w
+        .graph("DELETE", &format!("/v1.0/directory/deletedItems/{g}"), None)
+        .await;
     assert_eq!(st, 204, "{v}");
     let out = w.sync_ok();
     assert_eq!(out["applied"]["deletes"], 1);
-    assert!(w.ad_group_of(&g).await.is_none(), "permanently deleted in the cloud → deleted in AD");
+    assert!(
+        w.ad_group_of(&g).await.is_none(),
+        "permanently deleted in the cloud → deleted in AD"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,22 +151,59 @@ async fn drift_made_by_hand_is_put_back() {
 
     let mut ldap = w.ldap().await;
     // a member added by hand, the cloud member removed by hand, the type changed to global
-    ldap.modify(&ad.dn, vec![Mod::Add("member", HashSet::from([b_ad.dn.as_str()]))])
-        .await.unwrap().success().unwrap();
-    ldap.modify(&ad.dn, vec![Mod::Delete("member", HashSet::from([a_ad.dn.as_str()]))])
-        .await.unwrap().success().unwrap();
-    ldap.modify(&ad.dn, vec![Mod::Replace("groupType", HashSet::from(["-2147483646"]))])
-        .await.unwrap().success().unwrap();
-    ldap.modify(&ad.dn, vec![Mod::Replace("displayName", HashSet::from(["hand edited"]))])
-        .await.unwrap().success().unwrap();
+    ldap.modify(
+        &ad.dn,
+        vec![Mod::Add("member", HashSet::from([b_ad.dn.as_str()]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.modify(
+        &ad.dn,
+        vec![Mod::Delete("member", HashSet::from([a_ad.dn.as_str()]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.modify(
+        &ad.dn,
+        vec![Mod::Replace("groupType", HashSet::from(["-2147483646"]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.modify(
+        &ad.dn,
+        vec![Mod::Replace("displayName", HashSet::from(["hand edited"]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
 
     let out = w.sync_ok();
     let after = w.ad_group_of(&g).await.unwrap();
-    assert_eq!(after.member_set(), lower_sorted(&[&a_ad.dn]), "membership is authoritative from the cloud");
+    assert_eq!(
+        after.member_set(),
+        lower_sorted(&[&a_ad.dn]),
+        "membership is authoritative from the cloud"
+    );
     assert_eq!(after.group_type, -2147483640, "scope put back to universal");
     assert_eq!(after.display_name.as_deref(), Some("SG-Drift"));
-    let outcome = out["groups"].as_array().unwrap().iter().find(|x| x["id"] == g.as_str()).unwrap().clone();
-    assert!(!outcome["drift"].as_array().unwrap().is_empty(), "drift is reported: {outcome}");
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        !outcome["drift"].as_array().unwrap().is_empty(),
+        "drift is reported: {outcome}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,9 +217,19 @@ async fn a_group_deleted_by_hand_in_ad_is_created_again() {
     let out = w.sync_ok();
     let again = w.ad_group_of(&g).await.expect("re-created");
     assert_ne!(again.sid, first.sid);
-    let outcome = out["groups"].as_array().unwrap().iter().find(|x| x["id"] == g.as_str()).unwrap().clone();
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap()
+        .clone();
     assert!(
-        outcome["drift"].as_array().unwrap().iter().any(|d| d.as_str().unwrap_or("").contains("SID")),
+        outcome["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap_or("").contains("SID")),
         "the SID change is reported: {outcome}"
     );
 }

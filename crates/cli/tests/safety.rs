@@ -10,7 +10,13 @@ use support::*;
 async fn permanently_delete(w: &World, id: &str) {
     let (st, v) = w.graph("DELETE", &format!("/v1.0/groups/{id}"), None).await;
     assert_eq!(st, 204, "{v}");
-    let (st, v) = w.graph("DELETE", &format!("/v1.0/directory/deletedItems/{id}"), None).await;
+    let (st, v) = w
+        .graph(
+            "DELETE",
+            &format!("/v1.0/directory/deletedItems/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(st, 204, "{v}");
 }
 
@@ -28,7 +34,10 @@ async fn mass_group_delete_over_the_threshold_stops_until_allowed() {
     let out = w.sync_expect(4, &[]);
     assert_eq!(out["status"], "stopped-by-threshold");
     assert!(out["message"].as_str().unwrap().contains("--allow-deletes"));
-    assert!(w.ad_group_of(&a).await.is_some() && w.ad_group_of(&b).await.is_some(), "nothing deleted");
+    assert!(
+        w.ad_group_of(&a).await.is_some() && w.ad_group_of(&b).await.is_some(),
+        "nothing deleted"
+    );
     let runs = w.writeback(&["runs", "--json"]).json();
     assert_eq!(runs[0]["status"], "stopped-by-threshold");
 
@@ -45,7 +54,9 @@ async fn mass_member_removal_over_the_threshold_stops_until_allowed() {
     let g = w.security_group("SG-MThresh", Some(true), None).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (id, _) = w.synced_user(&format!("mt-{i}"), &format!("MThresh {i}")).await;
+        let (id, _) = w
+            .synced_user(&format!("mt-{i}"), &format!("MThresh {i}"))
+            .await;
         w.add_member(&g, &id).await;
         ids.push(id);
     }
@@ -63,26 +74,36 @@ async fn mass_member_removal_over_the_threshold_stops_until_allowed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn staging_writes_nothing_and_records_what_it_would_export() {
     let mut w = World::new("staging").await;
-    let kept = w.security_group("SG-Staging-Existing", Some(true), None).await;
+    let kept = w
+        .security_group("SG-Staging-Existing", Some(true), None)
+        .await;
     w.sync_ok();
     let before = w.ad_groups().await;
     w.writeback_toml = "staging = true".into();
     w.write_config();
     let g = w.security_group("SG-Staging-New", Some(true), None).await;
-    w.patch_group(&kept, json!({"displayName": "SG-Staging-Renamed"})).await;
+    w.patch_group(&kept, json!({"displayName": "SG-Staging-Renamed"}))
+        .await;
     let out = w.sync_ok();
     assert_eq!(out["status"], "staging");
     assert_eq!(out["ldapWrites"], 0);
     let after = w.ad_groups().await;
     assert_eq!(before.len(), after.len());
     for (cn, g) in &before {
-        assert_eq!(g.usn_changed, after[cn].usn_changed, "{cn} changed in staging");
+        assert_eq!(
+            g.usn_changed, after[cn].usn_changed,
+            "{cn} changed in staging"
+        );
     }
     assert!(w.ad_group_of(&g).await.is_none());
     let run = out["run"].as_i64().unwrap();
     let shown = w.writeback(&["show", &run.to_string(), "--json"]).json();
     let ops = shown["plan"]["operations"].as_array().unwrap();
-    assert!(ops.iter().any(|o| o["op"] == "create" && o["group"] == g.as_str()), "{shown}");
+    assert!(
+        ops.iter()
+            .any(|o| o["op"] == "create" && o["group"] == g.as_str()),
+        "{shown}"
+    );
 
     // Switching to active: no re-import needed, the next cycle exports.
     w.writeback_toml = String::new();
@@ -95,7 +116,9 @@ async fn staging_writes_nothing_and_records_what_it_would_export() {
 async fn decoys_in_and_around_the_managed_ou_are_never_touched() {
     let mut w = World::new("decoys").await;
     let (u, u_ad) = w.synced_user("dc-u", "Decoy User").await;
-    let disabled = w.security_group("SG-Decoy-Disabled", Some(false), None).await;
+    let disabled = w
+        .security_group("SG-Decoy-Disabled", Some(false), None)
+        .await;
     let g = w.security_group("SG-Real", Some(true), None).await;
     w.add_member(&g, &u).await;
 
@@ -104,22 +127,54 @@ async fn decoys_in_and_around_the_managed_ou_are_never_touched() {
     let t = wb_model::GROUP_TYPE_GLOBAL | wb_model::GROUP_TYPE_SECURITY;
     let d1 = w.dc.create_group(&w.groups_ou, "Decoy-No-Anchor", t).await;
     let d2 = w.dc.create_group(&w.people_ou, "Decoy-Outside", t).await;
-    let d3 = w.dc.create_group(&w.groups_ou, "Decoy-Not-In-Scope", t).await;
+    let d3 =
+        w.dc.create_group(&w.groups_ou, "Decoy-Not-In-Scope", t)
+            .await;
     let mut ldap = w.ldap().await;
     let anchor_g = format!("Group_{g}");
     let anchor_d = format!("Group_{disabled}");
-    ldap.modify(&d2.dn, vec![Mod::Replace("adminDescription", HashSet::from([anchor_g.as_str()]))])
-        .await.unwrap().success().unwrap();
-    ldap.modify(&d3.dn, vec![Mod::Replace("adminDescription", HashSet::from([anchor_d.as_str()]))])
-        .await.unwrap().success().unwrap();
+    ldap.modify(
+        &d2.dn,
+        vec![Mod::Replace(
+            "adminDescription",
+            HashSet::from([anchor_g.as_str()]),
+        )],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.modify(
+        &d3.dn,
+        vec![Mod::Replace(
+            "adminDescription",
+            HashSet::from([anchor_d.as_str()]),
+        )],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
     for d in [&d1, &d3] {
-        ldap.modify(&d.dn, vec![Mod::Add("member", HashSet::from([u_ad.dn.as_str()]))])
-            .await.unwrap().success().unwrap();
+        ldap.modify(
+            &d.dn,
+            vec![Mod::Add("member", HashSet::from([u_ad.dn.as_str()]))],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     }
     let snapshot = |all: &std::collections::BTreeMap<String, AdView>| {
         ["Decoy-No-Anchor", "Decoy-Outside", "Decoy-Not-In-Scope"]
             .iter()
-            .map(|cn| (all[*cn].usn_changed.clone(), all[*cn].member_set(), all[*cn].group_type))
+            .map(|cn| {
+                (
+                    all[*cn].usn_changed.clone(),
+                    all[*cn].member_set(),
+                    all[*cn].group_type,
+                )
+            })
             .collect::<Vec<_>>()
     };
     let before = snapshot(&w.ad_groups().await);
@@ -130,7 +185,8 @@ async fn decoys_in_and_around_the_managed_ou_are_never_touched() {
         let r = w.writeback(&["sync", "--json", "--allow-deletes"]);
         assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stdout, r.stderr);
         // churn
-        w.patch_group(&g, json!({"displayName": format!("SG-Real-{round}")})).await;
+        w.patch_group(&g, json!({"displayName": format!("SG-Real-{round}")}))
+            .await;
         if round == 1 {
             w.remove_member(&g, &u).await;
         }
@@ -140,8 +196,12 @@ async fn decoys_in_and_around_the_managed_ou_are_never_touched() {
     }
     let out = w.sync_ok();
     let foreign = out["foreign"].as_array().unwrap();
-    assert!(foreign.iter().any(|f| f["dn"].as_str().unwrap().contains("Decoy-No-Anchor")));
-    assert!(foreign.iter().any(|f| f["dn"].as_str().unwrap().contains("Decoy-Not-In-Scope")));
+    assert!(foreign
+        .iter()
+        .any(|f| f["dn"].as_str().unwrap().contains("Decoy-No-Anchor")));
+    assert!(foreign
+        .iter()
+        .any(|f| f["dn"].as_str().unwrap().contains("Decoy-Not-In-Scope")));
     assert_eq!(before, snapshot(&w.ad_groups().await), "decoys changed");
 }
 

@@ -383,12 +383,70 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
 const RUN_COLUMNS: &str = "SELECT id, started_at, finished_at, mode, status, staging, counts, \
      graph_requests, ldap_writes, errors, message, plan FROM runs";
 
+/// Plans kept in the run history (older runs keep their counts and errors, not their plan).
+pub const PLANS_KEPT: usize = 50;
+/// Runs kept in the history.
+pub const RUNS_KEPT: usize = 20_000;
+const META_LAST_NOOP_PLAN: &str = "last_noop_plan_hash";
+
+/// A daemon repeats the same no-change plan every cycle: store such a plan only when it
+/// differs from the last one stored, so the history does not grow by a full tenant image
+/// every `interval`. Plans with operations are always stored.
+fn plan_to_store(tx: &Transaction<'_>, run: &RunRecord) -> Result<Option<String>, StoreError> {
+    use std::hash::{Hash, Hasher};
+    let Some(plan) = run.plan.as_ref() else {
+        return Ok(None);
+    };
+    let json = encode("plan of the run", plan)?;
+    if !plan.operations.is_empty() {
+        return Ok(Some(json));
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
+    let hash = format!("{:016x}", h.finish());
+    let last: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [META_LAST_NOOP_PLAN],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql("read metadata"))?;
+    let has_plans: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE plan IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("read runs"))?;
+    if has_plans && last.as_deref() == Some(hash.as_str()) {
+        return Ok(None);
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![META_LAST_NOOP_PLAN, hash],
+    )
+    .map_err(sql("write metadata"))?;
+    Ok(Some(json))
+}
+
+fn prune_history(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE runs SET plan = NULL WHERE plan IS NOT NULL AND id NOT IN
+             (SELECT id FROM runs WHERE plan IS NOT NULL ORDER BY id DESC LIMIT ?1)",
+        params![PLANS_KEPT as i64],
+    )
+    .map_err(sql("prune run plans"))?;
+    tx.execute(
+        "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?1)",
+        params![RUNS_KEPT as i64],
+    )
+    .map_err(sql("prune runs"))?;
+    Ok(())
+}
+
 fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> {
-    let plan = run
-        .plan
-        .as_ref()
-        .map(|p| encode("plan of the run", p))
-        .transpose()?;
+    let plan = plan_to_store(tx, run)?;
     tx.execute(
         "INSERT INTO runs (started_at, finished_at, mode, status, staging, counts,
              graph_requests, ldap_writes, errors, message, plan)
@@ -408,7 +466,9 @@ fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> 
         ],
     )
     .map_err(sql("record run"))?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    prune_history(tx)?;
+    Ok(id)
 }
 
 /// A runs row as SQLite gives it, before the JSON and text columns are decoded.

@@ -429,3 +429,56 @@ fn tenant_sized_snapshot_commits_and_loads() {
     assert_eq!(state.cloud.users.len(), 5_000);
     assert_eq!(state.cloud.groups[&groups[19_999].id], groups[19_999]);
 }
+
+#[test]
+fn a_repeated_no_change_plan_is_stored_once_and_old_plans_are_pruned() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).expect("open");
+    let t = OffsetDateTime::now_utc();
+    let mut noop = sample_plan("SG-Quiet");
+    noop.operations.clear();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let mut r = run("delta", RunStatus::Success, t + time::Duration::seconds(i));
+        r.plan = Some(noop.clone());
+        ids.push(store.record_run(&r).expect("record"));
+    }
+    assert!(
+        store.run(ids[0]).unwrap().unwrap().plan.is_some(),
+        "the first no-change plan is kept"
+    );
+    assert!(
+        store.run(ids[1]).unwrap().unwrap().plan.is_none(),
+        "the same plan again is not stored"
+    );
+    assert!(store.run(ids[2]).unwrap().unwrap().plan.is_none());
+    assert_eq!(
+        store.last_outcomes().unwrap(),
+        Some(noop.clone()),
+        "status still has the outcomes"
+    );
+
+    // Plans with operations are always stored, and only the newest PLANS_KEPT are kept.
+    let mut last = 0;
+    for i in 0..(wb_store::PLANS_KEPT + 5) {
+        let mut r = run(
+            "delta",
+            RunStatus::Success,
+            t + time::Duration::seconds(10 + i as i64),
+        );
+        r.plan = Some(sample_plan(&format!("SG-{i}")));
+        last = store.record_run(&r).expect("record");
+    }
+    assert!(store.run(last).unwrap().unwrap().plan.is_some());
+    assert!(
+        store.run(ids[0]).unwrap().unwrap().plan.is_none(),
+        "old plans are pruned"
+    );
+    let with_plans = store
+        .runs(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.plan.is_some())
+        .count();
+    assert_eq!(with_plans, wb_store::PLANS_KEPT);
+}

@@ -40,14 +40,23 @@ fn target_bin(name: &str) -> PathBuf {
 impl Sim {
     pub fn start() -> Sim {
         let mut child = Command::new(target_bin("graph-sim"))
-            .args(["--listen", "127.0.0.1:0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--client-id",
+                CLIENT_ID,
+                "--client-secret",
+                CLIENT_SECRET,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("graph-sim starts");
         let stdout = child.stdout.take().expect("graph-sim stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("graph-sim prints its address");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("graph-sim prints its address");
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -178,7 +187,11 @@ state = "state.db"
         let mut args = vec!["sync", "--json"];
         args.extend_from_slice(extra);
         let r = self.writeback(&args);
-        assert_eq!(r.code, code, "exit code of sync\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        assert_eq!(
+            r.code, code,
+            "exit code of sync\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
         r.json()
     }
 
@@ -200,7 +213,11 @@ state = "state.db"
         let resp = req.send().await.expect("graph-sim answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 
@@ -252,7 +269,12 @@ state = "state.db"
     }
 
     /// A security group with writebackConfiguration (`enabled` = isEnabled, `ty` = type).
-    pub async fn security_group(&self, name: &str, enabled: Option<bool>, ty: Option<&str>) -> String {
+    pub async fn security_group(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        ty: Option<&str>,
+    ) -> String {
         self.created(
             "/beta/groups",
             json!({
@@ -276,7 +298,8 @@ state = "state.db"
             "groupTypes": ["Unified"],
         });
         if enabled.is_some() || ty.is_some() {
-            body["writebackConfiguration"] = json!({"isEnabled": enabled, "onPremisesGroupType": ty});
+            body["writebackConfiguration"] =
+                json!({"isEnabled": enabled, "onPremisesGroupType": ty});
         }
         self.created("/beta/groups", body).await
     }
@@ -294,20 +317,28 @@ state = "state.db"
 
     pub async fn remove_member(&self, group: &str, member: &str) {
         let (status, v) = self
-            .graph("DELETE", &format!("/v1.0/groups/{group}/members/{member}/$ref"), None)
+            .graph(
+                "DELETE",
+                &format!("/v1.0/groups/{group}/members/{member}/$ref"),
+                None,
+            )
             .await;
         assert_eq!(status, 204, "remove member: {v}");
     }
 
     pub async fn patch_group(&self, group: &str, body: Value) {
-        let (status, v) = self.graph("PATCH", &format!("/beta/groups/{group}"), Some(body)).await;
+        let (status, v) = self
+            .graph("PATCH", &format!("/beta/groups/{group}"), Some(body))
+            .await;
         assert_eq!(status, 204, "patch group: {v}");
     }
 
     // ---- AD side (plain LDAP reads, independent of writeback's connector) ----
 
     pub async fn ldap(&self) -> Ldap {
-        let (conn, mut ldap) = LdapConnAsync::new(&self.dc.url).await.expect("ldap connect");
+        let (conn, mut ldap) = LdapConnAsync::new(&self.dc.url)
+            .await
+            .expect("ldap connect");
         ldap3::drive!(conn);
         ldap.simple_bind(&self.dc.bind_dn, &self.dc.password)
             .await
@@ -326,9 +357,19 @@ state = "state.db"
                 Scope::Subtree,
                 "(objectClass=group)",
                 vec![
-                    "cn", "distinguishedName", "objectGUID", "objectSid", "groupType", "sAMAccountName",
-                    "adminDescription", "msDS-ExternalDirectoryObjectId", "displayName", "description",
-                    "member;range=0-*", "whenChanged", "uSNChanged",
+                    "cn",
+                    "distinguishedName",
+                    "objectGUID",
+                    "objectSid",
+                    "groupType",
+                    "sAMAccountName",
+                    "adminDescription",
+                    "msDS-ExternalDirectoryObjectId",
+                    "displayName",
+                    "description",
+                    "member;range=0-*",
+                    "whenChanged",
+                    "uSNChanged",
                 ],
             )
             .await
@@ -343,7 +384,12 @@ state = "state.db"
                 e.bin_attrs
                     .get(k)
                     .and_then(|v| v.first().cloned())
-                    .or_else(|| e.attrs.get(k).and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                    .or_else(|| {
+                        e.attrs
+                            .get(k)
+                            .and_then(|v| v.first())
+                            .map(|s| s.as_bytes().to_vec())
+                    })
                     .unwrap_or_default()
             };
             let members = e
@@ -396,11 +442,14 @@ impl World {
         use std::collections::HashSet;
         let mut ldap = self.ldap().await;
         let ou = format!("OU={prefix},{}", self.people_ou);
-        ldap.add(&ou, vec![("objectClass", HashSet::from(["organizationalUnit"]))])
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
+        ldap.add(
+            &ou,
+            vec![("objectClass", HashSet::from(["organizationalUnit"]))],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
         let tag = &rand_suffix()[..6];
         for i in 0..n {
             let cn = format!("{prefix}{tag}{i:05}");
@@ -418,7 +467,12 @@ impl World {
             .unwrap_or_else(|e| panic!("add {dn}: {e}"));
         }
         let (entries, _) = ldap
-            .search(&ou, Scope::OneLevel, "(objectClass=user)", vec!["sAMAccountName", "objectSid"])
+            .search(
+                &ou,
+                Scope::OneLevel,
+                "(objectClass=user)",
+                vec!["sAMAccountName", "objectSid"],
+            )
             .await
             .unwrap()
             .success()
@@ -431,7 +485,12 @@ impl World {
                     .bin_attrs
                     .get("objectSid")
                     .and_then(|v| v.first().cloned())
-                    .or_else(|| e.attrs.get("objectSid").and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                    .or_else(|| {
+                        e.attrs
+                            .get("objectSid")
+                            .and_then(|v| v.first())
+                            .map(|s| s.as_bytes().to_vec())
+                    })
                     .expect("objectSid");
                 BulkUser {
                     sam: e.attrs["sAMAccountName"][0].clone(),
@@ -481,7 +540,11 @@ pub struct AdView {
 impl AdView {
     /// Member DNs, lower-case, sorted.
     pub fn member_set(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.members.iter().map(|m| m.to_ascii_lowercase()).collect();
+        let mut v: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| m.to_ascii_lowercase())
+            .collect();
         v.sort();
         v
     }
@@ -495,14 +558,21 @@ pub fn lower_sorted(v: &[&str]) -> Vec<String> {
 
 fn nick_of(name: &str) -> String {
     let n: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    if n.is_empty() { "group".into() } else { n }
+    if n.is_empty() {
+        "group".into()
+    } else {
+        n
+    }
 }
 
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let x = n ^ std::process::id().rotate_left(16) ^ SEQ.fetch_add(0x9e37_79b9, Ordering::Relaxed);
     format!("{x:08x}")
 }
@@ -520,7 +590,10 @@ async fn token(http: &reqwest::Client, sim: &str) -> String {
         .await
         .expect("token request");
     let v: Value = resp.json().await.expect("token json");
-    v["access_token"].as_str().expect("access_token").to_string()
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
 }
 
 // ---- the lab DC (started by lab/dc; shared by every test, each in its own OU) ----
@@ -557,7 +630,9 @@ impl LabDc {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .output()
-            .unwrap_or_else(|e| panic!("cannot run lab/dc start ({e}): run `lab/dc start` as root, or scripts/test"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run lab/dc start ({e}): run `lab/dc start` as root, or scripts/test")
+            });
         assert!(
             out.status.success(),
             "lab/dc start failed: the end-to-end tests need the lab Samba AD DC; run `lab/dc start` as root (scripts/test does)"
@@ -594,7 +669,10 @@ impl LabDc {
         use std::collections::HashSet;
         let mut ldap = self.ldap().await;
         let r = ldap
-            .add(dn, vec![("objectClass", HashSet::from(["organizationalUnit"]))])
+            .add(
+                dn,
+                vec![("objectClass", HashSet::from(["organizationalUnit"]))],
+            )
             .await
             .expect("add ou");
         assert!(r.rc == 0 || r.rc == 68, "add {dn}: {r:?}");
@@ -604,14 +682,24 @@ impl LabDc {
     /// A new OU for one test: OU=<label>-<unique>,OU=Tests,<base>.
     pub async fn fresh_ou(&self, label: &str) -> String {
         self.create_ou(&format!("OU=Tests,{}", self.base_dn)).await;
-        let dn = format!("OU={label}-{}-{},OU=Tests,{}", std::process::id(), rand_suffix(), self.base_dn);
+        let dn = format!(
+            "OU={label}-{}-{},OU=Tests,{}",
+            std::process::id(),
+            rand_suffix(),
+            self.base_dn
+        );
         self.create_ou(&dn).await;
         dn
     }
 
     async fn read_ids(&self, ldap: &mut Ldap, dn: &str) -> (Vec<u8>, Vec<u8>) {
         let (rs, _) = ldap
-            .search(dn, Scope::Base, "(objectClass=*)", vec!["objectSid", "objectGUID"])
+            .search(
+                dn,
+                Scope::Base,
+                "(objectClass=*)",
+                vec!["objectSid", "objectGUID"],
+            )
             .await
             .expect("search")
             .success()
@@ -621,7 +709,12 @@ impl LabDc {
             e.bin_attrs
                 .get(k)
                 .and_then(|v| v.first().cloned())
-                .or_else(|| e.attrs.get(k).and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()))
+                .or_else(|| {
+                    e.attrs
+                        .get(k)
+                        .and_then(|v| v.first())
+                        .map(|s| s.as_bytes().to_vec())
+                })
                 .unwrap_or_else(|| panic!("{k} of {dn}"))
         };
         (bin("objectSid"), bin("objectGUID"))
@@ -663,7 +756,10 @@ impl LabDc {
             &dn,
             vec![
                 ("objectClass", HashSet::from(["group"])),
-                ("sAMAccountName", HashSet::from([format!("{cn}-{}", rand_suffix()).as_str()])),
+                (
+                    "sAMAccountName",
+                    HashSet::from([format!("{cn}-{}", rand_suffix()).as_str()]),
+                ),
                 ("groupType", HashSet::from([gt.as_str()])),
             ],
         )
@@ -673,6 +769,9 @@ impl LabDc {
         .unwrap_or_else(|e| panic!("add {dn}: {e}"));
         let (sid, _) = self.read_ids(&mut ldap, &dn).await;
         let _ = ldap.unbind().await;
-        LabGroup { dn, sid: sid_text(&sid) }
+        LabGroup {
+            dn,
+            sid: sid_text(&sid),
+        }
     }
 }
