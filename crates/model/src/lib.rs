@@ -28,7 +28,10 @@ pub enum MemberKind {
 impl MemberKind {
     /// From Graph's `@odata.type` (`#microsoft.graph.user`, ...).
     pub fn from_odata_type(t: &str) -> Self {
-        match t.trim_start_matches('#').trim_start_matches("microsoft.graph.") {
+        match t
+            .trim_start_matches('#')
+            .trim_start_matches("microsoft.graph.")
+        {
             "user" => MemberKind::User,
             "group" => MemberKind::Group,
             "device" => MemberKind::Device,
@@ -163,7 +166,10 @@ impl GroupKind {
 
 impl CloudGroup {
     pub fn kind(&self) -> GroupKind {
-        let unified = self.group_types.iter().any(|t| t.eq_ignore_ascii_case("Unified"));
+        let unified = self
+            .group_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("Unified"));
         let mail = self.mail_enabled.unwrap_or(false);
         let sec = self.security_enabled.unwrap_or(false);
         if unified {
@@ -177,7 +183,9 @@ impl CloudGroup {
         }
     }
     pub fn is_dynamic(&self) -> bool {
-        self.group_types.iter().any(|t| t.eq_ignore_ascii_case("DynamicMembership"))
+        self.group_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("DynamicMembership"))
     }
     pub fn is_synced_from_ad(&self) -> bool {
         self.on_premises_sync_enabled == Some(true)

@@ -133,14 +133,19 @@ impl Decision {
 #[serde(tag = "fate", rename_all = "kebab-case")]
 pub enum Fate {
     /// Written as this AD DN.
-    Written { dn: String, by: String },
+    Written {
+        dn: String,
+        by: String,
+    },
     CloudOnly,
     NotFoundOnPremises,
     NestedGroupNotEnabled,
     /// Nested group written back in this cycle but not yet created (or failed).
     NestedGroupPending,
     SyncedGroupNotFound,
-    DomainLocalGroup { dn: String },
+    DomainLocalGroup {
+        dn: String,
+    },
     /// Devices, contacts, service principals, unknown objects.
     UnsupportedKind,
     /// Referenced but unknown to the cloud image (e.g. a user not seen by user delta).
@@ -156,7 +161,9 @@ impl Fate {
             Fate::NestedGroupNotEnabled => "nested group not enabled for writeback",
             Fate::NestedGroupPending => "nested group not yet in AD",
             Fate::SyncedGroupNotFound => "group synced from AD not found on-premises",
-            Fate::DomainLocalGroup { .. } => "A universal group cannot have a local group as a member",
+            Fate::DomainLocalGroup { .. } => {
+                "A universal group cannot have a local group as a member"
+            }
             Fate::UnsupportedKind => "object kind not written back",
             Fate::UnknownObject => "unknown object",
         }
