@@ -108,6 +108,35 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
 
 /// A canonical form of a DN, equal for DNs that [`dn_eq`] finds equal; for use as a map key.
 pub fn dn_key(dn: &str) -> String {
+    plain_dn_key(dn).unwrap_or_else(|| parsed_dn_key(dn))
+}
+
+/// The key of a DN without escapes, multi-valued RDNs or characters that need escaping:
+/// the common case, computed without building the parsed form (plans compare many DNs).
+fn plain_dn_key(dn: &str) -> Option<String> {
+    let needs_parsing =
+        |c: char| matches!(c, '\\' | '+' | '"' | ';' | '<' | '>' | '#') || c.is_control();
+    if dn.chars().any(needs_parsing) {
+        return None;
+    }
+    let mut key = String::with_capacity(dn.len());
+    for (i, rdn) in dn.trim().split(',').enumerate() {
+        let (t, v) = rdn.split_once('=')?;
+        let (t, v) = (t.trim(), v.trim_matches(' '));
+        if t.is_empty() || v.contains('=') {
+            return None;
+        }
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(&t.to_ascii_lowercase());
+        key.push('=');
+        key.push_str(&v.to_lowercase());
+    }
+    Some(key)
+}
+
+fn parsed_dn_key(dn: &str) -> String {
     match parse_dn(dn) {
         Some(rdns) => rdns
             .iter()
@@ -246,4 +275,29 @@ fn flush_bytes(bytes: &mut Vec<u8>, out: &mut Vec<(char, bool)>) -> Option<()> {
         out.extend(text.chars().map(|c| (c, true)));
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn plain_dn_key_agrees_with_the_parsed_key(dn in "[ a-zA-Z=,é0-9#+\\\\]{0,40}") {
+            if let Some(plain) = plain_dn_key(&dn) {
+                prop_assert_eq!(plain, parsed_dn_key(&dn));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_dn_key_is_used_for_ordinary_dns_only() {
+        assert_eq!(
+            plain_dn_key("CN=Team A, OU=Groups,DC=Lab").as_deref(),
+            Some("cn=team a,ou=groups,dc=lab")
+        );
+        assert_eq!(plain_dn_key(r"CN=a\,b,DC=lab"), None);
+        assert_eq!(plain_dn_key("CN=a=b,DC=lab"), None);
+    }
 }
