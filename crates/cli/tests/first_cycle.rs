@@ -360,3 +360,118 @@ async fn a_group_of_3000_members_is_written_and_read_back_with_range_retrieval()
     assert_eq!(got, want);
     assert_eq!(w.sync_ok()["ldapWrites"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_groups_written_back_or_synced_from_ad_become_members_others_do_not() {
+    let w = World::new("nested").await;
+    let child = w.security_group("SG-Child", Some(true), None).await;
+    let not_enabled = w.security_group("SG-Not-Enabled", None, None).await;
+    let ad_global =
+        w.dc.create_group(
+            &w.people_ou,
+            "GG-From-AD",
+            wb_model::GROUP_TYPE_GLOBAL | wb_model::GROUP_TYPE_SECURITY,
+        )
+        .await;
+    let (st, v) = w
+        .graph(
+            "POST",
+            "/beta/groups",
+            Some(serde_json::json!({
+                "displayName": "GG-From-AD", "mailEnabled": false, "mailNickname": "ggfromad",
+                "securityEnabled": true, "groupTypes": [],
+                "onPremisesSyncEnabled": true, "onPremisesSecurityIdentifier": ad_global.sid,
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let synced = v["id"].as_str().unwrap().to_string();
+    let parent = w.security_group("SG-Parent", Some(true), None).await;
+    for m in [&child, &not_enabled, &synced] {
+        w.add_member(&parent, m).await;
+    }
+    let out = w.sync_ok();
+    let child_dn = w.ad_group_of(&child).await.unwrap().dn;
+    assert_eq!(
+        w.ad_group_of(&parent).await.unwrap().member_set(),
+        lower_sorted(&[&child_dn, &ad_global.dn])
+    );
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == parent.as_str())
+        .unwrap()
+        .clone();
+    assert!(outcome["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["fate"] == "nested-group-not-enabled"));
+    assert_eq!(w.sync_ok()["ldapWrites"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_2016_schema_the_anchor_is_admin_description_only() {
+    let w = World::new_2012("schema2012").await;
+    let g = w.security_group("SG-Old-Schema", Some(true), None).await;
+    let out = w.sync_ok();
+    let ad = w.ad_group_of(&g).await.expect("written");
+    assert_eq!(
+        ad.admin_description.as_deref(),
+        Some(format!("Group_{g}").as_str())
+    );
+    assert_eq!(ad.ext_id, None);
+    assert_eq!(out["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(w.sync_ok()["ldapWrites"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_distribution_group_gets_its_mail_attributes_where_the_schema_has_them() {
+    let w = World::new("mail").await;
+    let (st, v) = w
+        .graph(
+            "POST",
+            "/beta/groups",
+            Some(serde_json::json!({
+                "displayName": "Sales News", "mailEnabled": true, "mailNickname": "salesnews",
+                "securityEnabled": false, "groupTypes": ["Unified"],
+                "writebackConfiguration": {"isEnabled": true, "onPremisesGroupType": "universalDistributionGroup"},
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let g = v["id"].as_str().unwrap().to_string();
+    let (_, cloud) = w
+        .graph(
+            "GET",
+            &format!("/v1.0/groups/{g}?$select=mail,proxyAddresses"),
+            None,
+        )
+        .await;
+    let out = w.sync_ok();
+    let mut ldap = w.ldap().await;
+    let dn = w.ad_group_of(&g).await.unwrap().dn;
+    let (rs, _) = ldap
+        .search(
+            &dn,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["mail", "proxyAddresses", "mailNickname"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let e = ldap3::SearchEntry::construct(rs.into_iter().next().unwrap());
+    if let Some(mail) = cloud["mail"].as_str() {
+        assert_eq!(e.attrs.get("mail").map(|v| v[0].as_str()), Some(mail));
+    }
+    // Samba has no Exchange schema: mailNickname is skipped and said once per run.
+    assert!(!e.attrs.contains_key("mailNickname"));
+    let notices = w.writeback(&["plan", "--json"]).json()["notices"].clone();
+    assert!(
+        notices.to_string().contains("mailNickname"),
+        "{notices} / {out}"
+    );
+}

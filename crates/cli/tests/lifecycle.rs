@@ -255,3 +255,122 @@ async fn an_expired_delta_token_leads_to_a_full_round_that_deletes_nothing_that_
     assert_eq!(after.guid, before.guid);
     assert_eq!(after.member_set(), lower_sorted(&[&a_ad.dn]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_type_change_in_the_cloud_changes_the_ad_group_type_in_place() {
+    let w = World::new("typechg").await;
+    let g = w
+        .m365_group(
+            "M365 Type Change",
+            Some(true),
+            Some("universalDistributionGroup"),
+        )
+        .await;
+    w.sync_ok();
+    let before = w.ad_group_of(&g).await.unwrap();
+    assert_eq!(before.group_type, 8);
+    w.patch_group(
+        &g,
+        json!({"writebackConfiguration": {"isEnabled": true, "onPremisesGroupType": "universalSecurityGroup"}}),
+    )
+    .await;
+    let out = w.sync_ok();
+    assert_eq!(out["applied"]["modifies"], 1, "{out}");
+    let after = w.ad_group_of(&g).await.unwrap();
+    assert_eq!(after.group_type, -2147483640);
+    assert_eq!(after.guid, before.guid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_becomes_synced_later_is_written_and_one_gone_from_ad_is_reported() {
+    let w = World::new("latersync").await;
+    let g = w.security_group("SG-Later", Some(true), None).await;
+    let cloud_only = w.cloud_user("later-user").await;
+    let (gone, gone_ad) = w.synced_user("gone-u", "Gone User").await;
+    w.add_member(&g, &cloud_only).await;
+    w.add_member(&g, &gone).await;
+    w.sync_ok();
+    assert_eq!(
+        w.ad_group_of(&g).await.unwrap().member_set(),
+        lower_sorted(&[&gone_ad.dn])
+    );
+
+    // The cloud-only user gets synced from AD (its AD account now exists) ...
+    let u =
+        w.dc.create_user(&w.people_ou, &format!("ls{}", &g[..8]), "Later Synced")
+            .await;
+    let (st, v) = w
+        .graph(
+            "PATCH",
+            &format!("/v1.0/users/{cloud_only}"),
+            Some(json!({"onPremisesSyncEnabled": true, "onPremisesSecurityIdentifier": u.sid})),
+        )
+        .await;
+    assert!(st == 204 || st == 200, "seeding PATCH: {st} {v}");
+    // ... and the other disappears from AD.
+    let mut ldap = w.ldap().await;
+    ldap.delete(&gone_ad.dn).await.unwrap().success().unwrap();
+
+    let out = w.sync_ok();
+    assert_eq!(
+        w.ad_group_of(&g).await.unwrap().member_set(),
+        lower_sorted(&[&u.dn])
+    );
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap()
+        .clone();
+    let fates: Vec<&str> = outcome["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["fate"].as_str().unwrap())
+        .collect();
+    assert!(fates.contains(&"written"), "{outcome}");
+    assert!(fates.contains(&"not-found-on-premises"), "{outcome}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cn_renamed_and_an_anchor_cleared_by_hand_are_put_back() {
+    use ldap3::Mod;
+    use std::collections::HashSet;
+    let w = World::new("anchordrift").await;
+    let g = w.security_group("SG-Anchor-Drift", Some(true), None).await;
+    w.sync_ok();
+    let before = w.ad_group_of(&g).await.unwrap();
+    let mut ldap = w.ldap().await;
+    ldap.modifydn(&before.dn, "CN=Renamed-By-Hand", true, None)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let by_hand = format!("CN=Renamed-By-Hand,{}", w.groups_ou);
+    ldap.modify(
+        &by_hand,
+        vec![Mod::Replace("adminDescription", HashSet::<&str>::new())],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+
+    let out = w.sync_ok();
+    let after = w.ad_group_of(&g).await.expect("anchor put back");
+    assert_eq!(after.guid, before.guid, "the same object, not a new one");
+    assert_eq!(after.cn, before.cn, "CN put back");
+    assert_eq!(w.ad_groups().await.len(), 1);
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        !outcome["drift"].as_array().unwrap().is_empty(),
+        "{outcome}"
+    );
+}

@@ -96,7 +96,16 @@ impl SyncResult {
 
 impl World {
     pub async fn new(label: &str) -> World {
-        let dc = LabDc::ensure();
+        Self::with_dc(LabDc::ensure(), label).await
+    }
+
+    /// A world on the lab's second DC, whose schema (Windows Server 2012 R2 level) lacks
+    /// msDS-ExternalDirectoryObjectId.
+    pub async fn new_2012(label: &str) -> World {
+        Self::with_dc(LabDc::ensure_flavour("2012"), label).await
+    }
+
+    async fn with_dc(dc: LabDc, label: &str) -> World {
         let root_ou = dc.fresh_ou(label).await;
         let groups_ou = format!("OU=Groups,{root_ou}");
         let people_ou = format!("OU=People,{root_ou}");
@@ -624,9 +633,13 @@ impl LabDc {
     /// Starts the lab DC if it is not running (`lab/dc start` is idempotent and locked),
     /// or fails loudly saying how to start it.
     pub fn ensure() -> LabDc {
+        Self::ensure_flavour("2016")
+    }
+
+    pub fn ensure_flavour(schema: &str) -> LabDc {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let out = Command::new(root.join("lab/dc"))
-            .arg("start")
+            .args(["--schema", schema, "start"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .output()
@@ -637,8 +650,13 @@ impl LabDc {
             out.status.success(),
             "lab/dc start failed: the end-to-end tests need the lab Samba AD DC; run `lab/dc start` as root (scripts/test does)"
         );
-        let env_text = std::fs::read_to_string(root.join("lab/run/dc.env"))
-            .expect("lab/run/dc.env written by lab/dc start");
+        let env_file = if schema == "2016" {
+            "lab/run/dc.env"
+        } else {
+            "lab/run/dc-2012.env"
+        };
+        let env_text = std::fs::read_to_string(root.join(env_file))
+            .unwrap_or_else(|e| panic!("{env_file} written by lab/dc start: {e}"));
         let get = |k: &str| {
             env_text
                 .lines()
