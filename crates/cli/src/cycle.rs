@@ -277,6 +277,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         ad: &ad_snapshot,
         joins: &state.joins,
         config: &cfg.engine,
+        previous: (!state.cloud.groups.is_empty()).then_some(&state.cloud),
     });
     let counts = plan.counts();
     info!(

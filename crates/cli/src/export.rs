@@ -31,12 +31,19 @@ pub struct OwnershipGuard {
 }
 
 impl OwnershipGuard {
-    pub fn new(cfg: &Config, plan: &Plan, ad: &AdSnapshot) -> Self {
+    /// Owned: under a managed OU, not foreign, and anchored to a cloud group — by its
+    /// anchor attribute, or by the join writeback recorded when it made the group (an
+    /// anchor cleared by hand is put back through that join).
+    pub fn new(cfg: &Config, plan: &Plan, ad: &AdSnapshot, joins: &Joins) -> Self {
         let managed_ous = cfg.engine.managed_ous();
         let foreign: BTreeSet<String> = plan
             .foreign
             .iter()
             .map(|f| f.dn.to_ascii_lowercase())
+            .collect();
+        let joined: BTreeMap<String, &str> = joins
+            .iter()
+            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
             .collect();
         let owned = ad
             .groups
@@ -44,8 +51,9 @@ impl OwnershipGuard {
             .filter(|g| !foreign.contains(&g.dn.to_ascii_lowercase()))
             .filter(|g| managed_ous.iter().any(|ou| dn_is_under(&g.dn, ou)))
             .filter_map(|g| {
-                g.anchor()
-                    .map(|a| (g.guid.to_ascii_lowercase(), a.to_string()))
+                let guid = g.guid.to_ascii_lowercase();
+                let id = joined.get(&guid).copied().or(g.anchor())?;
+                Some((guid, id.to_string()))
             })
             .collect();
         OwnershipGuard {
@@ -221,7 +229,7 @@ pub async fn export(
     joins: &Joins,
     hold_destructive: bool,
 ) -> ExportOutcome {
-    let mut guard = OwnershipGuard::new(cfg, plan, snapshot);
+    let mut guard = OwnershipGuard::new(cfg, plan, snapshot, joins);
     let mut out = ExportOutcome::default();
     let mut failed_groups: BTreeSet<String> = BTreeSet::new();
 

@@ -235,7 +235,8 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
         vec!["top".to_string(), "group".to_string()],
     );
     attrs.insert("cn".to_string(), vec![cn.clone()]);
-    attrs.insert("sAMAccountName".to_string(), vec![cn.clone()]);
+    // sAMAccountName within the 20 characters older DCs accept.
+    attrs.insert("sAMAccountName".to_string(), vec![format!("wbpf-{tag}")]);
     attrs.insert(
         "groupType".to_string(),
         vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()],
@@ -248,7 +249,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
         dn: dn.clone(),
         attrs,
         members: vec![],
-        sam_account_name_fallback: format!("wbpf-{tag}"),
+        sam_account_name_fallback: format!("wbpf{tag}x"),
     };
     let guid = match ad.apply(&create).await {
         Ok(a) => {
@@ -305,7 +306,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
                 "ad.rights.rename",
                 Verdict::Fail,
                 e.to_string(),
-                format!("grant 'Write name' / 'Write cn' on group objects in {ou}"),
+                format!("grant 'Write name' and 'Write cn' on group objects in {ou}"),
             ));
             dn
         }

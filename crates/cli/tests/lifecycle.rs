@@ -300,10 +300,11 @@ async fn a_member_that_becomes_synced_later_is_written_and_one_gone_from_ad_is_r
         w.dc.create_user(&w.people_ou, &format!("ls{}", &g[..8]), "Later Synced")
             .await;
     let (st, v) = w
-        .graph(
+        .graph_with(
             "PATCH",
             &format!("/v1.0/users/{cloud_only}"),
             Some(json!({"onPremisesSyncEnabled": true, "onPremisesSecurityIdentifier": u.sid})),
+            &[("X-Graph-Sim-Seed", "true")],
         )
         .await;
     assert!(st == 204 || st == 200, "seeding PATCH: {st} {v}");
@@ -348,9 +349,13 @@ async fn a_cn_renamed_and_an_anchor_cleared_by_hand_are_put_back() {
         .success()
         .unwrap();
     let by_hand = format!("CN=Renamed-By-Hand,{}", w.groups_ou);
+    // Both anchors gone: only the join (objectGUID) still says the group is writeback's.
     ldap.modify(
         &by_hand,
-        vec![Mod::Replace("adminDescription", HashSet::<&str>::new())],
+        vec![
+            Mod::Replace("adminDescription", HashSet::<&str>::new()),
+            Mod::Replace("msDS-ExternalDirectoryObjectId", HashSet::<&str>::new()),
+        ],
     )
     .await
     .unwrap()

@@ -21,6 +21,34 @@ const ATTR_EXTERNAL_ID: &str = "msDS-ExternalDirectoryObjectId";
 const ATTR_MANAGED_BY: &str = "managedBy";
 const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
 
+/// Whether the cloud side of `group` (its properties, or its membership and the users in
+/// it) changed since the previous cycle; with no previous image, assume it did.
+fn cloud_changed(
+    previous: Option<&CloudSnapshot>,
+    cloud: &CloudSnapshot,
+    group: &CloudGroup,
+) -> (bool, bool) {
+    let Some(prev) = previous.and_then(|p| p.groups.get(&group.id).map(|g| (p, g))) else {
+        return (true, true);
+    };
+    let (p, pg) = prev;
+    let mut props = pg.clone();
+    props.members = group.members.clone();
+    let properties = &props != group;
+    let members = pg.members != group.members
+        || group.members.iter().any(|m| {
+            p.users.get(&m.id) != cloud.users.get(&m.id)
+                || p.groups
+                    .get(&m.id)
+                    .map(|g| (&g.display_name, &g.writeback, g.deleted))
+                    != cloud
+                        .groups
+                        .get(&m.id)
+                        .map(|g| (&g.display_name, &g.writeback, g.deleted))
+        });
+    (properties, members)
+}
+
 /// Everything one plan is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -28,6 +56,10 @@ pub struct Input<'a> {
     pub ad: &'a AdSnapshot,
     pub joins: &'a Joins,
     pub config: &'a EngineConfig,
+    /// The cloud image of the previous cycle, when there was one. A difference between AD
+    /// and the cloud for a group whose cloud side did not change since then was made by
+    /// hand in AD: it is reported as drift.
+    pub previous: Option<&'a CloudSnapshot>,
 }
 
 /// Every AD lookup [`plan`] will consult for this cloud image: the members of the groups
@@ -77,6 +109,7 @@ pub fn plan(input: &Input) -> Plan {
         ad,
         joins,
         config,
+        previous,
     } = *input;
     let managed = config.managed_ous();
     let decisions: BTreeMap<&str, Decision> = cloud
@@ -88,7 +121,9 @@ pub fn plan(input: &Input) -> Plan {
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
     by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
-    let placed = place(&by_name, &decisions, &ownership, ad, config, &managed);
+    let placed = place(
+        &by_name, &decisions, &ownership, ad, joins, config, &managed,
+    );
     let placements: BTreeMap<ObjectId, Placement> = placed
         .iter()
         .map(|(id, p)| {
@@ -175,7 +210,19 @@ pub fn plan(input: &Input) -> Plan {
                         if let Some((action, reason)) = rename {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
-                        if let Some((changes, reason, drift)) = attr_changes(current, &wanted) {
+                        let (props_changed, members_changed) =
+                            cloud_changed(previous, cloud, group);
+                        let joined = joins
+                            .get(&group.id)
+                            .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
+                        if let Some((_, reason)) = rename {
+                            if reason.starts_with("drift:") {
+                                outcome.drift.push(reason.clone());
+                            }
+                        }
+                        if let Some((changes, reason, drift)) =
+                            attr_changes(current, &wanted, joined, !props_changed)
+                        {
                             outcome.drift.extend(drift);
                             ops.modifies.push(op(
                                 Action::Modify {
@@ -187,20 +234,26 @@ pub fn plan(input: &Input) -> Plan {
                             ));
                         }
                         let (add, remove) = member_changes(current, &membership, &renamed);
-                        outcome.drift.extend(
-                            remove
-                                .iter()
-                                .map(|m| format!("member added by hand removed: {m}")),
-                        );
-                        outcome.drift.extend(
-                            add.iter()
-                                .map(|m| format!("member re-added (missing in AD): {m}")),
-                        );
-                        if !add.is_empty() {
-                            let reason = format!(
-                                "members: {} cloud member(s) missing in AD added",
-                                add.len()
+                        // Only when the cloud side did not change can a difference have been
+                        // made by hand in AD.
+                        let by_hand = !members_changed;
+                        if by_hand {
+                            outcome.drift.extend(
+                                remove
+                                    .iter()
+                                    .map(|m| format!("member added by hand removed: {m}")),
                             );
+                            outcome.drift.extend(
+                                add.iter()
+                                    .map(|m| format!("member removed by hand put back: {m}")),
+                            );
+                        }
+                        if !add.is_empty() {
+                            let reason = if by_hand {
+                                format!("drift: {} member(s) removed by hand put back", add.len())
+                            } else {
+                                format!("members: {} cloud member(s) added", add.len())
+                            };
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: Some(current.guid.clone()),
@@ -209,10 +262,14 @@ pub fn plan(input: &Input) -> Plan {
                             ops.adds.push(op(action, reason));
                         }
                         if !remove.is_empty() {
-                            let reason = format!(
-                                "members: {} value(s) not members in the cloud removed",
-                                remove.len()
-                            );
+                            let reason = if by_hand {
+                                format!("drift: {} member(s) added by hand removed", remove.len())
+                            } else {
+                                format!(
+                                    "members: {} value(s) no longer members in the cloud removed",
+                                    remove.len()
+                                )
+                            };
                             let action = Action::RemoveMembers {
                                 dn: dn.clone(),
                                 guid: current.guid.clone(),
@@ -335,7 +392,7 @@ struct Ownership<'a> {
 impl<'a> Ownership<'a> {
     fn claim(
         ad: &'a AdSnapshot,
-        joins: &Joins,
+        joins: &'a Joins,
         decisions: &BTreeMap<&str, Decision>,
         managed: &[String],
     ) -> Self {
@@ -343,12 +400,19 @@ impl<'a> Ownership<'a> {
         groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
+        let joined_by_guid: BTreeMap<String, &str> = joins
+            .iter()
+            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
+            .collect();
         for g in groups {
             if !managed.iter().any(|ou| naming::is_under(&g.dn, ou)) {
                 foreign.push(foreign_object(g, "not under a managed OU".into()));
                 continue;
             }
-            match g.anchor() {
+            // A group writeback made keeps its join (objectGUID) even if its anchor was
+            // cleared or changed by hand: it is still ours, and the anchor is put back.
+            let joined = joined_by_guid.get(&g.guid.to_ascii_lowercase()).copied();
+            match joined.or(g.anchor()) {
                 None => foreign.push(foreign_object(
                     g,
                     "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
@@ -426,6 +490,7 @@ fn place<'a>(
     decisions: &BTreeMap<&str, Decision>,
     ownership: &Ownership<'a>,
     ad: &AdSnapshot,
+    joins: &Joins,
     config: &EngineConfig,
     managed: &[String],
 ) -> BTreeMap<ObjectId, Place<'a>> {
@@ -487,7 +552,15 @@ fn place<'a>(
                         .display_name
                         .clone()
                         .unwrap_or_else(|| current_cn.clone());
-                    if before != group.name() {
+                    let exported_cn = joins
+                        .get(&group.id)
+                        .filter(|j| j.guid.eq_ignore_ascii_case(&current.guid))
+                        .and_then(|j| naming::cn_of_dn(&j.dn));
+                    if exported_cn.as_deref() == Some(cn.as_str()) {
+                        why.push(format!(
+                            "drift: renamed by hand to '{current_cn}'; put back to '{cn}'"
+                        ));
+                    } else if before != group.name() {
                         why.push(format!(
                             "renamed: display name changed '{before}' → '{}'",
                             group.name()
@@ -633,6 +706,8 @@ fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
 fn attr_changes(
     current: &AdGroup,
     wanted: &BTreeMap<&'static str, Vec<String>>,
+    joined: bool,
+    cloud_unchanged: bool,
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
     let changes: Vec<AttrChange> = wanted
         .iter()
@@ -662,7 +737,7 @@ fn attr_changes(
                 ));
             }
             // A group adopted through its other anchor attribute lacks this one: not drift.
-            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID if c.before.is_empty() => {
+            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID if c.before.is_empty() && !joined => {
                 reasons.push(format!("anchor {} added", c.attr));
             }
             ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID => {
@@ -672,6 +747,10 @@ fn attr_changes(
                     c.attr,
                     c.after.join(",")
                 ));
+            }
+            other if cloud_unchanged => {
+                reasons.push(format!("drift: {other} changed by hand"));
+                drift.push(format!("{other} changed by hand: put back"));
             }
             other => updated.push(other.to_string()),
         }

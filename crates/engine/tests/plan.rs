@@ -308,7 +308,8 @@ fn group_type_changed_by_hand_is_put_back_as_drift() {
         .expect("description removed");
     assert!(desc.after.is_empty());
     assert!(
-        op.reason.starts_with("drift: groupType changed by hand"),
+        op.reason.contains("drift: groupType changed by hand")
+            && op.reason.contains("drift: description changed by hand"),
         "{}",
         op.reason
     );
@@ -737,7 +738,7 @@ fn membership_is_authoritative_from_the_cloud() {
     assert!(plan
         .operations
         .iter()
-        .all(|o| o.reason.starts_with("members: ")));
+        .all(|o| o.reason.starts_with("drift: ")));
     assert!(t.plan().is_empty());
 }
 
@@ -894,6 +895,8 @@ fn group_anchored_by_admin_description_alone_gets_the_second_anchor_without_drif
     {
         g.external_directory_object_id = None;
     }
+    // Adopted, not made by this writeback: no join yet.
+    t.joins.clear();
     let plan = t.cycle();
     let [op] = &plan.operations[..] else {
         panic!("{:#?}", plan.operations)
@@ -955,4 +958,49 @@ fn large_tenant_is_planned_and_converges() {
     assert_eq!(plan.counts().member_adds, 1_000 * 20 + 999);
     assert!(t.plan().is_empty());
     eprintln!("planned again in {:?}", started.elapsed());
+}
+
+#[test]
+fn member_changes_made_in_the_cloud_are_not_reported_as_drift() {
+    let (mut t, id) = member_tenant();
+    t = t
+        .user_in_ad(synced_user(&uid(1), "Ann"))
+        .user_in_ad(synced_user(&uid(2), "Bob"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    t.cycle();
+    add_member(&mut t, &id, MemberKind::User, &uid(2));
+    let plan = t.cycle();
+    assert_eq!(plan.operations.len(), 1);
+    assert!(
+        plan.operations[0].reason.starts_with("members: "),
+        "{}",
+        plan.operations[0].reason
+    );
+    assert!(outcome(&plan, &id).drift.is_empty());
+}
+
+#[test]
+fn a_group_whose_anchors_were_cleared_by_hand_is_still_owned_through_its_join() {
+    let (mut t, id) = written_team();
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
+        g.external_directory_object_id = None;
+        g.admin_description = None;
+    }
+    let plan = t.cycle();
+    assert!(plan.foreign.is_empty(), "{:?}", plan.foreign);
+    let [op] = &plan.operations[..] else {
+        panic!("{:#?}", plan.operations)
+    };
+    assert_eq!(op.action.name(), "modify");
+    assert_eq!(
+        outcome(&plan, &id).drift.len(),
+        2,
+        "{:?}",
+        outcome(&plan, &id).drift
+    );
+    assert!(t.plan().is_empty());
 }

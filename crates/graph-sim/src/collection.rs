@@ -359,13 +359,18 @@ fn update(
     body: &[u8],
 ) -> GraphResult<Response> {
     let body = json_object(body)?;
-    schema::check_write(kind, ctx.version, WriteMode::Update, &body)?;
+    let mode = if ctx.seed {
+        WriteMode::Seed
+    } else {
+        WriteMode::Update
+    };
+    schema::check_write(kind, ctx.version, mode, &body)?;
     let mut tenant = app.write_tenant();
     let obj = tenant
         .live(kind, id)
         .ok_or_else(|| GraphError::not_found(id))?;
     let synced = obj.props.get("onPremisesSyncEnabled") == Some(&json!(true));
-    if synced && body.keys().any(|k| k != schema::WRITEBACK) {
+    if synced && !ctx.seed && body.keys().any(|k| k != schema::WRITEBACK) {
         return Err(GraphError::bad_request(
             "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.",
         ));

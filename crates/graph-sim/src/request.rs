@@ -15,6 +15,9 @@ pub struct Ctx {
     pub query: Query,
     pub prefer: Prefer,
     pub eventual: bool,
+    /// `X-Graph-Sim-Seed: true` (seeding extension, not Graph): a PATCH may set the
+    /// onPremises* properties, as a sync from AD would.
+    pub seed: bool,
 }
 
 impl Ctx {
@@ -36,6 +39,10 @@ impl Ctx {
             query: Query::parse(raw_query)?,
             prefer: Prefer::from_headers(headers),
             eventual: crate::odata::eventual(headers),
+            seed: headers
+                .get("x-graph-sim-seed")
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
 

@@ -188,11 +188,13 @@ pub fn check_select(
     Ok(())
 }
 
-/// Whether a write is a create (POST) or an update (PATCH): the seeding extension is POST-only.
+/// Whether a write is a create (POST) or an update (PATCH): the seeding extension is for
+/// POST, and for PATCH only with the `X-Graph-Sim-Seed: true` header (`Seed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
     Create,
     Update,
+    Seed,
 }
 
 /// Checks a POST/PATCH body of a user or group as Graph does: unknown properties and
@@ -221,7 +223,7 @@ pub fn check_write(
         {
             continue;
         }
-        if mode == WriteMode::Create && seedable.contains(&name.as_str()) {
+        if mode != WriteMode::Update && seedable.contains(&name.as_str()) {
             continue;
         }
         if read_only.contains(&name.as_str()) {

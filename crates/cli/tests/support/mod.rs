@@ -211,11 +211,25 @@ state = "state.db"
     // ---- Graph side (through graph-sim's Graph API, as an admin would) ----
 
     pub async fn graph(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.graph_with(method, path, body, &[]).await
+    }
+
+    /// Like `graph`, with extra headers (e.g. graph-sim's `X-Graph-Sim-Seed`).
+    pub async fn graph_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let url = format!("{}{}", self.sim.url, path);
         let mut req = self
             .http
             .request(method.parse().expect("method"), &url)
             .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
