@@ -204,6 +204,32 @@ async fn refresh_config(
     })
 }
 
+/// Group delta does not carry owners: for `write_owners`, read the owners of the groups
+/// written back — all of them on a full round (which rebuilds the image), else those new or
+/// changed in this round (a delta merge keeps the owners already known).
+async fn refresh_owners(
+    graph: &GraphClient,
+    cfg: &Config,
+    before: &CloudSnapshot,
+    import: &mut CloudImport,
+) -> Result<(), GraphError> {
+    let ids: Vec<String> = import
+        .cloud
+        .groups
+        .values()
+        .filter(|g| wb_engine::decide(g, &cfg.engine).0.is_written())
+        .filter(|g| import.full || before.groups.get(&g.id) != Some(*g))
+        .map(|g| g.id.clone())
+        .collect();
+    for id in ids {
+        let owners = graph.group_owners(&id).await?;
+        if let Some(g) = import.cloud.groups.get_mut(&id) {
+            g.owners = owners.into_iter().collect();
+        }
+    }
+    Ok(())
+}
+
 /// Reads the managed OUs and resolves the members the plan needs.
 pub async fn import_ad(
     ad: &mut AdConnector,
@@ -266,6 +292,12 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
     )
     .instrument(info_span!("import.graph"))
     .await?;
+    let mut import = import;
+    if cfg.engine.write_owners {
+        refresh_owners(&graph, cfg, &state.cloud, &mut import)
+            .instrument(info_span!("import.owners"))
+            .await?;
+    }
     let mode = if import.full { "full" } else { "delta" }.to_string();
 
     let mut ad = AdConnector::connect(&ad_config(cfg)).await?;

@@ -191,7 +191,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 ..Default::default()
             };
             match run_cycle(&cfg, opts).await {
-                Ok(report) => render::explain(&report.plan, &group, cli.json),
+                Ok(report) => render::explain(&report.plan, &group, &cfg, cli.json),
                 Err(e) => {
                     eprintln!("error: {e}");
                     e.exit_code()

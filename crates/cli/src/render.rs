@@ -419,7 +419,54 @@ pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
 }
 
 /// `writeback explain GROUP`.
-pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
+/// The history of one group in the runs kept: its last export and its latest errors.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GroupHistory {
+    /// Run id, time and the operations of the last run that exported something for it.
+    pub last_export: Option<(i64, String, Vec<String>)>,
+    /// Errors of this group in the latest run.
+    pub last_errors: Vec<wb_store::ObjectError>,
+}
+
+/// Reads a group's history from the store (runs newest first; plans are kept for the
+/// newest runs only, see the store).
+pub fn group_history(cfg: &Config, id: &str) -> GroupHistory {
+    let mut h = GroupHistory::default();
+    let Ok(store) = Store::open(&cfg.state) else {
+        return h;
+    };
+    let Ok(runs) = store.runs(wb_store::PLANS_KEPT) else {
+        return h;
+    };
+    if let Some(last) = runs.first() {
+        h.last_errors = last
+            .errors
+            .iter()
+            .filter(|e| e.group.as_deref() == Some(id))
+            .cloned()
+            .collect();
+    }
+    h.last_export = runs.iter().filter(|r| !r.staging).find_map(|r| {
+        let ops: Vec<String> = r
+            .plan
+            .as_ref()?
+            .operations
+            .iter()
+            .filter(|o| o.group == id)
+            .map(|o| format!("{} {}", o.action.name(), o.action.dn()))
+            .collect();
+        (!ops.is_empty()).then(|| {
+            let at = r
+                .finished_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            (r.id, at, ops)
+        })
+    });
+    h
+}
+
+pub fn explain(p: &Plan, group: &str, cfg: &Config, json: bool) -> i32 {
     let found: Vec<&GroupOutcome> = p
         .groups
         .iter()
@@ -443,8 +490,9 @@ pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
         }
     };
     let ops: Vec<_> = p.operations.iter().filter(|o| o.group == g.id).collect();
+    let history = group_history(cfg, &g.id);
     if json {
-        print_json(&json!({"group": g, "operations": ops}));
+        print_json(&json!({"group": g, "operations": ops, "history": history}));
         return 0;
     }
     println!("{} ({})", g.name, g.id);
@@ -477,6 +525,18 @@ pub fn explain(p: &Plan, group: &str, json: bool) -> i32 {
                 other => println!("    {who}: not written — {}", other.text()),
             }
         }
+    }
+    match &history.last_export {
+        Some((run, at, exported)) => {
+            println!("  last export: run {run} at {at}");
+            for e in exported {
+                println!("    {e}");
+            }
+        }
+        None => println!("  last export: none in the runs kept"),
+    }
+    for e in &history.last_errors {
+        println!("  error in the last run: {}: {}", e.operation, e.message);
     }
     if ops.is_empty() {
         println!("  next cycle: no change");

@@ -475,3 +475,85 @@ async fn a_distribution_group_gets_its_mail_attributes_where_the_schema_has_them
         "{notices} / {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_tells_the_decision_each_members_fate_and_the_last_export() {
+    let w = World::new("explain").await;
+    let (a, a_ad) = w.synced_user("x-a", "Explain A").await;
+    let guest = w.cloud_user("explain-guest").await;
+    let g = w.security_group("SG-Explain", Some(true), None).await;
+    w.add_member(&g, &a).await;
+    w.add_member(&g, &guest).await;
+    let off = w.security_group("SG-Explain-Off", None, None).await;
+    let run = w.sync_ok()["run"].as_i64().unwrap();
+
+    let r = w.writeback(&["explain", "SG-Explain"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("written back as universalSecurityGroup"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("written as {}", a_ad.dn)),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("cloud-only user"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("last export: run {run}")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("next cycle: no change"), "{}", r.stdout);
+
+    let j = w.writeback(&["explain", &off, "--json"]).json();
+    assert_eq!(j["group"]["decision"]["decision"], "not-enabled");
+    assert_eq!(j["operations"].as_array().unwrap().len(), 0);
+
+    let missing = w.writeback(&["explain", "No Such Group"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("No Such Group"));
+    let _ = guest;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_write_owners_the_first_owner_in_ad_becomes_managed_by() {
+    let mut w = World::new("owners").await;
+    w.writeback_toml = "write_owners = true".into();
+    w.write_config();
+    let cloud_owner = w.cloud_user("owner-cloud").await;
+    let (owner, owner_ad) = w.synced_user("ow-a", "Owner A").await;
+    let g = w.security_group("SG-Owned", Some(true), None).await;
+    for o in [&cloud_owner, &owner] {
+        let (st, v) = w
+            .graph(
+                "POST",
+                &format!("/v1.0/groups/{g}/owners/$ref"),
+                Some(serde_json::json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/users/{o}")})),
+            )
+            .await;
+        assert_eq!(st, 204, "{v}");
+    }
+    w.sync_ok();
+    let dn = w.ad_group_of(&g).await.unwrap().dn;
+    let mut ldap = w.ldap().await;
+    let (rs, _) = ldap
+        .search(
+            &dn,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["managedBy"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let e = ldap3::SearchEntry::construct(rs.into_iter().next().unwrap());
+    assert_eq!(
+        e.attrs.get("managedBy").map(|v| v[0].to_ascii_lowercase()),
+        Some(owner_ad.dn.to_ascii_lowercase()),
+        "the cloud-only owner cannot be managedBy; the synced one is"
+    );
+    assert_eq!(w.sync_ok()["ldapWrites"], 0);
+}

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wb_model::{ObjectId, WritebackConfiguration};
+use wb_model::{MemberKind, MemberRef, ObjectId, WritebackConfiguration};
 
 /// Properties read by group delta. `owners` is not selectable on group delta (Graph
 /// documents `members` as the only navigation property tracked for groups).
@@ -324,6 +324,39 @@ impl GraphClient {
                 code,
                 message,
             });
+        }
+    }
+
+    /// The owners of a group (`GET /v1.0/groups/{id}/owners`, paged). Group delta does not
+    /// carry owners, so they are read this way when `write_owners` needs them.
+    pub async fn group_owners(&self, id: &str) -> Result<Vec<MemberRef>, GraphError> {
+        let mut url = self.resolve(&format!("/v1.0/groups/{id}/owners?$select=id&$top=999"));
+        let mut owners = Vec::new();
+        loop {
+            let page = self.send(Method::GET, &url, None, false).await?;
+            for o in page
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(oid) = o.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                let kind = o
+                    .get("@odata.type")
+                    .and_then(Value::as_str)
+                    .map(MemberKind::from_odata_type)
+                    .unwrap_or(MemberKind::User);
+                owners.push(MemberRef {
+                    kind,
+                    id: oid.to_string(),
+                });
+            }
+            match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(next) => url = next.to_string(),
+                None => return Ok(owners),
+            }
         }
     }
 
