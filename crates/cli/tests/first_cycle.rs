@@ -557,3 +557,21 @@ async fn with_write_owners_the_first_owner_in_ad_becomes_managed_by() {
     );
     assert_eq!(w.sync_ok()["ldapWrites"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_over_ldaps_with_a_certificate_client_assertion() {
+    let w = World::new_secure("secure").await;
+    let text = std::fs::read_to_string(w.config_path()).unwrap();
+    assert!(
+        text.contains("ldaps://") && text.contains("certificate = {"),
+        "{text}"
+    );
+    let (a, a_ad) = w.synced_user("tls-a", "Tls A").await;
+    let g = w.security_group("SG-Over-TLS", Some(true), None).await;
+    w.add_member(&g, &a).await;
+    w.sync_ok();
+    assert_eq!(
+        w.ad_group_of(&g).await.unwrap().member_set(),
+        lower_sorted(&[&a_ad.dn])
+    );
+}

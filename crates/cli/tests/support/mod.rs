@@ -39,6 +39,10 @@ fn target_bin(name: &str) -> PathBuf {
 
 impl Sim {
     pub fn start() -> Sim {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Sim {
         let mut child = Command::new(target_bin("graph-sim"))
             .args([
                 "--listen",
@@ -48,6 +52,7 @@ impl Sim {
                 "--client-secret",
                 CLIENT_SECRET,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -79,6 +84,9 @@ pub struct World {
     /// extra lines for the [writeback] table of the config
     pub writeback_toml: String,
     pub rules_toml: String,
+    /// Graph by certificate (app.pem / app.key in `dir`) instead of the client secret, and
+    /// AD over ldaps:// with the lab CA: see `World::new_secure`.
+    pub secure: bool,
 }
 
 pub struct SyncResult {
@@ -105,19 +113,53 @@ impl World {
         Self::with_dc(LabDc::ensure_flavour("2012"), label).await
     }
 
+    /// Graph with a certificate client assertion, AD over LDAPS verified with the lab CA.
+    pub async fn new_secure(label: &str) -> World {
+        let dir = std::env::temp_dir().join(format!(
+            "wb-e2e-cert-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=writeback-e2e", "-keyout"])
+            .arg(dir.join("app.key"))
+            .arg("-out")
+            .arg(dir.join("app.pem"))
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cert = dir.join("app.pem");
+        let sim = Sim::start_with(&["--client-cert", cert.to_str().expect("utf-8 path")]);
+        let mut w = Self::build(LabDc::ensure(), label, sim, dir).await;
+        w.secure = true;
+        w.write_config();
+        w
+    }
+
     async fn with_dc(dc: LabDc, label: &str) -> World {
-        let root_ou = dc.fresh_ou(label).await;
-        let groups_ou = format!("OU=Groups,{root_ou}");
-        let people_ou = format!("OU=People,{root_ou}");
-        dc.create_ou(&groups_ou).await;
-        dc.create_ou(&people_ou).await;
-        let sim = Sim::start();
         let dir = std::env::temp_dir().join(format!(
             "wb-e2e-{label}-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        Self::build(dc, label, Sim::start(), dir).await
+    }
+
+    async fn build(dc: LabDc, label: &str, sim: Sim, dir: PathBuf) -> World {
+        let root_ou = dc.fresh_ou(label).await;
+        let groups_ou = format!("OU=Groups,{root_ou}");
+        let people_ou = format!("OU=People,{root_ou}");
+        dc.create_ou(&groups_ou).await;
+        dc.create_ou(&people_ou).await;
         let http = reqwest::Client::new();
         let token = token(&http, &sim.url).await;
         let w = World {
@@ -131,6 +173,7 @@ impl World {
             token,
             writeback_toml: String::new(),
             rules_toml: String::new(),
+            secure: false,
         };
         w.write_config();
         w
@@ -146,7 +189,7 @@ impl World {
 [graph]
 tenant = "{TENANT}"
 client_id = "{CLIENT_ID}"
-client_secret = {{ env = "WB_E2E_SECRET" }}
+{credential}
 graph_url = "{sim}"
 login_url = "{sim}"
 
@@ -156,6 +199,7 @@ bind_dn = "{bind}"
 password = {{ env = "WB_E2E_AD_PASSWORD" }}
 base_dn = "{base}"
 ou = "{ou}"
+{ca}
 
 [writeback]
 state = "state.db"
@@ -163,7 +207,21 @@ state = "state.db"
 {rules}
 "#,
             sim = self.sim.url,
-            url = self.dc.url,
+            credential = if self.secure {
+                "certificate = { cert = \"app.pem\", key = \"app.key\" }"
+            } else {
+                "client_secret = { env = \"WB_E2E_SECRET\" }"
+            },
+            url = if self.secure {
+                &self.dc.ldaps_url
+            } else {
+                &self.dc.url
+            },
+            ca = if self.secure {
+                format!("ca_file = \"{}\"", self.dc.ca_file)
+            } else {
+                String::new()
+            },
             bind = self.dc.bind_dn,
             base = self.dc.base_dn,
             ou = self.groups_ou,
@@ -624,6 +682,8 @@ async fn token(http: &reqwest::Client, sim: &str) -> String {
 /// The lab's Samba AD DC as `lab/dc start` describes it in lab/run/dc.env.
 pub struct LabDc {
     pub url: String,
+    pub ldaps_url: String,
+    pub ca_file: String,
     pub bind_dn: String,
     pub password: String,
     pub base_dn: String,
@@ -680,6 +740,8 @@ impl LabDc {
         };
         LabDc {
             url: get("WRITEBACK_LAB_LDAP_URL"),
+            ldaps_url: get("WRITEBACK_LAB_LDAPS_URL"),
+            ca_file: get("WRITEBACK_LAB_CA_FILE"),
             bind_dn: get("WRITEBACK_LAB_BIND_DN"),
             password: get("WRITEBACK_LAB_PASSWORD"),
             base_dn: get("WRITEBACK_LAB_BASE_DN"),
