@@ -230,6 +230,29 @@ async fn refresh_owners(
     Ok(())
 }
 
+/// The managed OUs to read: an OU nested in another is read once, through its parent.
+fn read_bases(cfg: &Config) -> Vec<String> {
+    let mut ous = cfg.engine.managed_ous();
+    ous.sort_by_key(|o| o.len());
+    let mut bases: Vec<String> = Vec::new();
+    for ou in ous {
+        if !bases.iter().any(|r| crate::config::dn_is_under(&ou, r)) {
+            bases.push(ou);
+        }
+    }
+    bases
+}
+
+/// What a quiet cycle compares: the configuration that shapes the plan and the managed
+/// OUs' fingerprint (every group's objectGUID and uSNChanged, no members).
+async fn quiet_fingerprint(ad: &mut AdConnector, cfg: &Config) -> Result<String, AdError> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}|staging={}", cfg.engine, cfg.staging).hash(&mut h);
+    let ad_print = ad.fingerprint(&read_bases(cfg)).await?;
+    Ok(format!("{:016x}|{ad_print}", h.finish()))
+}
+
 /// Reads the managed OUs and resolves the members the plan needs.
 pub async fn import_ad(
     ad: &mut AdConnector,
@@ -239,14 +262,8 @@ pub async fn import_ad(
     let schema = ad.detect_schema().await?;
     let mut groups = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut ous = cfg.engine.managed_ous();
-    // An OU nested in another is read once, through its parent.
-    ous.sort_by_key(|o| o.len());
     let mut read: Vec<String> = Vec::new();
-    for ou in ous {
-        if read.iter().any(|r| crate::config::dn_is_under(&ou, r)) {
-            continue;
-        }
+    for ou in read_bases(cfg) {
         if !ad.ou_exists(&ou).await? {
             warn!(ou = %ou, "managed OU does not exist in AD; groups for it cannot be created");
             continue;
@@ -301,6 +318,64 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
     let mode = if import.full { "full" } else { "delta" }.to_string();
 
     let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
+
+    // A quiet cycle: nothing changed in the cloud (empty delta rounds, no full round, no
+    // writebackConfiguration re-read), nor in the managed OUs, nor in the configuration
+    // since the last cycle that left nothing to retry — so the plan would be the same
+    // empty plan. Skip reading members and resolving them (the costly part).
+    let fingerprint = if opts.plan_only || cfg.staging {
+        None
+    } else {
+        Some(quiet_fingerprint(&mut ad, cfg).await?)
+    };
+    if !import.full
+        && !import.config_refreshed
+        && fingerprint.is_some()
+        && fingerprint == state.quiet_fingerprint
+        && import.cloud == state.cloud
+    {
+        let _ = ad.unbind().await;
+        let last = store.last_outcomes()?.unwrap_or_default();
+        let errors = plan_errors(&last);
+        let status = if errors.is_empty() {
+            RunStatus::Success
+        } else {
+            RunStatus::CompletedWithErrors
+        };
+        let message = Some("no change in the cloud or in the managed OUs".to_string());
+        let mut commit = Commit::for_run(RunRecord {
+            id: 0,
+            started_at,
+            finished_at: OffsetDateTime::now_utc(),
+            mode: mode.clone(),
+            status,
+            staging: false,
+            counts: PlanCounts::default(),
+            graph_requests: graph.requests(),
+            ldap_writes: 0,
+            errors: errors.clone(),
+            message: message.clone(),
+            plan: None,
+        });
+        commit.group_delta_link = Some(import.group_delta_link.clone());
+        commit.user_delta_link = Some(import.user_delta_link.clone());
+        let run_id = store.commit(&commit)?;
+        info!(run = run_id, "quiet cycle: nothing changed");
+        return Ok(CycleReport {
+            run_id: Some(run_id),
+            mode,
+            status,
+            staging: false,
+            counts: PlanCounts::default(),
+            graph_requests: graph.requests(),
+            ldap_writes: 0,
+            errors,
+            message,
+            plan: last,
+            held_back: PlanCounts::default(),
+        });
+    }
+
     let ad_snapshot = import_ad(&mut ad, cfg, &import.cloud)
         .instrument(info_span!("import.ad"))
         .await?;
@@ -373,6 +448,13 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
             .await
     };
     let ldap_writes = ad.writes();
+    // The next cycle may be quiet only if this one left nothing to retry.
+    let settled = !stopped && outcome.errors.is_empty() && fingerprint.is_some();
+    let next_fingerprint = if settled {
+        Some(quiet_fingerprint(&mut ad, cfg).await.unwrap_or_default())
+    } else {
+        Some(String::new())
+    };
     let _ = ad.unbind().await;
 
     let mut plan = plan;
@@ -442,6 +524,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         joins_remove,
         full_at: import.full.then_some(started_at),
         config_refresh_at: import.config_refreshed.then_some(started_at),
+        quiet_fingerprint: next_fingerprint,
         run,
     };
     let run_id = store.commit(&commit)?;

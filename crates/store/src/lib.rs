@@ -58,6 +58,9 @@ pub struct SyncState {
     pub last_full_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_config_refresh_at: Option<OffsetDateTime>,
+    /// Fingerprint of the configuration and of the managed OUs after the last cycle that
+    /// left nothing to retry (see the CLI's quiet cycles).
+    pub quiet_fingerprint: Option<String>,
 }
 
 /// The state change of one cycle, written in one transaction together with its run record.
@@ -80,6 +83,8 @@ pub struct Commit<'a> {
     pub full_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub config_refresh_at: Option<OffsetDateTime>,
+    /// `Some("")` clears the stored fingerprint; `None` leaves it.
+    pub quiet_fingerprint: Option<String>,
     pub run: RunRecord,
 }
 
@@ -98,6 +103,7 @@ impl<'a> Commit<'a> {
             joins_remove: Vec::new(),
             full_at: None,
             config_refresh_at: None,
+            quiet_fingerprint: None,
             run,
         }
     }
@@ -119,6 +125,7 @@ const META_GROUP_DELTA_LINK: &str = "group_delta_link";
 const META_USER_DELTA_LINK: &str = "user_delta_link";
 const META_LAST_FULL_AT: &str = "last_full_at";
 const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
+const META_QUIET_FINGERPRINT: &str = "quiet_fingerprint";
 
 impl Store {
     /// Opens the store at `path`, creating it or migrating its schema as needed.
@@ -200,6 +207,7 @@ impl Store {
         state.user_delta_link = self.meta(META_USER_DELTA_LINK)?;
         state.last_full_at = self.meta_time(META_LAST_FULL_AT)?;
         state.last_config_refresh_at = self.meta_time(META_LAST_CONFIG_REFRESH_AT)?;
+        state.quiet_fingerprint = self.meta(META_QUIET_FINGERPRINT)?.filter(|f| !f.is_empty());
         Ok(state)
     }
 
@@ -341,6 +349,9 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
     }
     if let Some(link) = &c.user_delta_link {
         meta.push((META_USER_DELTA_LINK, link.clone()));
+    }
+    if let Some(f) = &c.quiet_fingerprint {
+        meta.push((META_QUIET_FINGERPRINT, f.clone()));
     }
     for (key, t) in times {
         if let Some(t) = t {
