@@ -40,9 +40,16 @@ async fn a_no_change_cycle_costs_at_most_two_graph_requests_and_no_writes() {
     let out = w.sync_ok();
     assert_eq!(out["ldapWrites"], 0);
     assert!(out["graphRequests"].as_u64().unwrap() <= 2, "{out}");
-    assert_eq!(out["message"], "no change in the cloud or in the managed OUs", "a quiet cycle");
+    assert_eq!(
+        out["message"], "no change in the cloud or in the managed OUs",
+        "a quiet cycle"
+    );
     assert!(
-        out["groups"].as_array().unwrap().iter().any(|x| x["id"] == g.as_str()),
+        out["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == g.as_str()),
         "a quiet cycle still reports every group's outcome: {out}"
     );
 }
@@ -54,7 +61,8 @@ async fn a_configuration_change_alone_is_acted_on_by_the_next_cycle() {
     w.sync_ok();
     assert!(w.ad_group_of(&g).await.is_none());
     w.sync_ok(); // quiet
-    w.rules_toml = "[[writeback.rule]]\nmatch = { name_prefix = \"SG-Cfg-\" }\nenable = true\n".into();
+    w.rules_toml =
+        "[[writeback.rule]]\nmatch = { name_prefix = \"SG-Cfg-\" }\nenable = true\n".into();
     w.write_config();
     let out = w.sync_ok();
     assert_eq!(out["applied"]["creates"], 1, "{out}");

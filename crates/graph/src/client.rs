@@ -327,39 +327,6 @@ impl GraphClient {
         }
     }
 
-    /// The owners of a group (`GET /v1.0/groups/{id}/owners`, paged). Group delta does not
-    /// carry owners, so they are read this way when `write_owners` needs them.
-    pub async fn group_owners(&self, id: &str) -> Result<Vec<MemberRef>, GraphError> {
-        let mut url = self.resolve(&format!("/v1.0/groups/{id}/owners?$select=id&$top=999"));
-        let mut owners = Vec::new();
-        loop {
-            let page = self.send(Method::GET, &url, None, false).await?;
-            for o in page
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(oid) = o.get("id").and_then(Value::as_str) else {
-                    continue;
-                };
-                let kind = o
-                    .get("@odata.type")
-                    .and_then(Value::as_str)
-                    .map(MemberKind::from_odata_type)
-                    .unwrap_or(MemberKind::User);
-                owners.push(MemberRef {
-                    kind,
-                    id: oid.to_string(),
-                });
-            }
-            match page.get("@odata.nextLink").and_then(Value::as_str) {
-                Some(next) => url = next.to_string(),
-                None => return Ok(owners),
-            }
-        }
-    }
-
     /// GET of any Graph path (`/v1.0/organization`) or absolute URL, as JSON.
     pub async fn get_json(&self, path_or_url: &str) -> Result<Value, GraphError> {
         let url = self.resolve(path_or_url);
@@ -483,8 +450,49 @@ impl GraphClient {
     pub async fn writeback_configurations(
         &self,
     ) -> Result<BTreeMap<ObjectId, WritebackConfiguration>, GraphError> {
-        let mut url = self.resolve("/beta/groups?$select=id,writebackConfiguration&$top=999");
         let mut configs = BTreeMap::new();
+        self.collection(
+            "/beta/groups?$select=id,writebackConfiguration&$top=999",
+            |item| parse_writeback_item(item, &mut configs),
+        )
+        .await?;
+        Ok(configs)
+    }
+
+    /// The owners of a group (`GET /v1.0/groups/{id}/owners`, paged). Group delta does not
+    /// carry owners, so they are read this way when `write_owners` needs them.
+    pub async fn group_owners(&self, id: &str) -> Result<Vec<MemberRef>, GraphError> {
+        let mut owners = Vec::new();
+        self.collection(
+            &format!("/v1.0/groups/{id}/owners?$select=id&$top=999"),
+            |o| {
+                let oid = o
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| "an owner without id".to_string())?;
+                let kind = o
+                    .get("@odata.type")
+                    .and_then(Value::as_str)
+                    .map_or(MemberKind::User, MemberKind::from_odata_type);
+                owners.push(MemberRef {
+                    kind,
+                    id: oid.to_string(),
+                });
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(owners)
+    }
+
+    /// Reads a plain collection from `first`, following `@odata.nextLink` exactly as given;
+    /// hands every item to `on_item`.
+    async fn collection(
+        &self,
+        first: &str,
+        mut on_item: impl FnMut(&Value) -> Result<(), String>,
+    ) -> Result<(), GraphError> {
+        let mut url = self.resolve(first);
         loop {
             let body = self.send(Method::GET, &url, None, false).await?;
             let decode = |message: String| GraphError::Decode {
@@ -493,7 +501,7 @@ impl GraphClient {
             };
             let page = read_page(body).map_err(decode)?;
             for item in &page.value {
-                parse_writeback_item(item, &mut configs).map_err(decode)?;
+                on_item(item).map_err(decode)?;
             }
             match page.next_link {
                 Some(next) if next == url => {
@@ -502,7 +510,7 @@ impl GraphClient {
                     ))
                 }
                 Some(next) => url = next,
-                None => return Ok(configs),
+                None => return Ok(()),
             }
         }
     }
