@@ -1,6 +1,7 @@
 //! `writeback`: writes Microsoft Entra ID groups back to on-premises Active Directory.
 //! This is the binary's edge: command line, exit codes, logging; the work is in the crates.
 
+mod cloud;
 mod config;
 mod cycle;
 mod daemon;
@@ -91,6 +92,12 @@ enum Command {
     /// permissions. Exit 0 when all pass, 1 when a check fails, 3 when AD or Graph refuses
     /// the credentials or cannot be reached.
     Preflight,
+    /// Cloud-side admin commands (Microsoft Graph): writebackConfiguration of one group or of
+    /// every Microsoft 365 group, and the tenant default for new Microsoft 365 groups.
+    Cloud {
+        #[command(subcommand)]
+        command: cloud::CloudCommand,
+    },
 }
 
 fn init_logging(cli: &Cli) {
@@ -204,5 +211,6 @@ async fn dispatch(cli: Cli) -> i32 {
             preflight::render(&checks, cli.json);
             code
         }
+        Command::Cloud { command } => cloud::run(&cfg, command, cli.json).await,
     }
 }
