@@ -76,21 +76,19 @@ impl Switch {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TypeArg {
     #[value(name = "universalSecurityGroup")]
-    UniversalSecurityGroup,
+    Security,
     #[value(name = "universalDistributionGroup")]
-    UniversalDistributionGroup,
+    Distribution,
     #[value(name = "universalMailEnabledSecurityGroup")]
-    UniversalMailEnabledSecurityGroup,
+    MailEnabledSecurity,
 }
 
 impl From<TypeArg> for OnPremGroupType {
     fn from(t: TypeArg) -> Self {
         match t {
-            TypeArg::UniversalSecurityGroup => OnPremGroupType::UniversalSecurityGroup,
-            TypeArg::UniversalDistributionGroup => OnPremGroupType::UniversalDistributionGroup,
-            TypeArg::UniversalMailEnabledSecurityGroup => {
-                OnPremGroupType::UniversalMailEnabledSecurityGroup
-            }
+            TypeArg::Security => OnPremGroupType::UniversalSecurityGroup,
+            TypeArg::Distribution => OnPremGroupType::UniversalDistributionGroup,
+            TypeArg::MailEnabledSecurity => OnPremGroupType::UniversalMailEnabledSecurityGroup,
         }
     }
 }
@@ -102,7 +100,7 @@ pub enum CloudError {
     Graph {
         operation: String,
         #[source]
-        source: GraphError,
+        source: Box<GraphError>,
     },
     #[error("no group has the object id or exact display name {query:?}")]
     NoSuchGroup { query: String },
@@ -143,7 +141,10 @@ fn graph_exit_code(e: &GraphError) -> i32 {
 
 fn graph_err(operation: impl Into<String>) -> impl FnOnce(GraphError) -> CloudError {
     let operation = operation.into();
-    move |source| CloudError::Graph { operation, source }
+    move |source| CloudError::Graph {
+        operation,
+        source: Box::new(source),
+    }
 }
 
 /// A group as these commands see it: a row of `GET /beta/groups?$select=GROUP_SELECT`.
