@@ -28,8 +28,12 @@ async fn main() {
                 .await,
         );
     }
+    let profile = std::env::var("WRITEBACK_BIN_PROFILE").unwrap_or_else(|_| "debug".into());
     let mut daemon = Command::new(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/writeback"),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target")
+            .join(profile)
+            .join("writeback"),
     )
     .args(["run", "--config"])
     .arg(w.config_path())

@@ -28,7 +28,9 @@ impl Drop for Sim {
 
 fn target_bin(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = root.join("target/debug").join(name);
+    // Benchmarks run the release binaries (scripts/bench sets this); tests the debug ones.
+    let profile = std::env::var("WRITEBACK_BIN_PROFILE").unwrap_or_else(|_| "debug".into());
+    let p = root.join("target").join(profile).join(name);
     assert!(
         p.exists(),
         "{} is missing: build the workspace first (`cargo build --workspace`, which scripts/test does)",
@@ -154,7 +156,7 @@ impl World {
         Self::build(dc, label, Sim::start(), dir).await
     }
 
-    async fn build(dc: LabDc, label: &str, sim: Sim, dir: PathBuf) -> World {
+    pub async fn build(dc: LabDc, label: &str, sim: Sim, dir: PathBuf) -> World {
         let root_ou = dc.fresh_ou(label).await;
         let groups_ou = format!("OU=Groups,{root_ou}");
         let people_ou = format!("OU=People,{root_ou}");
@@ -520,17 +522,17 @@ pub struct BulkUser {
 impl World {
     /// Creates `n` users in this test's People OU over one connection; returns them with SIDs.
     pub async fn create_users(&self, prefix: &str, n: usize) -> Vec<BulkUser> {
+        let ou = format!("OU={prefix},{}", self.people_ou);
+        self.dc.create_ou(&ou).await;
+        self.dc.create_users_in(&ou, prefix, n).await
+    }
+}
+
+impl LabDc {
+    /// Creates `n` users in `ou` (which must exist) over one connection.
+    pub async fn create_users_in(&self, ou: &str, prefix: &str, n: usize) -> Vec<BulkUser> {
         use std::collections::HashSet;
         let mut ldap = self.ldap().await;
-        let ou = format!("OU={prefix},{}", self.people_ou);
-        ldap.add(
-            &ou,
-            vec![("objectClass", HashSet::from(["organizationalUnit"]))],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
         let tag = &rand_suffix()[..6];
         for i in 0..n {
             let cn = format!("{prefix}{tag}{i:05}");
@@ -549,7 +551,7 @@ impl World {
         }
         let (entries, _) = ldap
             .search(
-                &ou,
+                ou,
                 Scope::OneLevel,
                 "(objectClass=user)",
                 vec!["sAMAccountName", "objectSid"],
