@@ -78,7 +78,7 @@ async fn main() {
         let cn = format!("floor-{i:05}");
         let dn = format!("CN={cn},{floor_ou}");
         let member_dns: HashSet<&str> = members.iter().map(|&u| users[u].dn.as_str()).collect();
-        let sam = format!("fl{}{i:05}", &floor_ou[3..9]);
+        let sam = format!("fl{:04x}{i:05}", std::process::id() & 0xffff);
         ldap.add(
             &dn,
             vec![
