@@ -485,7 +485,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         ldap_writes,
         errors: errors.clone(),
         message: message.clone(),
-        plan: Some(plan.clone()),
+        plan: Some(plan.slimmed()),
     };
 
     // Commit the cloud image, the delta links and the joins in one transaction — only now,

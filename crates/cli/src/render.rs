@@ -51,11 +51,9 @@ fn state_text(s: &AdState) -> &'static str {
     }
 }
 
-fn written_members(g: &GroupOutcome) -> usize {
-    g.members
-        .iter()
-        .filter(|m| matches!(m.fate, Fate::Written { .. }))
-        .count()
+/// (written, total) members of a group; stored plans keep the counts, not every fate.
+fn member_counts(g: &GroupOutcome) -> (usize, usize) {
+    (g.written_count, g.member_count)
 }
 
 /// The result of `sync`.
@@ -209,7 +207,8 @@ fn group_table(p: &Plan) {
     println!("{:<40} {:<10} {:>9}  DECISION", "GROUP", "AD", "MEMBERS");
     for g in &p.groups {
         let members = if g.decision.is_written() {
-            format!("{}/{}", written_members(g), g.members.len())
+            let (written, total) = member_counts(g);
+            format!("{written}/{total}")
         } else {
             "-".into()
         };
@@ -515,8 +514,8 @@ pub fn explain(p: &Plan, group: &str, cfg: &Config, json: bool) -> i32 {
     if !g.members.is_empty() {
         println!(
             "  members ({} of {} written):",
-            written_members(g),
-            g.members.len()
+            member_counts(g).0,
+            member_counts(g).1
         );
         for m in &g.members {
             let who = m.name.clone().unwrap_or_else(|| m.member.id.clone());

@@ -177,6 +177,8 @@ pub fn plan(input: &Input) -> Plan {
             members: Vec::new(),
             errors: Vec::new(),
             drift: Vec::new(),
+            member_count: 0,
+            written_count: 0,
         };
         let op = |action: Action, reason: String| Operation {
             group: group.id.clone(),
@@ -196,6 +198,12 @@ pub fn plan(input: &Input) -> Plan {
                 let membership = dir.membership(group);
                 let wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
                 outcome.members = membership.outcomes.clone();
+                outcome.member_count = outcome.members.len();
+                outcome.written_count = outcome
+                    .members
+                    .iter()
+                    .filter(|m| matches!(m.fate, wb_model::Fate::Written { .. }))
+                    .count();
                 outcome.errors.extend(membership.errors.iter().cloned());
                 match place {
                     Place::Existing {

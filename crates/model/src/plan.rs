@@ -210,6 +210,30 @@ pub struct GroupOutcome {
     pub errors: Vec<String>,
     /// Drift found in AD and put back by this plan.
     pub drift: Vec<String>,
+    /// Cloud members, and how many of them are written (kept when a stored plan drops the
+    /// fates of written members to stay small; see `GroupOutcome::slim`).
+    #[serde(default)]
+    pub member_count: usize,
+    #[serde(default)]
+    pub written_count: usize,
+}
+
+impl GroupOutcome {
+    /// Drops the fates of written members (the bulk of a big tenant's plan), keeping the
+    /// counts and every member that is not written, with why.
+    pub fn slim(&mut self) {
+        self.members
+            .retain(|m| !matches!(m.fate, Fate::Written { .. }));
+    }
+}
+
+impl Plan {
+    /// The plan as stored in the run history: operations in full, outcomes slimmed.
+    pub fn slimmed(&self) -> Plan {
+        let mut p = self.clone();
+        p.groups.iter_mut().for_each(GroupOutcome::slim);
+        p
+    }
 }
 
 /// An object under a managed OU that writeback does not own; never touched.
@@ -260,5 +284,64 @@ impl Plan {
     }
     pub fn is_empty(&self) -> bool {
         self.operations.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemberKind, MemberRef};
+
+    fn member(id: &str, fate: Fate) -> MemberOutcome {
+        MemberOutcome {
+            member: MemberRef {
+                kind: MemberKind::User,
+                id: id.into(),
+            },
+            name: None,
+            fate,
+        }
+    }
+
+    #[test]
+    fn a_slimmed_plan_keeps_counts_and_the_members_not_written() {
+        let g = GroupOutcome {
+            id: "g".into(),
+            name: "G".into(),
+            kind: GroupKind::Security,
+            decision: Decision::SoftDeleted,
+            ad_state: AdState::Present,
+            ad_dn: None,
+            members: vec![
+                member(
+                    "a",
+                    Fate::Written {
+                        dn: "CN=a".into(),
+                        by: "sid".into(),
+                    },
+                ),
+                member("b", Fate::CloudOnly),
+            ],
+            errors: vec![],
+            drift: vec![],
+            member_count: 2,
+            written_count: 1,
+        };
+        let plan = Plan {
+            groups: vec![g],
+            ..Plan::default()
+        };
+        let slim = plan.slimmed();
+        assert_eq!(slim.groups[0].members.len(), 1);
+        assert_eq!(slim.groups[0].members[0].fate, Fate::CloudOnly);
+        assert_eq!(
+            (slim.groups[0].member_count, slim.groups[0].written_count),
+            (2, 1)
+        );
+        assert_eq!(
+            plan.groups[0].members.len(),
+            2,
+            "the plan itself is untouched"
+        );
     }
 }

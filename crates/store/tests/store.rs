@@ -125,6 +125,8 @@ fn sample_plan(name: &str) -> Plan {
             members: vec![],
             errors: vec![],
             drift: vec![],
+            member_count: 0,
+            written_count: 0,
         }],
         foreign: vec![],
         notices: vec!["mailNickname missing from schema".into()],
