@@ -441,7 +441,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
 
     let outcome = if cfg.staging {
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
-        ExportOutcome::staged(&plan)
+        ExportOutcome::staged()
     } else {
         export(&mut ad, cfg, &plan, &ad_snapshot, &state.joins, stopped)
             .instrument(info_span!("export"))

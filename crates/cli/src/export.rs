@@ -155,8 +155,6 @@ pub struct ExportOutcome {
     pub joins: BTreeMap<String, Join>,
     /// cloud ids whose AD group was deleted.
     pub deleted: BTreeSet<String>,
-    /// cloud ids whose AD group is known (present in AD after this export).
-    pub present: BTreeSet<String>,
     /// cloud ids whose AD group this export created / deleted.
     pub created: BTreeSet<String>,
     pub removed: BTreeSet<String>,
@@ -165,7 +163,7 @@ pub struct ExportOutcome {
 
 impl ExportOutcome {
     /// Staging: nothing is written; joins stay as they were.
-    pub fn staged(_plan: &Plan) -> Self {
+    pub fn staged() -> Self {
         ExportOutcome {
             staged: true,
             ..Default::default()
@@ -348,6 +346,5 @@ pub async fn export(
             }
         }
     }
-    out.present = out.joins.keys().cloned().collect();
     out
 }
