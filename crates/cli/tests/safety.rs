@@ -77,16 +77,29 @@ async fn staging_writes_nothing_and_records_what_it_would_export() {
     let kept = w
         .security_group("SG-Staging-Existing", Some(true), None)
         .await;
+    let (u1, _) = w.synced_user("st-a", "Staging A").await;
+    let (u2, _) = w.synced_user("st-b", "Staging B").await;
+    w.add_member(&kept, &u1).await;
     w.sync_ok();
     let before = w.ad_groups().await;
+    let stamps = w.change_stamps().await;
     w.writeback_toml = "staging = true".into();
     w.write_config();
     let g = w.security_group("SG-Staging-New", Some(true), None).await;
+    w.add_member(&g, &u1).await;
     w.patch_group(&kept, json!({"displayName": "SG-Staging-Renamed"}))
         .await;
+    w.remove_member(&kept, &u1).await;
+    w.add_member(&kept, &u2).await;
     let out = w.sync_ok();
     assert_eq!(out["status"], "staging");
     assert_eq!(out["ldapWrites"], 0);
+    // Every object under the test's OU (groups, users, OUs): not one change.
+    assert_eq!(
+        stamps,
+        w.change_stamps().await,
+        "staging changed the directory"
+    );
     let after = w.ad_groups().await;
     assert_eq!(before.len(), after.len());
     for (cn, g) in &before {

@@ -501,6 +501,40 @@ state = "state.db"
         out
     }
 
+    /// uSNChanged and whenChanged of every object under this test's root OU, by DN.
+    pub async fn change_stamps(&self) -> BTreeMap<String, (String, String)> {
+        let mut ldap = self.ldap().await;
+        let (entries, _) = ldap
+            .search(
+                &self.root_ou,
+                Scope::Subtree,
+                "(objectClass=*)",
+                vec!["uSNChanged", "whenChanged"],
+            )
+            .await
+            .expect("search")
+            .success()
+            .expect("search ok");
+        let _ = ldap.unbind().await;
+        entries
+            .into_iter()
+            .map(|e| {
+                let e = SearchEntry::construct(e);
+                let get = |k: &str| {
+                    e.attrs
+                        .get(k)
+                        .and_then(|v| v.first())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                (
+                    e.dn.to_ascii_lowercase(),
+                    (get("uSNChanged"), get("whenChanged")),
+                )
+            })
+            .collect()
+    }
+
     /// The managed group carrying `Group_<id>`.
     pub async fn ad_group_of(&self, id: &str) -> Option<AdView> {
         let anchor = format!("Group_{id}");
