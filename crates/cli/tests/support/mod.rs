@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use wb_ad::values::first_binary;
 
 pub const TENANT: &str = "lab.onmicrosoft.com";
 pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
@@ -463,18 +464,7 @@ state = "state.db"
         for e in entries {
             let e = SearchEntry::construct(e);
             let one = |k: &str| e.attrs.get(k).and_then(|v| v.first()).cloned();
-            let bin = |k: &str| {
-                e.bin_attrs
-                    .get(k)
-                    .and_then(|v| v.first().cloned())
-                    .or_else(|| {
-                        e.attrs
-                            .get(k)
-                            .and_then(|v| v.first())
-                            .map(|s| s.as_bytes().to_vec())
-                    })
-                    .unwrap_or_default()
-            };
+            let bin = |k: &str| first_binary(&e, k).unwrap_or_default();
             let members = e
                 .attrs
                 .iter()
@@ -598,17 +588,7 @@ impl LabDc {
             .into_iter()
             .map(|e| {
                 let e = SearchEntry::construct(e);
-                let sid = e
-                    .bin_attrs
-                    .get("objectSid")
-                    .and_then(|v| v.first().cloned())
-                    .or_else(|| {
-                        e.attrs
-                            .get("objectSid")
-                            .and_then(|v| v.first())
-                            .map(|s| s.as_bytes().to_vec())
-                    })
-                    .expect("objectSid");
+                let sid = first_binary(&e, "objectSid").expect("objectSid");
                 BulkUser {
                     sam: e.attrs["sAMAccountName"][0].clone(),
                     dn: e.dn,
@@ -622,20 +602,9 @@ impl LabDc {
     }
 }
 
-/// Binary objectSid → S-1-5-21-... (MS-DTYP 2.4.2).
+/// Binary objectSid → S-1-5-21-... (the connector's own conversion).
 pub fn sid_text(b: &[u8]) -> String {
-    let count = b[1] as usize;
-    let mut auth: u64 = 0;
-    for x in &b[2..8] {
-        auth = (auth << 8) | *x as u64;
-    }
-    let mut s = format!("S-{}-{}", b[0], auth);
-    for i in 0..count {
-        let o = 8 + 4 * i;
-        let sub = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        s.push_str(&format!("-{sub}"));
-    }
-    s
+    wb_ad::values::sid_text(b).expect("a valid objectSid")
 }
 
 #[derive(Debug, Clone)]
@@ -835,18 +804,7 @@ impl LabDc {
             .success()
             .expect("search ok");
         let e = SearchEntry::construct(rs.into_iter().next().expect("entry"));
-        let bin = |k: &str| {
-            e.bin_attrs
-                .get(k)
-                .and_then(|v| v.first().cloned())
-                .or_else(|| {
-                    e.attrs
-                        .get(k)
-                        .and_then(|v| v.first())
-                        .map(|s| s.as_bytes().to_vec())
-                })
-                .unwrap_or_else(|| panic!("{k} of {dn}"))
-        };
+        let bin = |k: &str| first_binary(&e, k).unwrap_or_else(|| panic!("{k} of {dn}"));
         (bin("objectSid"), bin("objectGUID"))
     }
 
