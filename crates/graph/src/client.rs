@@ -3,8 +3,7 @@
 
 use crate::auth::{read_token_answer, token_endpoint, token_form, CachedToken, Proof};
 use crate::delta::{
-    parse_group, parse_user, parse_writeback_item, read_page, DeltaRound, GroupChange,
-    RoundChanges, UserChange,
+    parse_writeback_item, read_page, DeltaItem, DeltaRound, GroupChange, RoundChanges, UserChange,
 };
 use crate::error::display_url;
 use crate::{GraphConfig, GraphError};
@@ -393,28 +392,8 @@ impl GraphClient {
         &self,
         from: Option<&str>,
     ) -> Result<DeltaRound<GroupChange>, GraphError> {
-        let first = match from {
-            Some(link) => link.to_string(),
-            None => self.resolve(&format!("/beta/groups/delta?$select={GROUP_SELECT}")),
-        };
-        let mut round = RoundChanges::<GroupChange>::new();
-        let delta_link = self
-            .delta_pages(&first, |item| {
-                round.add(parse_group(item)?);
-                Ok(())
-            })
-            .await?;
-        let changes = round.into_changes();
-        tracing::info!(
-            changes = changes.len(),
-            full = from.is_none(),
-            "group delta round read"
-        );
-        Ok(DeltaRound {
-            changes,
-            delta_link,
-            full: from.is_none(),
-        })
+        self.delta_round(from, &format!("/beta/groups/delta?$select={GROUP_SELECT}"))
+            .await
     }
 
     /// One round of user delta (see [`GraphClient::group_delta`]).
@@ -422,14 +401,25 @@ impl GraphClient {
         &self,
         from: Option<&str>,
     ) -> Result<DeltaRound<UserChange>, GraphError> {
+        self.delta_round(from, &format!("/v1.0/users/delta?$select={USER_SELECT}"))
+            .await
+    }
+
+    /// One delta round of `T`s: from `initial` (query parameters on the first request only)
+    /// or from the given delta link; sightings of one object on several pages are merged.
+    async fn delta_round<T: DeltaItem>(
+        &self,
+        from: Option<&str>,
+        initial: &str,
+    ) -> Result<DeltaRound<T>, GraphError> {
         let first = match from {
             Some(link) => link.to_string(),
-            None => self.resolve(&format!("/v1.0/users/delta?$select={USER_SELECT}")),
+            None => self.resolve(initial),
         };
-        let mut round = RoundChanges::<UserChange>::new();
+        let mut round = RoundChanges::<T>::new();
         let delta_link = self
             .delta_pages(&first, |item| {
-                round.add(parse_user(item)?);
+                T::parse(item)?.add_to(&mut round);
                 Ok(())
             })
             .await?;
@@ -437,7 +427,8 @@ impl GraphClient {
         tracing::info!(
             changes = changes.len(),
             full = from.is_none(),
-            "user delta round read"
+            "{} delta round read",
+            T::KIND
         );
         Ok(DeltaRound {
             changes,

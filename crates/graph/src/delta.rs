@@ -410,6 +410,34 @@ impl RoundChanges<UserChange> {
     }
 }
 
+/// What a delta round is made of: how one page item is parsed and merged into the round.
+pub(crate) trait DeltaItem: Sized {
+    /// For logs: "group", "user".
+    const KIND: &'static str;
+    fn parse(item: &Value) -> Result<Self, String>;
+    fn add_to(self, round: &mut RoundChanges<Self>);
+}
+
+impl DeltaItem for GroupChange {
+    const KIND: &'static str = "group";
+    fn parse(item: &Value) -> Result<Self, String> {
+        parse_group(item)
+    }
+    fn add_to(self, round: &mut RoundChanges<Self>) {
+        round.add(self)
+    }
+}
+
+impl DeltaItem for UserChange {
+    const KIND: &'static str = "user";
+    fn parse(item: &Value) -> Result<Self, String> {
+        parse_user(item)
+    }
+    fn add_to(self, round: &mut RoundChanges<Self>) {
+        round.add(self)
+    }
+}
+
 /// Parses a `writebackConfiguration` listing page item: `(id, configuration)`.
 pub(crate) fn parse_writeback_item(
     item: &Value,
