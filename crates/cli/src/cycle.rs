@@ -450,10 +450,13 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
     let ldap_writes = ad.writes();
     // The next cycle may be quiet only if this one left nothing to retry.
     let settled = !stopped && outcome.errors.is_empty() && fingerprint.is_some();
-    let next_fingerprint = if settled {
-        Some(quiet_fingerprint(&mut ad, cfg).await.unwrap_or_default())
-    } else {
+    let next_fingerprint = if !settled {
         Some(String::new())
+    } else if ldap_writes == 0 {
+        // Nothing written: the managed OUs are as fingerprinted before the plan.
+        fingerprint.clone()
+    } else {
+        Some(quiet_fingerprint(&mut ad, cfg).await.unwrap_or_default())
     };
     let _ = ad.unbind().await;
 
