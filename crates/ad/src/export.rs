@@ -81,7 +81,11 @@ fn is_value_refusal(code: u32) -> bool {
 }
 
 impl AdConnector {
-    /// Executes one action. Errors name the operation, the DN and the server's code and text.
+    /// Executes one action. Every action on an existing object is addressed by its
+    /// objectGUID (`<GUID=…>`, which AD accepts as the DN of every operation): the write
+    /// lands on the object the caller checked, even if something else now holds its old DN
+    /// or it moved since it was read. Errors name the operation, the DN and the server's
+    /// code and text.
     pub async fn apply(&mut self, action: &Action) -> Result<Applied, AdError> {
         match action {
             Action::Create {
@@ -100,12 +104,13 @@ impl AdConnector {
                 new_parent,
                 new_dn,
             } => {
-                self.writes += 1;
+                let target = Target::guid(guid, dn);
                 let result = self
                     .op()
-                    .modifydn(dn, new_rdn, true, new_parent.as_deref())
+                    .modifydn(&target.wire, new_rdn, true, new_parent.as_deref())
                     .await;
                 check("rename", dn, result)?;
+                self.writes += 1;
                 Ok(Applied {
                     dn: new_dn.clone(),
                     guid: Some(guid.clone()),
@@ -113,7 +118,7 @@ impl AdConnector {
                 })
             }
             Action::Modify { dn, guid, changes } => {
-                self.modify_attrs(dn, changes).await?;
+                self.modify_attrs(&Target::guid(guid, dn), changes).await?;
                 Ok(Applied {
                     dn: dn.clone(),
                     guid: Some(guid.clone()),
@@ -121,7 +126,13 @@ impl AdConnector {
                 })
             }
             Action::AddMembers { dn, guid, members } => {
-                let member_errors = self.change_members(dn, members, Direction::Add).await?;
+                let target = match guid {
+                    Some(g) => Target::guid(g, dn),
+                    None => Target::dn(dn),
+                };
+                let member_errors = self
+                    .change_members(&target, members, Direction::Add)
+                    .await?;
                 Ok(Applied {
                     dn: dn.clone(),
                     guid: guid.clone(),
@@ -130,7 +141,9 @@ impl AdConnector {
                 })
             }
             Action::RemoveMembers { dn, guid, members } => {
-                let member_errors = self.change_members(dn, members, Direction::Remove).await?;
+                let member_errors = self
+                    .change_members(&Target::guid(guid, dn), members, Direction::Remove)
+                    .await?;
                 Ok(Applied {
                     dn: dn.clone(),
                     guid: Some(guid.clone()),
@@ -139,8 +152,9 @@ impl AdConnector {
                 })
             }
             Action::Delete { dn, guid } => {
+                let target = Target::guid(guid, dn);
+                check("delete", dn, self.op().delete(&target.wire).await)?;
                 self.writes += 1;
-                check("delete", dn, self.op().delete(dn).await)?;
                 Ok(Applied {
                     dn: dn.clone(),
                     guid: Some(guid.clone()),
@@ -170,9 +184,11 @@ impl AdConnector {
             if with_inline {
                 entry.push(("member".to_string(), inline.iter().cloned().collect()));
             }
-            self.writes += 1;
             match check("create", dn, self.op().add(dn, entry).await) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.writes += 1;
+                    break;
+                }
                 Err(AdError::Ldap {
                     code: ALREADY_EXISTS,
                     message,
@@ -201,7 +217,9 @@ impl AdConnector {
         } else {
             members.to_vec()
         };
-        let member_errors = self.change_members(dn, &pending, Direction::Add).await?;
+        let member_errors = self
+            .change_members(&Target::dn(dn), &pending, Direction::Add)
+            .await?;
         let entry = self
             .base_entry(
                 dn,
@@ -235,7 +253,11 @@ impl AdConnector {
 
     /// Empty `after` removes the attribute (replace with no values: ignored when absent,
     /// RFC 4511 §4.6); anything else replaces it.
-    async fn modify_attrs(&mut self, dn: &str, changes: &[AttrChange]) -> Result<(), AdError> {
+    async fn modify_attrs(
+        &mut self,
+        target: &Target,
+        changes: &[AttrChange],
+    ) -> Result<(), AdError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -243,8 +265,12 @@ impl AdConnector {
             .iter()
             .map(|c| Mod::Replace(c.attr.clone(), c.after.iter().cloned().collect()))
             .collect();
-        self.writes += 1;
-        match check("modify", dn, self.op().modify(dn, mods).await) {
+        let dn = target.dn.as_str();
+        match check("modify", dn, self.op().modify(&target.wire, mods).await) {
+            Ok(()) => {
+                self.writes += 1;
+                Ok(())
+            }
             Err(AdError::Ldap {
                 code: NO_SUCH_ATTRIBUTE,
                 ..
@@ -254,18 +280,18 @@ impl AdConnector {
                 for change in changes {
                     let m =
                         Mod::Replace(change.attr.clone(), change.after.iter().cloned().collect());
-                    self.writes += 1;
-                    match check("modify", dn, self.op().modify(dn, vec![m]).await) {
+                    match check("modify", dn, self.op().modify(&target.wire, vec![m]).await) {
+                        Ok(()) => self.writes += 1,
                         Err(AdError::Ldap {
                             code: NO_SUCH_ATTRIBUTE,
                             ..
                         }) if change.after.is_empty() => {}
-                        other => other?,
+                        Err(e) => return Err(e),
                     }
                 }
                 Ok(())
             }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
@@ -273,23 +299,23 @@ impl AdConnector {
     /// the server refuses is retried value by value, and refused values are reported.
     async fn change_members(
         &mut self,
-        dn: &str,
+        target: &Target,
         members: &[String],
         direction: Direction,
     ) -> Result<Vec<crate::MemberError>, AdError> {
         let mut refused = Vec::new();
         for chunk in members.chunks(CHUNK) {
-            match self.member_modify(dn, chunk, direction).await {
+            match self.member_modify(target, chunk, direction).await {
                 Ok(()) => {}
                 Err(AdError::Ldap { code, .. })
                     if direction.is_idempotent_result(code) && chunk.len() == 1 => {}
                 Err(AdError::Ldap { code, .. })
                     if is_value_refusal(code)
-                        && (code != NO_SUCH_OBJECT || self.exists(dn).await?) =>
+                        && (code != NO_SUCH_OBJECT || self.exists(&target.wire).await?) =>
                 {
                     for value in chunk {
                         match self
-                            .member_modify(dn, std::slice::from_ref(value), direction)
+                            .member_modify(target, std::slice::from_ref(value), direction)
                             .await
                         {
                             Ok(()) => {}
@@ -314,7 +340,7 @@ impl AdConnector {
 
     async fn member_modify(
         &mut self,
-        dn: &str,
+        target: &Target,
         values: &[String],
         direction: Direction,
     ) -> Result<(), AdError> {
@@ -323,7 +349,6 @@ impl AdConnector {
             Direction::Add => Mod::Add("member".to_string(), set),
             Direction::Remove => Mod::Delete("member".to_string(), set),
         };
-        self.writes += 1;
         let timeout = self.timeout;
         let result = if self.permissive_modify {
             let control = RawControl {
@@ -334,12 +359,40 @@ impl AdConnector {
             self.ldap
                 .with_timeout(timeout)
                 .with_controls(control)
-                .modify(dn, vec![m])
+                .modify(&target.wire, vec![m])
                 .await
         } else {
-            self.ldap.with_timeout(timeout).modify(dn, vec![m]).await
+            self.ldap
+                .with_timeout(timeout)
+                .modify(&target.wire, vec![m])
+                .await
         };
-        check(direction.operation(), dn, result)
+        check(direction.operation(), &target.dn, result)?;
+        self.writes += 1;
+        Ok(())
+    }
+}
+
+/// Where a write goes on the wire, and the DN that messages show.
+struct Target {
+    wire: String,
+    dn: String,
+}
+
+impl Target {
+    /// An existing object, by objectGUID.
+    fn guid(guid: &str, dn: &str) -> Target {
+        Target {
+            wire: format!("<GUID={guid}>"),
+            dn: dn.to_string(),
+        }
+    }
+    /// An object addressed by its DN (only one this export just created).
+    fn dn(dn: &str) -> Target {
+        Target {
+            wire: dn.to_string(),
+            dn: dn.to_string(),
+        }
     }
 }
 

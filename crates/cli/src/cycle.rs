@@ -32,13 +32,23 @@ pub enum CycleError {
     Ad(#[from] AdError),
     #[error("state store (writeback.state): {0}")]
     Store(#[from] StoreError),
+    /// The configuration does not match the directory (e.g. a managed OU that does not
+    /// exist): named by its key, like any configuration mistake.
+    #[error("configuration {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The export stopped: the connection to the DC was lost. What the DC acknowledged
+    /// before is kept; the next cycle resumes from what AD then holds.
+    #[error("Active Directory: {0}; the next cycle resumes")]
+    ExportAborted(String),
 }
 
 impl CycleError {
     /// Exit code per SPEC §8.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CycleError::Graph(GraphError::Config { .. }) | CycleError::Store(_) => 2,
+            CycleError::Graph(GraphError::Config { .. })
+            | CycleError::Store(_)
+            | CycleError::Config(_) => 2,
             _ => 3,
         }
     }
@@ -253,27 +263,58 @@ async fn quiet_fingerprint(ad: &mut AdConnector, cfg: &Config) -> Result<String,
     Ok(format!("{:016x}|{ad_print}", h.finish()))
 }
 
-/// Reads the managed OUs and resolves the members the plan needs.
+/// Every managed OU with the configuration key that names it.
+fn managed_ou_keys(cfg: &Config) -> Vec<(String, String)> {
+    let mut out = vec![("ad.ou".to_string(), cfg.engine.default_ou.clone())];
+    for (i, rule) in cfg.engine.rules.iter().enumerate() {
+        if let Some(ou) = &rule.ou {
+            out.push((format!("writeback.rule[{i}].ou"), ou.clone()));
+        }
+    }
+    out
+}
+
+/// Reads the managed OUs (each must exist: a missing one is a configuration error naming
+/// its key, not one LDAP error per group), the groups writeback made that now sit outside
+/// them (by the objectGUID of their join: a changed OU moves them), and resolves the
+/// members the plan needs.
 pub async fn import_ad(
     ad: &mut AdConnector,
     cfg: &Config,
     cloud: &CloudSnapshot,
-) -> Result<AdSnapshot, AdError> {
+    joins: &wb_model::Joins,
+) -> Result<AdSnapshot, CycleError> {
     let schema = ad.detect_schema().await?;
+    for (key, ou) in managed_ou_keys(cfg) {
+        if !ad.ou_exists(&ou).await? {
+            return Err(crate::config::ConfigError {
+                key,
+                problem: format!(
+                    "the OU {ou} does not exist in AD (create it, or correct the setting); \
+                     nothing was written"
+                ),
+            }
+            .into());
+        }
+    }
     let mut groups = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut read: Vec<String> = Vec::new();
     for ou in read_bases(cfg) {
-        if !ad.ou_exists(&ou).await? {
-            warn!(ou = %ou, "managed OU does not exist in AD; groups for it cannot be created");
-            continue;
-        }
         for g in ad.read_groups(&ou, &schema).await? {
-            if seen.insert(g.guid.clone()) {
+            if seen.insert(g.guid.to_ascii_lowercase()) {
                 groups.push(g);
             }
         }
-        read.push(ou);
+    }
+    for join in joins.values() {
+        if seen.contains(&join.guid.to_ascii_lowercase()) {
+            continue;
+        }
+        if let Some(g) = ad.read_group(&join.guid, &schema).await? {
+            info!(group = %join.group, dn = %g.dn, "a group writeback made is outside the managed OUs");
+            seen.insert(g.guid.to_ascii_lowercase());
+            groups.push(g);
+        }
     }
     let lookups = wb_engine::lookups(cloud, &cfg.engine);
     let resolutions = ad.resolve(&lookups).await?;
@@ -288,8 +329,51 @@ pub async fn import_ad(
 /// stop); `Err` when it could not (unreachable endpoints, refused credentials, store failure).
 pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
     let started_at = OffsetDateTime::now_utc();
-    let t0 = Instant::now();
     let mut store = Store::open(&cfg.state)?;
+    // A cycle that writes is in the run history from its start: killed, it reads as
+    // `interrupted`; failed, as `failed` with the error.
+    let marker = if opts.plan_only {
+        0
+    } else {
+        store.begin_run(started_at)?
+    };
+    let result = cycle(cfg, opts, &mut store, started_at, marker).await;
+    if let Err(e) = &result {
+        if marker > 0 && !matches!(e, CycleError::ExportAborted(_)) {
+            let run = failed_run(marker, started_at, e.to_string());
+            if let Err(store_error) = store.record_run(&run) {
+                warn!(error = %store_error, "cannot record the failed run");
+            }
+        }
+    }
+    result
+}
+
+fn failed_run(id: i64, started_at: OffsetDateTime, message: String) -> RunRecord {
+    RunRecord {
+        id,
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+        mode: "delta".into(),
+        status: RunStatus::Failed,
+        staging: false,
+        counts: PlanCounts::default(),
+        graph_requests: 0,
+        ldap_writes: 0,
+        errors: Vec::new(),
+        message: Some(message),
+        plan: None,
+    }
+}
+
+async fn cycle(
+    cfg: &Config,
+    opts: CycleOptions,
+    store: &mut Store,
+    started_at: OffsetDateTime,
+    run_id: i64,
+) -> Result<CycleReport, CycleError> {
+    let t0 = Instant::now();
     let state = store.load()?;
     let graph = graph_client(cfg)?;
 
@@ -344,7 +428,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         };
         let message = Some("no change in the cloud or in the managed OUs".to_string());
         let mut commit = Commit::for_run(RunRecord {
-            id: 0,
+            id: run_id,
             started_at,
             finished_at: OffsetDateTime::now_utc(),
             mode: mode.clone(),
@@ -376,7 +460,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
         });
     }
 
-    let ad_snapshot = import_ad(&mut ad, cfg, &import.cloud)
+    let ad_snapshot = import_ad(&mut ad, cfg, &import.cloud, &state.joins)
         .instrument(info_span!("import.ad"))
         .await?;
     let plan = wb_engine::plan(&wb_engine::Input {
@@ -448,6 +532,33 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
             .await
     };
     let ldap_writes = ad.writes();
+    if let Some(message) = &outcome.aborted {
+        // Keep what the DC acknowledged (the joins of groups created before the loss) and
+        // the run; not the cloud image nor the delta links: the next cycle replays them.
+        let joins_new = outcome.joins_after(&state.joins);
+        let mut commit = Commit::for_run(RunRecord {
+            id: run_id,
+            started_at,
+            finished_at: OffsetDateTime::now_utc(),
+            mode: mode.clone(),
+            status: RunStatus::Failed,
+            staging: false,
+            counts: outcome.applied,
+            graph_requests: graph.requests(),
+            ldap_writes,
+            errors: outcome.errors.clone(),
+            message: Some(message.clone()),
+            plan: Some(plan.slimmed()),
+        });
+        commit.joins_upsert = joins_new
+            .values()
+            .filter(|j| state.joins.get(&j.group) != Some(j))
+            .cloned()
+            .collect();
+        commit.quiet_fingerprint = Some(String::new());
+        store.commit(&commit)?;
+        return Err(CycleError::ExportAborted(message.clone()));
+    }
     // The next cycle may be quiet only if this one left nothing to retry.
     let settled = !stopped && outcome.errors.is_empty() && fingerprint.is_some();
     let next_fingerprint = if !settled {
@@ -477,7 +588,7 @@ pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, 
     };
     let finished_at = OffsetDateTime::now_utc();
     let run = RunRecord {
-        id: 0,
+        id: run_id,
         started_at,
         finished_at,
         mode: mode.clone(),

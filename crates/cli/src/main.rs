@@ -6,6 +6,7 @@ mod config;
 mod cycle;
 mod daemon;
 mod export;
+mod guard;
 mod preflight;
 mod render;
 

@@ -215,6 +215,14 @@ pub fn plan(input: &Input) -> Plan {
                         outcome.ad_state = AdState::Present;
                         outcome.ad_dn = Some(dn.clone());
                         outcome.errors.extend(error.iter().cloned());
+                        if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
+                            outcome.errors.push(format!(
+                                "anchor {} is also held by {} (not writeback's group: left \
+                                 alone; delete it or clear its anchor)",
+                                anchor_value(&group.id),
+                                dns.join("; ")
+                            ));
+                        }
                         if let Some((action, reason)) = rename {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
@@ -391,10 +399,16 @@ pub fn plan(input: &Input) -> Plan {
     }
 }
 
-/// Which AD groups under the managed OUs writeback owns, by cloud id; the rest is foreign.
+/// Which AD groups writeback owns, by cloud id; the rest is foreign. Owned: under a managed
+/// OU with the anchor of a cloud group, or joined (made by writeback, recorded by
+/// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
 struct Ownership<'a> {
     owned: BTreeMap<&'a str, &'a AdGroup>,
     foreign: Vec<ForeignObject>,
+    /// Cloud id → the DNs of the other AD objects that carry its anchor. Said loudly on the
+    /// group; a group whose anchor is contested by unjoined objects gets no object at all
+    /// (none is written, none created).
+    duplicates: BTreeMap<&'a str, Vec<String>>,
 }
 
 impl<'a> Ownership<'a> {
@@ -413,22 +427,28 @@ impl<'a> Ownership<'a> {
             .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
             .collect();
         for g in groups {
-            if !managed.iter().any(|ou| naming::is_under(&g.dn, ou)) {
-                foreign.push(foreign_object(g, "not under a managed OU".into()));
-                continue;
-            }
             // A group writeback made keeps its join (objectGUID) even if its anchor was
-            // cleared or changed by hand: it is still ours, and the anchor is put back.
-            let joined = joined_by_guid.get(&g.guid.to_ascii_lowercase()).copied();
-            match joined.or(g.anchor()) {
-                None => foreign.push(foreign_object(
-                    g,
-                    "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
-                )),
-                Some(id) => by_anchor.entry(id).or_default().push(g),
+            // cleared by hand (the anchor is put back) or it sits outside the managed OUs
+            // (it is moved back) — but not if its anchor now names another group.
+            let joined = joined_by_guid
+                .get(&g.guid.to_ascii_lowercase())
+                .copied()
+                .filter(|id| g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)));
+            let in_managed = managed.iter().any(|ou| naming::is_under(&g.dn, ou));
+            match (joined, in_managed) {
+                (Some(id), _) => by_anchor.entry(id).or_default().push(g),
+                (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
+                (None, true) => match g.anchor() {
+                    None => foreign.push(foreign_object(
+                        g,
+                        "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
+                    )),
+                    Some(id) => by_anchor.entry(id).or_default().push(g),
+                },
             }
         }
         let mut owned = BTreeMap::new();
+        let mut duplicates: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (id, candidates) in by_anchor {
             let joined = joins.get(id).map(|j| j.guid.as_str());
             let is_joined =
@@ -437,8 +457,23 @@ impl<'a> Ownership<'a> {
             let owner = candidates
                 .iter()
                 .find(|g| is_joined(g))
-                .or_else(|| candidates.iter().find(|_| written))
+                .or_else(|| {
+                    // Unjoined: only an object that is the only one with the anchor.
+                    (candidates.len() == 1 && written)
+                        .then(|| candidates.first())
+                        .flatten()
+                })
                 .copied();
+            if candidates.len() > 1 {
+                duplicates.insert(
+                    id,
+                    candidates
+                        .iter()
+                        .filter(|g| !owner.is_some_and(|o| std::ptr::eq(o, **g)))
+                        .map(|g| g.dn.clone())
+                        .collect(),
+                );
+            }
             for g in candidates {
                 if owner.is_some_and(|o| std::ptr::eq(o, g)) {
                     owned.insert(id, g);
@@ -447,6 +482,13 @@ impl<'a> Ownership<'a> {
                         "duplicate anchor {} (writeback owns {})",
                         anchor_value(id),
                         o.dn
+                    );
+                    foreign.push(foreign_object(g, reason));
+                } else if written {
+                    let reason = format!(
+                        "duplicate anchor {}: held by several objects, none of them joined; \
+                         writeback writes none of them",
+                        anchor_value(id)
                     );
                     foreign.push(foreign_object(g, reason));
                 } else {
@@ -462,7 +504,11 @@ impl<'a> Ownership<'a> {
                 }
             }
         }
-        Ownership { owned, foreign }
+        Ownership {
+            owned,
+            foreign,
+            duplicates,
+        }
     }
 }
 
@@ -530,7 +576,8 @@ fn place<'a>(
             .iter()
             .filter(|m| naming::is_under(&current.dn, m))
             .max_by_key(|m| dn_key(m).len());
-        let moving = home.is_some_and(|h| !dn_eq(h, &ou));
+        // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
+        let moving = home.is_none_or(|h| !dn_eq(h, &ou));
         let parent = match naming::split_dn(&current.dn) {
             Some((_, parent)) if !moving => parent.to_string(),
             _ => ou.clone(),
@@ -600,6 +647,22 @@ fn place<'a>(
 
     for group in by_name.iter().filter(written) {
         if ownership.owned.contains_key(group.id.as_str()) {
+            continue;
+        }
+        if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
+            placed.insert(
+                group.id.clone(),
+                Place::Blocked {
+                    error: format!(
+                        "anchor {} is held by {} AD objects ({}), none of them joined to this \
+                         group: writeback writes none of them and creates no other; delete or \
+                         clear the anchor of all but one",
+                        anchor_value(&group.id),
+                        dns.len(),
+                        dns.join("; ")
+                    ),
+                },
+            );
             continue;
         }
         let (ou, _) = target_ou(group);

@@ -153,7 +153,7 @@ fn parsed_dn_key(dn: &str) -> String {
 }
 
 /// Whether `dn` lies below `ou` (at any depth; `ou` itself is not below itself).
-pub(crate) fn is_under(dn: &str, ou: &str) -> bool {
+pub fn is_under(dn: &str, ou: &str) -> bool {
     match (parse_dn(dn), parse_dn(ou)) {
         (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
         _ => {

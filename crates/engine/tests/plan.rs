@@ -400,10 +400,58 @@ fn duplicate_anchor_prefers_the_joined_group() {
     assert_eq!(plan.foreign.len(), 1);
     assert!(plan.foreign[0].dn.contains("AAA copy"));
     assert!(plan.foreign[0].reason.starts_with("duplicate anchor"));
-    // Without the join, the first by DN wins.
+    // The owned group says so loudly: an error naming the copy.
+    let o = outcome(&plan, &id);
+    assert!(
+        o.errors.iter().any(|e| e.contains("AAA copy")),
+        "{:?}",
+        o.errors
+    );
+    // Without the join, neither is written and no third is created: an error says why.
     t.joins.clear();
     let plan = t.plan();
-    assert!(plan.foreign[0].dn.contains("Team_"), "{:?}", plan.foreign);
+    assert!(plan.is_empty(), "{:#?}", plan.operations);
+    assert_eq!(plan.foreign.len(), 2, "{:?}", plan.foreign);
+    let o = outcome(&plan, &id);
+    assert!(
+        o.errors.iter().any(|e| e.contains("held by 2 AD objects")),
+        "{:?}",
+        o.errors
+    );
+}
+
+#[test]
+fn a_joined_group_outside_the_managed_ous_is_moved_not_recreated() {
+    let (mut t, id) = written_team();
+    let old_ou = "OU=Old,DC=lab,DC=example,DC=test";
+    let g =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+            .expect("written");
+    let name = g.dn.split_once(',').expect("rdn").0.to_string();
+    g.dn = format!("{name},{old_ou}");
+    let guid = g.guid.clone();
+    let plan = t.plan();
+    assert_eq!(plan.operations.len(), 1, "{:#?}", plan.operations);
+    match &plan.operations[0].action {
+        Action::Rename {
+            guid: g,
+            new_parent,
+            new_dn,
+            ..
+        } => {
+            assert_eq!(g, &guid);
+            assert_eq!(new_parent.as_deref(), Some(OU));
+            assert_eq!(new_dn, &format!("{name},{OU}"));
+        }
+        other => panic!("expected a move, got {other:?}"),
+    }
+    // Not joined, the same object out there is foreign, and the group is created.
+    t.joins.clear();
+    let plan = t.plan();
+    assert!(matches!(plan.operations[0].action, Action::Create { .. }));
+    assert!(plan.foreign.iter().any(|f| f.dn.contains("OU=Old")));
 }
 
 #[test]

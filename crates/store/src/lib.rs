@@ -41,6 +41,13 @@ pub enum StoreError {
     },
     #[error("state store: {what} is unreadable: {message}")]
     Corrupt { what: String, message: String },
+    #[error("state store {path}: {operation}: {source}")]
+    File {
+        path: PathBuf,
+        operation: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -134,6 +141,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        restrict_to_owner(path)?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         // WAL: readers (status, dashboard) never block the cycle's commit and vice versa.
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
@@ -221,6 +229,51 @@ impl Store {
         apply_commit(&tx, c)?;
         let id = insert_run(&tx, &c.run)?;
         tx.commit().map_err(sql("commit transaction"))?;
+        Ok(id)
+    }
+
+    /// Records that a cycle started: a `running` run owned by this process, which the
+    /// cycle's [`Store::commit`] (with `run.id` set to the returned id) or
+    /// [`Store::record_run`] replaces. If the process dies first, the run reads as
+    /// `interrupted`. Runs left `running` by processes that are gone are marked so now.
+    pub fn begin_run(&mut self, started_at: OffsetDateTime) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("begin run transaction"))?;
+        let stale: Vec<(i64, Option<i64>)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, pid FROM runs WHERE status = 'running'")
+                .map_err(sql("read running runs"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql("read running runs"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("read running runs"))?
+        };
+        for (id, pid) in stale {
+            if !process_alive(pid) {
+                tx.execute(
+                    "UPDATE runs SET status = 'interrupted', message = ?2 WHERE id = ?1",
+                    params![id, INTERRUPTED_MESSAGE],
+                )
+                .map_err(sql("mark interrupted run"))?;
+            }
+        }
+        let start = format_time("run start", started_at)?;
+        tx.execute(
+            "INSERT INTO runs (started_at, finished_at, mode, status, staging, counts,
+                 graph_requests, ldap_writes, errors, message, plan, pid)
+             VALUES (?1, ?1, 'delta', 'running', 0, ?2, 0, 0, '[]', NULL, NULL, ?3)",
+            params![
+                start,
+                encode("run counts", &PlanCounts::default())?,
+                i64::from(std::process::id())
+            ],
+        )
+        .map_err(sql("record run start"))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(sql("commit run transaction"))?;
         Ok(id)
     }
 
@@ -392,7 +445,65 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, started_at, finished_at, mode, status, staging, counts, \
-     graph_requests, ldap_writes, errors, message, plan FROM runs";
+     graph_requests, ldap_writes, errors, message, plan, pid FROM runs";
+
+const INTERRUPTED_MESSAGE: &str = "interrupted: the process ended before the cycle finished \
+     (killed, crashed or stopped); nothing of it was committed except what AD acknowledged, \
+     and the next cycle resumes from there";
+
+/// The state holds the tenant's group and user image and the run history: readable by the
+/// service user only. A new file is created 0600 (SQLite gives its WAL and shared-memory
+/// files the database file's mode); an existing looser file — or WAL/SHM — is tightened,
+/// with a warning.
+fn restrict_to_owner(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file_err = |operation| {
+        move |source| StoreError::File {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        }
+    };
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(file_err("create")(e)),
+        }
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        files.push(PathBuf::from(p));
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        let mode = std::fs::metadata(file)
+            .map_err(file_err("read permissions"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the state file was readable by other users: tightened to 0600"
+            );
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(file_err("restrict permissions"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the process `pid` still runs (Linux: /proc). Unknown → assume it does not.
+fn process_alive(pid: Option<i64>) -> bool {
+    pid.is_some_and(|p| p > 0 && Path::new(&format!("/proc/{p}")).exists())
+}
 
 /// Plans kept in the run history (older runs keep their counts and errors, not their plan).
 pub const PLANS_KEPT: usize = 50;
@@ -456,12 +567,15 @@ fn prune_history(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Records `run`: a new row, or — when `run.id` names the row [`Store::begin_run`] made —
+/// that row, replaced.
 fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> {
     let plan = plan_to_store(tx, run)?;
+    let id = (run.id > 0).then_some(run.id);
     tx.execute(
-        "INSERT INTO runs (started_at, finished_at, mode, status, staging, counts,
-             graph_requests, ldap_writes, errors, message, plan)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR REPLACE INTO runs (id, started_at, finished_at, mode, status, staging, counts,
+             graph_requests, ldap_writes, errors, message, plan, pid)
+         VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)",
         params![
             format_time("run start", run.started_at)?,
             format_time("run end", run.finished_at)?,
@@ -474,6 +588,7 @@ fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> 
             encode("run errors", &run.errors)?,
             run.message,
             plan,
+            id,
         ],
     )
     .map_err(sql("record run"))?;
@@ -496,6 +611,7 @@ struct RawRun {
     errors: String,
     message: Option<String>,
     plan: Option<String>,
+    pid: Option<i64>,
 }
 
 impl RawRun {
@@ -513,15 +629,21 @@ impl RawRun {
             errors: r.get(9)?,
             message: r.get(10)?,
             plan: r.get(11)?,
+            pid: r.get(12)?,
         })
     }
 
     fn decode(self) -> Result<RunRecord, StoreError> {
         let what = |field: &str| format!("{field} of run {}", self.id);
-        let status = RunStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+        let mut status = RunStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
             what: what("status"),
             message: format!("unknown status {:?}", self.status),
         })?;
+        let mut message = self.message;
+        if status == RunStatus::Running && !process_alive(self.pid) {
+            status = RunStatus::Interrupted;
+            message = Some(INTERRUPTED_MESSAGE.to_string());
+        }
         let counts: PlanCounts = decode(&what("counts"), &self.counts)?;
         let errors: Vec<ObjectError> = decode(&what("errors"), &self.errors)?;
         let plan = match &self.plan {
@@ -539,7 +661,7 @@ impl RawRun {
             graph_requests: u64::try_from(self.graph_requests).unwrap_or(0),
             ldap_writes: u64::try_from(self.ldap_writes).unwrap_or(0),
             errors,
-            message: self.message,
+            message,
             plan,
         })
     }

@@ -14,15 +14,21 @@ pub enum RunStatus {
     StoppedByThreshold,
     Failed,
     Staging,
+    /// A cycle in progress (recorded when it starts, replaced when it ends).
+    Running,
+    /// A cycle whose process ended before it did (killed, crashed, power lost).
+    Interrupted,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Success,
         RunStatus::CompletedWithErrors,
         RunStatus::StoppedByThreshold,
         RunStatus::Failed,
         RunStatus::Staging,
+        RunStatus::Running,
+        RunStatus::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +38,8 @@ impl RunStatus {
             RunStatus::StoppedByThreshold => "stopped-by-threshold",
             RunStatus::Failed => "failed",
             RunStatus::Staging => "staging",
+            RunStatus::Running => "running",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 

@@ -31,6 +31,9 @@ const MIGRATIONS: &[&str] = &[
          message TEXT,
          plan TEXT
      );",
+    // 2: the process that runs a cycle, so a run left `running` by a killed process is
+    // told from one still in progress.
+    "ALTER TABLE runs ADD COLUMN pid INTEGER;",
 ];
 
 /// The schema version this build writes.

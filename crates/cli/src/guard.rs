@@ -1,0 +1,597 @@
+//! The ownership guard: the one place that decides whether an operation of a plan may touch
+//! AD. It issues [`Checked`] operations — a type nothing else can build — and the exporter
+//! sends only those, addressed by the objectGUID the guard approved (SPEC §6, §10).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use wb_ad::Applied;
+use wb_engine::naming::{dn_eq, dn_key, is_under};
+use wb_model::{anchor_value, Action, AdSnapshot, Joins, Operation, Plan};
+
+/// Attributes writeback may ever write on a group it owns (SPEC §4: nothing else).
+const WRITABLE: &[&str] = &[
+    "displayName",
+    "description",
+    "groupType",
+    "adminDescription",
+    "msDS-ExternalDirectoryObjectId",
+    "mail",
+    "mailNickname",
+    "proxyAddresses",
+    "managedBy",
+    "sAMAccountName",
+];
+/// Attributes a create may also carry.
+const CREATE_ONLY: &[&str] = &["objectClass", "cn"];
+/// The anchor attributes: only ever set to the anchor of the group the operation serves.
+const ANCHORS: &[&str] = &["adminDescription", "msDS-ExternalDirectoryObjectId"];
+
+fn writable(attr: &str) -> bool {
+    WRITABLE.iter().any(|a| a.eq_ignore_ascii_case(attr))
+}
+
+/// An operation the guard approved, with its action as it must be sent: every action on an
+/// existing object names that object's objectGUID. Only [`OwnershipGuard::check`] makes one.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    op: &'a Operation,
+    action: Cow<'a, Action>,
+}
+
+impl Checked<'_> {
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
+}
+
+/// An AD object writeback owns: the cloud group it serves and where it is now.
+#[derive(Debug, Clone)]
+struct Owned {
+    group: String,
+    dn: String,
+}
+
+/// Owned objects are those under a managed OU that carry the anchor of a group writeback
+/// writes back (or hold its join), and the objects writeback made for a group wherever
+/// they are now (joined by objectGUID, anchor intact or cleared) — a changed OU moves them.
+pub struct OwnershipGuard {
+    managed_ous: Vec<String>,
+    /// lower-case objectGUID → owner
+    owned: BTreeMap<String, Owned>,
+    /// cloud id → lower-case objectGUID of the object it owns
+    by_group: BTreeMap<String, String>,
+    /// DN key of an object created by this export → lower-case objectGUID
+    created: BTreeMap<String, String>,
+}
+
+impl OwnershipGuard {
+    pub fn new(managed_ous: Vec<String>, plan: &Plan, ad: &AdSnapshot, joins: &Joins) -> Self {
+        let foreign: std::collections::BTreeSet<String> =
+            plan.foreign.iter().map(|f| dn_key(&f.dn)).collect();
+        let joined: BTreeMap<String, &str> = joins
+            .iter()
+            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
+            .collect();
+        let mut guard = OwnershipGuard {
+            managed_ous,
+            owned: BTreeMap::new(),
+            by_group: BTreeMap::new(),
+            created: BTreeMap::new(),
+        };
+        // Joined objects first: a group's join outranks any other object with its anchor.
+        let mut candidates: Vec<(&wb_model::AdGroup, &str, bool)> = Vec::new();
+        for g in &ad.groups {
+            if foreign.contains(&dn_key(&g.dn)) {
+                continue;
+            }
+            match joined.get(&g.guid.to_ascii_lowercase()) {
+                // Made by writeback: its own wherever it is, unless its anchor now names
+                // another group.
+                Some(id) if g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)) => {
+                    candidates.push((g, id, true))
+                }
+                Some(_) => {}
+                None if guard.in_managed_ou(&g.dn) => {
+                    if let Some(a) = g.anchor() {
+                        candidates.push((g, a, false));
+                    }
+                }
+                None => {}
+            }
+        }
+        candidates.sort_by_key(|(_, _, joined)| !joined);
+        let mut contested = std::collections::BTreeSet::new();
+        for (g, group, joined) in candidates {
+            let key = group.to_ascii_lowercase();
+            if let Some(first) = guard.by_group.get(&key) {
+                // A second object for one group: a joined one keeps it; between unjoined
+                // ones nobody is owned (the engine reports the conflict).
+                let first_joined = joins
+                    .get(group)
+                    .is_some_and(|j| j.guid.eq_ignore_ascii_case(first));
+                if !first_joined && !joined {
+                    contested.insert(key);
+                }
+                continue;
+            }
+            let guid = g.guid.to_ascii_lowercase();
+            guard.by_group.insert(key, guid.clone());
+            guard.owned.insert(
+                guid,
+                Owned {
+                    group: group.to_string(),
+                    dn: g.dn.clone(),
+                },
+            );
+        }
+        for key in contested {
+            if let Some(guid) = guard.by_group.get(&key) {
+                guard.owned.remove(guid);
+            }
+        }
+        guard
+    }
+
+    /// Strictly below a managed OU (the OU itself is never written).
+    fn in_managed_ou(&self, dn: &str) -> bool {
+        self.managed_ous.iter().any(|ou| is_under(dn, ou))
+    }
+
+    fn is_managed_ou(&self, dn: &str) -> bool {
+        self.managed_ous
+            .iter()
+            .any(|ou| dn_eq(dn, ou) || is_under(dn, ou))
+    }
+
+    /// The object `guid`, owned by `group` and currently at `dn`.
+    fn owned_at(&self, guid: &str, group: &str, dn: &str) -> Result<(), String> {
+        match self.owned.get(&guid.to_ascii_lowercase()) {
+            Some(o) if !o.group.eq_ignore_ascii_case(group) => Err(format!(
+                "object {guid} belongs to group {}, not to {group}",
+                o.group
+            )),
+            Some(o) if !dn_eq(&o.dn, dn) => Err(format!(
+                "the operation names {dn}, but object {guid} is {}",
+                o.dn
+            )),
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "object {guid} is not owned by writeback (no anchor of a written-back group, \
+                 or outside the managed OUs)"
+            )),
+        }
+    }
+
+    fn anchor_values_ok(group: &str, attr: &str, values: &[String]) -> Result<(), String> {
+        let anchor = anchor_value(group);
+        if values.len() == 1 && values[0] == anchor {
+            Ok(())
+        } else {
+            Err(format!(
+                "{attr} may only be set to {anchor}, not {values:?}"
+            ))
+        }
+    }
+
+    /// Checks one operation; `Err` says why it must not run.
+    pub fn check<'a>(&self, op: &'a Operation) -> Result<Checked<'a>, String> {
+        let approved = |action: Cow<'a, Action>| Checked { op, action };
+        match &op.action {
+            Action::Create { dn, attrs, .. } => {
+                if !self.in_managed_ou(dn) {
+                    return Err(format!("{dn} is not under a managed OU"));
+                }
+                if let Some(guid) = self.by_group.get(&op.group.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "group {} already has an AD object ({}): a create would duplicate it",
+                        op.group, self.owned[guid].dn
+                    ));
+                }
+                match attrs.get("adminDescription") {
+                    Some(v) => Self::anchor_values_ok(&op.group, "adminDescription", v)?,
+                    None => {
+                        return Err(format!(
+                            "create of {dn} lacks the anchor {}",
+                            anchor_value(&op.group)
+                        ))
+                    }
+                }
+                for (attr, values) in attrs {
+                    if ANCHORS.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+                        Self::anchor_values_ok(&op.group, attr, values)?;
+                    } else if !writable(attr)
+                        && !CREATE_ONLY.iter().any(|a| a.eq_ignore_ascii_case(attr))
+                    {
+                        return Err(format!(
+                            "create of {dn} would write {attr}, which writeback does not manage"
+                        ));
+                    }
+                }
+                let classes = attrs.get("objectClass").map(Vec::as_slice).unwrap_or(&[]);
+                if !classes.iter().any(|c| c.eq_ignore_ascii_case("group"))
+                    || classes
+                        .iter()
+                        .any(|c| !c.eq_ignore_ascii_case("group") && !c.eq_ignore_ascii_case("top"))
+                {
+                    return Err(format!("create of {dn} is not a plain group: {classes:?}"));
+                }
+                Ok(approved(Cow::Borrowed(&op.action)))
+            }
+            Action::Rename {
+                dn,
+                guid,
+                new_parent,
+                new_dn,
+                ..
+            } => {
+                self.owned_at(guid, &op.group, dn)?;
+                if let Some(p) = new_parent {
+                    if !self.is_managed_ou(p) {
+                        return Err(format!("new parent {p} is not a managed OU"));
+                    }
+                    if !is_under(new_dn, p) {
+                        return Err(format!("{new_dn} is not under the new parent {p}"));
+                    }
+                }
+                if !self.in_managed_ou(new_dn) {
+                    return Err(format!("{new_dn} is not under a managed OU"));
+                }
+                Ok(approved(Cow::Borrowed(&op.action)))
+            }
+            Action::Modify { dn, guid, changes } => {
+                self.owned_at(guid, &op.group, dn)?;
+                for c in changes {
+                    if !writable(&c.attr) {
+                        return Err(format!("writeback does not manage attribute {}", c.attr));
+                    }
+                    if ANCHORS.iter().any(|a| a.eq_ignore_ascii_case(&c.attr)) {
+                        Self::anchor_values_ok(&op.group, &c.attr, &c.after)?;
+                    }
+                }
+                Ok(approved(Cow::Borrowed(&op.action)))
+            }
+            Action::AddMembers { dn, guid, members } => match guid {
+                Some(g) => {
+                    self.owned_at(g, &op.group, dn)?;
+                    Ok(approved(Cow::Borrowed(&op.action)))
+                }
+                // A group created earlier in this export: address it by the objectGUID the
+                // DC gave it.
+                None => match self.created.get(&dn_key(dn)) {
+                    Some(g) if self.owned.get(g).is_some_and(|o| o.group == op.group) => {
+                        Ok(approved(Cow::Owned(Action::AddMembers {
+                            dn: dn.clone(),
+                            guid: Some(g.clone()),
+                            members: members.clone(),
+                        })))
+                    }
+                    _ => Err(format!(
+                        "{dn} was not created for group {} by this export",
+                        op.group
+                    )),
+                },
+            },
+            Action::RemoveMembers { dn, guid, .. } | Action::Delete { dn, guid } => {
+                self.owned_at(guid, &op.group, dn)?;
+                Ok(approved(Cow::Borrowed(&op.action)))
+            }
+        }
+    }
+
+    /// Records what an approved operation did: a created object becomes owned, a renamed
+    /// one is at its new DN, a deleted one is gone.
+    pub fn record(&mut self, checked: &Checked, applied: &Applied) {
+        let group = &checked.op.group;
+        match checked.action() {
+            Action::Create { .. } => {
+                if let Some(guid) = &applied.guid {
+                    let guid = guid.to_ascii_lowercase();
+                    self.created.insert(dn_key(&applied.dn), guid.clone());
+                    self.by_group
+                        .insert(group.to_ascii_lowercase(), guid.clone());
+                    self.owned.insert(
+                        guid,
+                        Owned {
+                            group: group.clone(),
+                            dn: applied.dn.clone(),
+                        },
+                    );
+                }
+            }
+            Action::Rename { guid, new_dn, .. } => {
+                if let Some(o) = self.owned.get_mut(&guid.to_ascii_lowercase()) {
+                    o.dn = new_dn.clone();
+                }
+            }
+            Action::Delete { guid, .. } => {
+                let guid = guid.to_ascii_lowercase();
+                self.owned.remove(&guid);
+                self.by_group.remove(&group.to_ascii_lowercase());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_model::{AdGroup, AttrChange, Join};
+
+    const OU: &str = "OU=Groups,OU=WB,DC=lab,DC=test";
+    const OWNED_GUID: &str = "11111111-1111-1111-1111-111111111111";
+    const FOREIGN_GUID: &str = "22222222-2222-2222-2222-222222222222";
+    const OTHER_GUID: &str = "33333333-3333-3333-3333-333333333333";
+    const G: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const H: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+
+    fn group(dn: &str, guid: &str, anchor: Option<&str>) -> AdGroup {
+        AdGroup {
+            dn: dn.into(),
+            guid: guid.into(),
+            cn: "x".into(),
+            admin_description: anchor.map(anchor_value),
+            ..AdGroup::default()
+        }
+    }
+
+    fn owned_dn() -> String {
+        format!("CN=Owned,{OU}")
+    }
+    fn foreign_dn() -> String {
+        format!("CN=Foreign,{OU}")
+    }
+
+    fn guard() -> OwnershipGuard {
+        let ad = AdSnapshot {
+            groups: vec![
+                group(&owned_dn(), OWNED_GUID, Some(G)),
+                group(&foreign_dn(), FOREIGN_GUID, None),
+                group(&format!("CN=H,{OU}"), OTHER_GUID, Some(H)),
+            ],
+            ..AdSnapshot::default()
+        };
+        OwnershipGuard::new(vec![OU.to_string()], &Plan::default(), &ad, &Joins::new())
+    }
+
+    fn op(group: &str, action: Action) -> Operation {
+        Operation {
+            group: group.into(),
+            name: "n".into(),
+            action,
+            reason: "test".into(),
+        }
+    }
+
+    fn modify(dn: &str, guid: &str, attr: &str, after: &str) -> Action {
+        Action::Modify {
+            dn: dn.into(),
+            guid: guid.into(),
+            changes: vec![AttrChange {
+                attr: attr.into(),
+                before: vec![],
+                after: vec![after.into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn an_owned_object_is_written_by_its_guid() {
+        let o = op(G, modify(&owned_dn(), OWNED_GUID, "description", "d"));
+        let checked = guard().check(&o).expect("approved");
+        assert!(matches!(checked.action(), Action::Modify { guid, .. } if guid == OWNED_GUID));
+    }
+
+    #[test]
+    fn a_foreign_dn_with_an_owned_guid_is_refused() {
+        let o = op(G, modify(&foreign_dn(), OWNED_GUID, "description", "d"));
+        let why = guard().check(&o).unwrap_err();
+        assert!(why.contains("names"), "{why}");
+        let o = op(
+            G,
+            Action::Delete {
+                dn: foreign_dn(),
+                guid: OWNED_GUID.into(),
+            },
+        );
+        assert!(guard().check(&o).is_err());
+    }
+
+    #[test]
+    fn an_owned_dn_with_a_foreign_guid_is_refused() {
+        let o = op(G, modify(&owned_dn(), FOREIGN_GUID, "description", "d"));
+        assert!(guard().check(&o).unwrap_err().contains("not owned"));
+        let o = op(
+            G,
+            Action::RemoveMembers {
+                dn: owned_dn(),
+                guid: FOREIGN_GUID.into(),
+                members: vec!["CN=u,DC=lab,DC=test".into()],
+            },
+        );
+        assert!(guard().check(&o).is_err());
+    }
+
+    #[test]
+    fn another_groups_object_is_refused() {
+        let o = op(
+            G,
+            modify(&format!("CN=H,{OU}"), OTHER_GUID, "description", "d"),
+        );
+        assert!(guard().check(&o).unwrap_err().contains("belongs to group"));
+    }
+
+    #[test]
+    fn a_create_outside_the_managed_ous_is_refused() {
+        for dn in [
+            "CN=X,CN=Users,DC=lab,DC=test".to_string(),
+            OU.to_string(),
+            format!(r"CN=X,OU=Evil\,{OU}"),
+            format!(r"CN=X,OU=Evil\,OU=Groups,OU=WB,DC=lab,DC=test"),
+        ] {
+            let new = "aaaaaaaa-0000-0000-0000-000000000003";
+            let o = op(new, create(&dn, new));
+            assert!(guard().check(&o).is_err(), "{dn} must be refused");
+        }
+    }
+
+    fn create(dn: &str, group: &str) -> Action {
+        let mut attrs = BTreeMap::new();
+        attrs.insert(
+            "objectClass".to_string(),
+            vec!["top".into(), "group".into()],
+        );
+        attrs.insert("cn".to_string(), vec!["X".into()]);
+        attrs.insert("adminDescription".to_string(), vec![anchor_value(group)]);
+        Action::Create {
+            dn: dn.into(),
+            attrs,
+            members: vec![],
+            sam_account_name_fallback: "X_1".into(),
+        }
+    }
+
+    #[test]
+    fn a_create_for_a_group_that_has_an_object_is_refused() {
+        let o = op(G, create(&format!("CN=Second,{OU}"), G));
+        assert!(guard().check(&o).unwrap_err().contains("duplicate"));
+        let new = "aaaaaaaa-0000-0000-0000-000000000009";
+        assert!(guard()
+            .check(&op(new, create(&format!("CN=New,{OU}"), new)))
+            .is_ok());
+    }
+
+    #[test]
+    fn unmanaged_attributes_and_other_anchors_are_refused() {
+        let o = op(G, modify(&owned_dn(), OWNED_GUID, "member", "CN=x"));
+        assert!(guard().check(&o).unwrap_err().contains("does not manage"));
+        let o = op(
+            G,
+            modify(&owned_dn(), OWNED_GUID, "userAccountControl", "512"),
+        );
+        assert!(guard().check(&o).is_err());
+        let o = op(
+            G,
+            modify(
+                &owned_dn(),
+                OWNED_GUID,
+                "adminDescription",
+                &anchor_value(H),
+            ),
+        );
+        assert!(guard().check(&o).unwrap_err().contains("may only be set"));
+        let new = "aaaaaaaa-0000-0000-0000-000000000009";
+        let mut c = create(&format!("CN=New,{OU}"), new);
+        if let Action::Create { attrs, .. } = &mut c {
+            attrs.insert(
+                "msDS-ExternalDirectoryObjectId".into(),
+                vec![anchor_value(H)],
+            );
+        }
+        assert!(guard().check(&op(new, c)).is_err());
+        let mut c = create(&format!("CN=New,{OU}"), new);
+        if let Action::Create { attrs, .. } = &mut c {
+            attrs.insert("objectClass".into(), vec!["top".into(), "user".into()]);
+        }
+        assert!(guard().check(&op(new, c)).is_err());
+    }
+
+    #[test]
+    fn a_rename_out_of_the_managed_ous_is_refused() {
+        let rename = |new_parent: Option<&str>, new_dn: &str| {
+            op(
+                G,
+                Action::Rename {
+                    dn: owned_dn(),
+                    guid: OWNED_GUID.into(),
+                    new_rdn: "CN=Y".into(),
+                    new_parent: new_parent.map(str::to_string),
+                    new_dn: new_dn.into(),
+                },
+            )
+        };
+        assert!(guard().check(&rename(None, &format!("CN=Y,{OU}"))).is_ok());
+        assert!(guard()
+            .check(&rename(
+                Some("CN=Users,DC=lab,DC=test"),
+                "CN=Y,CN=Users,DC=lab,DC=test"
+            ))
+            .is_err());
+    }
+
+    #[test]
+    fn a_joined_object_outside_the_managed_ous_is_still_owned() {
+        let old = "CN=Owned,OU=Old,DC=lab,DC=test";
+        let ad = AdSnapshot {
+            groups: vec![group(old, OWNED_GUID, Some(G))],
+            ..AdSnapshot::default()
+        };
+        let mut joins = Joins::new();
+        joins.insert(
+            G.into(),
+            Join {
+                group: G.into(),
+                guid: OWNED_GUID.into(),
+                sid: None,
+                dn: old.into(),
+            },
+        );
+        let guard = OwnershipGuard::new(vec![OU.to_string()], &Plan::default(), &ad, &joins);
+        let o = op(
+            G,
+            Action::Rename {
+                dn: old.into(),
+                guid: OWNED_GUID.into(),
+                new_rdn: "CN=Owned".into(),
+                new_parent: Some(OU.into()),
+                new_dn: owned_dn(),
+            },
+        );
+        assert!(guard.check(&o).is_ok());
+        // An unjoined object there with the same anchor is not.
+        let ad = AdSnapshot {
+            groups: vec![group(old, FOREIGN_GUID, Some(G))],
+            ..AdSnapshot::default()
+        };
+        let guard = OwnershipGuard::new(vec![OU.to_string()], &Plan::default(), &ad, &joins);
+        let o = op(G, modify(old, FOREIGN_GUID, "description", "d"));
+        assert!(guard.check(&o).is_err());
+    }
+
+    #[test]
+    fn members_of_a_group_created_by_this_export_go_to_its_guid() {
+        let mut guard = guard();
+        let new = "aaaaaaaa-0000-0000-0000-000000000009";
+        let dn = format!("CN=New,{OU}");
+        let created = op(new, create(&dn, new));
+        let checked = guard.check(&created).expect("create approved");
+        let applied = Applied {
+            dn: dn.clone(),
+            guid: Some("44444444-4444-4444-4444-444444444444".into()),
+            ..Applied::default()
+        };
+        guard.record(&checked, &applied);
+        let add = op(
+            new,
+            Action::AddMembers {
+                dn: dn.clone(),
+                guid: None,
+                members: vec!["CN=u,DC=lab,DC=test".into()],
+            },
+        );
+        let checked = guard.check(&add).expect("approved");
+        assert!(
+            matches!(checked.action(), Action::AddMembers { guid: Some(g), .. } if g == "44444444-4444-4444-4444-444444444444")
+        );
+        // Another group may not add members to it.
+        let add = op(
+            G,
+            Action::AddMembers {
+                dn,
+                guid: None,
+                members: vec![],
+            },
+        );
+        assert!(guard.check(&add).is_err());
+    }
+}
