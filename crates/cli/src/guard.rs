@@ -427,7 +427,7 @@ mod tests {
             "CN=X,CN=Users,DC=lab,DC=test".to_string(),
             OU.to_string(),
             format!(r"CN=X,OU=Evil\,{OU}"),
-            format!(r"CN=X,OU=Evil\,OU=Groups,OU=WB,DC=lab,DC=test"),
+            r"CN=X,OU=Evil\,OU=Groups,OU=WB,DC=lab,DC=test".to_string(),
         ] {
             let new = "aaaaaaaa-0000-0000-0000-000000000003";
             let o = op(new, create(&dn, new));
