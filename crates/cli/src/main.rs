@@ -24,7 +24,8 @@ use std::process::ExitCode;
 /// OU(s). It never touches an object it does not own.
 ///
 /// Exit codes: 0 success; 1 the cycle ran but some objects have errors; 2 bad usage or bad
-/// configuration; 3 a directory or Graph endpoint unreachable or refusing the credentials;
+/// configuration (the key is named; also a managed OU missing in AD); 3 a directory or Graph
+/// endpoint unreachable or refusing the credentials, or the DC lost during the export;
 /// 4 stopped by the delete threshold.
 #[derive(Parser, Debug)]
 #[command(name = "writeback", version, propagate_version = true)]
