@@ -105,9 +105,20 @@ impl AdConnector {
                 new_dn,
             } => {
                 let target = Target::guid(guid, dn);
+                // With a `<GUID=…>` DN the server cannot derive the parent from the name:
+                // always say where the object goes (its parent stays unless it moves).
+                let parent = match new_parent {
+                    Some(p) => p.clone(),
+                    None => parent_of(new_dn, new_rdn).ok_or_else(|| AdError::Value {
+                        operation: "rename".into(),
+                        dn: dn.clone(),
+                        attr: "new DN".into(),
+                        message: format!("{new_dn} does not start with {new_rdn}"),
+                    })?,
+                };
                 let result = self
                     .op()
-                    .modifydn(&target.wire, new_rdn, true, new_parent.as_deref())
+                    .modifydn(&target.wire, new_rdn, true, Some(parent.as_str()))
                     .await;
                 check("rename", dn, result)?;
                 self.writes += 1;
@@ -371,6 +382,15 @@ impl AdConnector {
         self.writes += 1;
         Ok(())
     }
+}
+
+/// The parent in `new_dn` = `new_rdn,parent`.
+fn parent_of(new_dn: &str, new_rdn: &str) -> Option<String> {
+    new_dn
+        .strip_prefix(new_rdn)
+        .and_then(|rest| rest.strip_prefix(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
 }
 
 /// Where a write goes on the wire, and the DN that messages show.

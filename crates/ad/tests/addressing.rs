@@ -27,8 +27,10 @@ async fn writes_go_to_the_object_guid_not_to_the_dn_named() {
     let dc = LabDc::ensure();
     let ou = dc.fresh_ou("addressing").await;
     let t = GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY;
-    let owned = dc.create_group(&ou, "Owned", t).await;
-    let foreign = dc.create_group(&ou, "Foreign", t).await;
+    // sAMAccountName = CN must be unique in the domain, which every test run shares.
+    let tag = &ou[3..ou.find(',').unwrap_or(ou.len())];
+    let owned = dc.create_group(&ou, &format!("Owned-{tag}"), t).await;
+    let foreign = dc.create_group(&ou, &format!("Foreign-{tag}"), t).await;
     let mut ad = AdConnector::connect(&dc.ad_config()).await.expect("bind");
     let schema = ad.detect_schema().await.expect("schema");
     let groups = ad.read_groups(&ou, &schema).await.expect("read");
@@ -89,4 +91,40 @@ async fn writes_go_to_the_object_guid_not_to_the_dn_named() {
         .expect_err("no such object");
     assert_eq!(err.code(), Some(32), "{err}");
     assert_eq!(description(&dc, &foreign.dn).await, None);
+}
+
+#[tokio::test]
+async fn a_rename_in_place_by_guid_keeps_the_parent() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("guidrename").await;
+    let tag = &ou[3..ou.find(',').unwrap_or(ou.len())];
+    let t = GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY;
+    let g = dc.create_group(&ou, &format!("Before-{tag}"), t).await;
+    let mut ad = AdConnector::connect(&dc.ad_config()).await.expect("bind");
+    let schema = ad.detect_schema().await.expect("schema");
+    let read = ad.read_groups(&ou, &schema).await.expect("read");
+    let guid = read[0].guid.clone();
+    let new_rdn = format!("CN=After-{tag}");
+    let new_dn = format!("{new_rdn},{ou}");
+    let applied = ad
+        .apply(&Action::Rename {
+            dn: g.dn.clone(),
+            guid: guid.clone(),
+            new_rdn,
+            new_parent: None,
+            new_dn: new_dn.clone(),
+        })
+        .await
+        .expect("rename");
+    assert_eq!(applied.dn, new_dn);
+    let now = ad
+        .read_group(&guid, &schema)
+        .await
+        .expect("read")
+        .expect("found");
+    assert!(
+        now.dn.eq_ignore_ascii_case(&new_dn),
+        "{} vs {new_dn}",
+        now.dn
+    );
 }
