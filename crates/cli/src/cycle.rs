@@ -130,6 +130,8 @@ async fn import_cloud(
     last_refresh: Option<OffsetDateTime>,
     mut full: bool,
 ) -> Result<CloudImport, GraphError> {
+    let group_link = own_link(graph, "group", group_link);
+    let user_link = own_link(graph, "user", user_link);
     if group_link.is_none() || user_link.is_none() {
         full = true;
     }
@@ -167,7 +169,8 @@ async fn import_cloud(
         cloud.users.clear();
     }
     wb_graph::apply_user_changes(&mut cloud, &users);
-    wb_graph::apply_group_changes(&mut cloud, &groups);
+    let absent = wb_graph::apply_group_changes(&mut cloud, &groups);
+    confirm_absent(graph, &mut cloud, &absent).await?;
     refresh_config(
         graph,
         cfg,
@@ -178,6 +181,40 @@ async fn import_cloud(
         last_refresh,
     )
     .await
+}
+
+/// A delta link stored by an earlier cycle, unless it names another origin than the
+/// configured graph_url (the configuration changed since): such a link is never used — the
+/// token would go there — and the round starts from scratch.
+fn own_link(graph: &GraphClient, kind: &str, link: Option<String>) -> Option<String> {
+    let link = link?;
+    if graph.is_graph_origin(&link) {
+        return Some(link);
+    }
+    warn!(stored = %wb_graph::display_url(&link), "the stored {kind} delta link is not on the configured graph_url: discarded, starting a full round");
+    None
+}
+
+/// A full round does not list some groups of the image: absence alone is no evidence (a
+/// truncated or malformed answer looks the same), so Graph confirms each one. Gone → it
+/// leaves the image (and its AD group is deleted); in deleted items → kept, soft-deleted;
+/// still there → kept as known. Any other answer fails the cycle: nothing is applied.
+async fn confirm_absent(
+    graph: &GraphClient,
+    cloud: &mut CloudSnapshot,
+    absent: &[String],
+) -> Result<(), GraphError> {
+    if absent.is_empty() {
+        return Ok(());
+    }
+    let presence = graph.confirm_gone(absent).await?;
+    for (id, p) in &presence {
+        if *p == wb_graph::Presence::Alive {
+            warn!(group = %id, "the full round did not list this group, but Graph still has it: kept");
+        }
+    }
+    wb_graph::apply_presence(cloud, &presence);
+    Ok(())
 }
 
 /// Whether group delta reports a change of writebackConfiguration alone is not documented:

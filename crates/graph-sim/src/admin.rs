@@ -46,6 +46,7 @@ pub async fn stats(State(app): State<Arc<AppState>>) -> Response {
     axum::Json(json!({
         "total": s.total,
         "by_path": s.by_path,
+        "by_host": s.by_host,
         "throttled": s.throttled,
         "unavailable": s.unavailable,
     }))

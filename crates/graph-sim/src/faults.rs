@@ -1,5 +1,7 @@
 //! Fault injection and the gate every Graph request passes: request counting, the Bearer
-//! check, added latency, a share of 429 (with Retry-After) and a share of 503.
+//! check, added latency, a share of 429 (with Retry-After) and a share of 503 — and the
+//! test-only answer faults (malformed or incomplete delta pages, links to another origin)
+//! that client trust tests need. All off by default: graph-sim answers as Graph does.
 
 use crate::error::GraphError;
 use crate::AppState;
@@ -25,6 +27,18 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The `Retry-After` seconds sent with a 429 or 503.
     pub retry_after_secs: u64,
+    /// Test-only, not Graph: the next N group-delta pages are answered without `value`
+    /// (each such page uses up one).
+    pub group_delta_pages_without_value: u32,
+    /// Test-only, not Graph: these group ids are left out of every group-delta page (full
+    /// rounds and rounds of changes), while `GET /groups/{id}` still finds them.
+    pub omit_groups_from_delta: Vec<String>,
+    /// Test-only, not Graph: every `@odata.nextLink` of a delta page names this origin
+    /// (`http://127.0.0.1:PORT`) instead of the one the client called.
+    pub delta_next_link_origin: Option<String>,
+    /// At most this many objects on a delta page (Graph chooses its page sizes; a client's
+    /// `Prefer: odata.maxpagesize` still wins). `None`: 100.
+    pub delta_page_size: Option<usize>,
 }
 
 impl Faults {
@@ -37,6 +51,17 @@ impl Faults {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must be between 0 and 1, got {v}"));
             }
+        }
+        if let Some(origin) = &self.delta_next_link_origin {
+            let ok = url::Url::parse(origin).is_ok_and(|u| u.origin().is_tuple());
+            if !ok {
+                return Err(format!(
+                    "delta_next_link_origin must be an http(s) origin such as http://127.0.0.1:8080, got {origin:?}"
+                ));
+            }
+        }
+        if self.delta_page_size == Some(0) {
+            return Err("delta_page_size must be at least 1".to_string());
         }
         Ok(())
     }
@@ -72,6 +97,8 @@ impl Faults {
 pub struct Stats {
     pub total: u64,
     pub by_path: BTreeMap<String, u64>,
+    /// By the `Host` header the client sent (which origin it called).
+    pub by_host: BTreeMap<String, u64>,
     pub throttled: u64,
     pub unavailable: u64,
 }
@@ -85,6 +112,13 @@ pub async fn graph_gate(State(app): State<Arc<AppState>>, req: Request, next: Ne
             .by_path
             .entry(req.uri().path().to_string())
             .or_default() += 1;
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        *stats.by_host.entry(host).or_default() += 1;
     }
     if let Err(e) = app.auth.check_bearer(req.headers()) {
         return e.into_response();

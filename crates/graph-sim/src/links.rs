@@ -226,18 +226,54 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
                     &token,
                     Vec::new(),
                     PageEnd::Done(token.clone()),
+                    PageShape::default(),
                 ));
             }
             token
         }
     };
+    let faults = app.faults.read().unwrap_or_else(|e| e.into_inner()).clone();
     let limits = PageLimits {
-        objects: ctx.prefer.max_page_size.unwrap_or(DEFAULT_DELTA_PAGE),
+        objects: ctx
+            .prefer
+            .max_page_size
+            .or(faults.delta_page_size)
+            .unwrap_or(DEFAULT_DELTA_PAGE),
         members: app.member_chunk,
         minimal: ctx.prefer.minimal,
     };
-    let (value, end) = delta::page(&tenant, ctx.version, token.clone(), limits);
-    Ok(delta_response(&ctx, collection, &token, value, end))
+    let (mut value, end) = delta::page(&tenant, ctx.version, token.clone(), limits);
+    drop(tenant);
+    if res == Resource::Groups && !faults.omit_groups_from_delta.is_empty() {
+        value.retain(|v| {
+            v.get("id")
+                .and_then(Value::as_str)
+                .is_none_or(|id| !faults.omit_groups_from_delta.iter().any(|o| o == id))
+        });
+    }
+    let shape = PageShape {
+        next_link_origin: faults.delta_next_link_origin.as_deref(),
+        without_value: res == Resource::Groups && take_page_without_value(app),
+    };
+    Ok(delta_response(&ctx, collection, &token, value, end, shape))
+}
+
+/// Uses up one `group_delta_pages_without_value` fault, if any is left.
+fn take_page_without_value(app: &AppState) -> bool {
+    let mut faults = app.faults.write().unwrap_or_else(|e| e.into_inner());
+    if faults.group_delta_pages_without_value == 0 {
+        return false;
+    }
+    faults.group_delta_pages_without_value -= 1;
+    true
+}
+
+/// Test-only answer faults applied to one delta page (see `faults::Faults`); the default
+/// is Graph's own shape.
+#[derive(Debug, Default, Clone, Copy)]
+struct PageShape<'a> {
+    next_link_origin: Option<&'a str>,
+    without_value: bool,
 }
 
 fn delta_response(
@@ -246,6 +282,7 @@ fn delta_response(
     token: &DeltaToken,
     value: Vec<Value>,
     end: PageEnd,
+    shape: PageShape,
 ) -> Response {
     let context = match &token.sel {
         Some(sel) => ctx.context(&format!("{collection}({})", sel.join(","))),
@@ -255,11 +292,17 @@ fn delta_response(
     body.insert("@odata.context".into(), json!(context));
     match end {
         PageEnd::Next(t) => {
-            let link = format!(
+            let mut link = format!(
                 "{}?$skiptoken={}",
                 ctx.url(&format!("{collection}/delta")),
                 t.encode()
             );
+            if let Some(origin) = shape.next_link_origin {
+                // Test-only fault: the same link on another origin.
+                if let Some(rest) = link.strip_prefix(&ctx.base) {
+                    link = format!("{}{rest}", origin.trim_end_matches('/'));
+                }
+            }
             body.insert("@odata.nextLink".into(), json!(link));
         }
         PageEnd::Done(t) => {
@@ -271,7 +314,9 @@ fn delta_response(
             body.insert("@odata.deltaLink".into(), json!(link));
         }
     }
-    body.insert("value".into(), Value::Array(value));
+    if !shape.without_value {
+        body.insert("value".into(), Value::Array(value));
+    }
     let mut resp = axum::Json(Value::Object(body)).into_response();
     let mut applied = Vec::new();
     if ctx.prefer.minimal {

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         unavailable_share: args.unavailable_share,
         latency_ms: args.latency_ms,
         retry_after_secs: args.retry_after_secs,
+        ..Faults::default()
     };
     faults
         .validate()

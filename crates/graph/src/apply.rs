@@ -1,9 +1,23 @@
-//! Folds the changes of a delta round into the cloud image: a full round replaces the
-//! image, a delta round merges into it. Replays of a change are harmless.
+//! Folds the changes of a delta round into the cloud image: a full round rebuilds the
+//! groups it lists, a delta round merges into it. Replays of a change are harmless. A group
+//! leaves the image only on positive evidence: `@removed` with reason `deleted`, or
+//! [`Presence::Gone`] confirmed by Graph for a group a full round did not list.
 
 use crate::delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
-use std::collections::BTreeSet;
-use wb_model::{CloudDeletion, CloudGroup, CloudSnapshot, CloudUser, MemberRef};
+use std::collections::{BTreeMap, BTreeSet};
+use wb_model::{CloudDeletion, CloudGroup, CloudSnapshot, CloudUser, MemberRef, ObjectId};
+
+/// What Graph says of a group that a full round did not list
+/// ([`GraphClient::confirm_gone`](crate::GraphClient::confirm_gone)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// `GET /groups/{id}` answers 200: the round omitted a live group.
+    Alive,
+    /// Not a live group, but in `directory/deletedItems`: restorable.
+    SoftDeleted,
+    /// Neither a live group nor in deleted items: permanently deleted.
+    Gone,
+}
 
 fn set<T>(field: &mut Option<T>, change: Tristate<T>) {
     if let Some(value) = change {
@@ -51,15 +65,23 @@ fn apply_group_patch(g: &mut CloudGroup, p: &GroupPatch) {
     g.deleted = None;
 }
 
-/// Applies a group delta round to `snapshot.groups`.
+/// Applies a group delta round to `snapshot.groups`; returns the groups of the image that a
+/// full round did not list (none for a delta round).
 ///
-/// A full round leaves exactly the groups of the round (a soft-deleted group keeps what
-/// the previous image knew of it). A delta round merges: an absent property is unchanged,
-/// null clears it, a value sets it; members and owners are added and removed; a
+/// A full round rebuilds every group it lists from what it says (a soft-deleted group keeps
+/// what the previous image knew of it). A group it does not list is **kept as it was**:
+/// absence is no evidence (a malformed or truncated answer looks the same); the caller asks
+/// Graph about each with [`GraphClient::confirm_gone`](crate::GraphClient::confirm_gone) and
+/// hands the answers to [`apply_presence`]. A delta round merges: an absent property is
+/// unchanged, null clears it, a value sets it; members and owners are added and removed; a
 /// soft-deleted group is kept and marked, an upsert of it restores it; a permanently
-/// deleted group is removed.
-pub fn apply_group_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<GroupChange>) {
-    let previous = if round.full {
+/// deleted group (`@removed` reason `deleted`) is removed.
+#[must_use = "groups a full round did not list are kept until Graph confirms they are gone"]
+pub fn apply_group_changes(
+    snapshot: &mut CloudSnapshot,
+    round: &DeltaRound<GroupChange>,
+) -> Vec<ObjectId> {
+    let mut previous = if round.full {
         std::mem::take(&mut snapshot.groups)
     } else {
         Default::default()
@@ -85,7 +107,35 @@ pub fn apply_group_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<Grou
             }
             GroupChange::Deleted(id) => {
                 groups.remove(id);
+                previous.remove(id);
             }
+        }
+    }
+    let mut absent = Vec::new();
+    for (id, group) in previous {
+        if let std::collections::btree_map::Entry::Vacant(slot) = groups.entry(id) {
+            absent.push(slot.key().clone());
+            slot.insert(group);
+        }
+    }
+    absent
+}
+
+/// Applies what Graph said of the groups a full round did not list: `Gone` leaves the image
+/// (the engine then deletes its AD group), `SoftDeleted` is kept and marked, `Alive` is kept
+/// as the previous image knew it.
+pub fn apply_presence(snapshot: &mut CloudSnapshot, presence: &BTreeMap<ObjectId, Presence>) {
+    for (id, p) in presence {
+        match p {
+            Presence::Gone => {
+                snapshot.groups.remove(id);
+            }
+            Presence::SoftDeleted => {
+                if let Some(g) = snapshot.groups.get_mut(id) {
+                    g.deleted = Some(CloudDeletion::SoftDeleted);
+                }
+            }
+            Presence::Alive => {}
         }
     }
 }
@@ -180,7 +230,7 @@ mod tests {
 
     fn base() -> CloudSnapshot {
         let mut s = CloudSnapshot::default();
-        apply_group_changes(
+        let _ = apply_group_changes(
             &mut s,
             &round(
                 true,
@@ -194,16 +244,67 @@ mod tests {
     }
 
     #[test]
-    fn full_round_holds_exactly_its_groups() {
+    fn full_round_keeps_the_groups_it_does_not_list_and_names_them() {
         let mut s = base();
-        apply_group_changes(
+        let before = s.clone();
+        let absent = apply_group_changes(
             &mut s,
             &round(
                 true,
                 vec![GroupChange::Upsert(full_patch("g3", "Three", &[]))],
             ),
         );
-        assert_eq!(s.groups.keys().collect::<Vec<_>>(), vec!["g3"]);
+        assert_eq!(absent, vec!["g1".to_string(), "g2".to_string()]);
+        assert_eq!(s.groups.keys().collect::<Vec<_>>(), vec!["g1", "g2", "g3"]);
+        assert_eq!(s.groups["g1"], before.groups["g1"], "kept as it was");
+    }
+
+    #[test]
+    fn empty_full_round_deletes_nothing_by_itself() {
+        let mut s = base();
+        let before = s.clone();
+        let absent = apply_group_changes(&mut s, &round(true, vec![]));
+        assert_eq!(absent.len(), 2);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn confirmed_presence_removes_gone_marks_soft_deleted_and_keeps_alive() {
+        let mut s = base();
+        let _ = apply_group_changes(
+            &mut s,
+            &round(
+                false,
+                vec![GroupChange::Upsert(full_patch("g3", "Three", &[]))],
+            ),
+        );
+        let presence = BTreeMap::from([
+            ("g1".to_string(), Presence::Gone),
+            ("g2".to_string(), Presence::SoftDeleted),
+            ("g3".to_string(), Presence::Alive),
+        ]);
+        apply_presence(&mut s, &presence);
+        assert!(!s.groups.contains_key("g1"));
+        assert_eq!(s.groups["g2"].deleted, Some(CloudDeletion::SoftDeleted));
+        assert_eq!(s.groups["g2"].display_name.as_deref(), Some("Two"));
+        assert_eq!(s.groups["g3"].deleted, None);
+    }
+
+    #[test]
+    fn full_round_with_removed_deleted_removes_without_asking() {
+        let mut s = base();
+        let absent = apply_group_changes(
+            &mut s,
+            &round(
+                true,
+                vec![
+                    GroupChange::Deleted("g1".into()),
+                    GroupChange::Upsert(full_patch("g2", "Two", &["u3"])),
+                ],
+            ),
+        );
+        assert!(absent.is_empty(), "{absent:?}");
+        assert!(!s.groups.contains_key("g1"));
     }
 
     #[test]
@@ -216,7 +317,7 @@ mod tests {
             writeback_configuration: Some(None),
             ..GroupPatch::default()
         };
-        apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(patch)]));
+        let _ = apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(patch)]));
         let g = &s.groups["g1"];
         assert_eq!(g.display_name.as_deref(), Some("One"), "absent: unchanged");
         assert_eq!(
@@ -241,9 +342,9 @@ mod tests {
             ..GroupPatch::default()
         };
         let r = round(false, vec![GroupChange::Upsert(patch)]);
-        apply_group_changes(&mut s, &r);
+        let _ = apply_group_changes(&mut s, &r);
         let once = s.clone();
-        apply_group_changes(&mut s, &r);
+        let _ = apply_group_changes(&mut s, &r);
         assert_eq!(s, once, "a replayed round is harmless");
         let g = &s.groups["g1"];
         assert_eq!(g.display_name.as_deref(), Some("Renamed"));
@@ -268,12 +369,12 @@ mod tests {
         });
         let c = GroupChange::Deleted("g2".into());
         let mut one = base();
-        apply_group_changes(
+        let _ = apply_group_changes(
             &mut one,
             &round(false, vec![a.clone(), b.clone(), c.clone()]),
         );
         let mut two = base();
-        apply_group_changes(&mut two, &round(false, vec![c, b, a]));
+        let _ = apply_group_changes(&mut two, &round(false, vec![c, b, a]));
         assert_eq!(one, two);
         assert!(!one.groups.contains_key("g2"));
     }
@@ -281,7 +382,7 @@ mod tests {
     #[test]
     fn soft_deleted_group_is_kept_and_restored_by_a_later_sighting() {
         let mut s = base();
-        apply_group_changes(
+        let _ = apply_group_changes(
             &mut s,
             &round(false, vec![GroupChange::SoftDeleted("g1".into())]),
         );
@@ -294,7 +395,7 @@ mod tests {
             id: "g1".into(),
             ..GroupPatch::default()
         };
-        apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(restore)]));
+        let _ = apply_group_changes(&mut s, &round(false, vec![GroupChange::Upsert(restore)]));
         assert_eq!(s.groups["g1"].deleted, None);
         assert_eq!(s.groups["g1"].members.len(), 2);
     }
@@ -302,7 +403,7 @@ mod tests {
     #[test]
     fn soft_deleted_group_in_a_full_round_keeps_what_was_known() {
         let mut s = base();
-        apply_group_changes(
+        let _ = apply_group_changes(
             &mut s,
             &round(
                 true,
@@ -321,8 +422,8 @@ mod tests {
     fn permanently_deleted_group_is_removed_and_replay_is_harmless() {
         let mut s = base();
         let r = round(false, vec![GroupChange::Deleted("g1".into())]);
-        apply_group_changes(&mut s, &r);
-        apply_group_changes(&mut s, &r);
+        let _ = apply_group_changes(&mut s, &r);
+        let _ = apply_group_changes(&mut s, &r);
         assert!(!s.groups.contains_key("g1"));
         assert!(s.groups.contains_key("g2"));
     }

@@ -1,6 +1,7 @@
 //! The HTTP side of the Graph client: bearer tokens, retries on throttling (429/503/504,
 //! honouring Retry-After), error answers turned into [`GraphError`], delta and paged reads.
 
+use crate::apply::Presence;
 use crate::auth::{read_token_answer, token_endpoint, token_form, CachedToken, Proof};
 use crate::delta::{
     parse_writeback_item, read_page, DeltaItem, DeltaRound, GroupChange, RoundChanges, UserChange,
@@ -10,7 +11,7 @@ use crate::{GraphConfig, GraphError};
 use rand::Rng;
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ onPremisesSamAccountName,onPremisesDomainName";
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Requests that failed to connect are retried at most this often (fail fast when down).
 const MAX_NETWORK_RETRIES: u32 = 2;
+/// Graph's limit of requests in one `$batch`.
+const MAX_BATCH: usize = 20;
 
 /// A Microsoft Graph client; cheap to clone (shares its token cache and request count).
 #[derive(Clone)]
@@ -40,6 +43,8 @@ pub struct GraphClient {
 
 struct Inner {
     cfg: GraphConfig,
+    /// Scheme, host and port of `cfg.graph_url`: the only origin that gets the token.
+    graph_origin: url::Origin,
     http: reqwest::Client,
     proof: Proof,
     token_endpoint: String,
@@ -104,6 +109,116 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((base_ms as f64 * jitter) as u64)
 }
 
+/// The origin (scheme, host, port — a default port counts as given) of an http(s) URL.
+fn origin_of(url: &str) -> Option<url::Origin> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+}
+
+/// Follows a redirect only within the origin of the request that got it: reqwest would keep
+/// the `Authorization` header on a redirect to another scheme of the same host.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(url::Url::origin);
+        if attempt.previous().len() < 10 && first == Some(attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// A group id as one path segment (percent-encoded): a wrongly encoded id would get a 404,
+/// which here means "deleted".
+fn path_segment(id: &str) -> String {
+    let mut u = url::Url::parse("http://segment.invalid/").expect("a constant, valid URL");
+    if let Ok(mut segments) = u.path_segments_mut() {
+        segments.push(id);
+    }
+    u.path().trim_start_matches('/').to_string()
+}
+
+/// One inner answer of a `$batch`.
+struct BatchAnswer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Value,
+}
+
+impl BatchAnswer {
+    fn error(&self, url: &str) -> GraphError {
+        let err = self.body.get("error");
+        let word = |k: &str| {
+            err.and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
+        let (code, message) = (word("code"), word("message"));
+        if self.status == 401 || self.status == 403 {
+            return GraphError::Auth {
+                status: self.status,
+                code,
+                message: format!("GET {url} (in $batch): {message}"),
+            };
+        }
+        GraphError::Api {
+            method: "GET".into(),
+            url: format!("{url} (in $batch)"),
+            status: self.status,
+            code,
+            message,
+        }
+    }
+}
+
+/// The inner answers of a `$batch` answer, by request id; every id of `asked` must be
+/// answered exactly once.
+fn read_batch(body: &Value, asked: &[usize]) -> Result<BTreeMap<usize, BatchAnswer>, String> {
+    let Some(responses) = body.get("responses").and_then(Value::as_array) else {
+        return Err("the $batch answer has no `responses` array".to_string());
+    };
+    let mut out = BTreeMap::new();
+    for r in responses {
+        let id = r
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse::<usize>().ok())
+            .filter(|id| asked.contains(id))
+            .ok_or_else(|| format!("a $batch response with an unknown id: {}", r["id"]))?;
+        let status = r
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .filter(|s| (100..600).contains(s))
+            .ok_or_else(|| format!("$batch response {id} has no valid status"))?;
+        let retry_after = r
+            .get("headers")
+            .and_then(|h| h.get("Retry-After").or_else(|| h.get("retry-after")))
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                other => other.as_u64(),
+            })
+            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        let answer = BatchAnswer {
+            status,
+            retry_after,
+            body: r.get("body").cloned().unwrap_or(Value::Null),
+        };
+        if out.insert(id, answer).is_some() {
+            return Err(format!("$batch request {id} was answered twice"));
+        }
+    }
+    if let Some(missing) = asked.iter().find(|id| !out.contains_key(id)) {
+        return Err(format!(
+            "the $batch answer has no response to request {missing}"
+        ));
+    }
+    Ok(out)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -124,9 +239,16 @@ impl GraphClient {
                 message: format!("{name} {value:?} is not a URL: {e}"),
             })?;
         }
+        let graph_origin = origin_of(&cfg.graph_url).ok_or_else(|| GraphError::Config {
+            message: format!(
+                "graph_url {:?} is not an http(s) URL with a host",
+                cfg.graph_url
+            ),
+        })?;
         let proof = Proof::from_credential(&cfg.credential)?;
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
+            .redirect(redirect_policy())
             .user_agent(concat!("writeback/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GraphError::Config {
@@ -135,6 +257,7 @@ impl GraphClient {
         Ok(GraphClient {
             inner: Arc::new(Inner {
                 token_endpoint: token_endpoint(&cfg),
+                graph_origin,
                 cfg,
                 http,
                 proof,
@@ -161,6 +284,24 @@ impl GraphClient {
         let token = fresh.access_token.clone();
         *cached = Some(fresh);
         Ok(token)
+    }
+
+    /// Is `url` on the configured graph_url's origin (same scheme, host and port, a default
+    /// port counting as given)? Only such URLs are requested, and only they get the token.
+    pub fn is_graph_origin(&self, url: &str) -> bool {
+        origin_of(url).is_some_and(|o| o == self.inner.graph_origin)
+    }
+
+    /// `Err(ForeignOrigin)` unless `url` is on graph_url's origin; `what` says who named it.
+    fn check_origin(&self, what: &str, url: &str) -> Result<(), GraphError> {
+        if self.is_graph_origin(url) {
+            return Ok(());
+        }
+        Err(GraphError::ForeignOrigin {
+            what: what.to_string(),
+            url: display_url(url),
+            origin: self.inner.graph_origin.ascii_serialization(),
+        })
     }
 
     async fn forget_token(&self) {
@@ -232,6 +373,9 @@ impl GraphClient {
         is_delta: bool,
     ) -> Result<Value, GraphError> {
         let inner = &self.inner;
+        // Every Graph request passes here: the token never leaves graph_url's origin,
+        // whatever a link, a stored state or a caller names.
+        self.check_origin(&format!("{method} request to"), url)?;
         let shown = display_url(url);
         let mut attempt = 0u32;
         let mut token_renewed = false;
@@ -369,6 +513,14 @@ impl GraphClient {
             for item in &page.value {
                 on_item(item).map_err(decode)?;
             }
+            for (name, link) in [
+                ("@odata.nextLink", &page.next_link),
+                ("@odata.deltaLink", &page.delta_link),
+            ] {
+                if let Some(link) = link {
+                    self.check_link(&url, name, link)?;
+                }
+            }
             match (page.next_link, page.delta_link) {
                 (Some(next), _) if next == url => {
                     return Err(decode(
@@ -384,6 +536,15 @@ impl GraphClient {
                 }
             }
         }
+    }
+
+    /// A link of the answer to `page_url` may be followed (or stored) only on graph_url's
+    /// origin; the error names the page and the foreign link.
+    fn check_link(&self, page_url: &str, name: &str, link: &str) -> Result<(), GraphError> {
+        self.check_origin(
+            &format!("{name} in the answer to {}:", display_url(page_url)),
+            link,
+        )
     }
 
     /// One round of group delta: from the beginning (`from = None`, a full round) or from
@@ -476,6 +637,114 @@ impl GraphClient {
         Ok(owners)
     }
 
+    /// What Graph says of groups a full round did not list: `Alive` (`GET
+    /// /v1.0/groups/{id}` → 200), `SoftDeleted` (404 there, 200 from
+    /// `/directory/deletedItems/{id}`) or `Gone` (404 from both). Absence from a round is
+    /// no evidence by itself; this is the confirmation a delete needs.
+    ///
+    /// Reads by `$batch`, 20 a request (two batches for 20 groups gone instead of 40 GETs);
+    /// inner 429/503/504 are retried after their Retry-After. Any other answer (403, 500,
+    /// a malformed batch answer) is an error: the caller applies nothing.
+    pub async fn confirm_gone(
+        &self,
+        ids: &[ObjectId],
+    ) -> Result<BTreeMap<ObjectId, Presence>, GraphError> {
+        let mut out = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let live_urls: Vec<String> = ids
+            .iter()
+            .map(|id| format!("/groups/{}?$select=id", path_segment(id)))
+            .collect();
+        let live = self.batch_get(&live_urls).await?;
+        let mut not_found = Vec::new();
+        for ((id, url), answer) in ids.iter().zip(&live_urls).zip(&live) {
+            match answer.status {
+                200 => {
+                    out.insert(id.clone(), Presence::Alive);
+                }
+                404 => not_found.push(id.clone()),
+                _ => return Err(answer.error(&format!("/v1.0{url}"))),
+            }
+        }
+        let deleted_urls: Vec<String> = not_found
+            .iter()
+            .map(|id| format!("/directory/deletedItems/{}?$select=id", path_segment(id)))
+            .collect();
+        let deleted = self.batch_get(&deleted_urls).await?;
+        for ((id, url), answer) in not_found.iter().zip(&deleted_urls).zip(&deleted) {
+            let presence = match answer.status {
+                200 => Presence::SoftDeleted,
+                404 => Presence::Gone,
+                _ => return Err(answer.error(&format!("/v1.0{url}"))),
+            };
+            out.insert(id.clone(), presence);
+        }
+        tracing::info!(
+            asked = ids.len(),
+            gone = out.values().filter(|p| **p == Presence::Gone).count(),
+            soft_deleted = out
+                .values()
+                .filter(|p| **p == Presence::SoftDeleted)
+                .count(),
+            alive = out.values().filter(|p| **p == Presence::Alive).count(),
+            "groups absent from the full round checked with Graph"
+        );
+        Ok(out)
+    }
+
+    /// GETs of `urls` (relative to `/v1.0`) by `POST /v1.0/$batch`, at most 20 a batch; the
+    /// answers in the order of `urls`. Throttled inner requests are sent again (in a new
+    /// batch) after their Retry-After, up to `max_retries` times.
+    async fn batch_get(&self, urls: &[String]) -> Result<Vec<BatchAnswer>, GraphError> {
+        let batch_url = self.resolve("/v1.0/$batch");
+        let mut answers: BTreeMap<usize, BatchAnswer> = BTreeMap::new();
+        for start in (0..urls.len()).step_by(MAX_BATCH) {
+            let mut pending: Vec<usize> = (start..urls.len().min(start + MAX_BATCH)).collect();
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let requests: Vec<Value> = pending
+                    .iter()
+                    .map(|&i| json!({"id": i.to_string(), "method": "GET", "url": urls[i]}))
+                    .collect();
+                let body = json!({ "requests": requests });
+                let answer = self
+                    .send(Method::POST, &batch_url, Some(&body), false)
+                    .await?;
+                let mut got =
+                    read_batch(&answer, &pending).map_err(|message| GraphError::Decode {
+                        url: display_url(&batch_url),
+                        message,
+                    })?;
+                let mut throttled = Vec::new();
+                let mut wait: Option<Duration> = None;
+                for i in pending {
+                    let Some(a) = got.remove(&i) else { continue };
+                    if matches!(a.status, 429 | 503 | 504) && attempt < self.inner.cfg.max_retries {
+                        wait = wait.max(a.retry_after);
+                        throttled.push(i);
+                    } else {
+                        answers.insert(i, a);
+                    }
+                }
+                if !throttled.is_empty() {
+                    let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    tracing::warn!(
+                        throttled = throttled.len(),
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "Graph throttled requests of a $batch, retrying them"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                pending = throttled;
+            }
+        }
+        Ok(answers.into_values().collect())
+    }
+
     /// Reads a plain collection from `first`, following `@odata.nextLink` exactly as given;
     /// hands every item to `on_item`.
     async fn collection(
@@ -493,6 +762,9 @@ impl GraphClient {
             let page = read_page(body).map_err(decode)?;
             for item in &page.value {
                 on_item(item).map_err(decode)?;
+            }
+            if let Some(next) = &page.next_link {
+                self.check_link(&url, "@odata.nextLink", next)?;
             }
             match page.next_link {
                 Some(next) if next == url => {
@@ -551,5 +823,139 @@ mod tests {
             display_url("https://graph.microsoft.com/beta/groups/delta?$deltatoken=SECRETLYLONG");
         assert!(!shown.contains("SECRETLYLONG"), "{shown}");
         assert!(shown.starts_with("https://graph.microsoft.com/beta/groups/delta?"));
+    }
+
+    fn offline_client(graph_url: &str) -> GraphClient {
+        let mut cfg =
+            crate::GraphConfig::new("t", "c", crate::Credential::Secret("not-used".into()));
+        cfg.graph_url = graph_url.to_string();
+        // Nothing listens there: a test that reached the token endpoint would fail differently.
+        cfg.login_url = "http://127.0.0.1:9".to_string();
+        cfg.max_retries = 0;
+        GraphClient::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port_with_default_ports() {
+        let c = offline_client("https://graph.microsoft.com");
+        assert!(c.is_graph_origin("https://graph.microsoft.com/v1.0/groups"));
+        assert!(c.is_graph_origin("https://graph.microsoft.com:443/beta/groups/delta?$x=1"));
+        assert!(c.is_graph_origin("https://GRAPH.microsoft.com/v1.0/groups"));
+        assert!(!c.is_graph_origin("http://graph.microsoft.com/v1.0/groups"));
+        assert!(!c.is_graph_origin("https://graph.microsoft.com:8443/v1.0/groups"));
+        assert!(!c.is_graph_origin("https://graph.microsoft.com.evil.example/v1.0/groups"));
+        assert!(!c.is_graph_origin("https://graph.microsoft.com@evil.example/v1.0/groups"));
+        assert!(
+            !c.is_graph_origin("/v1.0/groups"),
+            "a relative link is not followed"
+        );
+        assert!(!c.is_graph_origin("not a url"));
+
+        let lab = offline_client("http://127.0.0.1:8080/");
+        assert!(lab.is_graph_origin("http://127.0.0.1:8080/beta/groups/delta"));
+        assert!(!lab.is_graph_origin("http://localhost:8080/beta/groups/delta"));
+        assert!(!lab.is_graph_origin("http://127.0.0.1:8081/beta/groups/delta"));
+        let plain = offline_client("http://h.example:80");
+        assert!(plain.is_graph_origin("http://h.example/v1.0/groups"));
+    }
+
+    #[test]
+    fn foreign_next_and_delta_links_are_refused_naming_the_shortened_link() {
+        let c = offline_client("https://graph.microsoft.com");
+        let page = "https://graph.microsoft.com/beta/groups/delta?$select=id";
+        for name in ["@odata.nextLink", "@odata.deltaLink"] {
+            let err = c
+                .check_link(
+                    page,
+                    name,
+                    "https://evil.example/beta/groups/delta?$skiptoken=SECRETSTATE",
+                )
+                .unwrap_err();
+            assert!(matches!(err, GraphError::ForeignOrigin { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(name), "{text}");
+            assert!(
+                text.contains("https://evil.example/beta/groups/delta?"),
+                "{text}"
+            );
+            assert!(!text.contains("SECRETSTATE"), "{text}");
+        }
+        assert!(c
+            .check_link(
+                page,
+                "@odata.nextLink",
+                "https://graph.microsoft.com:443/beta/groups/delta?$skiptoken=x"
+            )
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_foreign_origin_is_refused_before_any_token_is_fetched() {
+        let c = offline_client("https://graph.microsoft.com");
+        let err = c
+            .get_json("https://evil.example/v1.0/organization")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GraphError::ForeignOrigin { .. }), "{err}");
+        assert_eq!(c.requests(), 0);
+        let err = c
+            .group_delta(Some(
+                "http://graph.microsoft.com/beta/groups/delta?$deltatoken=x",
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GraphError::ForeignOrigin { .. }), "{err}");
+    }
+
+    #[test]
+    fn graph_url_must_be_http_with_a_host() {
+        let mut cfg = crate::GraphConfig::new("t", "c", crate::Credential::Secret("s".into()));
+        cfg.graph_url = "file:///etc/graph".into();
+        assert!(matches!(
+            GraphClient::new(cfg),
+            Err(GraphError::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn group_ids_are_encoded_as_one_path_segment() {
+        assert_eq!(
+            path_segment("0a1b2c3d-0000-4000-8000-000000000001"),
+            "0a1b2c3d-0000-4000-8000-000000000001"
+        );
+        let odd = path_segment("a/b?c#d e");
+        assert!(
+            !odd.contains('/') && !odd.contains('?') && !odd.contains('#') && !odd.contains(' '),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn batch_answer_must_answer_every_request_once() {
+        let ok = json!({"responses": [
+            {"id": "1", "status": 404, "body": {"error": {"code": "Request_ResourceNotFound", "message": "gone"}}},
+            {"id": "0", "status": 200, "body": {"id": "g0"}},
+            {"id": "2", "status": 429, "headers": {"Retry-After": "3"}},
+        ]});
+        let got = read_batch(&ok, &[0, 1, 2]).unwrap();
+        assert_eq!(got[&0].status, 200);
+        assert_eq!(got[&1].status, 404);
+        assert_eq!(got[&2].retry_after, Some(Duration::from_secs(3)));
+
+        assert!(
+            read_batch(&json!({"value": []}), &[0]).is_err(),
+            "no responses"
+        );
+        let missing = json!({"responses": [{"id": "0", "status": 200}]});
+        assert!(
+            read_batch(&missing, &[0, 1]).is_err(),
+            "request 1 unanswered"
+        );
+        let twice = json!({"responses": [{"id": "0", "status": 200}, {"id": "0", "status": 404}]});
+        assert!(read_batch(&twice, &[0]).is_err(), "answered twice");
+        let stranger = json!({"responses": [{"id": "7", "status": 404}]});
+        assert!(read_batch(&stranger, &[0]).is_err(), "unknown id");
+        let no_status = json!({"responses": [{"id": "0"}]});
+        assert!(read_batch(&no_status, &[0]).is_err(), "no status");
     }
 }

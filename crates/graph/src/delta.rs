@@ -118,16 +118,37 @@ pub(crate) fn read_page(body: Value) -> Result<Page, String> {
     };
     let next_link = link(&mut obj, "@odata.nextLink")?;
     let delta_link = link(&mut obj, "@odata.deltaLink")?;
+    // Every collection and delta page carries `value`, `[]` when it lists nothing. A page
+    // without one is not an empty page: read as one, a full round would look like an empty
+    // tenant and every group written back would look deleted.
     let value = match obj.remove("value") {
         Some(Value::Array(items)) => items,
-        None | Some(Value::Null) => Vec::new(),
-        Some(_) => return Err("value is not an array".to_string()),
+        None => return Err("the page has no `value` array".to_string()),
+        Some(Value::Null) => return Err("the page's `value` is null, not an array".to_string()),
+        Some(other) => {
+            return Err(format!(
+                "the page's `value` is not an array but {}",
+                json_kind(&other)
+            ))
+        }
     };
     Ok(Page {
         value,
         next_link,
         delta_link,
     })
+}
+
+/// "a string", "an object", ... for error messages (never the value: it may be long).
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn object_id(obj: &Map<String, Value>) -> Result<ObjectId, String> {
@@ -153,14 +174,25 @@ fn tristate<T: DeserializeOwned>(
     }
 }
 
-/// `"@removed": {"reason": ...}` → Some(reason) ("" when no reason is given).
-fn removed_reason(obj: &Map<String, Value>) -> Option<String> {
-    obj.get("@removed").map(|r| {
-        r.get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    })
+/// `"@removed": {"reason": ...}` → Some(reason) ("" when no reason is given). A `@removed`
+/// that is not an object, or a reason that is not a string, is malformed: the reason decides
+/// whether a group is deleted, so it is never guessed.
+fn removed_reason(obj: &Map<String, Value>, id: &str) -> Result<Option<String>, String> {
+    match obj.get("@removed") {
+        None => Ok(None),
+        Some(Value::Object(r)) => match r.get("reason") {
+            None | Some(Value::Null) => Ok(Some(String::new())),
+            Some(Value::String(reason)) => Ok(Some(reason.clone())),
+            Some(other) => Err(format!(
+                "object {id}: @removed.reason is {}, not a string",
+                json_kind(other)
+            )),
+        },
+        Some(other) => Err(format!(
+            "object {id}: @removed is {}, not an object",
+            json_kind(other)
+        )),
+    }
 }
 
 /// Splits a `members@delta` / `owners@delta` array into added and removed references.
@@ -204,7 +236,7 @@ pub(crate) fn parse_group(item: &Value) -> Result<GroupChange, String> {
         return Err("a group entry is not a JSON object".to_string());
     };
     let id = object_id(obj)?;
-    if let Some(reason) = removed_reason(obj) {
+    if let Some(reason) = removed_reason(obj, &id)? {
         // Only "deleted" is final; "changed" (and anything unknown) keeps the AD group.
         return Ok(if reason == "deleted" {
             GroupChange::Deleted(id)
@@ -239,7 +271,7 @@ pub(crate) fn parse_user(item: &Value) -> Result<UserChange, String> {
         return Err("a user entry is not a JSON object".to_string());
     };
     let id = object_id(obj)?;
-    if removed_reason(obj).is_some() {
+    if removed_reason(obj, &id)?.is_some() {
         return Ok(UserChange::Deleted(id));
     }
     Ok(UserChange::Upsert(UserPatch {
@@ -544,5 +576,58 @@ mod tests {
     fn user_removal_of_any_reason_is_a_delete() {
         let c = parse_user(&json!({"id": "u1", "@removed": {"reason": "changed"}})).unwrap();
         assert_eq!(c, UserChange::Deleted("u1".into()));
+    }
+
+    #[test]
+    fn page_without_value_is_malformed_not_an_empty_page() {
+        let err =
+            read_page(json!({"@odata.deltaLink": "https://g/beta/groups/delta?$deltatoken=x"}))
+                .err()
+                .expect("a page without value is refused");
+        assert!(err.contains("value"), "{err}");
+    }
+
+    #[test]
+    fn page_with_null_value_is_malformed() {
+        let err = read_page(json!({"value": null, "@odata.deltaLink": "https://g/d"}))
+            .err()
+            .expect("a null value is refused");
+        assert!(err.contains("null"), "{err}");
+    }
+
+    #[test]
+    fn page_whose_value_is_not_an_array_is_malformed() {
+        for value in [json!({}), json!("x"), json!(3), json!(true)] {
+            let body = json!({"value": value, "@odata.deltaLink": "https://g/d"});
+            assert!(read_page(body).is_err(), "value {value} accepted");
+        }
+    }
+
+    #[test]
+    fn page_with_an_empty_value_array_is_an_empty_page() {
+        let page = read_page(json!({"value": [], "@odata.deltaLink": "https://g/d"})).unwrap();
+        assert!(page.value.is_empty());
+        assert_eq!(page.delta_link.as_deref(), Some("https://g/d"));
+    }
+
+    #[test]
+    fn link_of_the_wrong_type_is_malformed() {
+        assert!(read_page(json!({"value": [], "@odata.nextLink": 7})).is_err());
+        assert!(read_page(json!({"value": [], "@odata.deltaLink": ["https://g/d"]})).is_err());
+    }
+
+    #[test]
+    fn page_item_that_is_not_an_object_or_has_no_id_is_malformed() {
+        assert!(parse_group(&json!("g1")).is_err());
+        assert!(parse_group(&json!({"displayName": "no id"})).is_err());
+        assert!(parse_group(&json!({"id": 42})).is_err());
+        assert!(parse_user(&json!(["u1"])).is_err());
+    }
+
+    #[test]
+    fn removed_marker_of_the_wrong_shape_is_malformed_not_a_deletion() {
+        assert!(parse_group(&json!({"id": "g1", "@removed": "deleted"})).is_err());
+        assert!(parse_group(&json!({"id": "g1", "@removed": {"reason": 1}})).is_err());
+        assert!(parse_user(&json!({"id": "u1", "@removed": true})).is_err());
     }
 }

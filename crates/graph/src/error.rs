@@ -30,6 +30,15 @@ pub enum GraphError {
     /// Graph answered something that is not what its documentation describes.
     #[error("cannot read Graph's answer to {url}: {message}")]
     Decode { url: String, message: String },
+    /// A URL (a link in Graph's answer, a stored delta link, a request) whose scheme, host
+    /// or port differ from the configured graph_url's: never followed, never sent the token.
+    #[error("{what} {url} is not on the configured graph_url ({origin}): not followed, the access token goes to graph_url only")]
+    ForeignOrigin {
+        /// What named the URL: "@odata.nextLink in the answer to https://…", "request to".
+        what: String,
+        url: String,
+        origin: String,
+    },
     /// The client cannot be built from its configuration (bad certificate or key, bad URL).
     #[error("Graph client configuration: {message}")]
     Config { message: String },
@@ -48,7 +57,7 @@ impl GraphError {
 
 /// A URL as shown in errors and logs: state tokens shortened (they are long and useless
 /// to a reader), never anything else added.
-pub(crate) fn display_url(url: &str) -> String {
+pub fn display_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.query().is_none() {

@@ -5,6 +5,10 @@
 //! turns delta pages into [`GroupChange`] / [`UserChange`] once, at the edge, and
 //! [`apply_group_changes`] folds them into the cloud image the engine reasons on.
 //!
+//! Trust: a page that is not Graph's documented shape fails the round (nothing is read
+//! from it); links are followed, and the token sent, only to `graph_url`'s origin; a group
+//! leaves the image only on positive evidence (see [`apply_group_changes`]).
+//!
 //! Layout: [`auth`](crate::auth) gets tokens, `client` sends requests (retries, errors),
 //! `delta` parses delta pages into changes, `apply` merges changes into a snapshot.
 
@@ -14,10 +18,10 @@ mod client;
 mod delta;
 mod error;
 
-pub use apply::{apply_group_changes, apply_user_changes};
+pub use apply::{apply_group_changes, apply_presence, apply_user_changes, Presence};
 pub use client::GraphClient;
 pub use delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
-pub use error::GraphError;
+pub use error::{display_url, GraphError};
 
 use std::time::Duration;
 

@@ -7,14 +7,16 @@ use reqwest::Method;
 use serde_json::json;
 use sim::{id, security_group, synced_user, Sim};
 use std::process::Command;
-use wb_graph::{apply_group_changes, apply_user_changes, Credential, GraphClient, GraphError};
+use wb_graph::{
+    apply_group_changes, apply_user_changes, Credential, GraphClient, GraphError, Presence,
+};
 use wb_model::{CloudDeletion, CloudSnapshot, MemberKind};
 
 async fn full_snapshot(client: &GraphClient) -> (CloudSnapshot, String, String) {
     let mut snapshot = CloudSnapshot::default();
     let groups = client.group_delta(None).await.expect("full group round");
     assert!(groups.full);
-    apply_group_changes(&mut snapshot, &groups);
+    let _ = apply_group_changes(&mut snapshot, &groups);
     let users = client.user_delta(None).await.expect("full user round");
     apply_user_changes(&mut snapshot, &users);
     (snapshot, groups.delta_link, users.delta_link)
@@ -192,7 +194,7 @@ async fn changes_read_by_delta_give_the_same_image_as_a_fresh_full_round() {
     let quiet = client.group_delta(Some(&link)).await.unwrap();
     assert_eq!(client.requests() - before, 1);
     let unchanged = snapshot.clone();
-    apply_group_changes(&mut snapshot, &quiet);
+    let _ = apply_group_changes(&mut snapshot, &quiet);
     assert_eq!(snapshot, unchanged);
     link = quiet.delta_link;
 
@@ -237,7 +239,7 @@ async fn changes_read_by_delta_give_the_same_image_as_a_fresh_full_round() {
 
     let round = client.group_delta(Some(&link)).await.unwrap();
     assert!(!round.full);
-    apply_group_changes(&mut snapshot, &round);
+    let _ = apply_group_changes(&mut snapshot, &round);
     link = round.delta_link;
     let finance = &snapshot.groups[&g(1)];
     assert_eq!(finance.display_name.as_deref(), Some("SG-NL-Finance"));
@@ -273,13 +275,13 @@ async fn changes_read_by_delta_give_the_same_image_as_a_fresh_full_round() {
     )
     .await;
     let round = client.group_delta(Some(&link)).await.unwrap();
-    apply_group_changes(&mut snapshot, &round);
+    let _ = apply_group_changes(&mut snapshot, &round);
     assert_eq!(snapshot.groups[&g(4)].deleted, None, "restored");
     assert!(!snapshot.groups.contains_key(&g(5)), "permanently deleted");
 
     let fresh = GraphClient::new(sim.config(Credential::Secret(sim::SECRET.into()))).unwrap();
     let mut full = CloudSnapshot::default();
-    apply_group_changes(&mut full, &fresh.group_delta(None).await.unwrap());
+    let _ = apply_group_changes(&mut full, &fresh.group_delta(None).await.unwrap());
     assert_eq!(snapshot.groups, full.groups);
 }
 
@@ -442,4 +444,37 @@ async fn user_changes_and_deletes_reach_the_image() {
     let mut fresh = CloudSnapshot::default();
     apply_user_changes(&mut fresh, &client.user_delta(None).await.unwrap());
     assert_eq!(snapshot.users, fresh.users);
+}
+
+#[tokio::test]
+async fn absent_groups_are_confirmed_gone_only_when_graph_no_longer_has_them() {
+    let sim = Sim::start(&sim::small_tenant(), &[]);
+    let client = sim.client();
+    let g = |n| id(0xbbbb, n);
+    // g4 soft-deleted (in deleted items), g5 deleted for good.
+    for path in [
+        format!("/v1.0/groups/{}", g(4)),
+        format!("/v1.0/groups/{}", g(5)),
+        format!("/v1.0/directory/deletedItems/{}", g(5)),
+    ] {
+        client
+            .send_json(Method::DELETE, &path, None)
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+    }
+    // More than one $batch of ids, and inner throttling to retry.
+    let never: Vec<String> = (0..22).map(|n| id(0xdddd, n)).collect();
+    let mut ids = vec![g(1), g(4), g(5)];
+    ids.extend(never.iter().cloned());
+    sim.admin(
+        "/_sim/faults",
+        json!({"throttle_share": 0.3, "retry_after_secs": 0}),
+    )
+    .await;
+    let presence = client.confirm_gone(&ids).await.expect("confirmed");
+    assert_eq!(presence.len(), ids.len());
+    assert_eq!(presence[&g(1)], Presence::Alive);
+    assert_eq!(presence[&g(4)], Presence::SoftDeleted);
+    assert_eq!(presence[&g(5)], Presence::Gone);
+    assert!(never.iter().all(|id| presence[id] == Presence::Gone));
 }
