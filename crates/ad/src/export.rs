@@ -92,9 +92,9 @@ impl AdConnector {
                 dn,
                 attrs,
                 members,
-                sam_account_name_fallback,
+                sam_account_name_fallbacks,
             } => {
-                self.create(dn, attrs, members, sam_account_name_fallback)
+                self.create(dn, attrs, members, sam_account_name_fallbacks)
                     .await
             }
             Action::Rename {
@@ -180,11 +180,13 @@ impl AdConnector {
         dn: &str,
         attrs: &std::collections::BTreeMap<String, Vec<String>>,
         members: &[String],
-        sam_fallback: &str,
+        sam_fallbacks: &[String],
     ) -> Result<Applied, AdError> {
         let (inline, rest) = members.split_at(members.len().min(CHUNK));
         let mut attrs = attrs.clone();
-        let mut tried_fallback = false;
+        // sAMAccountNames tried so far, for the error when every candidate is taken.
+        let mut tried: Vec<String> = attrs.get("sAMAccountName").cloned().unwrap_or_default();
+        let mut fallbacks = sam_fallbacks.iter();
         let mut with_inline = !inline.is_empty();
         loop {
             let mut entry: Vec<(String, HashSet<String>)> = attrs
@@ -201,18 +203,28 @@ impl AdConnector {
                     break;
                 }
                 Err(AdError::Ldap {
+                    operation,
+                    dn: failed_dn,
                     code: ALREADY_EXISTS,
                     message,
-                    ..
-                }) if message.contains(SAM_TAKEN) && !tried_fallback => {
-                    tracing::info!(
-                        dn,
-                        fallback = sam_fallback,
-                        "sAMAccountName taken, using the fallback"
-                    );
-                    attrs.insert("sAMAccountName".to_string(), vec![sam_fallback.to_string()]);
-                    tried_fallback = true;
-                }
+                }) if message.contains(SAM_TAKEN) => match fallbacks.next() {
+                    Some(next) => {
+                        tracing::info!(dn, next, "sAMAccountName taken, trying the next candidate");
+                        attrs.insert("sAMAccountName".to_string(), vec![next.clone()]);
+                        tried.push(next.clone());
+                    }
+                    None => {
+                        return Err(AdError::Ldap {
+                            operation,
+                            dn: failed_dn,
+                            code: ALREADY_EXISTS,
+                            message: format!(
+                                "{message} (every sAMAccountName candidate is taken: {})",
+                                tried.join(", ")
+                            ),
+                        })
+                    }
+                },
                 // A bad inline member value fails the whole add: add the group bare, then
                 // the members value by value below, so only the bad ones are refused.
                 Err(AdError::Ldap { code, .. })

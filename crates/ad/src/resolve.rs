@@ -1,20 +1,25 @@
 //! Member resolution: finds the AD objects behind cloud members by objectSid, by
 //! immutableId (objectGUID or mS-DS-ConsistencyGuid) or by DN, over the whole domain.
 
-use crate::values::{binary_values, escape_binary, first_binary, first_text, guid_text, sid_bytes};
+use crate::values::{
+    binary_values, escape_binary, first_binary, first_text, guid_text, sid_bytes, text_values,
+};
 use crate::{AdConnector, AdError};
 use base64::Engine;
 use ldap3::{Scope, SearchEntry};
 use std::collections::{BTreeSet, HashMap};
-use wb_model::{AdObjectRef, Lookup, Resolutions};
+use wb_model::{AdClass, AdObjectRef, Lookup, Resolutions};
 
 /// Assertions per OR filter: keeps filters well under server request-size limits.
 const BATCH: usize = 200;
-const ATTRS: [&str; 4] = [
+/// objectClass says what the object is: the engine writes a member only as an object of
+/// its own kind (a cloud user's SID may name Domain Admins).
+const ATTRS: [&str; 5] = [
     "objectGUID",
     "objectSid",
     "mS-DS-ConsistencyGuid",
     "groupType",
+    "objectClass",
 ];
 
 impl AdConnector {
@@ -92,5 +97,6 @@ fn object_ref(entry: &SearchEntry) -> Option<AdObjectRef> {
         dn: entry.dn.clone(),
         guid: guid_text(&first_binary(entry, "objectGUID")?)?,
         group_type: first_text(entry, "groupType").and_then(|t| t.parse().ok()),
+        class: AdClass::from_object_classes(&text_values(entry, "objectClass")),
     })
 }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use wb_ad::{AdConnector, AdError};
 use wb_lab::LabDc;
 use wb_model::{
-    Action, AttrChange, Lookup, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
+    Action, AdClass, AttrChange, Lookup, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_SECURITY,
+    GROUP_TYPE_UNIVERSAL,
 };
 
 const UNIVERSAL_SECURITY: i32 = GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY;
@@ -39,7 +40,7 @@ fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
         dn: dn.to_string(),
         attrs,
         members,
-        sam_account_name_fallback: format!("{sam}-fb"),
+        sam_account_name_fallbacks: vec![format!("{sam}-fb")],
     }
 }
 
@@ -620,4 +621,94 @@ async fn without_the_permissive_control_duplicates_and_absentees_are_still_succe
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn resolve_records_the_class_of_what_it_finds() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("resolve-class").await;
+    let user = dc.create_user(&ou, &unique("usr"), "Class User").await;
+    let group = dc
+        .create_group(&ou, &unique("grp"), UNIVERSAL_SECURITY)
+        .await;
+    // A computer account is of class user too: it must not pass for one.
+    let pc_dn = format!("CN=PC-Class,{ou}");
+    let mut ldap = dc.ldap().await;
+    let sam = format!("{}$", unique("pc"));
+    let res = ldap
+        .add(
+            &pc_dn,
+            vec![
+                ("objectClass", HashSet::from(["computer"])),
+                ("sAMAccountName", HashSet::from([sam.as_str()])),
+            ],
+        )
+        .await
+        .expect("add computer");
+    assert_eq!(res.rc, 0, "add {pc_dn}: {}", res.text);
+    let lookups = BTreeSet::from([
+        Lookup::Sid(user.sid.clone()),
+        Lookup::Sid(group.sid.clone()),
+        Lookup::Dn(pc_dn.clone()),
+        Lookup::Dn(group.dn.clone()),
+    ]);
+    let res = connect(&dc).await.resolve(&lookups).await.expect("resolve");
+    let class = |l: Lookup| res.found[&l].class.clone();
+    assert_eq!(class(Lookup::Sid(user.sid)), AdClass::User);
+    assert_eq!(class(Lookup::Sid(group.sid)), AdClass::Group);
+    assert_eq!(class(Lookup::Dn(group.dn)), AdClass::Group);
+    assert_eq!(class(Lookup::Dn(pc_dn)), AdClass::Computer);
+}
+
+#[tokio::test]
+async fn create_tries_every_sam_account_name_candidate_and_names_them_when_all_are_taken() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("samcand").await;
+    let taken: Vec<String> = (0..3).map(|i| unique(&format!("tk{i}"))).collect();
+    for t in &taken {
+        dc.create_group(&ou, t, UNIVERSAL_SECURITY).await;
+    }
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+
+    // The third candidate is free: the group is created with it.
+    let mut action = create_action(&format!("CN=Cand {},{ou}", taken[0]), &taken[0], vec![]);
+    let free = unique("free");
+    if let Action::Create {
+        sam_account_name_fallbacks,
+        ..
+    } = &mut action
+    {
+        *sam_account_name_fallbacks = vec![taken[1].clone(), free.clone(), unique("never")];
+    }
+    let created = ad
+        .apply(&action)
+        .await
+        .expect("create with a further candidate");
+    let group = ad
+        .read_group(created.guid.as_deref().expect("guid"), &schema)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(group.sam_account_name, Some(free));
+
+    // Every candidate taken: one error naming them all, nothing created.
+    let dn = format!("CN=None {},{ou}", taken[0]);
+    let mut action = create_action(&dn, &taken[0], vec![]);
+    if let Action::Create {
+        sam_account_name_fallbacks,
+        ..
+    } = &mut action
+    {
+        *sam_account_name_fallbacks = vec![taken[1].clone(), taken[2].clone()];
+    }
+    match ad.apply(&action).await {
+        Err(AdError::Ldap { code, message, .. }) => {
+            assert_eq!(code, 68);
+            for t in &taken {
+                assert!(message.contains(t.as_str()), "{message}");
+            }
+        }
+        other => panic!("expected rc 68, got {other:?}"),
+    }
 }

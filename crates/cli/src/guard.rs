@@ -447,7 +447,7 @@ mod tests {
             dn: dn.into(),
             attrs,
             members: vec![],
-            sam_account_name_fallback: "X_1".into(),
+            sam_account_name_fallbacks: vec!["X_1".into()],
         }
     }
 

@@ -249,7 +249,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
         dn: dn.clone(),
         attrs,
         members: vec![],
-        sam_account_name_fallback: format!("wbpf{tag}x"),
+        sam_account_name_fallbacks: vec![format!("wbpf{tag}x")],
     };
     let guid = match ad.apply(&create).await {
         Ok(a) => {

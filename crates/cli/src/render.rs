@@ -113,11 +113,20 @@ pub fn cycle(r: &CycleReport, json: bool) {
 fn action_lines(a: &Action) -> Vec<String> {
     match a {
         Action::Create {
-            dn, attrs, members, ..
+            dn,
+            attrs,
+            members,
+            sam_account_name_fallbacks,
         } => {
             let mut v = vec![format!("create {dn}")];
             for (k, vals) in attrs {
                 v.push(format!("    {k}: {}", vals.join(" | ")));
+            }
+            if !sam_account_name_fallbacks.is_empty() {
+                v.push(format!(
+                    "    sAMAccountName if taken: {}",
+                    sam_account_name_fallbacks.join(" | ")
+                ));
             }
             for m in members {
                 v.push(format!("    + member {m}"));
@@ -597,7 +606,7 @@ mod tests {
                         dn: format!("CN=DSG-AVD-PUBAPP-SAP_06ae22d147bd,{ou}"),
                         attrs,
                         members: vec!["CN=Anna de Wit,OU=People,DC=lab,DC=example,DC=test".into()],
-                        sam_account_name_fallback: "x".into(),
+                        sam_account_name_fallbacks: vec!["x".into(), "y".into()],
                     },
                     "created: writeback enabled (writebackConfiguration.isEnabled = true)",
                 ),

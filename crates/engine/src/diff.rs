@@ -12,8 +12,13 @@ use wb_model::{
     OnPremGroupType, Operation, Plan,
 };
 
-/// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`).
-pub const DESCRIPTION_MAX_CHARS: usize = 448;
+/// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
+/// UTF-16 code units as AD counts (AD itself allows 1,024).
+pub const DESCRIPTION_MAX_UNITS: usize = 448;
+/// The same limit under its former name.
+pub const DESCRIPTION_MAX_CHARS: usize = DESCRIPTION_MAX_UNITS;
+/// AD's limit on `displayName`, in UTF-16 code units.
+pub const DISPLAY_NAME_MAX_UNITS: usize = 256;
 
 const ATTR_GROUP_TYPE: &str = "groupType";
 const ATTR_ADMIN_DESCRIPTION: &str = "adminDescription";
@@ -298,12 +303,17 @@ pub fn plan(input: &Input) -> Plan {
                         outcome.ad_state = AdState::ToCreate;
                         outcome.ad_dn = Some(dn.clone());
                         let cn = naming::cn(group, config.naming);
-                        let mut sam = naming::sam_account_name(&cn);
-                        let fallback = naming::sam_account_name_fallback(&cn, &group.id);
-                        if !sams.insert(sam.to_lowercase()) {
-                            sam = fallback.clone();
-                            sams.insert(sam.to_lowercase());
-                        }
+                        // Skip the candidates known to be taken (by groups under the managed
+                        // OUs or created earlier in this plan); the exporter tries the rest in
+                        // order when AD says one is taken elsewhere in the domain.
+                        let mut candidates = naming::sam_account_name_candidates(&cn, &group.id);
+                        let first_free = candidates
+                            .iter()
+                            .position(|c| !sams.contains(&c.to_lowercase()))
+                            .unwrap_or(candidates.len() - 1);
+                        let fallbacks = candidates.split_off(first_free + 1);
+                        let sam = candidates.pop().unwrap_or_default();
+                        sams.insert(sam.to_lowercase());
                         let mut attrs: BTreeMap<String, Vec<String>> = wanted
                             .into_iter()
                             .filter(|(_, v)| !v.is_empty())
@@ -329,7 +339,7 @@ pub fn plan(input: &Input) -> Plan {
                             dn: dn.clone(),
                             attrs,
                             members: inline.into_iter().map(|(m, _)| m).collect(),
-                            sam_account_name_fallback: fallback,
+                            sam_account_name_fallbacks: fallbacks,
                         };
                         ops.creates.push(op(action, reason));
                         if !later.is_empty() {
@@ -549,7 +559,14 @@ fn place<'a>(
     managed: &[String],
 ) -> BTreeMap<ObjectId, Place<'a>> {
     let occupied: BTreeSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
-    let mut claimed = BTreeSet::new();
+    // DN keys claimed by a group of this plan, with the group's id and name: two cloud
+    // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
+    // cannot both have the DN, and the one left out is told which group holds it.
+    let mut claimed: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    let held_by = |claimed: &BTreeMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
+        Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
+        None => "that DN is taken by another object (see foreign objects)".to_string(),
+    };
     let mut placed = BTreeMap::new();
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
     // The OU a group belongs in, and what put it there (for the reason of a move).
@@ -592,15 +609,17 @@ fn place<'a>(
             let new_rdn = naming::rdn(&cn);
             let new_dn = format!("{new_rdn},{parent}");
             let key = dn_key(&new_dn);
-            if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains(&key)) {
+            if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains_key(&key))
+            {
                 if let Place::Existing { error, .. } = &mut place {
-                    *error = Some(format!(
-                        "cannot rename {} to {new_dn}: that DN is taken by another object",
-                        current.dn
-                    ));
+                    let why = match claimed.get(&key) {
+                        Some(_) => held_by(&claimed, &key),
+                        None => "that DN is taken by another object".to_string(),
+                    };
+                    *error = Some(format!("cannot rename {} to {new_dn}: {why}", current.dn));
                 }
             } else {
-                claimed.insert(key);
+                claimed.insert(key, (group.id.as_str(), group.name()));
                 let mut why = Vec::new();
                 if cn != current_cn {
                     let before = current
@@ -642,6 +661,11 @@ fn place<'a>(
                 };
             }
         }
+        if let Place::Existing { dn, .. } = &place {
+            claimed
+                .entry(dn_key(dn))
+                .or_insert((group.id.as_str(), group.name()));
+        }
         placed.insert(group.id.clone(), place);
     }
 
@@ -668,14 +692,12 @@ fn place<'a>(
         let (ou, _) = target_ou(group);
         let dn = format!("{},{ou}", naming::rdn(&naming::cn(group, config.naming)));
         let key = dn_key(&dn);
-        let place = if occupied.contains(&key) || claimed.contains(&key) {
+        let place = if occupied.contains(&key) || claimed.contains_key(&key) {
             Place::Blocked {
-                error: format!(
-                    "cannot create {dn}: that DN is taken by another object (see foreign objects)"
-                ),
+                error: format!("cannot create {dn}: {}", held_by(&claimed, &key)),
             }
         } else {
-            claimed.insert(key);
+            claimed.insert(key, (group.id.as_str(), group.name()));
             Place::Create { dn }
         };
         placed.insert(group.id.clone(), place);
@@ -708,12 +730,27 @@ fn wanted_attrs(
     if schema.external_directory_object_id {
         attrs.insert(ATTR_EXTERNAL_ID, vec![anchor_value(&group.id)]);
     }
-    attrs.insert("displayName", text(group.display_name.as_deref()));
-    let description: Option<String> = group
-        .description
-        .as_deref()
-        .map(|d| d.trim().chars().take(DESCRIPTION_MAX_CHARS).collect());
-    attrs.insert("description", text(description.as_deref()));
+    // Display names and descriptions keep what AD accepts, cut to AD's length in UTF-16
+    // units; NUL is dropped (Windows AD refuses it in a string value).
+    let without_nul = |v: &str| v.replace('\0', "");
+    let display_name = group.display_name.as_deref().map(without_nul);
+    attrs.insert(
+        "displayName",
+        text(
+            display_name
+                .as_deref()
+                .map(|d| naming::left_utf16(d, DISPLAY_NAME_MAX_UNITS)),
+        ),
+    );
+    let description = group.description.as_deref().map(without_nul);
+    attrs.insert(
+        "description",
+        text(
+            description
+                .as_deref()
+                .map(|d| naming::left_utf16(d.trim(), DESCRIPTION_MAX_UNITS)),
+        ),
+    );
     if group_type.is_mail_enabled() {
         if schema.mail {
             attrs.insert("mail", text(group.mail.as_deref()));

@@ -15,7 +15,9 @@ pub use config::{
     EngineConfig, Naming, Rule, RuleKind, RuleMatch, UnknownValue, M365_MEMBER_LIMIT,
     SECURITY_MEMBER_LIMIT,
 };
-pub use diff::{lookups, plan, Input, DESCRIPTION_MAX_CHARS};
-pub use members::DOMAIN_LOCAL_ERROR;
+pub use diff::{
+    lookups, plan, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS, DISPLAY_NAME_MAX_UNITS,
+};
+pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, SECURITY_TYPE_ERROR};
 pub use wb_model::Plan;

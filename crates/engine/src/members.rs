@@ -3,12 +3,24 @@
 
 use std::collections::BTreeMap;
 use wb_model::{
-    AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind, MemberOutcome,
-    MemberRef, ObjectId, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
+    AdClass, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind,
+    MemberOutcome, MemberRef, ObjectId, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
 };
 
 /// Exactly Microsoft's export error for a domain-local group nested in a universal one.
 pub const DOMAIN_LOCAL_ERROR: &str = "A universal group cannot have a local group as a member";
+
+/// The AD class a cloud member of this kind must resolve to (SPEC §10): a user is a
+/// `user` that is not a `computer`, a group a `group`, a device a `computer`. Other kinds
+/// have no AD counterpart writeback writes.
+pub fn expected_class(kind: MemberKind) -> Option<AdClass> {
+    match kind {
+        MemberKind::User => Some(AdClass::User),
+        MemberKind::Group => Some(AdClass::Group),
+        MemberKind::Device => Some(AdClass::Computer),
+        MemberKind::OrgContact | MemberKind::ServicePrincipal | MemberKind::Other => None,
+    }
+}
 
 /// The lookups that find a synced user in AD, in the order they are tried, each with the
 /// cloud property it comes from. Cloud-only users have none.
@@ -80,6 +92,13 @@ impl Directory<'_> {
                 {
                     m.errors.push(DOMAIN_LOCAL_ERROR.to_string());
                 }
+                // Someone may be trying to nest a privileged group: the admin must see it.
+                Fate::ClassMismatch { .. } => m.errors.push(format!(
+                    "member {} ({}) {}",
+                    name.as_deref().unwrap_or("?"),
+                    member.id,
+                    fate.text()
+                )),
                 _ => {}
             }
             m.outcomes.push(MemberOutcome {
@@ -101,7 +120,7 @@ impl Directory<'_> {
                         .clone()
                         .or_else(|| user.user_principal_name.clone());
                     let fate = if user.on_premises_sync_enabled == Some(true) {
-                        self.first_found(user_lookups(user))
+                        self.first_found(user_lookups(user), member.kind)
                             .unwrap_or(Fate::NotFoundOnPremises)
                     } else {
                         Fate::CloudOnly
@@ -115,7 +134,7 @@ impl Directory<'_> {
                     let name = nested.display_name.clone();
                     if nested.is_synced_from_ad() {
                         let found = synced_group_lookup(nested).and_then(|l| {
-                            self.first_found(vec![(l, "onPremisesSecurityIdentifier")])
+                            self.first_found(vec![(l, "onPremisesSecurityIdentifier")], member.kind)
                         });
                         return (found.unwrap_or(Fate::SyncedGroupNotFound), name, None);
                     }
@@ -140,13 +159,18 @@ impl Directory<'_> {
         }
     }
 
-    /// The first lookup that found an object, as a fate (domain-local groups refused).
-    fn first_found(&self, lookups: Vec<(Lookup, &'static str)>) -> Option<Fate> {
+    /// The first lookup that found an object, as a fate: written only when the object is
+    /// of the class a member of `kind` must have (and not a domain-local group). A first
+    /// find of the wrong class refuses the member; later lookups are not consulted, since
+    /// the cloud object's onPremises* values contradict each other.
+    fn first_found(&self, lookups: Vec<(Lookup, &'static str)>, kind: MemberKind) -> Option<Fate> {
+        // A kind with no AD class matches nothing.
+        let expected = expected_class(kind).unwrap_or(AdClass::Other(String::new()));
         lookups.into_iter().find_map(|(lookup, by)| {
             self.resolutions
                 .found
                 .get(&lookup)
-                .map(|obj| fate_of(obj, by))
+                .map(|obj| fate_of(obj, by, &expected))
         })
     }
 
@@ -161,13 +185,20 @@ impl Directory<'_> {
                 user_lookups(user)
                     .into_iter()
                     .find_map(|(l, _)| self.resolutions.found.get(&l))
-                    .filter(|obj| obj.group_type.is_none())
+                    .filter(|obj| Some(&obj.class) == expected_class(MemberKind::User).as_ref())
                     .map(|obj| obj.dn.clone())
             })
     }
 }
 
-fn fate_of(obj: &AdObjectRef, by: &str) -> Fate {
+fn fate_of(obj: &AdObjectRef, by: &str, expected: &AdClass) -> Fate {
+    if &obj.class != expected {
+        return Fate::ClassMismatch {
+            dn: obj.dn.clone(),
+            expected: expected.clone(),
+            found: obj.class.clone(),
+        };
+    }
     match obj.group_type {
         Some(t) if t & GROUP_TYPE_DOMAIN_LOCAL != 0 => {
             Fate::DomainLocalGroup { dn: obj.dn.clone() }

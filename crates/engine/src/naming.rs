@@ -5,13 +5,18 @@ use crate::config::Naming;
 use std::fmt::Write as _;
 use wb_model::{anchor_value, CloudGroup};
 
-/// AD's `cn` is at most 64 characters.
-pub const CN_MAX_CHARS: usize = 64;
-/// sAMAccountName length used by writeback.
-pub const SAM_MAX_CHARS: usize = 64;
-const CN_NAME_CHARS: usize = 51;
+/// AD's `cn` is at most 64 UTF-16 code units (AD counts lengths in UTF-16: an emoji or a
+/// CJK Extension B character is two).
+pub const CN_MAX_UNITS: usize = 64;
+/// sAMAccountName length used by writeback, in UTF-16 units.
+pub const SAM_MAX_UNITS: usize = 64;
+/// Microsoft's `Left(Trim(displayName), 51)`, counted as AD counts: in UTF-16 units.
+const CN_NAME_UNITS: usize = 51;
 const CN_ID_CHARS: usize = 12;
-const FALLBACK_ID_CHARS: usize = 8;
+/// Parts of the object id (dashes dropped) the sAMAccountName candidates add, in order.
+const CANDIDATE_ID_CHARS: [usize; 3] = [8, 12, 32];
+/// Candidates with a counter after the id parts (`<name>_<8 of id>_2` ...).
+const CANDIDATE_COUNTERS: std::ops::RangeInclusive<u32> = 2..=6;
 
 /// Characters RFC 4514 escapes anywhere in a value (`=` too, as AD does).
 const RDN_SPECIALS: [char; 8] = [',', '+', '"', '\\', '<', '>', ';', '='];
@@ -22,18 +27,53 @@ const SAM_FORBIDDEN: [char; 16] = [
     '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
 ];
 
-/// The CN (unescaped) of the AD group for `group` in the given naming mode, ≤ 64 chars.
+/// Characters never put in a CN or a sAMAccountName: control characters (C0, DEL, C1),
+/// which AD refuses in sAMAccountName and which no admin can type, and the bidi
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), which make a name display as
+/// another one.
+pub fn is_stripped_from_names(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The longest prefix of `s` that is at most `max` UTF-16 code units: never splits a
+/// surrogate pair (characters are kept or dropped whole).
+pub fn left_utf16(s: &str, max: usize) -> &str {
+    let mut units = 0;
+    for (i, c) in s.char_indices() {
+        units += c.len_utf16();
+        if units > max {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+/// `s` without the characters [`is_stripped_from_names`] refuses.
+fn strip_for_names(s: &str) -> String {
+    s.chars().filter(|c| !is_stripped_from_names(*c)).collect()
+}
+
+/// The CN (unescaped) of the AD group for `group` in the given naming mode: at most 64
+/// UTF-16 units, no control or bidi characters. In display-name mode:
+/// `Left(Trim(displayName), 51) + "_" + last 12 of the id`, the name cleaned of control
+/// and bidi characters first; a name with nothing left gives `Group_<objectId>`.
 pub fn cn(group: &CloudGroup, naming: Naming) -> String {
     let cn = match naming {
         Naming::ObjectId => anchor_value(&group.id),
         Naming::DisplayName => {
-            let name: String = group.name().trim().chars().take(CN_NAME_CHARS).collect();
-            let id: Vec<char> = group.id.chars().collect();
-            let tail: String = id[id.len().saturating_sub(CN_ID_CHARS)..].iter().collect();
-            format!("{name}_{tail}")
+            let clean = strip_for_names(group.name());
+            let name = left_utf16(clean.trim(), CN_NAME_UNITS);
+            if name.is_empty() {
+                anchor_value(&group.id)
+            } else {
+                let id: Vec<char> = group.id.chars().collect();
+                let tail: String = id[id.len().saturating_sub(CN_ID_CHARS)..].iter().collect();
+                format!("{name}_{tail}")
+            }
         }
     };
-    cn.chars().take(CN_MAX_CHARS).collect()
+    // Only a group id that is not a GUID (refused by `decide`) can bring these here.
+    left_utf16(&strip_for_names(&cn), CN_MAX_UNITS).to_string()
 }
 
 /// Escapes an attribute value for use in an RDN (RFC 4514 §2.4): `, + " \ < > ; =` with a
@@ -72,32 +112,57 @@ pub fn rdn(cn: &str) -> String {
     format!("CN={}", escape_rdn_value(cn))
 }
 
-/// sAMAccountName for a CN: forbidden characters (and control characters) become `_`,
-/// at most 64 characters.
+/// sAMAccountName for a CN: forbidden characters become `_`, control and bidi characters
+/// are dropped, at most 64 UTF-16 units, no trailing dot or space (AD refuses a trailing
+/// dot).
 pub fn sam_account_name(cn: &str) -> String {
-    cn.chars()
-        .map(|c| {
-            if SAM_FORBIDDEN.contains(&c) || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(SAM_MAX_CHARS)
-        .collect()
+    let replaced: String = cn
+        .chars()
+        .filter(|c| !is_stripped_from_names(*c))
+        .map(|c| if SAM_FORBIDDEN.contains(&c) { '_' } else { c })
+        .collect();
+    left_utf16(&replaced, SAM_MAX_UNITS)
+        .trim_end_matches(['.', ' '])
+        .to_string()
 }
 
-/// The sAMAccountName to use when the default one is taken: the name, shortened so the
-/// whole fits in 64 characters, + `_` + the first 8 characters of the object id.
-pub fn sam_account_name_fallback(cn: &str, id: &str) -> String {
-    let suffix: String = sam_account_name(id)
-        .chars()
-        .filter(|c| *c != '-')
-        .take(FALLBACK_ID_CHARS)
+/// The sAMAccountNames to try for a new group, in order: the default (from the CN), then
+/// the name shortened to make room for `_` + 8, 12 and 32 characters of the object id
+/// (dashes dropped), then `_` + 8 of the id + `_2` ... `_6`. All distinct (as AD compares
+/// them, case-insensitively), each at most 64 UTF-16 units; the exporter tries the next
+/// when AD says one is taken, and reports only when all are.
+pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
+    let id_part: String = sam_account_name(id).chars().filter(|c| *c != '-').collect();
+    let mut suffixes: Vec<String> = CANDIDATE_ID_CHARS
+        .iter()
+        .map(|n| left_utf16(&id_part, *n).to_string())
         .collect();
-    let room = SAM_MAX_CHARS - 1 - suffix.chars().count();
-    let name: String = sam_account_name(cn).chars().take(room).collect();
-    format!("{name}_{suffix}")
+    let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
+    suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
+    let base = sam_account_name(cn);
+    let mut out = vec![base.clone()];
+    for suffix in suffixes {
+        let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
+        let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
+        let candidate = sam_account_name(&format!("{name}_{suffix}"));
+        if !candidate.is_empty()
+            && !out
+                .iter()
+                .any(|c: &String| c.to_lowercase() == candidate.to_lowercase())
+        {
+            out.push(candidate);
+        }
+    }
+    out
+}
+
+/// The first fallback sAMAccountName: the name + `_` + the first 8 characters of the object
+/// id (the second of [`sam_account_name_candidates`]).
+pub fn sam_account_name_fallback(cn: &str, id: &str) -> String {
+    sam_account_name_candidates(cn, id)
+        .into_iter()
+        .nth(1)
+        .unwrap_or_default()
 }
 
 /// Whether two DNs name the same object: attribute types and values compared

@@ -11,7 +11,8 @@ pub const SECURITY_TYPE_ERROR: &str =
 /// Decides whether `group` is written back, and returns the index (0-based, into
 /// `config.rules`) of the first rule whose conditions hold, if any.
 ///
-/// Order of the checks: synced from AD → soft-deleted → kind (distribution and
+/// Order of the checks: an object id that is not a GUID (invalid: it would be the anchor
+/// and part of the CN) → synced from AD → soft-deleted → kind (distribution and
 /// mail-enabled security are unsupported) → enablement → type → member limit.
 /// Enablement: an explicit `isEnabled` (true or false) always wins; when it is null, the
 /// first matching rule with an `enable` decides; otherwise Microsoft's default holds
@@ -23,6 +24,14 @@ pub fn decide(group: &CloudGroup, config: &EngineConfig) -> (Decision, Option<us
 }
 
 fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -> Decision {
+    if !is_guid(&group.id) {
+        return Decision::Invalid {
+            because: format!(
+                "object id {:?} is not a GUID: nothing is written for this group",
+                group.id
+            ),
+        };
+    }
     if group.is_synced_from_ad() {
         return Decision::SyncedFromAd;
     }
@@ -115,6 +124,18 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
         ou,
         because,
     })
+}
+
+/// Whether `id` is a GUID in its text form (`8-4-4-4-12` hex digits), as every Entra
+/// object id is. Anything else in an id (commas, `=`, a path, a shorter string) would end
+/// up in the anchor, the CN and the sAMAccountName.
+pub fn is_guid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `Some(OverLimit)` when the group has more cloud members than its kind allows.

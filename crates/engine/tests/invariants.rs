@@ -239,6 +239,7 @@ fn build_tenant(
                         dn: format!("CN=Synced {i},OU=AD Groups,DC=lab,DC=example,DC=test"),
                         guid: format!("guid-synced-{i}"),
                         group_type: Some(group_type | GROUP_TYPE_SECURITY),
+                        class: wb_model::AdClass::Group,
                     },
                 ));
             }

@@ -193,3 +193,144 @@ proptest! {
         }
     }
 }
+
+// ---- hostile names (SPEC §10): UTF-16 lengths, control and bidi characters
+
+fn units(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// Control characters (C0, DEL, C1) and bidi overrides / isolates.
+fn is_stripped(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Any character, with plenty of the kinds that hurt: astral planes (surrogate pairs in
+/// UTF-16), controls, bidi, RDN specials, spaces and dots.
+fn hostile_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        any::<char>(),
+        prop::char::range('\u{1F600}', '\u{1F64F}'),
+        prop::char::range('\u{20000}', '\u{2A6DF}'),
+        prop::char::range('\u{10000}', '\u{10FFFF}'),
+        prop::char::range('\0', '\u{1F}'),
+        prop::char::range('\u{7F}', '\u{9F}'),
+        prop::char::range('\u{202A}', '\u{202E}'),
+        prop::char::range('\u{2066}', '\u{2069}'),
+        prop::sample::select(vec![' ', '.', ',', '#', '\\', '"', '+', '=', '_', 'a', 'Z']),
+    ]
+}
+
+fn hostile_name() -> impl Strategy<Value = String> {
+    prop::collection::vec(hostile_char(), 0..140).prop_map(|v| v.into_iter().collect())
+}
+
+#[test]
+fn thirty_emoji_fit_the_cn_in_utf16_units() {
+    let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
+    let c = cn(&m365(id, &"😀".repeat(30)), Naming::DisplayName);
+    assert_eq!(c, format!("{}_abcdef012345", "😀".repeat(25)));
+    assert!(units(&c) <= 64);
+    let cjk = cn(&m365(id, &"\u{20000}".repeat(26)), Naming::DisplayName);
+    assert_eq!(cjk, format!("{}_abcdef012345", "\u{20000}".repeat(25)));
+}
+
+#[test]
+fn a_surrogate_pair_is_never_split_at_the_limit() {
+    let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
+    // 50 units of ASCII, then an emoji that would need units 51 and 52.
+    let c = cn(
+        &m365(id, &format!("{}😀tail", "a".repeat(50))),
+        Naming::DisplayName,
+    );
+    assert_eq!(c, format!("{}_abcdef012345", "a".repeat(50)));
+}
+
+#[test]
+fn cn_and_sam_account_name_drop_control_and_bidi_characters() {
+    let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
+    let g = m365(id, "\u{202E}Fin\u{0}an\u{1B}ce\u{7F}\u{85}\u{2067} ");
+    let c = cn(&g, Naming::DisplayName);
+    assert_eq!(c, "Finance_abcdef012345");
+    assert_eq!(sam_account_name(&c), "Finance_abcdef012345");
+    assert_eq!(sam_account_name("a\u{1}b\u{202D}c"), "abc");
+}
+
+#[test]
+fn a_display_name_with_nothing_left_falls_back_to_the_object_id() {
+    let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
+    for name in ["", "   ", "\u{202E}\u{1}\u{0} \u{85}"] {
+        let c = cn(&m365(id, name), Naming::DisplayName);
+        assert_eq!(c, format!("Group_{id}"), "{name:?}");
+    }
+}
+
+#[test]
+fn sam_account_name_never_ends_with_a_dot_or_a_space() {
+    assert_eq!(sam_account_name("team. ."), "team");
+    assert_eq!(
+        sam_account_name(&format!("{}.x", "a".repeat(62))),
+        format!("{}.x", "a".repeat(62))
+    );
+    // Cut at 64 units, right after a dot.
+    assert_eq!(
+        sam_account_name(&format!("{}.y", "a".repeat(63))),
+        "a".repeat(63)
+    );
+}
+
+#[test]
+fn sam_account_name_candidates_go_from_the_name_to_longer_parts_of_the_id() {
+    let id = "6f1b2c3d-0000-4000-8000-abcdef012345";
+    let c = wb_engine::naming::sam_account_name_candidates("Team_abcdef012345", id);
+    assert_eq!(
+        c[..4],
+        [
+            "Team_abcdef012345".to_string(),
+            "Team_abcdef012345_6f1b2c3d".to_string(),
+            "Team_abcdef012345_6f1b2c3d0000".to_string(),
+            "Team_abcdef012345_6f1b2c3d000040008000abcdef012345".to_string(),
+        ]
+    );
+    assert!(c.len() >= 6, "then counters: {c:?}");
+}
+
+proptest! {
+    #[test]
+    fn cn_fits_64_utf16_units_for_any_name(name in hostile_name(), n in any::<u32>()) {
+        let g = m365(&gid(n), &name);
+        for naming in [Naming::DisplayName, Naming::ObjectId] {
+            let c = cn(&g, naming);
+            prop_assert!(units(&c) <= 64, "{:?} has {} units", c, units(&c));
+            prop_assert!(!c.is_empty());
+            prop_assert!(!c.chars().any(is_stripped), "{:?}", c);
+            prop_assert_eq!(unescape_rdn_value(&escape_rdn_value(&c)), Some(c.clone()));
+        }
+        // The name part is Left(Trim(name without controls and bidi), 51 units).
+        let clean: String = name.chars().filter(|c| !is_stripped(*c)).collect();
+        let c = cn(&g, Naming::DisplayName);
+        if let Some(part) = c.strip_suffix(&format!("_{}", &g.id[24..])) {
+            prop_assert!(units(part) <= 51);
+            prop_assert!(clean.trim().starts_with(part), "{:?} / {:?}", part, clean);
+        } else {
+            prop_assert_eq!(c, format!("Group_{}", g.id));
+            prop_assert!(clean.trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn sam_account_name_candidates_are_valid_and_distinct(name in hostile_name(), n in any::<u32>()) {
+        let g = m365(&gid(n), &name);
+        let c = cn(&g, Naming::DisplayName);
+        let candidates = wb_engine::naming::sam_account_name_candidates(&c, &g.id);
+        prop_assert_eq!(&candidates[0], &sam_account_name(&c));
+        let mut seen = std::collections::BTreeSet::new();
+        for sam in &candidates {
+            prop_assert!(!sam.is_empty());
+            prop_assert!(units(sam) <= 64, "{:?}", sam);
+            prop_assert!(!sam.chars().any(|ch| SAM_FORBIDDEN.contains(&ch) || is_stripped(ch)), "{:?}", sam);
+            prop_assert!(!sam.ends_with('.') && !sam.ends_with(' '), "{:?}", sam);
+            prop_assert!(seen.insert(sam.to_lowercase()), "duplicate {:?} in {:?}", sam, candidates);
+        }
+    }
+}

@@ -58,7 +58,7 @@ fn written_group_is_created_with_its_anchor_and_attributes() {
         dn,
         attrs,
         members,
-        sam_account_name_fallback,
+        sam_account_name_fallbacks,
     } = &op.action
     else {
         panic!("{op:?}")
@@ -86,7 +86,7 @@ fn written_group_is_created_with_its_anchor_and_attributes() {
         "owners are written only with write_owners"
     );
     assert!(members.is_empty());
-    assert!(sam_account_name_fallback.ends_with("_00000000"));
+    assert!(sam_account_name_fallbacks[0].ends_with("_00000000"));
     assert_eq!(
         op.reason,
         "created: writeback enabled (Microsoft 365 default (isEnabled null))"
@@ -545,16 +545,14 @@ fn taken_sam_account_name_uses_the_fallback() {
     let plan = t.plan();
     let Action::Create {
         attrs,
-        sam_account_name_fallback,
+        sam_account_name_fallbacks,
         ..
     } = &plan.operations[0].action
     else {
         panic!()
     };
-    assert_eq!(
-        &attrs["sAMAccountName"],
-        &vec![sam_account_name_fallback.clone()]
-    );
+    assert!(attrs["sAMAccountName"][0].ends_with("_00000000"));
+    assert!(!sam_account_name_fallbacks.contains(&attrs["sAMAccountName"][0]));
 }
 
 // ---- members (SPEC §5)
@@ -685,6 +683,7 @@ fn nested_groups_are_written_only_when_they_are_in_ad() {
             dn: synced_dn.into(),
             guid: "gs".into(),
             group_type: Some(GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY),
+            class: wb_model::AdClass::Group,
         },
     );
     let plan = t.cycle();
@@ -722,6 +721,7 @@ fn domain_local_nested_group_gives_microsofts_error() {
             dn: local_dn.into(),
             guid: "gl".into(),
             group_type: Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY),
+            class: wb_model::AdClass::Group,
         },
     );
     let plan = t.plan();
@@ -1051,4 +1051,385 @@ fn a_group_whose_anchors_were_cleared_by_hand_is_still_owned_through_its_join() 
         outcome(&plan, &id).drift
     );
     assert!(t.plan().is_empty());
+}
+
+// ---- member class (SPEC §10): a member is written only as an object of its own class
+
+const DOMAIN_ADMINS: &str = "CN=Domain Admins,CN=Users,DC=lab,DC=example,DC=test";
+
+/// Every member value the plan would write, lower-case.
+fn written_values(plan: &Plan) -> Vec<String> {
+    plan.operations
+        .iter()
+        .flat_map(|op| match &op.action {
+            Action::Create { members, .. } | Action::AddMembers { members, .. } => members.clone(),
+            _ => Vec::new(),
+        })
+        .map(|m| m.to_lowercase())
+        .collect()
+}
+
+/// `member` of group `id` is refused: not written anywhere, its fate not Written, and the
+/// group carries an error an admin sees in status.
+fn assert_refused(plan: &Plan, id: &str, member: &str, target_dn: &str) {
+    assert!(
+        !written_values(plan).contains(&target_dn.to_lowercase()),
+        "{target_dn} must not be written: {:#?}",
+        plan.operations
+    );
+    let fate = fate_of(plan, id, member);
+    assert!(!matches!(fate, Fate::Written { .. }), "{fate:?}");
+    assert!(
+        matches!(fate, Fate::ClassMismatch { ref dn, .. } if dn == target_dn),
+        "{fate:?}"
+    );
+    let errors = &outcome(plan, id).errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("not written") && e.contains(target_dn)),
+        "{errors:?}"
+    );
+}
+
+/// A synced user (whose AD object is Ann) added to the member tenant, plus `mallory`.
+fn tenant_with_mallory(mallory: wb_model::CloudUser) -> (Tenant, String) {
+    let (mut t, id) = member_tenant();
+    t = t.user_in_ad(synced_user(&uid(1), "Ann"));
+    add_member(&mut t, &id, MemberKind::User, &uid(1));
+    let m = mallory.id.clone();
+    t = t.user(mallory);
+    add_member(&mut t, &id, MemberKind::User, &m);
+    (t, id)
+}
+
+fn mallory() -> wb_model::CloudUser {
+    let mut u = synced_user(&uid(66), "Mallory");
+    u.on_premises_security_identifier = None;
+    u.on_premises_distinguished_name = None;
+    u
+}
+
+#[test]
+fn a_user_whose_sid_names_a_group_does_not_nest_that_group() {
+    let mut u = mallory();
+    u.on_premises_security_identifier = Some("S-1-5-21-1-2-3-512".into());
+    let (mut t, id) = tenant_with_mallory(u);
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-512".into()),
+        group_ref(
+            DOMAIN_ADMINS,
+            "g-da",
+            GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY,
+        ),
+    );
+    let plan = t.plan();
+    assert_refused(&plan, &id, &uid(66), DOMAIN_ADMINS);
+    assert_eq!(
+        fate_of(&plan, &id, &uid(66)),
+        Fate::ClassMismatch {
+            dn: DOMAIN_ADMINS.into(),
+            expected: wb_model::AdClass::User,
+            found: wb_model::AdClass::Group,
+        }
+    );
+    assert!(fate_of(&plan, &id, &uid(66))
+        .text()
+        .contains("a group object, not a user"));
+    assert_eq!(written_values(&plan), vec![user_dn("Ann").to_lowercase()]);
+}
+
+#[test]
+fn a_user_whose_immutable_id_names_a_computer_is_not_written() {
+    let mut u = mallory();
+    u.on_premises_immutable_id = Some("Q29tcHV0ZXJHdWlkMTIzNA==".into());
+    let (mut t, id) = tenant_with_mallory(u);
+    let pc = "CN=PC-01,CN=Computers,DC=lab,DC=example,DC=test";
+    t.ad.resolutions.found.insert(
+        Lookup::ImmutableId("Q29tcHV0ZXJHdWlkMTIzNA==".into()),
+        computer_ref(pc, "g-pc"),
+    );
+    let plan = t.plan();
+    assert_refused(&plan, &id, &uid(66), pc);
+}
+
+#[test]
+fn a_user_whose_dn_names_a_group_is_not_written() {
+    let mut u = mallory();
+    let admins = "CN=Administrators,CN=Builtin,DC=lab,DC=example,DC=test";
+    u.on_premises_distinguished_name = Some(admins.into());
+    let (mut t, id) = tenant_with_mallory(u);
+    t.ad.resolutions.found.insert(
+        Lookup::Dn(admins.into()),
+        group_ref(
+            admins,
+            "g-adm",
+            GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY,
+        ),
+    );
+    let plan = t.plan();
+    assert_refused(&plan, &id, &uid(66), admins);
+}
+
+#[test]
+fn the_first_lookup_that_finds_the_wrong_class_refuses_the_member_even_if_a_later_one_is_a_user() {
+    let mut u = mallory();
+    u.on_premises_security_identifier = Some("S-1-5-21-1-2-3-512".into());
+    u.on_premises_distinguished_name = Some(user_dn("Mallory"));
+    let (mut t, id) = tenant_with_mallory(u);
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-512".into()),
+        group_ref(
+            DOMAIN_ADMINS,
+            "g-da",
+            GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY,
+        ),
+    );
+    t.ad.resolutions.found.insert(
+        Lookup::Dn(user_dn("Mallory")),
+        user_ref(&user_dn("Mallory"), "g-m"),
+    );
+    let plan = t.plan();
+    assert_refused(&plan, &id, &uid(66), DOMAIN_ADMINS);
+    assert!(!written_values(&plan).contains(&user_dn("Mallory").to_lowercase()));
+}
+
+#[test]
+fn a_group_synced_from_ad_whose_sid_names_a_user_is_not_written() {
+    let (mut t, id) = member_tenant();
+    let mut synced = security(&gid(30), "Synced but a user");
+    synced.on_premises_sync_enabled = Some(true);
+    synced.on_premises_security_identifier = Some("S-1-5-21-1-2-3-1105".into());
+    t = t.group(synced);
+    add_member(&mut t, &id, MemberKind::Group, &gid(30));
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-1105".into()),
+        user_ref(&user_dn("Ann"), "g-ann"),
+    );
+    let plan = t.plan();
+    assert_refused(&plan, &id, &gid(30), &user_dn("Ann"));
+    assert!(matches!(
+        fate_of(&plan, &id, &gid(30)),
+        Fate::ClassMismatch {
+            expected: wb_model::AdClass::Group,
+            found: wb_model::AdClass::User,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_owner_resolving_to_a_group_or_a_computer_never_becomes_managed_by() {
+    let (mut t, id) = member_tenant();
+    t.config.write_owners = true;
+    let mut to_group = mallory();
+    to_group.id = uid(1);
+    to_group.on_premises_security_identifier = Some("S-1-5-21-1-2-3-512".into());
+    let mut to_pc = mallory();
+    to_pc.id = uid(2);
+    to_pc.on_premises_distinguished_name = Some("CN=PC-01,DC=lab,DC=example,DC=test".into());
+    t = t.user(to_group).user(to_pc);
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-512".into()),
+        group_ref(
+            DOMAIN_ADMINS,
+            "g-da",
+            GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY,
+        ),
+    );
+    t.ad.resolutions.found.insert(
+        Lookup::Dn("CN=PC-01,DC=lab,DC=example,DC=test".into()),
+        computer_ref("CN=PC-01,DC=lab,DC=example,DC=test", "g-pc"),
+    );
+    if let Some(g) = t.cloud.groups.get_mut(&id) {
+        for n in [1, 2] {
+            g.owners.insert(wb_model::MemberRef {
+                kind: MemberKind::User,
+                id: uid(n),
+            });
+        }
+    }
+    let plan = t.plan();
+    let Action::Create { attrs, .. } = &plan.operations[0].action else {
+        panic!()
+    };
+    assert!(!attrs.contains_key("managedBy"), "{attrs:?}");
+}
+
+// ---- hostile names (SPEC §10): lengths in UTF-16 units, ids, collisions
+
+fn utf16(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+fn create_attrs(plan: &Plan, id: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    ops_of(plan, id)
+        .iter()
+        .find_map(|op| match &op.action {
+            Action::Create { attrs, .. } => Some(attrs.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no create for {id}: {:#?}", plan.operations))
+}
+
+#[test]
+fn names_ad_counts_in_utf16_units_are_cut_to_fit_and_stay_put() {
+    let names = [
+        "😀".repeat(30),
+        "\u{20000}".repeat(26),
+        "x".repeat(300),
+        "😀".repeat(200),
+    ];
+    let mut t = Tenant::new();
+    for (n, name) in names.iter().enumerate() {
+        let mut g = m365(&gid(n as u32 + 1), name);
+        g.description = Some("😀".repeat(300));
+        t = t.group(g);
+    }
+    let plan = t.cycle();
+    for (n, name) in names.iter().enumerate() {
+        let attrs = create_attrs(&plan, &gid(n as u32 + 1));
+        let cn = &attrs["cn"][0];
+        assert!(utf16(cn) <= 64, "cn {cn:?} has {} units", utf16(cn));
+        let display = &attrs["displayName"][0];
+        assert!(
+            utf16(display) <= 256,
+            "displayName has {} units",
+            utf16(display)
+        );
+        assert!(name.starts_with(display.as_str()));
+        let description = &attrs["description"][0];
+        assert!(utf16(description) <= 448, "{}", utf16(description));
+        let sam = &attrs["sAMAccountName"][0];
+        assert!(utf16(sam) <= 64, "{sam:?}");
+    }
+    assert_eq!(
+        create_attrs(&plan, &gid(3))["displayName"][0],
+        "x".repeat(256)
+    );
+    assert_eq!(
+        create_attrs(&plan, &gid(4))["displayName"][0],
+        "😀".repeat(128)
+    );
+    assert_eq!(
+        create_attrs(&plan, &gid(1))["cn"][0],
+        format!("{}_{}", "😀".repeat(25), &gid(1)[24..])
+    );
+    let second = t.plan();
+    assert!(second.is_empty(), "{:#?}", second.operations);
+}
+
+#[test]
+fn control_and_bidi_characters_never_reach_cn_or_sam_account_name() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(
+        &id,
+        "Pay\u{202E}roll\u{0}\u{1}\u{7f}\u{85}\u{2066}Team\n",
+    ));
+    let plan = t.cycle();
+    let attrs = create_attrs(&plan, &id);
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    for attr in ["cn", "sAMAccountName"] {
+        assert!(
+            !attrs[attr][0].chars().any(bad),
+            "{attr}: {:?}",
+            attrs[attr][0]
+        );
+    }
+    assert_eq!(attrs["cn"][0], format!("PayrollTeam_{}", &id[24..]));
+    assert!(
+        !attrs["displayName"][0].contains('\0'),
+        "AD refuses NUL in displayName"
+    );
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn a_name_with_nothing_left_after_stripping_still_gets_a_valid_cn() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(&id, "\u{202E}\u{1} \u{7}  "));
+    let plan = t.cycle();
+    let attrs = create_attrs(&plan, &id);
+    let cn = &attrs["cn"][0];
+    assert!(cn.contains(&id[24..]) && !cn.trim().is_empty(), "{cn:?}");
+    assert!(!attrs["sAMAccountName"][0].is_empty());
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn a_group_whose_id_is_not_a_guid_is_invalid_and_the_others_go_on() {
+    let bad_ids = [
+        "not-a-guid",
+        "",
+        "../../etc",
+        "00000000-0000-4000-8000-00000000000",
+        "00000000-0000-4000-8000-0000000000zz",
+        "Group_00000000-0000-4000-8000-000000000001",
+        "00000000,0000-4000-8000-000000000001",
+    ];
+    let mut t = Tenant::new().group(m365(&gid(1), "Fine"));
+    for bad in bad_ids {
+        t = t.group(m365(bad, "Hostile"));
+    }
+    let plan = t.plan();
+    for bad in bad_ids {
+        let o = outcome(&plan, bad);
+        assert!(
+            matches!(&o.decision, wb_model::Decision::Invalid { because } if because.contains("GUID")),
+            "{bad:?}: {:?}",
+            o.decision
+        );
+        assert!(ops_of(&plan, bad).is_empty(), "{bad:?}");
+    }
+    assert_eq!(ops_of(&plan, &gid(1)).len(), 1);
+}
+
+#[test]
+fn two_groups_whose_cns_collide_get_one_group_and_one_clear_error() {
+    // Same last 12 characters of the id, names equal but for case and what truncation cut.
+    let a = "00000000-0000-4000-8000-00000000abcd".to_string();
+    let b = "99999999-0000-4000-8000-00000000abcd".to_string();
+    let mut t = Tenant::new()
+        .group(m365(&a, &format!("{}Alpha", "Q".repeat(51))))
+        .group(m365(&b, &format!("{}beta", "q".repeat(51))));
+    let plan = t.cycle();
+    let created: Vec<&str> = [&a, &b]
+        .into_iter()
+        .filter(|id| !ops_of(&plan, id).is_empty())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(created.len(), 1, "{:#?}", plan.operations);
+    let other = if created[0] == a { &b } else { &a };
+    let errors = &outcome(&plan, other).errors;
+    assert!(
+        errors.iter().any(|e| e.contains(created[0])),
+        "the error names the group that holds the DN: {errors:?}"
+    );
+    // Converges: the next plan has nothing to do but the same error.
+    assert!(t.plan().is_empty());
+}
+
+#[test]
+fn taken_sam_account_names_move_on_to_the_next_candidate() {
+    let id = gid(1);
+    let mut t = Tenant::new().group(m365(&id, "Team"));
+    let candidates =
+        wb_engine::naming::sam_account_name_candidates(&format!("Team_{}", &id[24..]), &id);
+    for (n, taken) in candidates[..2].iter().enumerate() {
+        let mut other = foreign_group(&format!("Elsewhere{n}"), OU, &format!("guid-f{n}"));
+        other.sam_account_name = Some(taken.to_uppercase());
+        t.ad.groups.push(other);
+    }
+    let plan = t.plan();
+    let Action::Create {
+        attrs,
+        sam_account_name_fallbacks,
+        ..
+    } = &plan.operations[0].action
+    else {
+        panic!()
+    };
+    assert_eq!(attrs["sAMAccountName"], vec![candidates[2].clone()]);
+    assert_eq!(sam_account_name_fallbacks[..], candidates[3..]);
 }

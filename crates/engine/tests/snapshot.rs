@@ -87,6 +87,7 @@ fn seed_tenant() -> Tenant {
             dn: "CN=GG-Synced-From-AD,OU=AD Groups,DC=lab,DC=example,DC=test".into(),
             guid: "guid-gg".into(),
             group_type: Some(0x2 | GROUP_TYPE_SECURITY),
+            class: wb_model::AdClass::Group,
         },
     );
     t.ad.resolutions.found.insert(
@@ -95,6 +96,7 @@ fn seed_tenant() -> Tenant {
             dn: "CN=DL-Printers,OU=AD Groups,DC=lab,DC=example,DC=test".into(),
             guid: "guid-dl".into(),
             group_type: Some(GROUP_TYPE_DOMAIN_LOCAL | GROUP_TYPE_SECURITY),
+            class: wb_model::AdClass::Group,
         },
     );
     let nesting = enabled(security(NESTING, "SG-Nesting"), Some(true), None);

@@ -286,6 +286,57 @@ pub enum Lookup {
     Dn(String),
 }
 
+/// What kind of AD object a lookup found, from its `objectClass` values. The most
+/// specific class wins: a computer account is also of class `user`, a group is never one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AdClass {
+    User,
+    Computer,
+    Group,
+    /// Anything else (contact, foreignSecurityPrincipal, ...): its most specific
+    /// objectClass, empty when the server gave none.
+    Other(String),
+}
+
+impl AdClass {
+    /// From the `objectClass` values as the server lists them (`top, person,
+    /// organizationalPerson, user[, computer]`), compared case-insensitively.
+    pub fn from_object_classes<S: AsRef<str>>(values: &[S]) -> AdClass {
+        let has = |c: &str| {
+            values
+                .iter()
+                .any(|v| v.as_ref().trim().eq_ignore_ascii_case(c))
+        };
+        if has("computer") {
+            AdClass::Computer
+        } else if has("group") {
+            AdClass::Group
+        } else if has("user") {
+            AdClass::User
+        } else {
+            AdClass::Other(
+                values
+                    .last()
+                    .map(|v| v.as_ref().trim().to_string())
+                    .unwrap_or_default(),
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for AdClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdClass::User => f.write_str("user"),
+            AdClass::Computer => f.write_str("computer"),
+            AdClass::Group => f.write_str("group"),
+            AdClass::Other(c) if c.is_empty() => f.write_str("unknown"),
+            AdClass::Other(c) => f.write_str(c),
+        }
+    }
+}
+
 /// An AD object found by a lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -294,6 +345,8 @@ pub struct AdObjectRef {
     pub guid: String,
     /// groupType when the object is a group.
     pub group_type: Option<i32>,
+    /// Its class (from objectClass): a member is written only as an object of its own kind.
+    pub class: AdClass,
 }
 
 /// Results of the lookups the engine asked for; a key absent from `found` was not found.
@@ -326,3 +379,27 @@ pub struct Join {
 
 /// All joins, by cloud group id.
 pub type Joins = BTreeMap<ObjectId, Join>;
+
+#[cfg(test)]
+mod tests {
+    use super::AdClass;
+
+    #[test]
+    fn the_most_specific_object_class_wins_case_insensitively() {
+        let class = |v: &[&str]| AdClass::from_object_classes(v);
+        assert_eq!(
+            class(&["top", "person", "organizationalPerson", "user"]),
+            AdClass::User
+        );
+        assert_eq!(
+            class(&["top", "person", "organizationalPerson", "USER", "Computer"]),
+            AdClass::Computer
+        );
+        assert_eq!(class(&["top", "GROUP"]), AdClass::Group);
+        assert_eq!(
+            class(&["top", "person", "organizationalPerson", "contact"]),
+            AdClass::Other("contact".into())
+        );
+        assert_eq!(class(&[]).to_string(), "unknown");
+    }
+}

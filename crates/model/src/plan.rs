@@ -1,7 +1,7 @@
 //! The Plan: what one cycle will do to AD, as plain data, each operation with its reason,
 //! plus the outcome of every group and member (what `status`, `plan` and `explain` show).
 
-use crate::{GroupKind, MemberRef, ObjectId, OnPremGroupType};
+use crate::{AdClass, GroupKind, MemberRef, ObjectId, OnPremGroupType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,8 +26,10 @@ pub enum Action {
         dn: String,
         attrs: BTreeMap<String, Vec<String>>,
         members: Vec<String>,
-        /// sAMAccountName to use if `attrs["sAMAccountName"]` is taken in the domain.
-        sam_account_name_fallback: String,
+        /// sAMAccountNames to try, in order, when `attrs["sAMAccountName"]` is taken in the
+        /// domain (AD says rc 68 `00002071`); the create fails only when all are taken.
+        #[serde(default)]
+        sam_account_name_fallbacks: Vec<String>,
     },
     /// modifyDN: new RDN, and a new parent when the group moves to another managed OU.
     Rename {
@@ -146,6 +148,13 @@ pub enum Fate {
     DomainLocalGroup {
         dn: String,
     },
+    /// The AD object the member resolves to is not of the class of its cloud type (a
+    /// "user" whose SID is Domain Admins', a "group" whose SID is a user's): not written.
+    ClassMismatch {
+        dn: String,
+        expected: AdClass,
+        found: AdClass,
+    },
     /// Devices, contacts, service principals, unknown objects.
     UnsupportedKind,
     /// Referenced but unknown to the cloud image (e.g. a user not seen by user delta).
@@ -153,8 +162,17 @@ pub enum Fate {
 }
 
 impl Fate {
-    pub fn text(&self) -> &'static str {
-        match self {
+    pub fn text(&self) -> String {
+        let text = match self {
+            Fate::ClassMismatch {
+                dn,
+                expected,
+                found,
+            } => {
+                return format!(
+                    "resolves to a {found} object, not a {expected}: not written ({dn})"
+                )
+            }
             Fate::Written { .. } => "written",
             Fate::CloudOnly => "cloud-only user",
             Fate::NotFoundOnPremises => "not found on-premises",
@@ -166,7 +184,8 @@ impl Fate {
             }
             Fate::UnsupportedKind => "object kind not written back",
             Fate::UnknownObject => "unknown object",
-        }
+        };
+        text.to_string()
     }
 }
 
