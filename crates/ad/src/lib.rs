@@ -3,12 +3,14 @@
 //!
 //! It knows LDAP and AD, nothing of writeback's rules: the engine decides, this crate sends.
 
+mod changes;
 mod error;
 mod export;
 mod read;
 mod resolve;
 pub mod values;
 
+pub use changes::{ChangedObject, DcState};
 pub use error::AdError;
 pub use export::{Applied, MemberError};
 

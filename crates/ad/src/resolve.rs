@@ -92,7 +92,7 @@ impl AdConnector {
     }
 }
 
-fn object_ref(entry: &SearchEntry) -> Option<AdObjectRef> {
+pub(crate) fn object_ref(entry: &SearchEntry) -> Option<AdObjectRef> {
     Some(AdObjectRef {
         dn: entry.dn.clone(),
         guid: guid_text(&first_binary(entry, "objectGUID")?)?,

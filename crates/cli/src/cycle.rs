@@ -3,13 +3,13 @@
 
 use crate::config::{Config, GraphCredential};
 use crate::export::{export, ExportOutcome};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::{info, info_span, warn, Instrument};
 use wb_ad::{AdConfig, AdConnector, AdError};
 use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
-use wb_model::{AdSnapshot, CloudSnapshot, Decision, Plan, PlanCounts};
+use wb_model::{CloudSnapshot, Decision, Plan, PlanCounts};
 use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
 
 /// What the caller asked of this cycle.
@@ -121,15 +121,25 @@ struct CloudImport {
     config_refreshed: bool,
 }
 
-async fn import_cloud(
+/// The delta rounds of one cycle, read but not yet applied to the image.
+struct Rounds {
+    users: wb_graph::DeltaRound<wb_graph::UserChange>,
+    groups: wb_graph::DeltaRound<wb_graph::GroupChange>,
+    full: bool,
+}
+
+impl Rounds {
+    fn is_empty(&self) -> bool {
+        !self.full && self.users.changes.is_empty() && self.groups.changes.is_empty()
+    }
+}
+
+async fn fetch_rounds(
     graph: &GraphClient,
-    cfg: &Config,
-    mut cloud: CloudSnapshot,
     group_link: Option<String>,
     user_link: Option<String>,
-    last_refresh: Option<OffsetDateTime>,
     mut full: bool,
-) -> Result<CloudImport, GraphError> {
+) -> Result<Rounds, GraphError> {
     let group_link = own_link(graph, "group", group_link);
     let user_link = own_link(graph, "user", user_link);
     if group_link.is_none() || user_link.is_none() {
@@ -165,6 +175,32 @@ async fn import_cloud(
     } else {
         users
     };
+    Ok(Rounds {
+        users,
+        groups,
+        full,
+    })
+}
+
+fn config_refresh_due(cfg: &Config, last_refresh: Option<OffsetDateTime>) -> bool {
+    match last_refresh {
+        None => true,
+        Some(t) => (OffsetDateTime::now_utc() - t) >= cfg.config_refresh,
+    }
+}
+
+async fn import_cloud(
+    graph: &GraphClient,
+    cfg: &Config,
+    mut cloud: CloudSnapshot,
+    rounds: Rounds,
+    last_refresh: Option<OffsetDateTime>,
+) -> Result<CloudImport, GraphError> {
+    let Rounds {
+        users,
+        groups,
+        full,
+    } = rounds;
     if users.full {
         cloud.users.clear();
     }
@@ -228,10 +264,7 @@ async fn refresh_config(
     user_delta_link: String,
     last_refresh: Option<OffsetDateTime>,
 ) -> Result<CloudImport, GraphError> {
-    let due = match last_refresh {
-        None => true,
-        Some(t) => (OffsetDateTime::now_utc() - t) >= cfg.config_refresh,
-    };
+    let due = config_refresh_due(cfg, last_refresh);
     let mut config_refreshed = false;
     if full || due {
         let configs = graph.writeback_configurations().await?;
@@ -277,89 +310,30 @@ async fn refresh_owners(
     Ok(())
 }
 
-/// The managed OUs to read: an OU nested in another is read once, through its parent.
-fn read_bases(cfg: &Config) -> Vec<String> {
-    let mut ous = cfg.engine.managed_ous();
-    ous.sort_by_key(|o| o.len());
-    let mut bases: Vec<String> = Vec::new();
-    for ou in ous {
-        if !bases.iter().any(|r| crate::config::dn_is_under(&ou, r)) {
-            bases.push(ou);
-        }
-    }
-    bases
+/// What a quiet cycle compares: the configuration that shapes the plan, the DC, and its
+/// highest committed USN when the last cycle that left nothing to retry ended.
+fn quiet_fingerprint(cfg: &Config, service: &str, usn: u64) -> String {
+    format!("{}|{usn}", quiet_prefix(cfg, service))
 }
 
-/// What a quiet cycle compares: the configuration that shapes the plan and the managed
-/// OUs' fingerprint (every group's objectGUID and uSNChanged, no members).
-async fn quiet_fingerprint(ad: &mut AdConnector, cfg: &Config) -> Result<String, AdError> {
+fn quiet_prefix(cfg: &Config, service: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    format!("{:?}|staging={}", cfg.engine, cfg.staging).hash(&mut h);
-    let ad_print = ad.fingerprint(&read_bases(cfg)).await?;
-    Ok(format!("{:016x}|{ad_print}", h.finish()))
+    format!(
+        "{:?}|staging={}|{}",
+        cfg.engine,
+        cfg.staging,
+        crate::adimage::image_scope(cfg)
+    )
+    .hash(&mut h);
+    format!("{:016x}|{service}", h.finish())
 }
 
-/// Every managed OU with the configuration key that names it.
-fn managed_ou_keys(cfg: &Config) -> Vec<(String, String)> {
-    let mut out = vec![("ad.ou".to_string(), cfg.engine.default_ou.clone())];
-    for (i, rule) in cfg.engine.rules.iter().enumerate() {
-        if let Some(ou) = &rule.ou {
-            out.push((format!("writeback.rule[{i}].ou"), ou.clone()));
-        }
-    }
-    out
-}
-
-/// Reads the managed OUs (each must exist: a missing one is a configuration error naming
-/// its key, not one LDAP error per group), the groups writeback made that now sit outside
-/// them (by the objectGUID of their join: a changed OU moves them), and resolves the
-/// members the plan needs.
-pub async fn import_ad(
-    ad: &mut AdConnector,
-    cfg: &Config,
-    cloud: &CloudSnapshot,
-    joins: &wb_model::Joins,
-) -> Result<AdSnapshot, CycleError> {
-    let schema = ad.detect_schema().await?;
-    for (key, ou) in managed_ou_keys(cfg) {
-        if !ad.ou_exists(&ou).await? {
-            return Err(crate::config::ConfigError {
-                key,
-                problem: format!(
-                    "the OU {ou} does not exist in AD (create it, or correct the setting); \
-                     nothing was written"
-                ),
-            }
-            .into());
-        }
-    }
-    let mut groups = Vec::new();
-    let mut seen = BTreeSet::new();
-    for ou in read_bases(cfg) {
-        for g in ad.read_groups(&ou, &schema).await? {
-            if seen.insert(g.guid.to_ascii_lowercase()) {
-                groups.push(g);
-            }
-        }
-    }
-    for join in joins.values() {
-        if seen.contains(&join.guid.to_ascii_lowercase()) {
-            continue;
-        }
-        if let Some(g) = ad.read_group(&join.guid, &schema).await? {
-            info!(group = %join.group, dn = %g.dn, "a group writeback made is outside the managed OUs");
-            seen.insert(g.guid.to_ascii_lowercase());
-            groups.push(g);
-        }
-    }
-    let lookups = wb_engine::lookups(cloud, &cfg.engine);
-    let resolutions = ad.resolve(&lookups).await?;
-    Ok(AdSnapshot {
-        schema,
-        groups,
-        resolutions,
-    })
+/// The USN a stored fingerprint was taken at, if it was taken with this configuration on
+/// this DC.
+fn quiet_since(stored: &str, cfg: &Config, service: &str) -> Option<u64> {
+    let (prefix, usn) = stored.rsplit_once('|')?;
+    (prefix == quiet_prefix(cfg, service)).then(|| usn.parse().ok())?
 }
 
 /// Runs one cycle. `Ok` whenever the cycle ran (even with per-object errors or a threshold
@@ -411,98 +385,132 @@ async fn cycle(
     run_id: i64,
 ) -> Result<CycleReport, CycleError> {
     let t0 = Instant::now();
-    let state = store.load()?;
+    // The links, times and fingerprint only: a quiet cycle parses no image.
+    let meta = store.load_meta()?;
     let graph = graph_client(cfg)?;
 
-    let full_due = match state.last_full_at {
+    let full_due = match meta.last_full_at {
         None => true,
         Some(t) => (started_at - t) >= cfg.full_interval,
     };
     let want_full = opts.full || full_due;
-    let import = import_cloud(
+    let rounds = fetch_rounds(
         &graph,
-        cfg,
-        state.cloud.clone(),
-        state.group_delta_link.clone(),
-        state.user_delta_link.clone(),
-        state.last_config_refresh_at,
+        meta.group_delta_link.clone(),
+        meta.user_delta_link.clone(),
         want_full,
     )
     .instrument(info_span!("import.graph"))
     .await?;
-    let mut import = import;
+    let mode = if rounds.full { "full" } else { "delta" }.to_string();
+
+    let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
+
+    // A quiet cycle: nothing changed in the cloud (empty delta rounds, no full round, no
+    // writebackConfiguration re-read due), nor anywhere in AD (the DC's highest committed
+    // USN did not move), nor in the configuration, since the last cycle that left nothing
+    // to retry — so the plan would be the same empty plan. 2 Graph requests and one rootDSE
+    // read; no image is loaded.
+    if !opts.plan_only
+        && !cfg.staging
+        && rounds.is_empty()
+        && !config_refresh_due(cfg, meta.last_config_refresh_at)
+        && meta.quiet_fingerprint.is_some()
+    {
+        let (service, usn) = ad.root_usn().await?;
+        let since = meta
+            .quiet_fingerprint
+            .as_deref()
+            .and_then(|f| quiet_since(f, cfg, &service));
+        // The USN moves with any write in the domain: quiet still when nothing that moved
+        // concerns writeback (one search for what changed since).
+        let quiet = match since {
+            Some(since) if since == usn => true,
+            Some(since) if since < usn => {
+                !crate::adimage::changes_concern_us(&mut ad, cfg, store, since).await?
+            }
+            _ => false,
+        };
+        if quiet {
+            let _ = ad.unbind().await;
+            let last = store.last_outcomes()?.unwrap_or_default();
+            let errors = plan_errors(&last);
+            let status = if errors.is_empty() {
+                RunStatus::Success
+            } else {
+                RunStatus::CompletedWithErrors
+            };
+            let message = Some("no change in the cloud or in the managed OUs".to_string());
+            let mut commit = Commit::for_run(RunRecord {
+                id: run_id,
+                started_at,
+                finished_at: OffsetDateTime::now_utc(),
+                mode: mode.clone(),
+                status,
+                staging: false,
+                counts: PlanCounts::default(),
+                graph_requests: graph.requests(),
+                ldap_writes: 0,
+                errors: errors.clone(),
+                message: message.clone(),
+                plan: None,
+            });
+            commit.group_delta_link = Some(rounds.groups.delta_link.clone());
+            commit.user_delta_link = Some(rounds.users.delta_link.clone());
+            commit.quiet_fingerprint = Some(quiet_fingerprint(cfg, &service, usn));
+            let run_id = store.commit(&commit)?;
+            info!(
+                run = run_id,
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                "quiet cycle: nothing changed"
+            );
+            return Ok(CycleReport {
+                run_id: Some(run_id),
+                mode,
+                status,
+                staging: false,
+                counts: PlanCounts::default(),
+                graph_requests: graph.requests(),
+                ldap_writes: 0,
+                errors,
+                message,
+                plan: last,
+                held_back: PlanCounts::default(),
+            });
+        }
+    }
+
+    let state = store.load()?;
+    let mut import = import_cloud(
+        &graph,
+        cfg,
+        state.cloud.clone(),
+        rounds,
+        state.last_config_refresh_at,
+    )
+    .instrument(info_span!("import.graph"))
+    .await?;
     if cfg.engine.write_owners {
         refresh_owners(&graph, cfg, &state.cloud, &mut import)
             .instrument(info_span!("import.owners"))
             .await?;
     }
-    let mode = if import.full { "full" } else { "delta" }.to_string();
-
-    let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
-
-    // A quiet cycle: nothing changed in the cloud (empty delta rounds, no full round, no
-    // writebackConfiguration re-read), nor in the managed OUs, nor in the configuration
-    // since the last cycle that left nothing to retry — so the plan would be the same
-    // empty plan. Skip reading members and resolving them (the costly part).
-    let fingerprint = if opts.plan_only || cfg.staging {
-        None
-    } else {
-        Some(quiet_fingerprint(&mut ad, cfg).await?)
-    };
-    if !import.full
-        && !import.config_refreshed
-        && fingerprint.is_some()
-        && fingerprint == state.quiet_fingerprint
-        && import.cloud == state.cloud
-    {
-        let _ = ad.unbind().await;
-        let last = store.last_outcomes()?.unwrap_or_default();
-        let errors = plan_errors(&last);
-        let status = if errors.is_empty() {
-            RunStatus::Success
-        } else {
-            RunStatus::CompletedWithErrors
-        };
-        let message = Some("no change in the cloud or in the managed OUs".to_string());
-        let mut commit = Commit::for_run(RunRecord {
-            id: run_id,
-            started_at,
-            finished_at: OffsetDateTime::now_utc(),
-            mode: mode.clone(),
-            status,
-            staging: false,
-            counts: PlanCounts::default(),
-            graph_requests: graph.requests(),
-            ldap_writes: 0,
-            errors: errors.clone(),
-            message: message.clone(),
-            plan: None,
-        });
-        commit.group_delta_link = Some(import.group_delta_link.clone());
-        commit.user_delta_link = Some(import.user_delta_link.clone());
-        let run_id = store.commit(&commit)?;
-        info!(run = run_id, "quiet cycle: nothing changed");
-        return Ok(CycleReport {
-            run_id: Some(run_id),
-            mode,
-            status,
-            staging: false,
-            counts: PlanCounts::default(),
-            graph_requests: graph.requests(),
-            ldap_writes: 0,
-            errors,
-            message,
-            plan: last,
-            held_back: PlanCounts::default(),
-        });
-    }
-
-    let ad_snapshot = import_ad(&mut ad, cfg, &import.cloud, &state.joins)
-        .instrument(info_span!("import.ad"))
-        .await?;
+    let stored_image = crate::adimage::load(store, state.ad_image.as_deref())?;
+    let image = crate::adimage::refresh(
+        &mut ad,
+        cfg,
+        &import.cloud,
+        &state.joins,
+        stored_image,
+        import.full,
+    )
+    .instrument(info_span!("import.ad"))
+    .await?;
+    info!(how = %image.changes.how, "AD image");
+    let ad_snapshot = &image.snapshot;
     let plan = wb_engine::plan(&wb_engine::Input {
         cloud: &import.cloud,
-        ad: &ad_snapshot,
+        ad: ad_snapshot,
         joins: &state.joins,
         config: &cfg.engine,
         previous: (!state.cloud.groups.is_empty()).then_some(&state.cloud),
@@ -564,7 +572,7 @@ async fn cycle(
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
         ExportOutcome::staged()
     } else {
-        export(&mut ad, cfg, &plan, &ad_snapshot, &state.joins, stopped)
+        export(&mut ad, cfg, &plan, ad_snapshot, &state.joins, stopped)
             .instrument(info_span!("export"))
             .await
     };
@@ -597,14 +605,23 @@ async fn cycle(
         return Err(CycleError::ExportAborted(message.clone()));
     }
     // The next cycle may be quiet only if this one left nothing to retry.
-    let settled = !stopped && outcome.errors.is_empty() && fingerprint.is_some();
+    let settled = !stopped && outcome.errors.is_empty() && !cfg.staging;
     let next_fingerprint = if !settled {
         Some(String::new())
     } else if ldap_writes == 0 {
-        // Nothing written: the managed OUs are as fingerprinted before the plan.
-        fingerprint.clone()
+        // Nothing written: AD is as it was when this cycle read it.
+        Some(quiet_fingerprint(
+            cfg,
+            &image.meta.dc.service,
+            image.meta.dc.highest_usn,
+        ))
     } else {
-        Some(quiet_fingerprint(&mut ad, cfg).await.unwrap_or_default())
+        // After our own writes: the next cycle may be quiet if nothing else moved the USN
+        // (the AD image still catches up on our writes at the next cycle that reads AD).
+        match ad.root_usn().await {
+            Ok((service, usn)) => Some(quiet_fingerprint(cfg, &service, usn)),
+            Err(_) => Some(String::new()),
+        }
     };
     let _ = ad.unbind().await;
 
@@ -657,7 +674,7 @@ async fn cycle(
         .filter(|k| !joins_new.contains_key(*k))
         .cloned()
         .collect();
-    let commit = Commit {
+    let mut commit = Commit {
         replace_cloud: import.full,
         upsert_groups: upsert_groups
             .iter()
@@ -676,8 +693,15 @@ async fn cycle(
         full_at: import.full.then_some(started_at),
         config_refresh_at: import.config_refreshed.then_some(started_at),
         quiet_fingerprint: next_fingerprint,
+        replace_ad: false,
+        ad_groups_upsert: Vec::new(),
+        ad_groups_remove: Vec::new(),
+        ad_lookups_upsert: Vec::new(),
+        ad_lookups_remove: Vec::new(),
+        ad_image: None,
         run,
     };
+    image.fill_commit(&mut commit);
     let run_id = store.commit(&commit)?;
     info!(
         run = run_id,

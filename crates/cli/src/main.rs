@@ -1,6 +1,7 @@
 //! `writeback`: writes Microsoft Entra ID groups back to on-premises Active Directory.
 //! This is the binary's edge: command line, exit codes, logging; the work is in the crates.
 
+mod adimage;
 mod cloud;
 mod config;
 mod cycle;

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use wb_model::{CloudGroup, CloudSnapshot, CloudUser, Join, Joins, ObjectId, Plan, PlanCounts};
+use wb_model::{
+    AdGroup, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Join, Joins, Lookup, ObjectId,
+    Plan, PlanCounts,
+};
 
 /// Errors of the state store; each names the store file or the row and the operation.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,25 @@ pub struct SyncState {
     /// Fingerprint of the configuration and of the managed OUs after the last cycle that
     /// left nothing to retry (see the CLI's quiet cycles).
     pub quiet_fingerprint: Option<String>,
+    /// What the stored AD image reflects (the CLI's own JSON: DC, USN, configuration); the
+    /// image itself is read with [`Store::load_ad`].
+    pub ad_image: Option<String>,
+}
+
+/// See [`Store::ad_interest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdInterest {
+    /// objectGUIDs (lower-case) of the AD image's groups and of the joins.
+    pub guids: std::collections::BTreeSet<String>,
+    pub lookups: Vec<(Lookup, Option<AdObjectRef>)>,
+}
+
+/// The stored AD image: groups by objectGUID and the member-resolution cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdImageRows {
+    pub groups: Vec<AdGroup>,
+    /// Each lookup asked, with what it found (`None`: not found).
+    pub lookups: Vec<(Lookup, Option<AdObjectRef>)>,
 }
 
 /// The state change of one cycle, written in one transaction together with its run record.
@@ -92,6 +114,14 @@ pub struct Commit<'a> {
     pub config_refresh_at: Option<OffsetDateTime>,
     /// `Some("")` clears the stored fingerprint; `None` leaves it.
     pub quiet_fingerprint: Option<String>,
+    /// Forget the stored AD image (groups and lookups) first: it was read again in full.
+    pub replace_ad: bool,
+    pub ad_groups_upsert: Vec<&'a AdGroup>,
+    pub ad_groups_remove: Vec<String>,
+    pub ad_lookups_upsert: Vec<(&'a Lookup, Option<&'a AdObjectRef>)>,
+    pub ad_lookups_remove: Vec<&'a Lookup>,
+    /// What the AD image now reflects; `None` leaves it.
+    pub ad_image: Option<String>,
     pub run: RunRecord,
 }
 
@@ -111,6 +141,12 @@ impl<'a> Commit<'a> {
             full_at: None,
             config_refresh_at: None,
             quiet_fingerprint: None,
+            replace_ad: false,
+            ad_groups_upsert: Vec::new(),
+            ad_groups_remove: Vec::new(),
+            ad_lookups_upsert: Vec::new(),
+            ad_lookups_remove: Vec::new(),
+            ad_image: None,
             run,
         }
     }
@@ -133,6 +169,7 @@ const META_USER_DELTA_LINK: &str = "user_delta_link";
 const META_LAST_FULL_AT: &str = "last_full_at";
 const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
 const META_QUIET_FINGERPRINT: &str = "quiet_fingerprint";
+const META_AD_IMAGE: &str = "ad_image";
 
 impl Store {
     /// Opens the store at `path`, creating it or migrating its schema as needed.
@@ -211,12 +248,92 @@ impl Store {
             state.joins.insert(join.group.clone(), join);
         }
 
+        self.fill_meta(&mut state)?;
+        Ok(state)
+    }
+
+    /// The links, times and fingerprints alone — no image is parsed (what a quiet cycle
+    /// needs to decide it is quiet).
+    pub fn load_meta(&self) -> Result<SyncState, StoreError> {
+        let mut state = SyncState::default();
+        self.fill_meta(&mut state)?;
+        Ok(state)
+    }
+
+    fn fill_meta(&self, state: &mut SyncState) -> Result<(), StoreError> {
         state.group_delta_link = self.meta(META_GROUP_DELTA_LINK)?;
         state.user_delta_link = self.meta(META_USER_DELTA_LINK)?;
         state.last_full_at = self.meta_time(META_LAST_FULL_AT)?;
         state.last_config_refresh_at = self.meta_time(META_LAST_CONFIG_REFRESH_AT)?;
         state.quiet_fingerprint = self.meta(META_QUIET_FINGERPRINT)?.filter(|f| !f.is_empty());
-        Ok(state)
+        state.ad_image = self.meta(META_AD_IMAGE)?.filter(|f| !f.is_empty());
+        Ok(())
+    }
+
+    /// What a cycle that may be quiet needs to tell whether an AD change concerns it: the
+    /// objectGUIDs of the groups in the AD image and of the joins, and the member-resolution
+    /// cache (each lookup with the objectGUID it found) — without parsing the groups.
+    pub fn ad_interest(&self) -> Result<AdInterest, StoreError> {
+        let mut out = AdInterest::default();
+        for (table, what) in [
+            ("ad_groups", "read AD group ids"),
+            ("joins", "read join ids"),
+        ] {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT guid FROM {table}"))
+                .map_err(sql(what))?;
+            let it = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql(what))?;
+            for g in it {
+                out.guids.insert(g.map_err(sql(what))?.to_ascii_lowercase());
+            }
+        }
+        out.lookups = self.load_lookups()?;
+        Ok(out)
+    }
+
+    fn load_lookups(&self) -> Result<Vec<(Lookup, Option<AdObjectRef>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT lookup, json FROM ad_lookups")
+            .map_err(sql("read lookups"))?;
+        let it = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(sql("read lookups"))?;
+        for row in it {
+            let (key, json) = row.map_err(sql("read lookups"))?;
+            let lookup: Lookup = decode("a lookup", &key)?;
+            let found = match json {
+                Some(j) => Some(decode(&format!("lookup {key}"), &j)?),
+                None => None,
+            };
+            out.push((lookup, found));
+        }
+        Ok(out)
+    }
+
+    /// The stored AD image (see [`Commit::ad_groups_upsert`]).
+    pub fn load_ad(&self) -> Result<AdImageRows, StoreError> {
+        let mut rows = AdImageRows::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, json FROM ad_groups")
+            .map_err(sql("read AD groups"))?;
+        let it = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("read AD groups"))?;
+        for row in it {
+            let (guid, json) = row.map_err(sql("read AD groups"))?;
+            rows.groups
+                .push(decode(&format!("AD group {guid}"), &json)?);
+        }
+        rows.lookups = self.load_lookups()?;
+        Ok(rows)
     }
 
     /// Applies the state change of one cycle and records its run, in one transaction.
@@ -406,6 +523,10 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
     if let Some(f) = &c.quiet_fingerprint {
         meta.push((META_QUIET_FINGERPRINT, f.clone()));
     }
+    if let Some(a) = &c.ad_image {
+        meta.push((META_AD_IMAGE, a.clone()));
+    }
+    apply_ad_image(tx, c)?;
     for (key, t) in times {
         if let Some(t) = t {
             meta.push((key, format_time(key, t)?));
@@ -440,6 +561,54 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             put.execute(params![j.group, j.guid, j.sid, j.dn])
                 .map_err(sql("write join"))?;
         }
+    }
+    Ok(())
+}
+
+fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
+    if c.replace_ad {
+        tx.execute("DELETE FROM ad_groups", [])
+            .map_err(sql("clear AD groups"))?;
+        tx.execute("DELETE FROM ad_lookups", [])
+            .map_err(sql("clear lookups"))?;
+    }
+    let mut del = tx
+        .prepare_cached("DELETE FROM ad_groups WHERE guid = ?1")
+        .map_err(sql("remove AD group"))?;
+    for guid in &c.ad_groups_remove {
+        del.execute([guid]).map_err(sql("remove AD group"))?;
+    }
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO ad_groups (guid, json) VALUES (?1, ?2)
+             ON CONFLICT(guid) DO UPDATE SET json = excluded.json",
+        )
+        .map_err(sql("write AD group"))?;
+    for g in &c.ad_groups_upsert {
+        let guid = g.guid.to_ascii_lowercase();
+        put.execute(params![guid, encode(&format!("AD group {guid}"), g)?])
+            .map_err(sql("write AD group"))?;
+    }
+    let mut del = tx
+        .prepare_cached("DELETE FROM ad_lookups WHERE lookup = ?1")
+        .map_err(sql("remove lookup"))?;
+    for l in &c.ad_lookups_remove {
+        del.execute([encode("a lookup", l)?])
+            .map_err(sql("remove lookup"))?;
+    }
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO ad_lookups (lookup, json) VALUES (?1, ?2)
+             ON CONFLICT(lookup) DO UPDATE SET json = excluded.json",
+        )
+        .map_err(sql("write lookup"))?;
+    for (l, found) in &c.ad_lookups_upsert {
+        let json = match found {
+            Some(f) => Some(encode("a lookup result", f)?),
+            None => None,
+        };
+        put.execute(params![encode("a lookup", l)?, json])
+            .map_err(sql("write lookup"))?;
     }
     Ok(())
 }

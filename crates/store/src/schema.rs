@@ -34,6 +34,11 @@ const MIGRATIONS: &[&str] = &[
     // 2: the process that runs a cycle, so a run left `running` by a killed process is
     // told from one still in progress.
     "ALTER TABLE runs ADD COLUMN pid INTEGER;",
+    // 3: the AD image (groups of the managed OUs and joined ones, by objectGUID) and the
+    // member-resolution cache (lookup → object, NULL = asked and not found), kept between
+    // cycles so a cycle reads only what changed in AD (by USN).
+    "CREATE TABLE ad_groups (guid TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
+     CREATE TABLE ad_lookups (lookup TEXT PRIMARY KEY NOT NULL, json TEXT);",
 ];
 
 /// The schema version this build writes.

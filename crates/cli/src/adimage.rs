@@ -1,0 +1,662 @@
+//! The AD image kept between cycles: every group of the managed OUs (and the joined ones
+//! outside them) with its members, and the member-resolution cache. After one full read, a
+//! cycle reads only what changed — objects whose `uSNChanged` is above the USN the image
+//! reflects, and the objects deleted since — so its cost follows the change, not the
+//! directory. Another DC, a restored DC (invocationId), a USN that went backwards, a
+//! configuration that changes what the image covers, or a full round: read everything.
+
+use crate::config::Config;
+use crate::cycle::CycleError;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tracing::{debug, info};
+use wb_ad::{AdConnector, ChangedObject, DcState};
+use wb_engine::naming::{dn_key, is_under};
+use wb_model::{AdClass, AdGroup, AdSchema, AdSnapshot, CloudSnapshot, Joins, Lookup};
+
+/// Above this many changed groups, the managed OUs are read again in one paged search
+/// rather than group by group.
+const BULK_REREAD: usize = 500;
+
+/// What a stored AD image reflects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    pub dc: DcState,
+    /// The configuration that decides what the image covers (domain, managed OUs).
+    pub scope: String,
+    pub schema: AdSchema,
+}
+
+/// The AD image of one cycle and what changed in it (to be committed).
+pub struct AdImage {
+    pub meta: ImageMeta,
+    pub snapshot: AdSnapshot,
+    pub changes: ImageChanges,
+}
+
+/// Rows of the stored image to rewrite.
+#[derive(Debug, Default)]
+pub struct ImageChanges {
+    /// The image was read in full: replace the stored one.
+    pub replaced: bool,
+    pub groups_upsert: BTreeSet<String>,
+    pub groups_remove: BTreeSet<String>,
+    pub lookups_upsert: BTreeSet<Lookup>,
+    pub lookups_remove: BTreeSet<Lookup>,
+    /// How the image was brought up to date, for logs and the run message.
+    pub how: String,
+}
+
+/// The part of the configuration an image is valid for.
+pub fn image_scope(cfg: &Config) -> String {
+    let mut ous: Vec<String> = cfg.engine.managed_ous().iter().map(|o| dn_key(o)).collect();
+    ous.sort();
+    format!(
+        "{}|{}|{}",
+        dn_key(&cfg.ad.base_dn),
+        cfg.ad.url.to_ascii_lowercase(),
+        ous.join(";")
+    )
+}
+
+/// Every managed OU with the configuration key that names it.
+fn managed_ou_keys(cfg: &Config) -> Vec<(String, String)> {
+    let mut out = vec![("ad.ou".to_string(), cfg.engine.default_ou.clone())];
+    for (i, rule) in cfg.engine.rules.iter().enumerate() {
+        if let Some(ou) = &rule.ou {
+            out.push((format!("writeback.rule[{i}].ou"), ou.clone()));
+        }
+    }
+    out
+}
+
+/// The managed OUs to read: an OU nested in another is read once, through its parent.
+pub fn read_bases(cfg: &Config) -> Vec<String> {
+    let mut ous = cfg.engine.managed_ous();
+    ous.sort_by_key(|o| o.len());
+    let mut bases: Vec<String> = Vec::new();
+    for ou in ous {
+        if !bases
+            .iter()
+            .any(|r| is_under(&ou, r) || dn_key(&ou) == dn_key(r))
+        {
+            bases.push(ou);
+        }
+    }
+    bases
+}
+
+fn in_managed_ou(cfg: &Config, dn: &str) -> bool {
+    cfg.engine.managed_ous().iter().any(|ou| is_under(dn, ou))
+}
+
+/// Brings the image up to date: from `stored` by USN when it can, else by a full read.
+/// Every managed OU must exist (a missing one is a configuration error naming its key).
+pub async fn refresh(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    cloud: &CloudSnapshot,
+    joins: &Joins,
+    stored: Option<(ImageMeta, AdSnapshot)>,
+    force_full: bool,
+) -> Result<AdImage, CycleError> {
+    for (key, ou) in managed_ou_keys(cfg) {
+        if !ad.ou_exists(&ou).await? {
+            return Err(crate::config::ConfigError {
+                key,
+                problem: format!(
+                    "the OU {ou} does not exist in AD (create it, or correct the setting); \
+                     nothing was written"
+                ),
+            }
+            .into());
+        }
+    }
+    let dc = ad.dc_state().await?;
+    let scope = image_scope(cfg);
+    let wanted = wb_engine::lookups(cloud, &cfg.engine);
+    let usable = stored.filter(|(meta, _)| {
+        let ok = !force_full && meta.scope == scope && dc.continues(&meta.dc);
+        if !ok && !force_full {
+            info!(
+                stored_dc = %meta.dc.service, stored_usn = meta.dc.highest_usn,
+                dc = %dc.service, usn = dc.highest_usn,
+                "the stored AD image does not continue on this DC or configuration: reading AD in full"
+            );
+        }
+        ok
+    });
+    match usable {
+        Some((meta, snapshot)) => incremental(ad, cfg, joins, meta, snapshot, dc, &wanted).await,
+        None => full(ad, cfg, joins, dc, scope, &wanted).await,
+    }
+}
+
+async fn full(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    joins: &Joins,
+    dc: DcState,
+    scope: String,
+    wanted: &BTreeSet<Lookup>,
+) -> Result<AdImage, CycleError> {
+    let schema = ad.detect_schema().await?;
+    let mut groups = Vec::new();
+    let mut seen = BTreeSet::new();
+    for ou in read_bases(cfg) {
+        for g in ad.read_groups(&ou, &schema).await? {
+            if seen.insert(g.guid.to_ascii_lowercase()) {
+                groups.push(g);
+            }
+        }
+    }
+    for join in joins.values() {
+        if seen.contains(&join.guid.to_ascii_lowercase()) {
+            continue;
+        }
+        if let Some(g) = ad.read_group(&join.guid, &schema).await? {
+            info!(group = %join.group, dn = %g.dn, "a group writeback made is outside the managed OUs");
+            seen.insert(g.guid.to_ascii_lowercase());
+            groups.push(g);
+        }
+    }
+    let resolutions = ad.resolve(wanted).await?;
+    let changes = ImageChanges {
+        replaced: true,
+        how: format!("AD read in full ({} groups)", groups.len()),
+        ..Default::default()
+    };
+    Ok(AdImage {
+        meta: ImageMeta {
+            dc,
+            scope,
+            schema: schema.clone(),
+        },
+        snapshot: AdSnapshot {
+            schema,
+            groups,
+            resolutions,
+        },
+        changes,
+    })
+}
+
+async fn incremental(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    joins: &Joins,
+    meta: ImageMeta,
+    mut snapshot: AdSnapshot,
+    dc: DcState,
+    wanted: &BTreeSet<Lookup>,
+) -> Result<AdImage, CycleError> {
+    let mut changes = ImageChanges::default();
+    let since = meta.dc.highest_usn;
+    let all = if dc.highest_usn > since {
+        ad.changes_since(since).await?
+    } else {
+        Vec::new()
+    };
+    let (deleted, changed): (Vec<ChangedObject>, Vec<ChangedObject>) =
+        all.into_iter().partition(|c| c.deleted);
+    let joined: BTreeSet<String> = joins
+        .values()
+        .map(|j| j.guid.to_ascii_lowercase())
+        .collect();
+
+    // Groups: re-read those changed in the managed OUs or joined; drop those gone.
+    let mut reread_guids: Vec<String> = Vec::new();
+    let mut dropped: BTreeSet<String> = deleted
+        .iter()
+        .map(|d| d.object.guid.to_ascii_lowercase())
+        .collect();
+    for c in changed.iter().filter(|c| c.object.class == AdClass::Group) {
+        let guid = c.object.guid.to_ascii_lowercase();
+        if in_managed_ou(cfg, &c.object.dn) || joined.contains(&guid) {
+            reread_guids.push(guid);
+        } else {
+            // Moved out of the managed OUs and not writeback's: no longer in the image.
+            dropped.insert(guid);
+        }
+    }
+    let mut fresh: HashMap<String, AdGroup> = HashMap::new();
+    let reread = reread_guids.len();
+    if reread > BULK_REREAD {
+        // Many groups changed (e.g. right after a first export): one paged read of the
+        // managed OUs costs less than a read per group.
+        for ou in read_bases(cfg) {
+            for g in ad.read_groups(&ou, &snapshot.schema).await? {
+                fresh.insert(g.guid.to_ascii_lowercase(), g);
+            }
+        }
+        for guid in &reread_guids {
+            if !fresh.contains_key(guid) {
+                if let Some(g) = ad.read_group(guid, &snapshot.schema).await? {
+                    fresh.insert(guid.clone(), g);
+                }
+            }
+        }
+        let present: BTreeSet<String> = fresh.keys().cloned().collect();
+        for g in &snapshot.groups {
+            let guid = g.guid.to_ascii_lowercase();
+            if !present.contains(&guid) && !joined.contains(&guid) {
+                dropped.insert(guid);
+            }
+        }
+    } else {
+        for guid in &reread_guids {
+            match ad.read_group(guid, &snapshot.schema).await? {
+                Some(g) => {
+                    fresh.insert(guid.clone(), g);
+                }
+                None => {
+                    dropped.insert(guid.clone());
+                }
+            }
+        }
+    }
+    for guid in &dropped {
+        fresh.remove(guid);
+    }
+    snapshot.groups.retain_mut(|g| {
+        let guid = g.guid.to_ascii_lowercase();
+        if dropped.contains(&guid) {
+            changes.groups_remove.insert(guid);
+            return false;
+        }
+        if let Some(new) = fresh.remove(&guid) {
+            if *g != new {
+                *g = new;
+                changes.groups_upsert.insert(guid);
+            }
+        }
+        true
+    });
+    for (guid, g) in fresh {
+        snapshot.groups.push(g);
+        changes.groups_upsert.insert(guid);
+    }
+
+    // Member resolutions: what changed or vanished in AD, and the lookups new this cycle.
+    let renamed = update_resolutions(&mut snapshot, &changed, &deleted, &mut changes);
+    for (old, new) in &renamed {
+        rewrite_member_values(&mut snapshot, old, new.as_deref(), &mut changes);
+    }
+    let new_lookups: BTreeSet<Lookup> = wanted
+        .iter()
+        .filter(|l| !snapshot.resolutions.asked.contains(*l))
+        .cloned()
+        .collect();
+    if !new_lookups.is_empty() {
+        let found = ad.resolve(&new_lookups).await?;
+        for l in &new_lookups {
+            snapshot.resolutions.asked.insert(l.clone());
+            if let Some(o) = found.found.get(l) {
+                snapshot.resolutions.found.insert(l.clone(), o.clone());
+            }
+            changes.lookups_upsert.insert(l.clone());
+        }
+    }
+    // Lookups no cloud member needs any more leave the cache.
+    let unused: Vec<Lookup> = snapshot
+        .resolutions
+        .asked
+        .iter()
+        .filter(|l| !wanted.contains(*l))
+        .cloned()
+        .collect();
+    for l in unused {
+        snapshot.resolutions.asked.remove(&l);
+        snapshot.resolutions.found.remove(&l);
+        changes.lookups_upsert.remove(&l);
+        changes.lookups_remove.insert(l);
+    }
+    changes.how = format!(
+        "AD changes since USN {since}: {} objects changed, {} deleted, {reread} groups re-read, {} new lookups",
+        changed.len(),
+        deleted.len(),
+        new_lookups.len()
+    );
+    debug!(how = %changes.how, "AD image brought up to date");
+    Ok(AdImage {
+        meta: ImageMeta { dc, ..meta },
+        snapshot,
+        changes,
+    })
+}
+
+/// Whether any AD change since `since` concerns writeback: a group in a managed OU, one of
+/// the AD image or of the joins, or an object a member lookup found or would now find.
+/// Changes elsewhere in the domain (logons, other OUs' groups) leave a cycle quiet.
+pub async fn changes_concern_us(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    store: &wb_store::Store,
+    since: u64,
+) -> Result<bool, CycleError> {
+    let changes = ad.changes_since(since).await?;
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    let interest = store.ad_interest()?;
+    let asked: BTreeSet<Lookup> = interest.lookups.iter().map(|(l, _)| canonical(l)).collect();
+    let found: BTreeSet<String> = interest
+        .lookups
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
+        .collect();
+    Ok(changes.iter().any(|c| {
+        let guid = c.object.guid.to_ascii_lowercase();
+        (c.object.class == AdClass::Group && in_managed_ou(cfg, &c.object.dn))
+            || interest.guids.contains(&guid)
+            || found.contains(&guid)
+            || keys_of(c).iter().any(|k| asked.contains(&canonical(k)))
+    }))
+}
+
+/// The lookup keys an AD object answers.
+fn keys_of(c: &ChangedObject) -> Vec<Lookup> {
+    let mut keys = vec![Lookup::Dn(c.object.dn.clone())];
+    if let Some(sid) = &c.sid {
+        keys.push(Lookup::Sid(sid.clone()));
+    }
+    for bytes in &c.immutable_ids {
+        keys.push(Lookup::ImmutableId(
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        ));
+    }
+    keys
+}
+
+/// A lookup in the form two spellings of it compare equal (DNs as AD compares them,
+/// immutable ids by their bytes, SIDs case-insensitively).
+fn canonical(l: &Lookup) -> Lookup {
+    match l {
+        Lookup::Dn(dn) => Lookup::Dn(dn_key(dn)),
+        Lookup::Sid(s) => Lookup::Sid(s.trim().to_ascii_uppercase()),
+        Lookup::ImmutableId(b64) => {
+            match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                Ok(bytes) => {
+                    Lookup::ImmutableId(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                Err(_) => l.clone(),
+            }
+        }
+    }
+}
+
+/// Updates the cache for changed and deleted objects. Returns the DNs that objects the
+/// cache knew had and no longer have (old DN → new DN, or `None` when deleted), so member
+/// values naming them can be brought along as AD itself does.
+fn update_resolutions(
+    snapshot: &mut AdSnapshot,
+    changed: &[ChangedObject],
+    deleted: &[ChangedObject],
+    changes: &mut ImageChanges,
+) -> Vec<(String, Option<String>)> {
+    let res = &mut snapshot.resolutions;
+    let mut by_key: HashMap<Lookup, Vec<Lookup>> = HashMap::new();
+    for l in &res.asked {
+        by_key.entry(canonical(l)).or_default().push(l.clone());
+    }
+    let mut by_guid: HashMap<String, Vec<Lookup>> = HashMap::new();
+    for (l, o) in &res.found {
+        by_guid
+            .entry(o.guid.to_ascii_lowercase())
+            .or_default()
+            .push(l.clone());
+    }
+    let mut renamed = Vec::new();
+    for c in changed {
+        let guid = c.object.guid.to_ascii_lowercase();
+        let keys: BTreeSet<Lookup> = keys_of(c).iter().map(canonical).collect();
+        // Entries that found this object: still answered by it, or no longer.
+        for l in by_guid.get(&guid).into_iter().flatten() {
+            if let Some(before) = res.found.get(l) {
+                if dn_key(&before.dn) != dn_key(&c.object.dn) {
+                    renamed.push((before.dn.clone(), Some(c.object.dn.clone())));
+                }
+            }
+            if keys.contains(&canonical(l)) {
+                res.found.insert(l.clone(), c.object.clone());
+            } else {
+                res.found.remove(l);
+            }
+            changes.lookups_upsert.insert(l.clone());
+        }
+        // Lookups this object now answers (e.g. a user created or renamed into place).
+        for k in &keys {
+            for l in by_key.get(k).into_iter().flatten() {
+                res.found.insert(l.clone(), c.object.clone());
+                changes.lookups_upsert.insert(l.clone());
+            }
+        }
+    }
+    for d in deleted {
+        let guid = d.object.guid.to_ascii_lowercase();
+        for l in by_guid.get(&guid).into_iter().flatten() {
+            if let Some(before) = res.found.remove(l) {
+                renamed.push((before.dn, None));
+                changes.lookups_upsert.insert(l.clone());
+            }
+        }
+    }
+    renamed.sort();
+    renamed.dedup();
+    renamed
+}
+
+/// AD keeps `member` values pointing at an object through its renames and drops them when
+/// it is deleted, without a change to the group: bring the image along.
+fn rewrite_member_values(
+    snapshot: &mut AdSnapshot,
+    old: &str,
+    new: Option<&str>,
+    changes: &mut ImageChanges,
+) {
+    let old_key = dn_key(old);
+    for g in &mut snapshot.groups {
+        let before = g.members.len();
+        let mut touched = false;
+        g.members.retain_mut(|m| {
+            if dn_key(m) != old_key {
+                return true;
+            }
+            touched = true;
+            match new {
+                Some(n) => {
+                    *m = n.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        if touched || g.members.len() != before {
+            changes.groups_upsert.insert(g.guid.to_ascii_lowercase());
+        }
+    }
+}
+
+/// The stored image, when there is one.
+pub fn load(
+    store: &wb_store::Store,
+    meta_json: Option<&str>,
+) -> Result<Option<(ImageMeta, AdSnapshot)>, CycleError> {
+    let Some(json) = meta_json else {
+        return Ok(None);
+    };
+    let Ok(meta) = serde_json::from_str::<ImageMeta>(json) else {
+        info!("the stored AD image is from another version: reading AD in full");
+        return Ok(None);
+    };
+    let rows = store.load_ad()?;
+    let mut resolutions = wb_model::Resolutions::default();
+    for (l, found) in rows.lookups {
+        if let Some(o) = found {
+            resolutions.found.insert(l.clone(), o);
+        }
+        resolutions.asked.insert(l);
+    }
+    Ok(Some((
+        meta.clone(),
+        AdSnapshot {
+            schema: meta.schema,
+            groups: rows.groups,
+            resolutions,
+        },
+    )))
+}
+
+impl AdImage {
+    /// The commit fields that store this image's changes.
+    pub fn fill_commit<'a>(&'a self, commit: &mut wb_store::Commit<'a>) {
+        let c = &self.changes;
+        commit.replace_ad = c.replaced;
+        let by_guid: BTreeMap<String, &AdGroup> = self
+            .snapshot
+            .groups
+            .iter()
+            .map(|g| (g.guid.to_ascii_lowercase(), g))
+            .collect();
+        commit.ad_groups_upsert = if c.replaced {
+            self.snapshot.groups.iter().collect()
+        } else {
+            c.groups_upsert
+                .iter()
+                .filter_map(|g| by_guid.get(g).copied())
+                .collect()
+        };
+        commit.ad_groups_remove = c.groups_remove.iter().cloned().collect();
+        let res = &self.snapshot.resolutions;
+        let lookups: Vec<&Lookup> = if c.replaced {
+            res.asked.iter().collect()
+        } else {
+            c.lookups_upsert.iter().collect()
+        };
+        commit.ad_lookups_upsert = lookups.into_iter().map(|l| (l, res.found.get(l))).collect();
+        commit.ad_lookups_remove = c.lookups_remove.iter().collect();
+        commit.ad_image = serde_json::to_string(&self.meta).ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_model::AdObjectRef;
+
+    fn user(dn: &str, guid: &str, sid: &str) -> ChangedObject {
+        ChangedObject {
+            object: AdObjectRef {
+                dn: dn.into(),
+                guid: guid.into(),
+                group_type: None,
+                class: AdClass::User,
+            },
+            sid: Some(sid.into()),
+            immutable_ids: vec![],
+            usn: 1,
+            deleted: false,
+        }
+    }
+
+    fn snapshot_with(lookups: &[(Lookup, Option<AdObjectRef>)], members: &[&str]) -> AdSnapshot {
+        let mut s = AdSnapshot::default();
+        for (l, o) in lookups {
+            s.resolutions.asked.insert(l.clone());
+            if let Some(o) = o {
+                s.resolutions.found.insert(l.clone(), o.clone());
+            }
+        }
+        s.groups.push(AdGroup {
+            dn: "CN=G,OU=W,DC=t".into(),
+            guid: "g-1".into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            ..AdGroup::default()
+        });
+        s
+    }
+
+    #[test]
+    fn a_user_appearing_in_ad_resolves_a_lookup_asked_before() {
+        let sid = Lookup::Sid("S-1-5-21-1-2-3-1105".into());
+        let mut s = snapshot_with(&[(sid.clone(), None)], &[]);
+        let mut ch = ImageChanges::default();
+        update_resolutions(
+            &mut s,
+            &[user("CN=New,OU=P,DC=t", "u-1", "S-1-5-21-1-2-3-1105")],
+            &[],
+            &mut ch,
+        );
+        assert_eq!(s.resolutions.found[&sid].dn, "CN=New,OU=P,DC=t");
+        assert!(ch.lookups_upsert.contains(&sid));
+    }
+
+    #[test]
+    fn a_renamed_user_keeps_its_sid_lookup_and_member_values_follow() {
+        let sid = Lookup::Sid("S-1-5-21-1-2-3-1105".into());
+        let dn_lookup = Lookup::Dn("CN=Old,OU=P,DC=t".into());
+        let old = AdObjectRef {
+            dn: "CN=Old,OU=P,DC=t".into(),
+            guid: "u-1".into(),
+            group_type: None,
+            class: AdClass::User,
+        };
+        let mut s = snapshot_with(
+            &[
+                (sid.clone(), Some(old.clone())),
+                (dn_lookup.clone(), Some(old)),
+            ],
+            &["CN=Old,OU=P,DC=t"],
+        );
+        let mut ch = ImageChanges::default();
+        let renamed = update_resolutions(
+            &mut s,
+            &[user("CN=New,OU=P,DC=t", "U-1", "S-1-5-21-1-2-3-1105")],
+            &[],
+            &mut ch,
+        );
+        assert_eq!(s.resolutions.found[&sid].dn, "CN=New,OU=P,DC=t");
+        assert!(
+            !s.resolutions.found.contains_key(&dn_lookup),
+            "the old DN finds nothing"
+        );
+        for (o, n) in &renamed {
+            rewrite_member_values(&mut s, o, n.as_deref(), &mut ch);
+        }
+        assert_eq!(s.groups[0].members, vec!["CN=New,OU=P,DC=t".to_string()]);
+        assert!(ch.groups_upsert.contains("g-1"));
+    }
+
+    #[test]
+    fn a_deleted_user_is_no_longer_found_and_leaves_member_values() {
+        let sid = Lookup::Sid("S-1-5-21-1-2-3-1105".into());
+        let old = AdObjectRef {
+            dn: "CN=Old,OU=P,DC=t".into(),
+            guid: "u-1".into(),
+            group_type: None,
+            class: AdClass::User,
+        };
+        let mut s = snapshot_with(&[(sid.clone(), Some(old))], &["cn=old,ou=p,dc=t"]);
+        let mut ch = ImageChanges::default();
+        let renamed = update_resolutions(
+            &mut s,
+            &[],
+            &[ChangedObject {
+                deleted: true,
+                ..user(
+                    "CN=Old\\0ADEL:u-1,CN=Deleted Objects,DC=t",
+                    "u-1",
+                    "S-1-5-21-1-2-3-1105",
+                )
+            }],
+            &mut ch,
+        );
+        assert!(!s.resolutions.found.contains_key(&sid));
+        assert!(s.resolutions.asked.contains(&sid));
+        for (o, n) in &renamed {
+            rewrite_member_values(&mut s, o, n.as_deref(), &mut ch);
+        }
+        assert!(s.groups[0].members.is_empty());
+    }
+}
