@@ -336,27 +336,78 @@ fn quiet_since(stored: &str, cfg: &Config, service: &str) -> Option<u64> {
     (prefix == quiet_prefix(cfg, service)).then(|| usn.parse().ok())?
 }
 
-/// Runs one cycle. `Ok` whenever the cycle ran (even with per-object errors or a threshold
-/// stop); `Err` when it could not (unreachable endpoints, refused credentials, store failure).
-pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
-    let started_at = OffsetDateTime::now_utc();
-    let mut store = Store::open(&cfg.state)?;
-    // A cycle that writes is in the run history from its start: killed, it reads as
-    // `interrupted`; failed, as `failed` with the error.
-    let marker = if opts.plan_only {
-        0
-    } else {
-        store.begin_run(started_at)?
-    };
-    let result = cycle(cfg, opts, &mut store, started_at, marker).await;
-    if let Err(e) = &result {
-        if marker > 0 && !matches!(e, CycleError::ExportAborted(_)) {
-            let run = failed_run(marker, started_at, e.to_string());
-            if let Err(store_error) = store.record_run(&run) {
-                warn!(error = %store_error, "cannot record the failed run");
+/// The long-lived side of writeback's sync: the Graph client (its token cached), the LDAP
+/// connection (reconnected when it drops), the state store, and — between the cycles of a
+/// daemon — the state and the AD image held in memory, so a cycle parses nothing it already
+/// has. One-shot commands build one for a single cycle.
+pub struct Syncer<'c> {
+    cfg: &'c Config,
+    graph: GraphClient,
+    store: Store,
+    ad: Option<AdConnector>,
+    memory: Option<Memory>,
+}
+
+/// What the store holds, as of the last committed cycle.
+struct Memory {
+    state: wb_store::SyncState,
+    image: Option<(crate::adimage::ImageMeta, wb_model::AdSnapshot)>,
+    last_plan: Plan,
+}
+
+impl<'c> Syncer<'c> {
+    pub fn new(cfg: &'c Config) -> Result<Self, CycleError> {
+        Ok(Syncer {
+            cfg,
+            store: Store::open(&cfg.state)?,
+            graph: graph_client(cfg)?,
+            ad: None,
+            memory: None,
+        })
+    }
+
+    /// Runs one cycle. `Ok` whenever the cycle ran (even with per-object errors or a
+    /// threshold stop); `Err` when it could not (unreachable endpoints, refused
+    /// credentials, store failure).
+    pub async fn cycle(&mut self, opts: CycleOptions) -> Result<CycleReport, CycleError> {
+        let started_at = OffsetDateTime::now_utc();
+        // A cycle that writes is in the run history from its start: killed, it reads as
+        // `interrupted`; failed, as `failed` with the error.
+        let marker = if opts.plan_only {
+            0
+        } else {
+            self.store.begin_run(started_at)?
+        };
+        let result = cycle(self, opts, started_at, marker).await;
+        if let Err(e) = &result {
+            // Whatever failed, the next cycle starts from the store and a new connection.
+            self.memory = None;
+            if matches!(e, CycleError::Ad(_) | CycleError::ExportAborted(_)) {
+                self.ad = None;
+            }
+            if marker > 0 && !matches!(e, CycleError::ExportAborted(_)) {
+                let run = failed_run(marker, started_at, e.to_string());
+                if let Err(store_error) = self.store.record_run(&run) {
+                    warn!(error = %store_error, "cannot record the failed run");
+                }
             }
         }
+        result
     }
+
+    /// Ends the LDAP session politely.
+    pub async fn close(mut self) {
+        if let Some(ad) = self.ad.take() {
+            let _ = ad.unbind().await;
+        }
+    }
+}
+
+/// One cycle with a Syncer of its own (the one-shot commands).
+pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
+    let mut syncer = Syncer::new(cfg)?;
+    let result = syncer.cycle(opts).await;
+    syncer.close().await;
     result
 }
 
@@ -378,16 +429,21 @@ fn failed_run(id: i64, started_at: OffsetDateTime, message: String) -> RunRecord
 }
 
 async fn cycle(
-    cfg: &Config,
+    sx: &mut Syncer<'_>,
     opts: CycleOptions,
-    store: &mut Store,
     started_at: OffsetDateTime,
     run_id: i64,
 ) -> Result<CycleReport, CycleError> {
     let t0 = Instant::now();
+    let cfg = sx.cfg;
+    let graph = &sx.graph;
+    let store = &mut sx.store;
+    let graph_start = graph.requests();
     // The links, times and fingerprint only: a quiet cycle parses no image.
-    let meta = store.load_meta()?;
-    let graph = graph_client(cfg)?;
+    let meta = match &sx.memory {
+        Some(m) => m.state.clone_meta(),
+        None => store.load_meta()?,
+    };
 
     let full_due = match meta.last_full_at {
         None => true,
@@ -395,7 +451,7 @@ async fn cycle(
     };
     let want_full = opts.full || full_due;
     let rounds = fetch_rounds(
-        &graph,
+        graph,
         meta.group_delta_link.clone(),
         meta.user_delta_link.clone(),
         want_full,
@@ -404,7 +460,13 @@ async fn cycle(
     .await?;
     let mode = if rounds.full { "full" } else { "delta" }.to_string();
 
-    let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
+    if sx.ad.is_none() {
+        sx.ad = Some(AdConnector::connect(&ad_config(cfg)).await?);
+    }
+    let Some(ad) = sx.ad.as_mut() else {
+        unreachable!("connected above")
+    };
+    let writes_start = ad.writes();
 
     // A quiet cycle: nothing changed in the cloud (empty delta rounds, no full round, no
     // writebackConfiguration re-read due), nor anywhere in AD (the DC's highest committed
@@ -427,13 +489,15 @@ async fn cycle(
         let quiet = match since {
             Some(since) if since == usn => true,
             Some(since) if since < usn => {
-                !crate::adimage::changes_concern_us(&mut ad, cfg, store, since).await?
+                !crate::adimage::changes_concern_us(ad, cfg, store, since).await?
             }
             _ => false,
         };
         if quiet {
-            let _ = ad.unbind().await;
-            let last = store.last_outcomes()?.unwrap_or_default();
+            let last = match &sx.memory {
+                Some(m) => m.last_plan.clone(),
+                None => store.last_outcomes()?.unwrap_or_default(),
+            };
             let errors = plan_errors(&last);
             let status = if errors.is_empty() {
                 RunStatus::Success
@@ -449,7 +513,7 @@ async fn cycle(
                 status,
                 staging: false,
                 counts: PlanCounts::default(),
-                graph_requests: graph.requests(),
+                graph_requests: graph.requests() - graph_start,
                 ldap_writes: 0,
                 errors: errors.clone(),
                 message: message.clone(),
@@ -459,6 +523,11 @@ async fn cycle(
             commit.user_delta_link = Some(rounds.users.delta_link.clone());
             commit.quiet_fingerprint = Some(quiet_fingerprint(cfg, &service, usn));
             let run_id = store.commit(&commit)?;
+            if let Some(m) = sx.memory.as_mut() {
+                m.state.group_delta_link = commit.group_delta_link.clone();
+                m.state.user_delta_link = commit.user_delta_link.clone();
+                m.state.quiet_fingerprint = commit.quiet_fingerprint.clone();
+            }
             info!(
                 run = run_id,
                 elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -470,7 +539,7 @@ async fn cycle(
                 status,
                 staging: false,
                 counts: PlanCounts::default(),
-                graph_requests: graph.requests(),
+                graph_requests: graph.requests() - graph_start,
                 ldap_writes: 0,
                 errors,
                 message,
@@ -480,9 +549,16 @@ async fn cycle(
         }
     }
 
-    let state = store.load()?;
+    let (state, stored_image) = match sx.memory.take() {
+        Some(m) => (m.state, m.image),
+        None => {
+            let state = store.load()?;
+            let image = crate::adimage::load(store, state.ad_image.as_deref())?;
+            (state, image)
+        }
+    };
     let mut import = import_cloud(
-        &graph,
+        graph,
         cfg,
         state.cloud.clone(),
         rounds,
@@ -491,13 +567,12 @@ async fn cycle(
     .instrument(info_span!("import.graph"))
     .await?;
     if cfg.engine.write_owners {
-        refresh_owners(&graph, cfg, &state.cloud, &mut import)
+        refresh_owners(graph, cfg, &state.cloud, &mut import)
             .instrument(info_span!("import.owners"))
             .await?;
     }
-    let stored_image = crate::adimage::load(store, state.ad_image.as_deref())?;
     let image = crate::adimage::refresh(
-        &mut ad,
+        ad,
         cfg,
         &import.cloud,
         &state.joins,
@@ -525,14 +600,13 @@ async fn cycle(
     );
 
     if opts.plan_only {
-        let _ = ad.unbind().await;
         return Ok(CycleReport {
             run_id: None,
             mode,
             status: RunStatus::Success,
             staging: cfg.staging,
             counts,
-            graph_requests: graph.requests(),
+            graph_requests: graph.requests() - graph_start,
             ldap_writes: 0,
             errors: plan_errors(&plan),
             message: Some("plan only: nothing written".into()),
@@ -572,11 +646,11 @@ async fn cycle(
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
         ExportOutcome::staged()
     } else {
-        export(&mut ad, cfg, &plan, ad_snapshot, &state.joins, stopped)
+        export(ad, cfg, &plan, ad_snapshot, &state.joins, stopped)
             .instrument(info_span!("export"))
             .await
     };
-    let ldap_writes = ad.writes();
+    let ldap_writes = ad.writes() - writes_start;
     if let Some(message) = &outcome.aborted {
         // Keep what the DC acknowledged (the joins of groups created before the loss) and
         // the run; not the cloud image nor the delta links: the next cycle replays them.
@@ -589,7 +663,7 @@ async fn cycle(
             status: RunStatus::Failed,
             staging: false,
             counts: outcome.applied,
-            graph_requests: graph.requests(),
+            graph_requests: graph.requests() - graph_start,
             ldap_writes,
             errors: outcome.errors.clone(),
             message: Some(message.clone()),
@@ -623,7 +697,6 @@ async fn cycle(
             Err(_) => Some(String::new()),
         }
     };
-    let _ = ad.unbind().await;
 
     let mut plan = plan;
     if !cfg.staging {
@@ -649,7 +722,7 @@ async fn cycle(
         status,
         staging: cfg.staging,
         counts: outcome.applied,
-        graph_requests: graph.requests(),
+        graph_requests: graph.requests() - graph_start,
         ldap_writes,
         errors: errors.clone(),
         message: message.clone(),
@@ -703,6 +776,27 @@ async fn cycle(
     };
     image.fill_commit(&mut commit);
     let run_id = store.commit(&commit)?;
+    // What was just committed stays in memory for the next cycle of this Syncer.
+    let next_state = wb_store::SyncState {
+        cloud: CloudSnapshot::default(),
+        group_delta_link: commit.group_delta_link.clone(),
+        user_delta_link: commit.user_delta_link.clone(),
+        joins: joins_new,
+        last_full_at: commit.full_at.or(state.last_full_at),
+        last_config_refresh_at: commit.config_refresh_at.or(state.last_config_refresh_at),
+        quiet_fingerprint: commit.quiet_fingerprint.clone().filter(|f| !f.is_empty()),
+        ad_image: commit.ad_image.clone(),
+    };
+    drop(commit);
+    let last_plan = plan.slimmed();
+    sx.memory = Some(Memory {
+        state: wb_store::SyncState {
+            cloud: import.cloud,
+            ..next_state
+        },
+        image: Some((image.meta, image.snapshot)),
+        last_plan,
+    });
     info!(
         run = run_id,
         status = status.as_str(),
@@ -715,7 +809,7 @@ async fn cycle(
         status,
         staging: cfg.staging,
         counts: outcome.applied,
-        graph_requests: graph.requests(),
+        graph_requests: graph.requests() - graph_start,
         ldap_writes,
         errors,
         message,

@@ -2,7 +2,7 @@
 //! `full_interval` has passed); SIGTERM/SIGINT finish the current cycle, a second one abandons it.
 
 use crate::config::Config;
-use crate::cycle::{run_cycle, CycleOptions};
+use crate::cycle::{CycleOptions, Syncer};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
@@ -40,12 +40,21 @@ pub async fn run(cfg: &Config) -> i32 {
         staging = cfg.staging,
         "writeback daemon started"
     );
+    // One Syncer for the daemon's life: its Graph token, LDAP connection and in-memory
+    // images carry over from cycle to cycle.
+    let mut syncer = match Syncer::new(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
     // Consecutive failed cycles, and when the first of them failed.
     let mut failures = 0u32;
     let mut outage_since = std::time::Instant::now();
     loop {
         let cycle_started = Instant::now();
-        let cycle = run_cycle(cfg, CycleOptions::default());
+        let cycle = syncer.cycle(CycleOptions::default());
         tokio::pin!(cycle);
         let mut stopping = false;
         let result = loop {

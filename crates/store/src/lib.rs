@@ -84,6 +84,22 @@ pub struct AdInterest {
     pub lookups: Vec<(Lookup, Option<AdObjectRef>)>,
 }
 
+impl SyncState {
+    /// The links, times and fingerprints without the images (cheap to copy).
+    pub fn clone_meta(&self) -> SyncState {
+        SyncState {
+            cloud: CloudSnapshot::default(),
+            joins: Joins::new(),
+            group_delta_link: self.group_delta_link.clone(),
+            user_delta_link: self.user_delta_link.clone(),
+            last_full_at: self.last_full_at,
+            last_config_refresh_at: self.last_config_refresh_at,
+            quiet_fingerprint: self.quiet_fingerprint.clone(),
+            ad_image: self.ad_image.clone(),
+        }
+    }
+}
+
 /// The stored AD image: groups by objectGUID and the member-resolution cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdImageRows {
