@@ -153,6 +153,7 @@ impl AdConnector {
                 },
             ];
             let timeout = self.timeout;
+            self.searches += 1;
             let result = self
                 .ldap
                 .with_timeout(timeout)

@@ -60,6 +60,7 @@ pub struct AdConnector {
     base_dn: String,
     timeout: Duration,
     writes: u64,
+    searches: u64,
     permissive_modify: bool,
 }
 
@@ -114,6 +115,7 @@ impl AdConnector {
             base_dn: cfg.base_dn.clone(),
             timeout: cfg.timeout,
             writes: 0,
+            searches: 0,
             permissive_modify: true,
         })
     }
@@ -121,6 +123,11 @@ impl AdConnector {
     /// Count of LDAP write operations (add, modify, modifyDN, delete) sent so far.
     pub fn writes(&self) -> u64 {
         self.writes
+    }
+
+    /// Count of LDAP search requests sent so far (each page of a paged search counts).
+    pub fn searches(&self) -> u64 {
+        self.searches
     }
 
     /// Whether member modifies carry the permissive-modify control (default on). Off, the

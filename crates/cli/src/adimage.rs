@@ -198,13 +198,99 @@ async fn incremental(
     } else {
         Vec::new()
     };
+    let (n_changed, n_deleted) = (
+        all.iter().filter(|c| !c.deleted).count(),
+        all.iter().filter(|c| c.deleted).count(),
+    );
+    let reread = apply_ad_changes(ad, cfg, joins, &mut snapshot, all, &mut changes).await?;
+
+    let new_lookups: BTreeSet<Lookup> = wanted
+        .iter()
+        .filter(|l| !snapshot.resolutions.asked.contains(*l))
+        .cloned()
+        .collect();
+    if !new_lookups.is_empty() {
+        let found = ad.resolve(&new_lookups).await?;
+        for l in &new_lookups {
+            snapshot.resolutions.asked.insert(l.clone());
+            if let Some(o) = found.found.get(l) {
+                snapshot.resolutions.found.insert(l.clone(), o.clone());
+            }
+            changes.lookups_upsert.insert(l.clone());
+        }
+    }
+    // Lookups no cloud member needs any more leave the cache.
+    let unused: Vec<Lookup> = snapshot
+        .resolutions
+        .asked
+        .iter()
+        .filter(|l| !wanted.contains(*l))
+        .cloned()
+        .collect();
+    for l in unused {
+        snapshot.resolutions.asked.remove(&l);
+        snapshot.resolutions.found.remove(&l);
+        changes.lookups_upsert.remove(&l);
+        changes.lookups_remove.insert(l);
+    }
+    changes.how = format!(
+        "AD changes since USN {since}: {n_changed} objects changed, {n_deleted} deleted, {reread} groups re-read, {} new lookups",
+        new_lookups.len()
+    );
+    debug!(how = %changes.how, "AD image brought up to date");
+    Ok(AdImage {
+        meta: ImageMeta { dc, ..meta },
+        snapshot,
+        changes,
+    })
+}
+
+/// Whether any AD change since `since` concerns writeback: a group in a managed OU, one of
+/// the AD image or of the joins, or an object a member lookup found or would now find.
+/// Changes elsewhere in the domain (logons, other OUs' groups) leave a cycle quiet.
+pub async fn changes_concern_us(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    store: &wb_store::Store,
+    since: u64,
+) -> Result<bool, CycleError> {
+    let changes = ad.changes_since(since).await?;
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    let interest = store.ad_interest()?;
+    let asked: BTreeSet<Lookup> = interest.lookups.iter().map(|(l, _)| canonical(l)).collect();
+    let found: BTreeSet<String> = interest
+        .lookups
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
+        .collect();
+    Ok(changes.iter().any(|c| {
+        let guid = c.object.guid.to_ascii_lowercase();
+        (c.object.class == AdClass::Group && in_managed_ou(cfg, &c.object.dn))
+            || interest.guids.contains(&guid)
+            || found.contains(&guid)
+            || keys_of(c).iter().any(|k| asked.contains(&canonical(k)))
+    }))
+}
+
+/// Brings `snapshot` along with AD changes: groups changed in the managed OUs (or joined)
+/// are read again, groups deleted or moved away leave it, and the resolution cache follows
+/// the users, computers and groups that changed. Returns how many groups were read again.
+async fn apply_ad_changes(
+    ad: &mut AdConnector,
+    cfg: &Config,
+    joins: &Joins,
+    snapshot: &mut AdSnapshot,
+    all: Vec<ChangedObject>,
+    changes: &mut ImageChanges,
+) -> Result<usize, CycleError> {
     let (deleted, changed): (Vec<ChangedObject>, Vec<ChangedObject>) =
         all.into_iter().partition(|c| c.deleted);
     let joined: BTreeSet<String> = joins
         .values()
         .map(|j| j.guid.to_ascii_lowercase())
         .collect();
-
     // Groups: re-read those changed in the managed OUs or joined; drop those gone.
     let mut reread_guids: Vec<String> = Vec::new();
     let mut dropped: BTreeSet<String> = deleted
@@ -278,81 +364,162 @@ async fn incremental(
         changes.groups_upsert.insert(guid);
     }
 
-    // Member resolutions: what changed or vanished in AD, and the lookups new this cycle.
-    let renamed = update_resolutions(&mut snapshot, &changed, &deleted, &mut changes);
+    // Member resolutions: what changed or vanished in AD.
+    let renamed = update_resolutions(snapshot, &changed, &deleted, changes);
     for (old, new) in &renamed {
-        rewrite_member_values(&mut snapshot, old, new.as_deref(), &mut changes);
+        rewrite_member_values(snapshot, old, new.as_deref(), changes);
     }
-    let new_lookups: BTreeSet<Lookup> = wanted
-        .iter()
-        .filter(|l| !snapshot.resolutions.asked.contains(*l))
-        .cloned()
-        .collect();
-    if !new_lookups.is_empty() {
-        let found = ad.resolve(&new_lookups).await?;
-        for l in &new_lookups {
-            snapshot.resolutions.asked.insert(l.clone());
-            if let Some(o) = found.found.get(l) {
-                snapshot.resolutions.found.insert(l.clone(), o.clone());
-            }
-            changes.lookups_upsert.insert(l.clone());
-        }
-    }
-    // Lookups no cloud member needs any more leave the cache.
-    let unused: Vec<Lookup> = snapshot
-        .resolutions
-        .asked
-        .iter()
-        .filter(|l| !wanted.contains(*l))
-        .cloned()
-        .collect();
-    for l in unused {
-        snapshot.resolutions.asked.remove(&l);
-        snapshot.resolutions.found.remove(&l);
-        changes.lookups_upsert.remove(&l);
-        changes.lookups_remove.insert(l);
-    }
-    changes.how = format!(
-        "AD changes since USN {since}: {} objects changed, {} deleted, {reread} groups re-read, {} new lookups",
-        changed.len(),
-        deleted.len(),
-        new_lookups.len()
-    );
-    debug!(how = %changes.how, "AD image brought up to date");
-    Ok(AdImage {
-        meta: ImageMeta { dc, ..meta },
-        snapshot,
-        changes,
-    })
+    Ok(reread)
 }
 
-/// Whether any AD change since `since` concerns writeback: a group in a managed OU, one of
-/// the AD image or of the joins, or an object a member lookup found or would now find.
-/// Changes elsewhere in the domain (logons, other OUs' groups) leave a cycle quiet.
-pub async fn changes_concern_us(
+/// After an export: the image follows what the DC acknowledged (writeback's own renames,
+/// attribute and member changes, deletes) without reading those groups again; groups it
+/// created, operations that failed, and whatever else changed meanwhile are read; and the
+/// image's USN moves past this cycle's own writes, so the next cycle does not read them
+/// back. (A hand change made to a group in the very instant writeback wrote it is seen at
+/// the next full reconcile.)
+pub async fn after_export(
     ad: &mut AdConnector,
     cfg: &Config,
-    store: &wb_store::Store,
-    since: u64,
-) -> Result<bool, CycleError> {
-    let changes = ad.changes_since(since).await?;
-    if changes.is_empty() {
-        return Ok(false);
+    joins: &Joins,
+    image: &mut AdImage,
+    done: &[(wb_model::Action, wb_ad::Applied)],
+    unsure: &BTreeSet<String>,
+) -> Result<(), CycleError> {
+    use wb_model::Action;
+    let (service, usn_now) = ad.root_usn().await?;
+    if !service.eq_ignore_ascii_case(&image.meta.dc.service) {
+        return Ok(());
     }
-    let interest = store.ad_interest()?;
-    let asked: BTreeSet<Lookup> = interest.lookups.iter().map(|(l, _)| canonical(l)).collect();
-    let found: BTreeSet<String> = interest
-        .lookups
+    let since = image.meta.dc.highest_usn;
+    let all = ad.changes_since(since).await?;
+    let snapshot = &mut image.snapshot;
+    let changes = &mut image.changes;
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut index: HashMap<String, usize> = snapshot
+        .groups
         .iter()
-        .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
+        .enumerate()
+        .map(|(i, g)| (g.guid.to_ascii_lowercase(), i))
         .collect();
-    Ok(changes.iter().any(|c| {
-        let guid = c.object.guid.to_ascii_lowercase();
-        (c.object.class == AdClass::Group && in_managed_ou(cfg, &c.object.dn))
-            || interest.guids.contains(&guid)
-            || found.contains(&guid)
-            || keys_of(c).iter().any(|k| asked.contains(&canonical(k)))
-    }))
+    let mut renamed: Vec<(String, Option<String>)> = Vec::new();
+    for (action, applied) in done {
+        let guid = match action {
+            Action::Create { .. } => continue,
+            Action::AddMembers { guid: None, .. } => continue,
+            Action::AddMembers { guid: Some(g), .. }
+            | Action::Rename { guid: g, .. }
+            | Action::Modify { guid: g, .. }
+            | Action::RemoveMembers { guid: g, .. }
+            | Action::Delete { guid: g, .. } => g.to_ascii_lowercase(),
+        };
+        if unsure.contains(&guid) {
+            continue;
+        }
+        let Some(&i) = index.get(&guid) else {
+            continue;
+        };
+        let refused: BTreeSet<String> = applied
+            .member_errors
+            .iter()
+            .map(|e| dn_key(&e.member))
+            .collect();
+        let g = &mut snapshot.groups[i];
+        match action {
+            Action::Rename { new_dn, .. } => {
+                renamed.push((g.dn.clone(), Some(new_dn.clone())));
+                g.cn = wb_engine::naming::cn_of_dn(new_dn).unwrap_or_else(|| g.cn.clone());
+                g.dn = new_dn.clone();
+            }
+            Action::Modify { changes: attrs, .. } => {
+                for c in attrs {
+                    set_attr(g, &c.attr, &c.after);
+                }
+            }
+            Action::AddMembers { members, .. } => {
+                let have: BTreeSet<String> = g.members.iter().map(|m| dn_key(m)).collect();
+                for m in members {
+                    let k = dn_key(m);
+                    if !have.contains(&k) && !refused.contains(&k) {
+                        g.members.push(m.clone());
+                    }
+                }
+            }
+            Action::RemoveMembers { members, .. } => {
+                let gone: BTreeSet<String> = members
+                    .iter()
+                    .map(|m| dn_key(m))
+                    .filter(|k| !refused.contains(k))
+                    .collect();
+                g.members.retain(|m| !gone.contains(&dn_key(m)));
+            }
+            Action::Delete { .. } => {
+                renamed.push((g.dn.clone(), None));
+                changes.groups_upsert.remove(&guid);
+                changes.groups_remove.insert(guid.clone());
+            }
+            Action::Create { .. } => {}
+        }
+        written.insert(guid.clone());
+        if !matches!(action, Action::Delete { .. }) {
+            changes.groups_upsert.insert(guid);
+        }
+    }
+    // Deleted groups leave the image; AD itself brings member values along renames.
+    let removed: BTreeSet<String> = changes.groups_remove.iter().cloned().collect();
+    if !removed.is_empty() {
+        snapshot
+            .groups
+            .retain(|g| !removed.contains(&g.guid.to_ascii_lowercase()));
+        index.clear();
+    }
+    for (old, new) in &renamed {
+        rewrite_member_values(snapshot, old, new.as_deref(), changes);
+    }
+    let mut highest = usn_now;
+    let others: Vec<ChangedObject> = all
+        .into_iter()
+        .inspect(|c| highest = highest.max(c.usn))
+        .filter(|c| !written.contains(&c.object.guid.to_ascii_lowercase()))
+        .collect();
+    let n_others = others.len();
+    let reread = apply_ad_changes(ad, cfg, joins, snapshot, others, changes).await?;
+    for guid in unsure {
+        if let Some(g) = ad.read_group(guid, &snapshot.schema).await? {
+            snapshot
+                .groups
+                .retain(|x| !x.guid.eq_ignore_ascii_case(guid));
+            snapshot.groups.push(g);
+            changes.groups_upsert.insert(guid.clone());
+        }
+    }
+    debug!(
+        written = written.len(),
+        others = n_others,
+        reread,
+        usn = highest,
+        "AD image brought along with the export"
+    );
+    image.meta.dc.highest_usn = highest;
+    Ok(())
+}
+
+/// Sets one managed attribute of an image group as a modify left it.
+fn set_attr(g: &mut AdGroup, attr: &str, values: &[String]) {
+    let one = values.first().cloned();
+    match attr.to_ascii_lowercase().as_str() {
+        "displayname" => g.display_name = one,
+        "description" => g.description = one,
+        "grouptype" => g.group_type = one.and_then(|v| v.parse().ok()).unwrap_or(g.group_type),
+        "admindescription" => g.admin_description = one,
+        "msds-externaldirectoryobjectid" => g.external_directory_object_id = one,
+        "mail" => g.mail = one,
+        "mailnickname" => g.mail_nickname = one,
+        "proxyaddresses" => g.proxy_addresses = values.to_vec(),
+        "managedby" => g.managed_by = one,
+        "samaccountname" => g.sam_account_name = one,
+        _ => {}
+    }
 }
 
 /// The lookup keys an AD object answers.

@@ -467,6 +467,7 @@ async fn cycle(
         unreachable!("connected above")
     };
     let writes_start = ad.writes();
+    let searches_start = ad.searches();
 
     // A quiet cycle: nothing changed in the cloud (empty delta rounds, no full round, no
     // writebackConfiguration re-read due), nor anywhere in AD (the DC's highest committed
@@ -531,6 +532,8 @@ async fn cycle(
             info!(
                 run = run_id,
                 elapsed_ms = t0.elapsed().as_millis() as u64,
+                graph_requests = graph.requests() - graph_start,
+                ldap_searches = ad.searches() - searches_start,
                 "quiet cycle: nothing changed"
             );
             return Ok(CycleReport {
@@ -571,7 +574,7 @@ async fn cycle(
             .instrument(info_span!("import.owners"))
             .await?;
     }
-    let image = crate::adimage::refresh(
+    let mut image = crate::adimage::refresh(
         ad,
         cfg,
         &import.cloud,
@@ -678,24 +681,30 @@ async fn cycle(
         store.commit(&commit)?;
         return Err(CycleError::ExportAborted(message.clone()));
     }
+    if !outcome.done.is_empty() || !outcome.unsure.is_empty() {
+        let joins_after = outcome.joins_after(&state.joins);
+        crate::adimage::after_export(
+            ad,
+            cfg,
+            &joins_after,
+            &mut image,
+            &outcome.done,
+            &outcome.unsure,
+        )
+        .instrument(info_span!("import.ad.after-export"))
+        .await?;
+    }
     // The next cycle may be quiet only if this one left nothing to retry.
     let settled = !stopped && outcome.errors.is_empty() && !cfg.staging;
-    let next_fingerprint = if !settled {
-        Some(String::new())
-    } else if ldap_writes == 0 {
-        // Nothing written: AD is as it was when this cycle read it.
+    let next_fingerprint = if settled {
+        // AD is as the image says, up to its USN.
         Some(quiet_fingerprint(
             cfg,
             &image.meta.dc.service,
             image.meta.dc.highest_usn,
         ))
     } else {
-        // After our own writes: the next cycle may be quiet if nothing else moved the USN
-        // (the AD image still catches up on our writes at the next cycle that reads AD).
-        match ad.root_usn().await {
-            Ok((service, usn)) => Some(quiet_fingerprint(cfg, &service, usn)),
-            Err(_) => Some(String::new()),
-        }
+        Some(String::new())
     };
 
     let mut plan = plan;
@@ -801,6 +810,9 @@ async fn cycle(
         run = run_id,
         status = status.as_str(),
         elapsed_ms = t0.elapsed().as_millis() as u64,
+        graph_requests = graph.requests() - graph_start,
+        ldap_searches = ad.searches() - searches_start,
+        ldap_writes,
         "cycle finished"
     );
     Ok(CycleReport {

@@ -25,6 +25,11 @@ pub struct ExportOutcome {
     /// The export stopped early: the connection to the DC was lost (the message says
     /// where). What was acknowledged before is counted; the rest waits for the next cycle.
     pub aborted: Option<String>,
+    /// Every operation the DC acknowledged, in order, with what it did (the AD image is
+    /// brought along from these instead of being read again).
+    pub done: Vec<(Action, wb_ad::Applied)>,
+    /// objectGUIDs of groups whose operations failed or were refused: read again.
+    pub unsure: BTreeSet<String>,
     staged: bool,
 }
 
@@ -168,6 +173,7 @@ pub async fn export(
             Ok(applied) => {
                 guard.record(&checked, &applied);
                 count(&mut out.applied, &op.action);
+                out.done.push((checked.action().clone(), applied.clone()));
                 for me in &applied.member_errors {
                     out.errors.push(ObjectError {
                         group: Some(op.group.clone()),
@@ -219,6 +225,9 @@ pub async fn export(
             }
             Err(e) => {
                 warn!(group = %op.group, op = op.action.name(), error = %e, "export failed");
+                if let Some(guid) = action_guid(checked.action()) {
+                    out.unsure.insert(guid.to_ascii_lowercase());
+                }
                 if matches!(op.action, Action::Create { .. } | Action::Rename { .. }) {
                     failed_groups.insert(op.group.clone());
                 }
@@ -233,4 +242,16 @@ pub async fn export(
         }
     }
     out
+}
+
+/// The objectGUID an action addresses, when it names one.
+fn action_guid(a: &Action) -> Option<&str> {
+    match a {
+        Action::Create { .. } => None,
+        Action::AddMembers { guid, .. } => guid.as_deref(),
+        Action::Rename { guid, .. }
+        | Action::Modify { guid, .. }
+        | Action::RemoveMembers { guid, .. }
+        | Action::Delete { guid, .. } => Some(guid),
+    }
 }

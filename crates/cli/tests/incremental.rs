@@ -169,3 +169,72 @@ async fn a_usn_rollback_or_another_dc_reads_ad_in_full() {
     );
     assert_eq!(w.ad_group_of(&g).await.expect("kept").description, None);
 }
+
+/// The AD image the state keeps (by objectGUID: DN, members, anchor) equals what AD holds,
+/// after cycles that create, rename, change members and delete — the image follows
+/// writeback's own writes without reading them back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kept_ad_image_follows_writebacks_own_writes_exactly() {
+    let mut w = World::new("imagefollows").await;
+    w.writeback_toml = "naming = \"display-name\"\ndelete_out_of_scope = true".into();
+    w.write_config();
+    let (a, _) = w.synced_user("imf-a", "Image A").await;
+    let (b, _) = w.synced_user("imf-b", "Image B").await;
+    let g1 = w.security_group("SG-Image-1", Some(true), None).await;
+    let g2 = w.security_group("SG-Image-2", Some(true), None).await;
+    w.add_member(&g1, &a).await;
+    w.add_member(&g2, &g1).await;
+    w.sync_ok();
+    w.patch_group(&g1, json!({"displayName": "SG-Image-1-Renamed"}))
+        .await;
+    w.add_member(&g1, &b).await;
+    w.remove_member(&g1, &a).await;
+    w.sync_ok();
+    w.patch_group(&g2, json!({"writebackConfiguration": {"isEnabled": false}}))
+        .await;
+    w.sync_ok();
+    w.sync_ok();
+
+    let db = rusqlite::Connection::open(w.dir.join("state.db")).expect("open state");
+    let mut stmt = db.prepare("SELECT json FROM ad_groups").expect("prepare");
+    let kept: Vec<serde_json::Value> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("query")
+        .map(|j| serde_json::from_str(&j.expect("row")).expect("json"))
+        .collect();
+    let norm = |v: &serde_json::Value| -> Vec<String> {
+        let mut m: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.sort();
+        m
+    };
+    let ad = w.ad_groups().await;
+    assert_eq!(
+        kept.len(),
+        ad.len(),
+        "same groups: {kept:#?} vs {:?}",
+        ad.keys()
+    );
+    for g in ad.values() {
+        let k = kept
+            .iter()
+            .find(|k| {
+                k["dn"]
+                    .as_str()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(&g.dn))
+            })
+            .unwrap_or_else(|| panic!("{} is in AD, not in the kept image: {kept:#?}", g.dn));
+        assert_eq!(norm(&k["members"]), g.member_set(), "members of {}", g.dn);
+        assert_eq!(
+            k["adminDescription"].as_str(),
+            g.admin_description.as_deref()
+        );
+    }
+}

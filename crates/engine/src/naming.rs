@@ -237,7 +237,7 @@ pub(crate) fn split_dn(dn: &str) -> Option<(&str, &str)> {
 }
 
 /// The unescaped CN of a DN whose first RDN is `CN=...`.
-pub(crate) fn cn_of_dn(dn: &str) -> Option<String> {
+pub fn cn_of_dn(dn: &str) -> Option<String> {
     let (first, _) = split_dn(dn).or(Some((dn.trim(), "")))?;
     let (t, v) = first.split_once('=')?;
     if !t.trim().eq_ignore_ascii_case("cn") {
