@@ -5,12 +5,14 @@
 
 mod error;
 mod export;
+mod identity;
 mod read;
 mod resolve;
 pub mod values;
 
 pub use error::AdError;
 pub use export::{Applied, MemberError};
+pub use identity::{BindName, BoundIdentity};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub struct AdConfig {
     /// `ldap://host[:port]` or `ldaps://host[:port]`.
     pub url: String,
+    /// The simple-bind name: a DN, a UPN (`svc@corp.example`) or `DOMAIN\user`.
     pub bind_dn: String,
     pub password: String,
     /// Upgrade an `ldap://` connection with StartTLS before binding.

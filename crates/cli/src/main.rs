@@ -13,7 +13,7 @@ mod render;
 use clap::{Parser, Subcommand};
 use config::Config;
 use cycle::{run_cycle, CycleOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Write Microsoft Entra ID (Azure AD) groups back to on-premises Active Directory.
@@ -30,10 +30,12 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "writeback", version, propagate_version = true)]
 struct Cli {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML). Without --config: the WRITEBACK_CONFIG environment
+    /// variable, else ./writeback.toml.
     #[arg(
         long,
         global = true,
+        env = "WRITEBACK_CONFIG",
         default_value = "writeback.toml",
         value_name = "FILE"
     )]
@@ -102,6 +104,29 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The commands that read only the state file: they run without the secrets.
+    fn reads_only_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Status | Command::Runs { .. } | Command::Show { .. }
+        )
+    }
+}
+
+/// Runs a command that reads only the state file at `state`.
+fn state_command(command: Command, state: &Path, json: bool) -> i32 {
+    match command {
+        Command::Status => render::status(state, json),
+        Command::Runs { limit } => render::runs(state, limit, json),
+        Command::Show { run } => render::show_run(state, run, json),
+        other => {
+            eprintln!("error: {other:?} is not a command that reads only the state");
+            2
+        }
+    }
+}
+
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let level = if cli.quiet {
@@ -146,6 +171,17 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
+    // The commands that read only the state file load the configuration without its
+    // secrets: an administrator runs them without the service's environment.
+    if cli.command.reads_only_state() {
+        return match Config::load_for_state(&cli.config) {
+            Ok(c) => state_command(cli.command, &c.state, cli.json),
+            Err(e) => {
+                eprintln!("error: configuration {}: {e}", cli.config.display());
+                2
+            }
+        };
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -191,9 +227,9 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Status => render::status(&cfg, cli.json),
-        Command::Runs { limit } => render::runs(&cfg, limit, cli.json),
-        Command::Show { run } => render::show_run(&cfg, run, cli.json),
+        Command::Status | Command::Runs { .. } | Command::Show { .. } => {
+            state_command(cli.command, &cfg.state, cli.json)
+        }
         Command::Explain { group } => {
             let opts = CycleOptions {
                 plan_only: true,

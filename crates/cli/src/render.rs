@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::cycle::CycleReport;
 use serde_json::json;
+use std::path::Path;
 use wb_model::{Action, AdState, Decision, Fate, GroupOutcome, Plan, PlanCounts};
 use wb_store::{RunRecord, Store};
 
@@ -244,9 +245,9 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn open_store(cfg: &Config) -> Result<Store, i32> {
-    Store::open(&cfg.state).map_err(|e| {
-        eprintln!("error: state store {}: {e}", cfg.state.display());
+fn open_store(state: &Path) -> Result<Store, i32> {
+    Store::open(state).map_err(|e| {
+        eprintln!("error: state store {}: {e}", state.display());
         3
     })
 }
@@ -265,8 +266,8 @@ fn run_line(r: &RunRecord) -> String {
 }
 
 /// `writeback status`.
-pub fn status(cfg: &Config, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn status(state: &Path, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -336,8 +337,8 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
 }
 
 /// `writeback runs`.
-pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn runs(state: &Path, limit: usize, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -373,8 +374,8 @@ pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
 }
 
 /// `writeback show RUN`.
-pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn show_run(state: &Path, id: i64, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -438,9 +439,9 @@ pub struct GroupHistory {
 
 /// Reads a group's history from the store (runs newest first; plans are kept for the
 /// newest runs only, see the store).
-pub fn group_history(cfg: &Config, id: &str) -> GroupHistory {
+pub fn group_history(state: &Path, id: &str) -> GroupHistory {
     let mut h = GroupHistory::default();
-    let Ok(store) = Store::open(&cfg.state) else {
+    let Ok(store) = Store::open(state) else {
         return h;
     };
     let Ok(runs) = store.runs(wb_store::PLANS_KEPT) else {
@@ -498,7 +499,7 @@ pub fn explain(p: &Plan, group: &str, cfg: &Config, json: bool) -> i32 {
         }
     };
     let ops: Vec<_> = p.operations.iter().filter(|o| o.group == g.id).collect();
-    let history = group_history(cfg, &g.id);
+    let history = group_history(&cfg.state, &g.id);
     if json {
         print_json(&json!({"group": g, "operations": ops, "history": history}));
         return 0;
