@@ -150,6 +150,7 @@ struct RawWriteback {
     config_refresh: Option<String>,
     delete_threshold: Option<usize>,
     member_removal_threshold: Option<usize>,
+    create_threshold: Option<usize>,
     delete_out_of_scope: Option<bool>,
     staging: Option<bool>,
     legacy_v1: Option<bool>,
@@ -222,6 +223,8 @@ pub struct Config {
     pub config_refresh: Duration,
     pub delete_threshold: usize,
     pub member_removal_threshold: usize,
+    /// More creates than this in one cycle (after the first) → nothing is created (exit 4).
+    pub create_threshold: usize,
     pub staging: bool,
 }
 
@@ -550,6 +553,7 @@ impl Config {
             )?,
             delete_threshold: w.delete_threshold.unwrap_or(500),
             member_removal_threshold: w.member_removal_threshold.unwrap_or(10_000),
+            create_threshold: w.create_threshold.unwrap_or(1_000),
             staging: w.staging.unwrap_or(false),
             ad,
             engine,
@@ -690,6 +694,15 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
         assert!(e.problem.contains("ad.bind_dn"), "{e}");
         let e = parse(&GOOD.replace(dn, "")).unwrap_err();
         assert_eq!(e.key, "ad.bind");
+    }
+
+    #[test]
+    fn the_create_threshold_defaults_to_a_thousand() {
+        assert_eq!(parse(GOOD).unwrap().create_threshold, 1_000);
+        let c = parse(&GOOD.replace("interval = \"5s\"", "create_threshold = 3")).unwrap();
+        assert_eq!(c.create_threshold, 3);
+        let e = parse(&GOOD.replace("interval = \"5s\"", "create_threshold = -1")).unwrap_err();
+        assert_eq!(e.key, "writeback.create_threshold");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct CycleOptions {
     pub full: bool,
     /// Let one cycle through the accident thresholds.
     pub allow_deletes: bool,
+    /// Let one cycle through the create threshold.
+    pub allow_creates: bool,
     /// Plan only: nothing written to AD, nothing committed (the `plan` command).
     pub plan_only: bool,
 }
@@ -533,38 +535,21 @@ async fn cycle(
         });
     }
 
-    // Accident protection (SPEC §6): over a threshold, nothing destructive is applied.
-    let over_groups = counts.deletes > cfg.delete_threshold;
-    let over_members = counts.member_removes > cfg.member_removal_threshold;
-    let stopped = (over_groups || over_members) && !opts.allow_deletes;
-    let mut message = None;
-    if stopped {
-        let mut why = Vec::new();
-        if over_groups {
-            why.push(format!(
-                "{} group deletes exceed delete_threshold {}",
-                counts.deletes, cfg.delete_threshold
-            ));
-        }
-        if over_members {
-            why.push(format!(
-                "{} membership removals exceed member_removal_threshold {}",
-                counts.member_removes, cfg.member_removal_threshold
-            ));
-        }
-        message = Some(format!(
-            "stopped by threshold: {}; nothing destructive was applied. Check `writeback plan`; \
-             if the deletes are intended, run `writeback sync --allow-deletes` once",
-            why.join(" and ")
-        ));
-        warn!(message = message.as_deref().unwrap_or_default());
+    // Accident protection (SPEC §6, §10; crate::thresholds): over a threshold, what it
+    // guards is held back.
+    let first_cycle = state.joins.is_empty() && !store.has_completed_run()?;
+    let hold = crate::thresholds::decide(&counts, cfg, &opts, first_cycle);
+    let stopped = hold.stopped();
+    let mut message = hold.message.clone();
+    if let Some(m) = &message {
+        warn!(message = m.as_str());
     }
 
     let outcome = if cfg.staging {
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
         ExportOutcome::staged()
     } else {
-        export(&mut ad, cfg, &plan, &ad_snapshot, &state.joins, stopped)
+        export(&mut ad, cfg, &plan, &ad_snapshot, &state.joins, &hold)
             .instrument(info_span!("export"))
             .await
     };

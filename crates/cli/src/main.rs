@@ -9,6 +9,7 @@ mod export;
 mod guard;
 mod preflight;
 mod render;
+mod thresholds;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -26,7 +27,7 @@ use std::process::ExitCode;
 /// Exit codes: 0 success; 1 the cycle ran but some objects have errors; 2 bad usage or bad
 /// configuration (the key is named; also a managed OU missing in AD); 3 a directory or Graph
 /// endpoint unreachable or refusing the credentials, or the DC lost during the export;
-/// 4 stopped by the delete threshold.
+/// 4 stopped by a threshold (deletes, member removals or creates).
 #[derive(Parser, Debug)]
 #[command(name = "writeback", version, propagate_version = true)]
 struct Cli {
@@ -64,6 +65,10 @@ enum Command {
         /// member_removal_threshold).
         #[arg(long)]
         allow_deletes: bool,
+        /// Let this one cycle through the create threshold (create_threshold: more group
+        /// creates in one cycle than that, after the first cycle, create none).
+        #[arg(long)]
+        allow_creates: bool,
     },
     /// Show the exact LDAP changes the next cycle would make; nothing is written.
     Plan {
@@ -193,10 +198,12 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Sync {
             full,
             allow_deletes,
+            allow_creates,
         } => {
             let opts = CycleOptions {
                 full,
                 allow_deletes,
+                allow_creates,
                 plan_only: false,
             };
             match run_cycle(&cfg, opts).await {
@@ -213,8 +220,8 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plan { full } => {
             let opts = CycleOptions {
                 full,
-                allow_deletes: false,
                 plan_only: true,
+                ..Default::default()
             };
             match run_cycle(&cfg, opts).await {
                 Ok(report) => {

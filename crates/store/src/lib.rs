@@ -319,6 +319,21 @@ impl Store {
         raw.map(RawRun::decode).transpose()
     }
 
+    /// Whether any cycle has completed (success or completed-with-errors): until then a
+    /// cycle is the *first* one (the create threshold does not apply to it).
+    pub fn has_completed_run(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))",
+                params![
+                    RunStatus::Success.as_str(),
+                    RunStatus::CompletedWithErrors.as_str()
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql("read runs"))
+    }
+
     /// The plan of the latest run that recorded one (what `status` shows as outcomes).
     pub fn last_outcomes(&self) -> Result<Option<Plan>, StoreError> {
         let row: Option<(i64, String)> = self
