@@ -70,6 +70,8 @@ pub struct CycleReport {
     pub message: Option<String>,
     pub plan: Plan,
     pub held_back: PlanCounts,
+    /// Changes made by hand in AD that this cycle found (and put back).
+    pub drift: Vec<wb_model::DriftEvent>,
 }
 
 impl CycleReport {
@@ -496,6 +498,7 @@ async fn cycle(
             message,
             plan: last,
             held_back: PlanCounts::default(),
+            drift: Vec::new(),
         });
     }
 
@@ -532,6 +535,7 @@ async fn cycle(
             message: Some("plan only: nothing written".into()),
             plan,
             held_back: PlanCounts::default(),
+            drift: Vec::new(),
         });
     }
 
@@ -544,6 +548,16 @@ async fn cycle(
     if let Some(m) = &message {
         warn!(message = m.as_str());
     }
+    let previous = (!state.cloud.groups.is_empty()).then_some(&state.cloud);
+    let drift = crate::drift::events(
+        &plan,
+        previous,
+        &import.cloud,
+        &state.joins,
+        &hold,
+        cfg.staging,
+    );
+    crate::drift::log(&drift);
 
     let outcome = if cfg.staging {
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
@@ -661,6 +675,12 @@ async fn cycle(
         full_at: import.full.then_some(started_at),
         config_refresh_at: import.config_refreshed.then_some(started_at),
         quiet_fingerprint: next_fingerprint,
+        // A staging server puts nothing back: its drift is logged, not recorded.
+        drift: if cfg.staging {
+            Vec::new()
+        } else {
+            drift.clone()
+        },
         run,
     };
     let run_id = store.commit(&commit)?;
@@ -682,6 +702,7 @@ async fn cycle(
         message,
         plan,
         held_back: outcome.held_back,
+        drift,
     })
 }
 

@@ -5,6 +5,7 @@ mod cloud;
 mod config;
 mod cycle;
 mod daemon;
+mod drift;
 mod export;
 mod guard;
 mod preflight;
@@ -76,18 +77,30 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Show the last run and every group's state (written, orphaned, errors, foreign objects).
+    /// Show the last run and every group's state (written, orphaned, errors, foreign
+    /// objects), with a DRIFT column: changes made by hand in the last 24 h. Reads only the
+    /// state file: runs without the secrets.
     Status,
-    /// List recent runs (newest first).
+    /// List recent runs (newest first). Reads only the state file: runs without the secrets.
     Runs {
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// Show one run in full: counts, errors, and what was (or would have been) exported.
+    /// Reads only the state file: runs without the secrets.
     Show {
         /// Run id (from `writeback runs`).
         run: i64,
+    },
+    /// Changes made by hand in AD to the groups writeback writes (members added or
+    /// removed, groups renamed, moved, retyped or deleted, anchors cleared), found and put
+    /// back by the cycles, from the run history; newest first. Reads only the state file:
+    /// runs without the secrets.
+    Drift {
+        /// How far back: a duration like "1h", "24h", "7d".
+        #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
+        since: std::time::Duration,
     },
     /// Why a group is or isn't written back, and the fate of each of its members.
     Explain {
@@ -114,7 +127,7 @@ impl Command {
     fn reads_only_state(&self) -> bool {
         matches!(
             self,
-            Command::Status | Command::Runs { .. } | Command::Show { .. }
+            Command::Status | Command::Runs { .. } | Command::Show { .. } | Command::Drift { .. }
         )
     }
 }
@@ -125,10 +138,22 @@ fn state_command(command: Command, state: &Path, json: bool) -> i32 {
         Command::Status => render::status(state, json),
         Command::Runs { limit } => render::runs(state, limit, json),
         Command::Show { run } => render::show_run(state, run, json),
+        Command::Drift { since } => render::drift(state, since, json),
         other => {
             eprintln!("error: {other:?} is not a command that reads only the state");
             2
         }
+    }
+}
+
+/// `--since`: a positive duration ("90m", "24h", "7d").
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be greater than zero".into()),
+        Err(e) => Err(format!(
+            "{text:?} is not a duration like \"1h\", \"24h\", \"7d\" ({e})"
+        )),
     }
 }
 
@@ -234,7 +259,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Status | Command::Runs { .. } | Command::Show { .. } => {
+        Command::Status | Command::Runs { .. } | Command::Show { .. } | Command::Drift { .. } => {
             state_command(cli.command, &cfg.state, cli.json)
         }
         Command::Explain { group } => {

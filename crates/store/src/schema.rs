@@ -34,6 +34,17 @@ const MIGRATIONS: &[&str] = &[
     // 2: the process that runs a cycle, so a run left `running` by a killed process is
     // told from one still in progress.
     "ALTER TABLE runs ADD COLUMN pid INTEGER;",
+    // 3: drift found and put back, one row per change, kept as long as its run (the runs'
+    // plans are pruned much sooner).
+    "CREATE TABLE drift (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         run_id INTEGER NOT NULL,
+         at TEXT NOT NULL,
+         at_unix INTEGER NOT NULL,
+         group_id TEXT NOT NULL,
+         json TEXT NOT NULL
+     );
+     CREATE INDEX drift_at ON drift (at_unix);",
 ];
 
 /// The schema version this build writes.
