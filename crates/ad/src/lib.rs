@@ -6,6 +6,7 @@
 mod changes;
 mod error;
 mod export;
+mod identity;
 mod read;
 mod resolve;
 pub mod values;
@@ -13,6 +14,7 @@ pub mod values;
 pub use changes::{ChangedObject, DcState};
 pub use error::AdError;
 pub use export::{Applied, MemberError};
+pub use identity::{BindName, BoundIdentity};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use std::time::Duration;
 pub struct AdConfig {
     /// `ldap://host[:port]` or `ldaps://host[:port]`.
     pub url: String,
+    /// The simple-bind name: a DN, a UPN (`svc@corp.example`) or `DOMAIN\user`.
     pub bind_dn: String,
     pub password: String,
     /// Upgrade an `ldap://` connection with StartTLS before binding.

@@ -1,5 +1,10 @@
 //! The configuration file (TOML, SPEC §8): parsed strictly, every mistake reported with
 //! the key that holds it; secrets resolved from literal / env / file and never printed.
+//!
+//! Commands that talk to AD or Graph load it with [`Config::load`] (secrets resolved: a
+//! missing one is a mistake naming its key). The commands that read only the state file
+//! (`status`, `runs`, `show`, `drift`) use [`Config::load_for_state`]: the whole file is
+//! still checked, but no secret is read, so they run without the secrets in the environment.
 
 use serde::Deserialize;
 use std::fmt;
@@ -116,7 +121,10 @@ fn default_login_url() -> String {
 #[serde(deny_unknown_fields)]
 struct RawAd {
     url: String,
-    bind_dn: String,
+    /// The bind account: a DN, a UPN or `DOMAIN\user`.
+    bind: Option<String>,
+    /// The former name of `bind`, still accepted.
+    bind_dn: Option<String>,
     password: SecretSource,
     base_dn: String,
     ou: String,
@@ -142,6 +150,7 @@ struct RawWriteback {
     config_refresh: Option<String>,
     delete_threshold: Option<usize>,
     member_removal_threshold: Option<usize>,
+    create_threshold: Option<usize>,
     delete_out_of_scope: Option<bool>,
     staging: Option<bool>,
     legacy_v1: Option<bool>,
@@ -190,6 +199,8 @@ pub struct GraphSettings {
 #[derive(Debug, Clone)]
 pub struct AdSettings {
     pub url: String,
+    /// The bind name (config key `ad.bind`, alias `ad.bind_dn`): a DN, a UPN
+    /// (`svc@corp.example`) or `DOMAIN\user`, as AD's simple bind accepts them.
     pub bind_dn: String,
     pub password: Secret,
     pub base_dn: String,
@@ -212,7 +223,15 @@ pub struct Config {
     pub config_refresh: Duration,
     pub delete_threshold: usize,
     pub member_removal_threshold: usize,
+    /// More creates than this in one cycle (after the first) → nothing is created (exit 4).
+    pub create_threshold: usize,
     pub staging: bool,
+}
+
+/// What the read-only commands need: the state file. Loaded without resolving secrets.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub state: PathBuf,
 }
 
 fn duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
@@ -229,6 +248,11 @@ fn duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, Confi
     Ok(d)
 }
 
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))
+}
+
 /// Is `dn` equal to or below `base` (case-insensitive, on an RDN boundary)?
 pub fn dn_is_under(dn: &str, base: &str) -> bool {
     let norm = |s: &str| {
@@ -241,15 +265,34 @@ pub fn dn_is_under(dn: &str, base: &str) -> bool {
     dn == base || dn.ends_with(&format!(",{base}"))
 }
 
+/// Whether validation reads the secrets (literal, env, file) or leaves them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Resolve,
+    Skip,
+}
+
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`, secrets included.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))?;
+        let text = read(path)?;
         Self::parse(&text, path)
     }
 
+    /// Reads and validates the file at `path` without reading any secret: for the commands
+    /// that read only the state file. Every other key is checked as by [`Config::load`].
+    pub fn load_for_state(path: &Path) -> Result<StateConfig, ConfigError> {
+        let text = read(path)?;
+        let cfg = Self::parse_with(&text, path, Secrets::Skip)?;
+        // The Config with unread secrets never leaves this module: nothing can bind with it.
+        Ok(StateConfig { state: cfg.state })
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(text, path, Secrets::Resolve)
+    }
+
+    fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -272,10 +315,14 @@ impl Config {
             err(key, format!("{msg}{at}"))
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        Self::validate(raw, &base)
+        Self::validate(raw, &base, secrets)
     }
 
-    fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    fn validate(raw: RawConfig, base: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
+        let resolve = |s: &SecretSource, key: &str| match secrets {
+            Secrets::Resolve => s.resolve(key, base),
+            Secrets::Skip => Ok(Secret::default()),
+        };
         let g = raw.graph;
         if g.tenant.trim().is_empty() {
             return Err(err("graph.tenant", "is empty"));
@@ -296,7 +343,11 @@ impl Config {
                     "missing: give client_secret or certificate = { cert = \"app.pem\", key = \"app.key\" }",
                 ))
             }
-            (Some(s), None) => GraphCredential::Secret(s.resolve("graph.client_secret", base)?),
+            (Some(s), None) => GraphCredential::Secret(resolve(&s, "graph.client_secret")?),
+            (None, Some(_)) if secrets == Secrets::Skip => GraphCredential::Certificate {
+                cert_pem: String::new(),
+                key_pem: Secret::default(),
+            },
             (None, Some(c)) => {
                 let cert_path = base.join(&c.cert);
                 let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| {
@@ -349,11 +400,31 @@ impl Config {
                 "starttls is for ldap:// URLs; ldaps:// is already TLS",
             ));
         }
-        for (k, v) in [
-            ("ad.bind_dn", &a.bind_dn),
-            ("ad.base_dn", &a.base_dn),
-            ("ad.ou", &a.ou),
-        ] {
+        let (bind_key, bind) =
+            match (a.bind, a.bind_dn) {
+                (Some(_), Some(_)) => return Err(err(
+                    "ad.bind",
+                    "ad.bind and ad.bind_dn (its former name) are both given: keep ad.bind only",
+                )),
+                (None, None) => return Err(err(
+                    "ad.bind",
+                    "missing: the bind account as a DN, a UPN (svc@corp.example) or DOMAIN\\user",
+                )),
+                (Some(b), None) => ("ad.bind", b),
+                (None, Some(b)) => ("ad.bind_dn", b),
+            };
+        if bind.trim().is_empty() {
+            return Err(err(bind_key, "is empty"));
+        }
+        if wb_ad::BindName::parse(&bind).is_none() {
+            return Err(err(
+                bind_key,
+                format!(
+                    "{bind:?} is not a distinguished name, a UPN (svc@corp.example) or DOMAIN\\user"
+                ),
+            ));
+        }
+        for (k, v) in [("ad.base_dn", &a.base_dn), ("ad.ou", &a.ou)] {
             if !v.contains('=') {
                 return Err(err(k, format!("{v:?} is not a distinguished name")));
             }
@@ -377,9 +448,9 @@ impl Config {
             }
         }
         let ad = AdSettings {
-            password: a.password.resolve("ad.password", base)?,
+            password: resolve(&a.password, "ad.password")?,
             url: a.url,
-            bind_dn: a.bind_dn,
+            bind_dn: bind.trim().to_string(),
             base_dn: a.base_dn,
             ou: a.ou,
             starttls: a.starttls,
@@ -482,6 +553,7 @@ impl Config {
             )?,
             delete_threshold: w.delete_threshold.unwrap_or(500),
             member_removal_threshold: w.member_removal_threshold.unwrap_or(10_000),
+            create_threshold: w.create_threshold.unwrap_or(1_000),
             staging: w.staging.unwrap_or(false),
             ad,
             engine,
@@ -583,6 +655,81 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
         ))
         .unwrap_err();
         assert_eq!(e.key, "ad.ou");
+    }
+
+    #[test]
+    fn the_bind_account_is_a_dn_a_upn_or_domain_backslash_user() {
+        let dn = "bind_dn = \"CN=Administrator,CN=Users,DC=lab,DC=example,DC=test\"";
+        for (line, want) in [
+            (
+                dn.to_string(),
+                "CN=Administrator,CN=Users,DC=lab,DC=example,DC=test",
+            ),
+            (
+                "bind = \"Administrator@LAB.EXAMPLE.TEST\"".into(),
+                "Administrator@LAB.EXAMPLE.TEST",
+            ),
+            ("bind = 'LAB\\Administrator'".into(), "LAB\\Administrator"),
+            (
+                "bind = \"CN=svc,DC=lab,DC=example,DC=test\"".into(),
+                "CN=svc,DC=lab,DC=example,DC=test",
+            ),
+        ] {
+            let c = parse(&GOOD.replace(dn, &line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(c.ad.bind_dn, want);
+        }
+        for (line, key) in [
+            ("bind = \"\"", "ad.bind"),
+            ("bind = \"svc-writeback\"", "ad.bind"),
+            ("bind = \"svc@\"", "ad.bind"),
+            ("bind_dn = \"  \"", "ad.bind_dn"),
+            ("bind_dn = \"administrator\"", "ad.bind_dn"),
+        ] {
+            let e = parse(&GOOD.replace(dn, line)).unwrap_err();
+            assert_eq!(e.key, key, "{line}: {e}");
+        }
+        let both = GOOD.replace(dn, &format!("{dn}\nbind = \"svc@lab.example.test\""));
+        let e = parse(&both).unwrap_err();
+        assert_eq!(e.key, "ad.bind");
+        assert!(e.problem.contains("ad.bind_dn"), "{e}");
+        let e = parse(&GOOD.replace(dn, "")).unwrap_err();
+        assert_eq!(e.key, "ad.bind");
+    }
+
+    #[test]
+    fn the_create_threshold_defaults_to_a_thousand() {
+        assert_eq!(parse(GOOD).unwrap().create_threshold, 1_000);
+        let c = parse(&GOOD.replace("interval = \"5s\"", "create_threshold = 3")).unwrap();
+        assert_eq!(c.create_threshold, 3);
+        let e = parse(&GOOD.replace("interval = \"5s\"", "create_threshold = -1")).unwrap_err();
+        assert_eq!(e.key, "writeback.create_threshold");
+    }
+
+    #[test]
+    fn the_state_commands_load_without_the_secrets_but_not_without_checks() {
+        let text = GOOD
+            .replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_NEVER_SET\" }")
+            .replace(
+                "password = \"pw\"",
+                "password = { file = \"/nonexistent/pw\" }",
+            );
+        let dir = std::env::temp_dir().join(format!("wbcfg-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("writeback.toml");
+        std::fs::write(&path, &text).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(e.key, "graph.client_secret");
+        let state = Config::load_for_state(&path).unwrap();
+        assert_eq!(state.state, dir.join("writeback.db"));
+        std::fs::write(
+            &path,
+            text.replace("interval = \"5s\"", "interval = \"soon\""),
+        )
+        .unwrap();
+        assert_eq!(
+            Config::load_for_state(&path).unwrap_err().key,
+            "writeback.interval"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct CycleOptions {
     pub full: bool,
     /// Let one cycle through the accident thresholds.
     pub allow_deletes: bool,
+    /// Let one cycle through the create threshold.
+    pub allow_creates: bool,
     /// Plan only: nothing written to AD, nothing committed (the `plan` command).
     pub plan_only: bool,
 }
@@ -68,6 +70,8 @@ pub struct CycleReport {
     pub message: Option<String>,
     pub plan: Plan,
     pub held_back: PlanCounts,
+    /// Changes made by hand in AD that this cycle found (and put back).
+    pub drift: Vec<wb_model::DriftEvent>,
 }
 
 impl CycleReport {
@@ -548,6 +552,7 @@ async fn cycle(
                 message,
                 plan: last,
                 held_back: PlanCounts::default(),
+                drift: Vec::new(),
             });
         }
     }
@@ -615,41 +620,35 @@ async fn cycle(
             message: Some("plan only: nothing written".into()),
             plan,
             held_back: PlanCounts::default(),
+            drift: Vec::new(),
         });
     }
 
-    // Accident protection (SPEC §6): over a threshold, nothing destructive is applied.
-    let over_groups = counts.deletes > cfg.delete_threshold;
-    let over_members = counts.member_removes > cfg.member_removal_threshold;
-    let stopped = (over_groups || over_members) && !opts.allow_deletes;
-    let mut message = None;
-    if stopped {
-        let mut why = Vec::new();
-        if over_groups {
-            why.push(format!(
-                "{} group deletes exceed delete_threshold {}",
-                counts.deletes, cfg.delete_threshold
-            ));
-        }
-        if over_members {
-            why.push(format!(
-                "{} membership removals exceed member_removal_threshold {}",
-                counts.member_removes, cfg.member_removal_threshold
-            ));
-        }
-        message = Some(format!(
-            "stopped by threshold: {}; nothing destructive was applied. Check `writeback plan`; \
-             if the deletes are intended, run `writeback sync --allow-deletes` once",
-            why.join(" and ")
-        ));
-        warn!(message = message.as_deref().unwrap_or_default());
+    // Accident protection (SPEC §6, §10; crate::thresholds): over a threshold, what it
+    // guards is held back.
+    let first_cycle = state.joins.is_empty() && !store.has_completed_run()?;
+    let hold = crate::thresholds::decide(&counts, cfg, &opts, first_cycle);
+    let stopped = hold.stopped();
+    let mut message = hold.message.clone();
+    if let Some(m) = &message {
+        warn!(message = m.as_str());
     }
+    let previous = (!state.cloud.groups.is_empty()).then_some(&state.cloud);
+    let drift = crate::drift::events(
+        &plan,
+        previous,
+        &import.cloud,
+        &state.joins,
+        &hold,
+        cfg.staging,
+    );
+    crate::drift::log(&drift);
 
     let outcome = if cfg.staging {
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
         ExportOutcome::staged()
     } else {
-        export(ad, cfg, &plan, ad_snapshot, &state.joins, stopped)
+        export(ad, cfg, &plan, ad_snapshot, &state.joins, &hold)
             .instrument(info_span!("export"))
             .await
     };
@@ -781,6 +780,12 @@ async fn cycle(
         ad_lookups_upsert: Vec::new(),
         ad_lookups_remove: Vec::new(),
         ad_image: None,
+        // A staging server puts nothing back: its drift is logged, not recorded.
+        drift: if cfg.staging {
+            Vec::new()
+        } else {
+            drift.clone()
+        },
         run,
     };
     image.fill_commit(&mut commit);
@@ -827,6 +832,7 @@ async fn cycle(
         message,
         plan,
         held_back: outcome.held_back,
+        drift,
     })
 }
 

@@ -89,15 +89,15 @@ fn count(c: &mut PlanCounts, a: &Action) {
     }
 }
 
-/// Runs the plan. `hold_destructive`: the threshold tripped, so deletes and member
-/// removals are skipped (counted in `held_back`).
+/// Runs the plan. `hold`: what the thresholds hold back (`crate::thresholds`): those
+/// operations are skipped (counted in `held_back`).
 pub async fn export(
     ad: &mut AdConnector,
     cfg: &Config,
     plan: &Plan,
     snapshot: &AdSnapshot,
     joins: &Joins,
-    hold_destructive: bool,
+    hold: &crate::thresholds::Hold,
 ) -> ExportOutcome {
     let mut guard = OwnershipGuard::new(cfg.engine.managed_ous(), plan, snapshot, joins);
     let mut out = ExportOutcome::default();
@@ -146,11 +146,14 @@ pub async fn export(
         }
     }
 
-    for op in &plan.operations {
-        if hold_destructive && op.action.is_destructive() {
-            count(&mut out.held_back, &op.action);
-            continue;
-        }
+    for admitted in crate::thresholds::admit(plan, hold) {
+        let op: &wb_model::Operation = match &admitted {
+            crate::thresholds::Admitted::Run(op) => op,
+            crate::thresholds::Admitted::Held(op) => {
+                count(&mut out.held_back, &op.action);
+                continue;
+            }
+        };
         if failed_groups.contains(&op.group) && !matches!(op.action, Action::Create { .. }) {
             debug!(group = %op.group, op = op.action.name(), "skipped: an earlier operation on this group failed");
             continue;

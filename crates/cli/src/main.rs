@@ -6,15 +6,17 @@ mod cloud;
 mod config;
 mod cycle;
 mod daemon;
+mod drift;
 mod export;
 mod guard;
 mod preflight;
 mod render;
+mod thresholds;
 
 use clap::{Parser, Subcommand};
 use config::Config;
 use cycle::{run_cycle, CycleOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Write Microsoft Entra ID (Azure AD) groups back to on-premises Active Directory.
@@ -27,14 +29,16 @@ use std::process::ExitCode;
 /// Exit codes: 0 success; 1 the cycle ran but some objects have errors; 2 bad usage or bad
 /// configuration (the key is named; also a managed OU missing in AD); 3 a directory or Graph
 /// endpoint unreachable or refusing the credentials, or the DC lost during the export;
-/// 4 stopped by the delete threshold.
+/// 4 stopped by a threshold (deletes, member removals or creates).
 #[derive(Parser, Debug)]
 #[command(name = "writeback", version, propagate_version = true)]
 struct Cli {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML). Without --config: the WRITEBACK_CONFIG environment
+    /// variable, else ./writeback.toml.
     #[arg(
         long,
         global = true,
+        env = "WRITEBACK_CONFIG",
         default_value = "writeback.toml",
         value_name = "FILE"
     )]
@@ -63,6 +67,10 @@ enum Command {
         /// member_removal_threshold).
         #[arg(long)]
         allow_deletes: bool,
+        /// Let this one cycle through the create threshold (create_threshold: more group
+        /// creates in one cycle than that, after the first cycle, create none).
+        #[arg(long)]
+        allow_creates: bool,
     },
     /// Show the exact LDAP changes the next cycle would make; nothing is written.
     Plan {
@@ -70,18 +78,30 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Show the last run and every group's state (written, orphaned, errors, foreign objects).
+    /// Show the last run and every group's state (written, orphaned, errors, foreign
+    /// objects), with a DRIFT column: changes made by hand in the last 24 h. Reads only the
+    /// state file: runs without the secrets.
     Status,
-    /// List recent runs (newest first).
+    /// List recent runs (newest first). Reads only the state file: runs without the secrets.
     Runs {
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// Show one run in full: counts, errors, and what was (or would have been) exported.
+    /// Reads only the state file: runs without the secrets.
     Show {
         /// Run id (from `writeback runs`).
         run: i64,
+    },
+    /// Changes made by hand in AD to the groups writeback writes (members added or
+    /// removed, groups renamed, moved, retyped or deleted, anchors cleared), found and put
+    /// back by the cycles, from the run history; newest first. Reads only the state file:
+    /// runs without the secrets.
+    Drift {
+        /// How far back: a duration like "1h", "24h", "7d".
+        #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
+        since: std::time::Duration,
     },
     /// Why a group is or isn't written back, and the fate of each of its members.
     Explain {
@@ -101,6 +121,41 @@ enum Command {
         #[command(subcommand)]
         command: cloud::CloudCommand,
     },
+}
+
+impl Command {
+    /// The commands that read only the state file: they run without the secrets.
+    fn reads_only_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Status | Command::Runs { .. } | Command::Show { .. } | Command::Drift { .. }
+        )
+    }
+}
+
+/// Runs a command that reads only the state file at `state`.
+fn state_command(command: Command, state: &Path, json: bool) -> i32 {
+    match command {
+        Command::Status => render::status(state, json),
+        Command::Runs { limit } => render::runs(state, limit, json),
+        Command::Show { run } => render::show_run(state, run, json),
+        Command::Drift { since } => render::drift(state, since, json),
+        other => {
+            eprintln!("error: {other:?} is not a command that reads only the state");
+            2
+        }
+    }
+}
+
+/// `--since`: a positive duration ("90m", "24h", "7d").
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be greater than zero".into()),
+        Err(e) => Err(format!(
+            "{text:?} is not a duration like \"1h\", \"24h\", \"7d\" ({e})"
+        )),
+    }
 }
 
 fn init_logging(cli: &Cli) {
@@ -147,6 +202,17 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
+    // The commands that read only the state file load the configuration without its
+    // secrets: an administrator runs them without the service's environment.
+    if cli.command.reads_only_state() {
+        return match Config::load_for_state(&cli.config) {
+            Ok(c) => state_command(cli.command, &c.state, cli.json),
+            Err(e) => {
+                eprintln!("error: configuration {}: {e}", cli.config.display());
+                2
+            }
+        };
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -158,10 +224,12 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Sync {
             full,
             allow_deletes,
+            allow_creates,
         } => {
             let opts = CycleOptions {
                 full,
                 allow_deletes,
+                allow_creates,
                 plan_only: false,
             };
             match run_cycle(&cfg, opts).await {
@@ -178,8 +246,8 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plan { full } => {
             let opts = CycleOptions {
                 full,
-                allow_deletes: false,
                 plan_only: true,
+                ..Default::default()
             };
             match run_cycle(&cfg, opts).await {
                 Ok(report) => {
@@ -192,9 +260,9 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Status => render::status(&cfg, cli.json),
-        Command::Runs { limit } => render::runs(&cfg, limit, cli.json),
-        Command::Show { run } => render::show_run(&cfg, run, cli.json),
+        Command::Status | Command::Runs { .. } | Command::Show { .. } | Command::Drift { .. } => {
+            state_command(cli.command, &cfg.state, cli.json)
+        }
         Command::Explain { group } => {
             let opts = CycleOptions {
                 plan_only: true,

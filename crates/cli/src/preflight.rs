@@ -74,14 +74,37 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
                 "ad.bind",
                 Verdict::Fail,
                 e.to_string(),
-                "check ad.url (host, port, ldap/ldaps), ad.bind_dn and ad.password; for TLS errors, ad.ca_file",
+                "check ad.url (host, port, ldap/ldaps), ad.bind (a DN, a UPN or DOMAIN\\user) and ad.password; for TLS errors, ad.ca_file",
             ));
         }
         Ok(mut ad) => {
-            checks.push(ok(
-                "ad.bind",
-                format!("bound to {} as {}", cfg.ad.url, cfg.ad.bind_dn),
-            ));
+            checks.push(match ad.whoami(&cfg.ad.bind_dn).await {
+                Ok(who) => ok(
+                    "ad.bind",
+                    format!(
+                        "bound to {} as {}: {}{}",
+                        cfg.ad.url,
+                        cfg.ad.bind_dn,
+                        who.authzid,
+                        match (who.source, &who.dn) {
+                            ("whoami", _) => String::new(),
+                            (_, Some(dn)) => format!(
+                                " ({dn}; the server has no whoami operation: found by search)"
+                            ),
+                            (_, None) => " (the server has no whoami operation and the account was not found by search)".into(),
+                        }
+                    ),
+                ),
+                Err(e) => bad(
+                    "ad.bind",
+                    Verdict::Warn,
+                    format!(
+                        "bound to {} as {}, but who the server sees could not be read: {e}",
+                        cfg.ad.url, cfg.ad.bind_dn
+                    ),
+                    "the bind account should be able to read its own account object",
+                ),
+            });
             match ad.detect_schema().await {
                 Ok(schema) => {
                     checks.push(if schema.external_directory_object_id {

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::cycle::CycleReport;
 use serde_json::json;
+use std::path::Path;
 use wb_model::{Action, AdState, Decision, Fate, GroupOutcome, Plan, PlanCounts};
 use wb_store::{RunRecord, Store};
 
@@ -72,6 +73,7 @@ pub fn cycle(r: &CycleReport, json: bool) {
             "message": r.message,
             "groups": r.plan.groups,
             "foreign": r.plan.foreign,
+            "drift": r.drift,
         }));
         return;
     }
@@ -107,6 +109,34 @@ pub fn cycle(r: &CycleReport, json: bool) {
             e.operation,
             e.message
         );
+    }
+    drift_summary(&r.drift);
+}
+
+/// The drift a cycle found: one summary line, then each group with its changes.
+fn drift_summary(events: &[wb_model::DriftEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let mut by_group: std::collections::BTreeMap<(&str, &str), Vec<&wb_model::DriftEvent>> =
+        std::collections::BTreeMap::new();
+    for e in events {
+        by_group
+            .entry((e.name.as_str(), e.group.as_str()))
+            .or_default()
+            .push(e);
+    }
+    println!(
+        "  DRIFT: {} change(s) made by hand in AD, in {} group(s): {}",
+        events.len(),
+        by_group.len(),
+        crate::drift::kinds_line(events)
+    );
+    for ((name, id), list) in by_group {
+        println!("    {name} ({id}):");
+        for e in list {
+            println!("      {}", e.detail());
+        }
     }
 }
 
@@ -212,8 +242,11 @@ pub fn plan_text(p: &Plan) -> String {
     out
 }
 
-fn group_table(p: &Plan) {
-    println!("{:<40} {:<10} {:>9}  DECISION", "GROUP", "AD", "MEMBERS");
+fn group_table(p: &Plan, drift: &std::collections::BTreeMap<String, usize>) {
+    println!(
+        "{:<40} {:<10} {:>9} {:>5}  DECISION",
+        "GROUP", "AD", "MEMBERS", "DRIFT"
+    );
     for g in &p.groups {
         let members = if g.decision.is_written() {
             let (written, total) = member_counts(g);
@@ -222,10 +255,11 @@ fn group_table(p: &Plan) {
             "-".into()
         };
         println!(
-            "{:<40} {:<10} {:>9}  {}",
+            "{:<40} {:<10} {:>9} {:>5}  {}",
             truncate(&g.name, 40),
             state_text(&g.ad_state),
             members,
+            drift.get(&g.id).copied().unwrap_or(0),
             decision_text(&g.decision)
         );
         for e in &g.errors {
@@ -244,9 +278,9 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn open_store(cfg: &Config) -> Result<Store, i32> {
-    Store::open(&cfg.state).map_err(|e| {
-        eprintln!("error: state store {}: {e}", cfg.state.display());
+fn open_store(state: &Path) -> Result<Store, i32> {
+    Store::open(state).map_err(|e| {
+        eprintln!("error: state store {}: {e}", state.display());
         3
     })
 }
@@ -265,8 +299,8 @@ fn run_line(r: &RunRecord) -> String {
 }
 
 /// `writeback status`.
-pub fn status(cfg: &Config, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn status(state: &Path, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -278,8 +312,23 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
         }
     };
     let plan = store.last_outcomes().ok().flatten();
+    let since = time::OffsetDateTime::now_utc() - STATUS_DRIFT_WINDOW;
+    let drift = match store.drift_since(since) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: state store: {e}");
+            return 3;
+        }
+    };
+    let mut drift_per_group = std::collections::BTreeMap::new();
+    for d in &drift {
+        *drift_per_group
+            .entry(d.event.group.clone())
+            .or_insert(0usize) += 1;
+    }
     if json {
         print_json(&json!({
+            "drift24h": {"total": drift.len(), "groups": drift_per_group},
             "lastRun": last,
             "groups": plan.as_ref().map(|p| &p.groups),
             "foreign": plan.as_ref().map(|p| &p.foreign),
@@ -311,9 +360,15 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
             }
         }
     }
+    if !drift.is_empty() {
+        println!(
+            "  DRIFT: {} change(s) made by hand in AD in the last 24 h, put back (`writeback drift`)",
+            drift.len()
+        );
+    }
     if let Some(p) = &plan {
         println!();
-        group_table(p);
+        group_table(p, &drift_per_group);
         let orphaned: Vec<_> = p
             .groups
             .iter()
@@ -335,9 +390,81 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
     0
 }
 
+/// The window of `status`'s DRIFT column.
+const STATUS_DRIFT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `writeback drift`: the drift recorded in the last `since`, newest first.
+pub fn drift(state: &Path, since: std::time::Duration, json: bool) -> i32 {
+    let store = match open_store(state) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let from = time::OffsetDateTime::now_utc() - since;
+    let records = match store.drift_since(from) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: state store: {e}");
+            return 3;
+        }
+    };
+    let time_text = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    if json {
+        let list: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let e = &r.event;
+                json!({"time": time_text(r.at), "run": r.run, "group": e.group, "name": e.name,
+                    "dn": e.dn, "kind": e.kind, "attribute": e.attribute, "before": e.before,
+                    "after": e.after, "fix": e.fix, "detail": e.detail()})
+            })
+            .collect();
+        print_json(&list);
+        return 0;
+    }
+    if records.is_empty() {
+        println!(
+            "No drift in the last {}: AD holds what writeback wrote.",
+            humantime::format_duration(since)
+        );
+        return 0;
+    }
+    println!(
+        "{:<20}  {:>5}  {:<30} {:<17} DETAIL",
+        "TIME", "RUN", "GROUP", "KIND"
+    );
+    for r in &records {
+        let e = &r.event;
+        let values = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(" | ")
+            }
+        };
+        println!(
+            "{:<20}  {:>5}  {:<30} {:<17} {}: {} → {}; {}",
+            r.at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .unwrap_or_default(),
+            r.run,
+            truncate(&e.name, 30),
+            e.kind.as_str(),
+            e.attribute,
+            values(&e.before),
+            values(&e.after),
+            e.fix
+        );
+    }
+    0
+}
+
 /// `writeback runs`.
-pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn runs(state: &Path, limit: usize, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -373,8 +500,8 @@ pub fn runs(cfg: &Config, limit: usize, json: bool) -> i32 {
 }
 
 /// `writeback show RUN`.
-pub fn show_run(cfg: &Config, id: i64, json: bool) -> i32 {
-    let store = match open_store(cfg) {
+pub fn show_run(state: &Path, id: i64, json: bool) -> i32 {
+    let store = match open_store(state) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -438,9 +565,9 @@ pub struct GroupHistory {
 
 /// Reads a group's history from the store (runs newest first; plans are kept for the
 /// newest runs only, see the store).
-pub fn group_history(cfg: &Config, id: &str) -> GroupHistory {
+pub fn group_history(state: &Path, id: &str) -> GroupHistory {
     let mut h = GroupHistory::default();
-    let Ok(store) = Store::open(&cfg.state) else {
+    let Ok(store) = Store::open(state) else {
         return h;
     };
     let Ok(runs) = store.runs(wb_store::PLANS_KEPT) else {
@@ -498,7 +625,7 @@ pub fn explain(p: &Plan, group: &str, cfg: &Config, json: bool) -> i32 {
         }
     };
     let ops: Vec<_> = p.operations.iter().filter(|o| o.group == g.id).collect();
-    let history = group_history(cfg, &g.id);
+    let history = group_history(&cfg.state, &g.id);
     if json {
         print_json(&json!({"group": g, "operations": ops, "history": history}));
         return 0;

@@ -27,8 +27,9 @@ const ATTR_MANAGED_BY: &str = "managedBy";
 const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
 
 /// Whether the cloud side of `group` (its properties, or its membership and the users in
-/// it) changed since the previous cycle; with no previous image, assume it did.
-fn cloud_changed(
+/// it) changed since the previous cycle; with no previous image, assume it did. What did
+/// not change in the cloud but differs in AD was changed by hand: drift.
+pub fn cloud_changed(
     previous: Option<&CloudSnapshot>,
     cloud: &CloudSnapshot,
     group: &CloudGroup,

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod drift;
 pub mod plan;
+pub use drift::{DriftEvent, DriftKind};
 pub use plan::*;
 
 /// A Graph object id (a GUID in its canonical lower-case text form).

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use wb_model::{
-    AdGroup, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Join, Joins, Lookup, ObjectId,
-    Plan, PlanCounts,
+    AdGroup, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, DriftEvent, Join, Joins, Lookup,
+    ObjectId, Plan, PlanCounts,
 };
 
 /// Errors of the state store; each names the store file or the row and the operation.
@@ -138,7 +138,18 @@ pub struct Commit<'a> {
     pub ad_lookups_remove: Vec<&'a Lookup>,
     /// What the AD image now reflects; `None` leaves it.
     pub ad_image: Option<String>,
+    /// Drift this run found (and put back), recorded with the run's id and start time.
+    pub drift: Vec<DriftEvent>,
     pub run: RunRecord,
+}
+
+/// One drift of the history: when, in which run, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    pub run: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub event: DriftEvent,
 }
 
 impl<'a> Commit<'a> {
@@ -163,6 +174,7 @@ impl<'a> Commit<'a> {
             ad_lookups_upsert: Vec::new(),
             ad_lookups_remove: Vec::new(),
             ad_image: None,
+            drift: Vec::new(),
             run,
         }
     }
@@ -361,8 +373,38 @@ impl Store {
             .map_err(sql("begin commit transaction"))?;
         apply_commit(&tx, c)?;
         let id = insert_run(&tx, &c.run)?;
+        insert_drift(&tx, id, c.run.started_at, &c.drift)?;
         tx.commit().map_err(sql("commit transaction"))?;
         Ok(id)
+    }
+
+    /// The drift recorded since `since`, newest first.
+    pub fn drift_since(&self, since: OffsetDateTime) -> Result<Vec<DriftRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, at, json FROM drift WHERE at_unix >= ?1 ORDER BY at_unix DESC, id",
+            )
+            .map_err(sql("read drift"))?;
+        let rows = stmt
+            .query_map([since.unix_timestamp()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sql("read drift"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run, at, json) = row.map_err(sql("read drift"))?;
+            out.push(DriftRecord {
+                run,
+                at: parse_time(&format!("drift time of run {run}"), &at)?,
+                event: decode(&format!("drift of run {run}"), &json)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Records that a cycle started: a `running` run owned by this process, which the
@@ -450,6 +492,21 @@ impl Store {
             .optional()
             .map_err(sql("read run"))?;
         raw.map(RawRun::decode).transpose()
+    }
+
+    /// Whether any cycle has completed (success or completed-with-errors): until then a
+    /// cycle is the *first* one (the create threshold does not apply to it).
+    pub fn has_completed_run(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))",
+                params![
+                    RunStatus::Success.as_str(),
+                    RunStatus::CompletedWithErrors.as_str()
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql("read runs"))
     }
 
     /// The plan of the latest run that recorded one (what `status` shows as outcomes).
@@ -737,6 +794,34 @@ fn plan_to_store(tx: &Transaction<'_>, run: &RunRecord) -> Result<Option<String>
     Ok(Some(json))
 }
 
+fn insert_drift(
+    tx: &Transaction<'_>,
+    run: i64,
+    at: OffsetDateTime,
+    events: &[DriftEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let text = format_time("drift time", at)?;
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO drift (run_id, at, at_unix, group_id, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(sql("record drift"))?;
+    for e in events {
+        put.execute(params![
+            run,
+            text,
+            at.unix_timestamp(),
+            e.group,
+            encode("drift", e)?
+        ])
+        .map_err(sql("record drift"))?;
+    }
+    Ok(())
+}
+
 fn prune_history(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE runs SET plan = NULL WHERE plan IS NOT NULL AND id NOT IN
@@ -749,6 +834,11 @@ fn prune_history(tx: &Transaction<'_>) -> Result<(), StoreError> {
         params![RUNS_KEPT as i64],
     )
     .map_err(sql("prune runs"))?;
+    tx.execute(
+        "DELETE FROM drift WHERE run_id NOT IN (SELECT id FROM runs)",
+        [],
+    )
+    .map_err(sql("prune drift"))?;
     Ok(())
 }
 

@@ -39,6 +39,17 @@ const MIGRATIONS: &[&str] = &[
     // cycles so a cycle reads only what changed in AD (by USN).
     "CREATE TABLE ad_groups (guid TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
      CREATE TABLE ad_lookups (lookup TEXT PRIMARY KEY NOT NULL, json TEXT);",
+    // 4: drift found and put back, one row per change, kept as long as its run (the runs'
+    // plans are pruned much sooner).
+    "CREATE TABLE drift (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         run_id INTEGER NOT NULL,
+         at TEXT NOT NULL,
+         at_unix INTEGER NOT NULL,
+         group_id TEXT NOT NULL,
+         json TEXT NOT NULL
+     );
+     CREATE INDEX drift_at ON drift (at_unix);",
 ];
 
 /// The schema version this build writes.

@@ -484,3 +484,58 @@ fn a_repeated_no_change_plan_is_stored_once_and_old_plans_are_pruned() {
         .count();
     assert_eq!(with_plans, wb_store::PLANS_KEPT);
 }
+
+#[test]
+fn drift_is_kept_with_its_run_and_read_back_by_time() {
+    use wb_model::{DriftEvent, DriftKind};
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let event = |group: &str, kind| DriftEvent {
+        group: group.into(),
+        name: format!("SG-{group}"),
+        dn: format!("CN=SG-{group},OU=G,DC=x"),
+        kind,
+        attribute: "member".into(),
+        before: vec!["CN=a,DC=x".into()],
+        after: vec![],
+        fix: "removed".into(),
+    };
+    let mut old = Commit::for_run(run(
+        "delta",
+        RunStatus::Success,
+        datetime!(2026-01-01 00:00:00 UTC),
+    ));
+    old.drift = vec![event("a", DriftKind::MemberAdded)];
+    let old_id = store.commit(&old).unwrap();
+    let mut new = Commit::for_run(run(
+        "delta",
+        RunStatus::Success,
+        datetime!(2026-01-02 00:00:00.5 UTC),
+    ));
+    new.drift = vec![
+        event("b", DriftKind::Renamed),
+        event("c", DriftKind::Deleted),
+    ];
+    let new_id = store.commit(&new).unwrap();
+    store
+        .commit(&Commit::for_run(run(
+            "delta",
+            RunStatus::Success,
+            datetime!(2026-01-03 00:00:00 UTC),
+        )))
+        .unwrap();
+
+    let all = store
+        .drift_since(datetime!(2025-12-31 00:00:00 UTC))
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!((all[0].run, all[2].run), (new_id, old_id), "newest first");
+    assert_eq!(all[0].event, new.drift[0]);
+    assert_eq!(all[2].at, datetime!(2026-01-01 00:00:00 UTC));
+    let recent = store
+        .drift_since(datetime!(2026-01-01 12:00:00 UTC))
+        .unwrap();
+    assert_eq!(recent.len(), 2);
+    assert!(recent.iter().all(|r| r.run == new_id));
+    assert!(store.has_completed_run().unwrap());
+}
