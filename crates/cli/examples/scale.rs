@@ -334,12 +334,26 @@ async fn daemon(
     let mut lat = Vec::new();
     for i in 0..changes {
         let g = gid(n_groups / 2 + i);
-        let u = uid((i * 7 + 3) % n_users);
         let before = w.ad_group_of_fast(&mut ldap, &g).await;
         // spread the changes over the cycle
         tokio::time::sleep(Duration::from_millis(137 * (i as u64 % 7))).await;
         let t = Instant::now();
-        w.add_member(&g, &u).await;
+        // A user not yet a member (Graph refuses a reference that exists).
+        let mut k = i * 7 + 3;
+        loop {
+            let body = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", uid(k % n_users))});
+            let (st, _) = w
+                .graph(
+                    "POST",
+                    &format!("/v1.0/groups/{g}/members/$ref"),
+                    Some(body),
+                )
+                .await;
+            if st == 204 {
+                break;
+            }
+            k += 1;
+        }
         loop {
             let now = w.ad_group_of_fast(&mut ldap, &g).await;
             if now > before {
