@@ -270,6 +270,21 @@ fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
     joins
 }
 
+/// CPU time (user + system) of this process, in seconds: the machine may be shared, so
+/// wall time alone can mislead.
+fn cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th field.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let field = |n: usize| {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(14) + field(15)) / 100.0
+}
+
 /// (VmRSS, VmHWM) of this process, in MiB.
 fn rss() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -311,14 +326,15 @@ fn run(scenario: &str) {
         // After a cycle the store holds the image just planned from.
         previous: converged.then_some(&t.cloud),
     };
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu());
     let plan = wb_engine::plan(&input);
     let secs = started.elapsed().as_secs_f64();
+    let cpu_secs = cpu() - cpu_before;
     let (_, peak) = rss();
     let counts = plan.counts();
     let member_total: usize = t.cloud.groups.values().map(|g| g.members.len()).sum();
     println!(
-        "{scenario:<9} groups {groups} memberships {member_total} users {users}: plan {secs:.2} s, \
+        "{scenario:<9} groups {groups} memberships {member_total} users {users}: plan {secs:.2} s (cpu {cpu_secs:.2} s), \
          peak RSS {peak:.0} MiB (inputs {inputs_rss:.0} MiB, built in {build_secs:.1} s); \
          {} operations ({} creates, {} member adds)",
         plan.operations.len(),

@@ -16,7 +16,8 @@ pub use config::{
     SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{
-    lookups, plan, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS, DISPLAY_NAME_MAX_UNITS,
+    lookups, plan, plan_groups, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS,
+    DISPLAY_NAME_MAX_UNITS,
 };
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, SECURITY_TYPE_ERROR};
