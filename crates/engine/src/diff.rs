@@ -600,7 +600,7 @@ impl<'a> Ownership<'a> {
         groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
-        let joined_by_guid: BTreeMap<String, &str> = joins
+        let joined_by_guid: HashMap<String, &str> = joins
             .iter()
             .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
             .collect();
@@ -726,12 +726,15 @@ fn place<'a>(
     config: &EngineConfig,
     managed: &[String],
 ) -> HashMap<&'a str, Place<'a>> {
-    let occupied: BTreeSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
+    let occupied: HashSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
+    // The managed OUs and the groups' target OUs are few: their keys are computed once.
+    let managed_keys: Vec<(&String, String)> = managed.iter().map(|m| (m, dn_key(m))).collect();
+    let mut ou_keys: HashMap<String, String> = HashMap::default();
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
-    let mut claimed: BTreeMap<String, (&str, &str)> = BTreeMap::new();
-    let held_by = |claimed: &BTreeMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
+    let mut claimed: HashMap<String, (&str, &str)> = HashMap::default();
+    let held_by = |claimed: &HashMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
         Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
         None => "that DN is taken by another object (see foreign objects)".to_string(),
     };
@@ -757,12 +760,13 @@ fn place<'a>(
         let (ou, placed_by) = target_ou(group);
         let cn = naming::cn(group, config.naming);
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
-        let home = managed
+        let home = managed_keys
             .iter()
-            .filter(|m| naming::is_under(&current.dn, m))
-            .max_by_key(|m| dn_key(m).len());
+            .filter(|(m, _)| naming::is_under(&current.dn, m))
+            .max_by_key(|(_, key)| key.len());
+        let ou_key = ou_keys.entry(ou.clone()).or_insert_with(|| dn_key(&ou));
         // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
-        let moving = home.is_none_or(|h| !dn_eq(h, &ou));
+        let moving = home.is_none_or(|(_, h)| h != ou_key);
         let parent = match naming::split_dn(&current.dn) {
             Some((_, parent)) if !moving => parent.to_string(),
             _ => ou.clone(),

@@ -3,13 +3,15 @@
 //!
 //! Layout: [`config`](EngineConfig) (settings and scope rules), `scope` ([`decide`]: is a
 //! group written back, as what, where), [`naming`] (CN, RDN escaping, sAMAccountName, DN
-//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`]).
+//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`],
+//! [`plan_groups`]), `touched` ([`touched_by`]: what a change since the last cycle touches).
 
 mod config;
 mod diff;
 mod members;
 pub mod naming;
 mod scope;
+mod touched;
 
 pub use config::{
     EngineConfig, Naming, Rule, RuleKind, RuleMatch, UnknownValue, M365_MEMBER_LIMIT,
@@ -21,4 +23,5 @@ pub use diff::{
 };
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, SECURITY_TYPE_ERROR};
+pub use touched::{touched_by, Changes};
 pub use wb_model::Plan;
