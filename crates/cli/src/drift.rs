@@ -3,7 +3,7 @@
 //!
 //! The engine decides what the plan does; this module reads the plan's operations (their
 //! values) and tells which of them put back a hand-made change, by the engine's own rules:
-//! the cloud side did not change ([`wb_engine::cloud_changed`]) yet AD differs; groupType and
+//! the cloud side did not change ([`wb_engine::CloudChanges`]) yet AD differs; groupType and
 //! anchors only ever change by hand; a CN or OU that differs from what writeback last
 //! exported (the join) was renamed or moved by hand; a joined group that must be created
 //! again was deleted by hand.
@@ -27,11 +27,12 @@ pub fn events(
     staging: bool,
 ) -> Vec<DriftEvent> {
     let mut out = Vec::new();
+    let changes = wb_engine::CloudChanges::new(previous, cloud);
     for op in &plan.operations {
         let Some(group) = cloud.groups.get(&op.group) else {
             continue;
         };
-        let (props_changed, members_changed) = wb_engine::cloud_changed(previous, cloud, group);
+        let (props_changed, members_changed) = changes.of(group);
         let join = joins.get(&op.group);
         let joined = |guid: &str| join.is_some_and(|j| j.guid.eq_ignore_ascii_case(guid));
         let fix = |done: &str| {

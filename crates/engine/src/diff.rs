@@ -2,9 +2,11 @@
 //! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
 
 use crate::config::EngineConfig;
-use crate::members::{self, Directory, Membership, Placement};
+use crate::members::{self, Directory, MemberDn, Membership, Placement};
 use crate::naming::{self, dn_eq, dn_key};
 use crate::scope::{decide, rule_text};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
@@ -26,33 +28,126 @@ const ATTR_EXTERNAL_ID: &str = "msDS-ExternalDirectoryObjectId";
 const ATTR_MANAGED_BY: &str = "managedBy";
 const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
 
-/// Whether the cloud side of `group` (its properties, or its membership and the users in
-/// it) changed since the previous cycle; with no previous image, assume it did. What did
-/// not change in the cloud but differs in AD was changed by hand: drift.
-pub fn cloud_changed(
-    previous: Option<&CloudSnapshot>,
-    cloud: &CloudSnapshot,
-    group: &CloudGroup,
-) -> (bool, bool) {
-    let Some(prev) = previous.and_then(|p| p.groups.get(&group.id).map(|g| (p, g))) else {
-        return (true, true);
-    };
-    let (p, pg) = prev;
-    let mut props = pg.clone();
-    props.members = group.members.clone();
-    let properties = &props != group;
-    let members = pg.members != group.members
-        || group.members.iter().any(|m| {
-            p.users.get(&m.id) != cloud.users.get(&m.id)
-                || p.groups
-                    .get(&m.id)
-                    .map(|g| (&g.display_name, &g.writeback, g.deleted))
-                    != cloud
-                        .groups
-                        .get(&m.id)
-                        .map(|g| (&g.display_name, &g.writeback, g.deleted))
-        });
-    (properties, members)
+/// What changed in the cloud since the previous cycle, to tell drift made by hand in AD from
+/// cloud changes. Computed once per plan: the users and groups (by id) whose data a member
+/// outcome reads changed, by one merge of the two images.
+pub struct CloudChanges<'a> {
+    previous: Option<&'a CloudSnapshot>,
+    /// Ids of users that differ, and of groups whose name, writeback setting or deletion
+    /// differs, between the two images (present in only one of them included).
+    members: HashSet<&'a str>,
+}
+
+impl<'a> CloudChanges<'a> {
+    pub fn new(previous: Option<&'a CloudSnapshot>, cloud: &'a CloudSnapshot) -> Self {
+        let mut members = HashSet::default();
+        if let Some(p) = previous.filter(|p| !std::ptr::eq(*p, cloud)) {
+            changed_keys(&p.users, &cloud.users, |a, b| a == b, &mut members);
+            changed_keys(
+                &p.groups,
+                &cloud.groups,
+                |a, b| {
+                    (&a.display_name, &a.writeback, a.deleted)
+                        == (&b.display_name, &b.writeback, b.deleted)
+                },
+                &mut members,
+            );
+        }
+        CloudChanges { previous, members }
+    }
+
+    /// Whether the cloud side of `group` (its properties, or its membership and the users
+    /// in it) changed since the previous cycle; with no previous image, assume it did.
+    pub fn of(&self, group: &CloudGroup) -> (bool, bool) {
+        let Some(pg) = self.previous.and_then(|p| p.groups.get(&group.id)) else {
+            return (true, true);
+        };
+        let properties = !same_properties(pg, group);
+        let members = pg.members != group.members
+            || (!self.members.is_empty()
+                && group
+                    .members
+                    .iter()
+                    .any(|m| self.members.contains(m.id.as_str())));
+        (properties, members)
+    }
+}
+
+/// Adds to `out` the keys whose values differ between `a` and `b` (or that only one has),
+/// walking both sorted maps once.
+fn changed_keys<'a, V>(
+    a: &'a BTreeMap<ObjectId, V>,
+    b: &'a BTreeMap<ObjectId, V>,
+    same: impl Fn(&V, &V) -> bool,
+    out: &mut HashSet<&'a str>,
+) {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((k, _)), None) => {
+                out.insert(k.as_str());
+                a.next();
+            }
+            (None, Some((k, _))) => {
+                out.insert(k.as_str());
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.insert(ka.as_str());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.insert(kb.as_str());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !same(va, vb) {
+                        out.insert(ka.as_str());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+}
+
+/// Whether two images of a group have the same properties (everything but members).
+fn same_properties(a: &CloudGroup, b: &CloudGroup) -> bool {
+    // Destructured so a new field is compared (or deliberately left out) here.
+    let CloudGroup {
+        id,
+        display_name,
+        description,
+        group_types,
+        mail_enabled,
+        security_enabled,
+        mail,
+        mail_nickname,
+        proxy_addresses,
+        on_premises_sync_enabled,
+        on_premises_security_identifier,
+        writeback,
+        members: _,
+        owners,
+        deleted,
+    } = a;
+    *id == b.id
+        && *display_name == b.display_name
+        && *description == b.description
+        && *group_types == b.group_types
+        && *mail_enabled == b.mail_enabled
+        && *security_enabled == b.security_enabled
+        && *mail == b.mail
+        && *mail_nickname == b.mail_nickname
+        && *proxy_addresses == b.proxy_addresses
+        && *on_premises_sync_enabled == b.on_premises_sync_enabled
+        && *on_premises_security_identifier == b.on_premises_security_identifier
+        && *writeback == b.writeback
+        && *owners == b.owners
+        && *deleted == b.deleted
 }
 
 /// Everything one plan is computed from.
@@ -110,6 +205,27 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
 
 /// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
 pub fn plan(input: &Input) -> Plan {
+    plan_in(input, None)
+}
+
+/// The part of [`plan`] that concerns the `touched` cloud groups (ids; see [`touched_by`]):
+/// what a cycle plans when it knows what changed since the last one.
+///
+/// Contract: when every group outside `touched` was converged by the last cycle (its
+/// plan ran, AD holds what it planned, nothing changed since that [`touched_by`] does not
+/// report), the operations are exactly those of `plan(input)` (same operations, same
+/// order), and the outcomes are those of `plan(input)` for the groups planned. Planned
+/// are the `touched` groups and what correctness needs besides: every group this plan
+/// renames, moves, creates or cannot place, the groups that have one of those or a
+/// touched group as a member, the owned AD groups of vanished cloud groups, and (with
+/// `delete_out_of_scope`) owned groups no longer written back. `foreign` and `notices` are
+/// whole. The cost: member work for the planned groups only, plus a pass over all groups'
+/// names and DNs (placements and name claims are global).
+pub fn plan_groups(input: &Input, touched: &BTreeSet<ObjectId>) -> Plan {
+    plan_in(input, Some(touched))
+}
+
+fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     let Input {
         cloud,
         ad,
@@ -118,7 +234,7 @@ pub fn plan(input: &Input) -> Plan {
         previous,
     } = *input;
     let managed = config.managed_ous();
-    let decisions: BTreeMap<&str, Decision> = cloud
+    let decisions: HashMap<&str, Decision> = cloud
         .groups
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
@@ -130,17 +246,22 @@ pub fn plan(input: &Input) -> Plan {
     let placed = place(
         &by_name, &decisions, &ownership, ad, joins, config, &managed,
     );
-    let placements: BTreeMap<ObjectId, Placement> = placed
+    let scope = touched.map(|t| scope(t, cloud, &placed, &decisions, &ownership, config));
+    let in_scope = |id: &str| scope.as_ref().is_none_or(|s| s.contains(id));
+    let placements: BTreeMap<&str, Placement> = placed
         .iter()
         .map(|(id, p)| {
             let placement = match p {
-                Place::Existing { dn, .. } | Place::Create { dn } => Placement::At(dn.clone()),
+                Place::Existing { dn, .. } | Place::Create { dn } => Placement::At {
+                    dn: dn.clone(),
+                    key: dn_key(dn),
+                },
                 Place::Blocked { .. } => Placement::Pending,
             };
-            (id.clone(), placement)
+            (*id, placement)
         })
         .collect();
-    let renamed: BTreeMap<String, String> = placed
+    let renamed: HashMap<String, (&str, String)> = placed
         .values()
         .filter_map(|p| match p {
             Place::Existing {
@@ -148,30 +269,35 @@ pub fn plan(input: &Input) -> Plan {
                 dn,
                 rename: Some(_),
                 ..
-            } => Some((dn_key(&ad.dn), dn.clone())),
+            } => Some((dn_key(&ad.dn), (dn.as_str(), dn_key(dn)))),
             _ => None,
         })
         .collect();
-    let created: BTreeSet<&str> = placed
+    let created: HashSet<&str> = placed
         .iter()
         .filter(|(_, p)| matches!(p, Place::Create { .. }))
-        .map(|(id, _)| id.as_str())
+        .map(|(id, _)| *id)
         .collect();
-    let dir = Directory {
+    let dir = Directory::new(
         cloud,
-        resolutions: &ad.resolutions,
-        placements: &placements,
-    };
+        &ad.resolutions,
+        &placements,
+        by_name
+            .iter()
+            .copied()
+            .filter(|g| in_scope(&g.id) && decisions[g.id.as_str()].is_written()),
+    );
+    let changes = CloudChanges::new(previous, cloud);
 
     let mut ops = Phases::default();
     let mut outcomes = Vec::new();
-    let mut sams: BTreeSet<String> = ad
+    let mut sams: HashSet<String> = ad
         .groups
         .iter()
         .filter_map(|g| g.sam_account_name.as_deref())
         .map(str::to_lowercase)
         .collect();
-    for group in &by_name {
+    for group in by_name.iter().filter(|g| in_scope(&g.id)) {
         let decision = &decisions[group.id.as_str()];
         let mut outcome = GroupOutcome {
             id: group.id.clone(),
@@ -192,7 +318,7 @@ pub fn plan(input: &Input) -> Plan {
             action,
             reason,
         };
-        match (decision, placed.get(&group.id)) {
+        match (decision, placed.get(group.id.as_str())) {
             (
                 Decision::Written {
                     group_type,
@@ -201,9 +327,9 @@ pub fn plan(input: &Input) -> Plan {
                 },
                 Some(place),
             ) => {
-                let membership = dir.membership(group);
+                let mut membership = dir.membership(group);
                 let wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
-                outcome.members = membership.outcomes.clone();
+                outcome.members = std::mem::take(&mut membership.outcomes);
                 outcome.member_count = outcome.members.len();
                 outcome.written_count = outcome
                     .members
@@ -232,8 +358,7 @@ pub fn plan(input: &Input) -> Plan {
                         if let Some((action, reason)) = rename {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
-                        let (props_changed, members_changed) =
-                            cloud_changed(previous, cloud, group);
+                        let (props_changed, members_changed) = changes.of(group);
                         let joined = joins
                             .get(&group.id)
                             .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
@@ -255,7 +380,8 @@ pub fn plan(input: &Input) -> Plan {
                                 reason,
                             ));
                         }
-                        let (add, remove) = member_changes(current, &membership, &renamed);
+                        let (add, remove) =
+                            member_changes(current, &unique_dns(&membership), &renamed, &dir);
                         // Only when the cloud side did not change can a difference have been
                         // made by hand in AD.
                         let by_hand = !members_changed;
@@ -325,9 +451,7 @@ pub fn plan(input: &Input) -> Plan {
                         attrs.insert("sAMAccountName".into(), vec![sam]);
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
                             .into_iter()
-                            .partition(|(_, nested)| {
-                                nested.as_deref().is_some_and(|n| created.contains(n))
-                            });
+                            .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
                         let reason = if joins.contains_key(&group.id) {
                             outcome
                                 .drift
@@ -339,7 +463,7 @@ pub fn plan(input: &Input) -> Plan {
                         let action = Action::Create {
                             dn: dn.clone(),
                             attrs,
-                            members: inline.into_iter().map(|(m, _)| m).collect(),
+                            members: inline.into_iter().map(|m| m.dn.to_string()).collect(),
                             sam_account_name_fallbacks: fallbacks,
                         };
                         ops.creates.push(op(action, reason));
@@ -350,7 +474,7 @@ pub fn plan(input: &Input) -> Plan {
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: None,
-                                members: later.into_iter().map(|(m, _)| m).collect(),
+                                members: later.into_iter().map(|m| m.dn.to_string()).collect(),
                             };
                             ops.adds.push(op(action, reason));
                         }
@@ -410,6 +534,49 @@ pub fn plan(input: &Input) -> Plan {
     }
 }
 
+/// The groups [`plan_groups`] plans for `touched` (see its contract): the touched ones,
+/// those whose DN this plan sets (rename, move, create) or cannot give (blocked), the
+/// groups with one of those as a member, and with `delete_out_of_scope` the owned groups
+/// no longer written back.
+fn scope<'a>(
+    touched: &'a BTreeSet<ObjectId>,
+    cloud: &'a CloudSnapshot,
+    placed: &HashMap<&'a str, Place>,
+    decisions: &HashMap<&str, Decision>,
+    ownership: &Ownership<'a>,
+    config: &EngineConfig,
+) -> HashSet<&'a str> {
+    let mut moved: HashSet<&str> = touched.iter().map(String::as_str).collect();
+    for (id, place) in placed {
+        let sets_dn = match place {
+            Place::Existing { rename, .. } => rename.is_some(),
+            Place::Create { .. } | Place::Blocked { .. } => true,
+        };
+        if sets_dn {
+            moved.insert(id);
+        }
+    }
+    let mut scope = moved.clone();
+    for group in cloud.groups.values() {
+        let nests_moved = group
+            .members
+            .iter()
+            .any(|m| m.kind == MemberKind::Group && moved.contains(m.id.as_str()));
+        if nests_moved {
+            scope.insert(group.id.as_str());
+        }
+    }
+    if config.delete_out_of_scope {
+        scope.extend(
+            ownership
+                .owned
+                .keys()
+                .filter(|id| !decisions.get(*id).is_some_and(Decision::is_written)),
+        );
+    }
+    scope
+}
+
 /// Which AD groups writeback owns, by cloud id; the rest is foreign. Owned: under a managed
 /// OU with the anchor of a cloud group, or joined (made by writeback, recorded by
 /// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
@@ -426,14 +593,14 @@ impl<'a> Ownership<'a> {
     fn claim(
         ad: &'a AdSnapshot,
         joins: &'a Joins,
-        decisions: &BTreeMap<&str, Decision>,
+        decisions: &HashMap<&str, Decision>,
         managed: &[String],
     ) -> Self {
         let mut groups: Vec<&AdGroup> = ad.groups.iter().collect();
         groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
-        let joined_by_guid: BTreeMap<String, &str> = joins
+        let joined_by_guid: HashMap<String, &str> = joins
             .iter()
             .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
             .collect();
@@ -551,24 +718,27 @@ enum Place<'a> {
 /// Decides renames, moves and creates for the written-back groups, refusing any target
 /// DN that another object already holds or another group of this plan claims.
 fn place<'a>(
-    by_name: &[&CloudGroup],
-    decisions: &BTreeMap<&str, Decision>,
+    by_name: &[&'a CloudGroup],
+    decisions: &HashMap<&str, Decision>,
     ownership: &Ownership<'a>,
     ad: &AdSnapshot,
     joins: &Joins,
     config: &EngineConfig,
     managed: &[String],
-) -> BTreeMap<ObjectId, Place<'a>> {
-    let occupied: BTreeSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
+) -> HashMap<&'a str, Place<'a>> {
+    let occupied: HashSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
+    // The managed OUs and the groups' target OUs are few: their keys are computed once.
+    let managed_keys: Vec<(&String, String)> = managed.iter().map(|m| (m, dn_key(m))).collect();
+    let mut ou_keys: HashMap<String, String> = HashMap::default();
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
-    let mut claimed: BTreeMap<String, (&str, &str)> = BTreeMap::new();
-    let held_by = |claimed: &BTreeMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
+    let mut claimed: HashMap<String, (&str, &str)> = HashMap::default();
+    let held_by = |claimed: &HashMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
         Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
         None => "that DN is taken by another object (see foreign objects)".to_string(),
     };
-    let mut placed = BTreeMap::new();
+    let mut placed = HashMap::default();
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
     // The OU a group belongs in, and what put it there (for the reason of a move).
     let target_ou = |g: &CloudGroup| {
@@ -590,12 +760,13 @@ fn place<'a>(
         let (ou, placed_by) = target_ou(group);
         let cn = naming::cn(group, config.naming);
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
-        let home = managed
+        let home = managed_keys
             .iter()
-            .filter(|m| naming::is_under(&current.dn, m))
-            .max_by_key(|m| dn_key(m).len());
+            .filter(|(m, _)| naming::is_under(&current.dn, m))
+            .max_by_key(|(_, key)| key.len());
+        let ou_key = ou_keys.entry(ou.clone()).or_insert_with(|| dn_key(&ou));
         // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
-        let moving = home.is_none_or(|h| !dn_eq(h, &ou));
+        let moving = home.is_none_or(|(_, h)| h != ou_key);
         let parent = match naming::split_dn(&current.dn) {
             Some((_, parent)) if !moving => parent.to_string(),
             _ => ou.clone(),
@@ -667,7 +838,7 @@ fn place<'a>(
                 .entry(dn_key(dn))
                 .or_insert((group.id.as_str(), group.name()));
         }
-        placed.insert(group.id.clone(), place);
+        placed.insert(group.id.as_str(), place);
     }
 
     for group in by_name.iter().filter(written) {
@@ -676,7 +847,7 @@ fn place<'a>(
         }
         if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
             placed.insert(
-                group.id.clone(),
+                group.id.as_str(),
                 Place::Blocked {
                     error: format!(
                         "anchor {} is held by {} AD objects ({}), none of them joined to this \
@@ -701,7 +872,7 @@ fn place<'a>(
             claimed.insert(key, (group.id.as_str(), group.name()));
             Place::Create { dn }
         };
-        placed.insert(group.id.clone(), place);
+        placed.insert(group.id.as_str(), place);
     }
     placed
 }
@@ -870,44 +1041,67 @@ fn attr_changes(
     Some((changes, reasons.join("; "), drift))
 }
 
-/// The members that should be values of `member`, one per DN (as AD compares DNs).
-fn unique_dns(membership: &Membership) -> Vec<(String, Option<ObjectId>)> {
-    let mut seen = BTreeMap::new();
-    for (dn, nested) in &membership.dns {
-        seen.entry(dn_key(dn))
-            .or_insert_with(|| (dn.clone(), nested.clone()));
-    }
-    seen.into_values().collect()
+/// The members that should be values of `member`, one per DN (as AD compares DNs: the
+/// first in member order), in key order.
+fn unique_dns<'m, 'd>(membership: &'m Membership<'d>) -> Vec<&'m MemberDn<'d>> {
+    let mut dns: Vec<&MemberDn> = membership.dns.iter().collect();
+    // Stable: of equal keys the first in member order comes first and is kept.
+    dns.sort_by(|a, b| a.key.cmp(&b.key));
+    dns.dedup_by(|later, kept| later.key == kept.key);
+    dns
 }
 
-/// Values to add and to remove so `member` equals the cloud's resolved members. Current
-/// values naming a group renamed by this plan are read under their new DN, as AD will
-/// show them after the rename.
+/// Values to add and to remove so `member` equals the cloud's resolved members, each in
+/// key order. Current values naming a group renamed by this plan are read under their new
+/// DN, as AD will show them after the rename.
 fn member_changes(
     current: &AdGroup,
-    membership: &Membership,
-    renamed: &BTreeMap<String, String>,
+    want: &[&MemberDn],
+    renamed: &HashMap<String, (&str, String)>,
+    dir: &Directory,
 ) -> (Vec<String>, Vec<String>) {
-    let mut have: BTreeMap<String, String> = BTreeMap::new();
-    for m in &current.members {
-        let key = dn_key(m);
-        let dn = renamed.get(&key).cloned().unwrap_or_else(|| m.clone());
-        have.entry(dn_key(&dn)).or_insert(dn);
+    let mut have: Vec<(&str, Cow<str>)> = current
+        .members
+        .iter()
+        .map(|m| {
+            let key = dir.key_of(m);
+            match renamed.get(key.as_ref()) {
+                Some((dn, key)) => (*dn, Cow::Borrowed(key.as_str())),
+                None => (m.as_str(), key),
+            }
+        })
+        .collect();
+    have.sort_by(|a, b| a.1.cmp(&b.1));
+    have.dedup_by(|later, kept| later.1 == kept.1);
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let (mut w, mut h) = (want.iter().peekable(), have.iter().peekable());
+    loop {
+        match (w.peek(), h.peek()) {
+            (None, None) => break,
+            (Some(x), None) => {
+                add.push(x.dn.to_string());
+                w.next();
+            }
+            (None, Some(y)) => {
+                remove.push(y.0.to_string());
+                h.next();
+            }
+            (Some(x), Some(y)) => match x.key.as_ref().cmp(y.1.as_ref()) {
+                std::cmp::Ordering::Less => {
+                    add.push(x.dn.to_string());
+                    w.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    remove.push(y.0.to_string());
+                    h.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    w.next();
+                    h.next();
+                }
+            },
+        }
     }
-    let want: BTreeMap<String, String> = unique_dns(membership)
-        .into_iter()
-        .map(|(dn, _)| (dn_key(&dn), dn))
-        .collect();
-    let add = want
-        .iter()
-        .filter(|(k, _)| !have.contains_key(*k))
-        .map(|(_, v)| v.clone())
-        .collect();
-    let remove = have
-        .iter()
-        .filter(|(k, _)| !want.contains_key(*k))
-        .map(|(_, v)| v.clone())
-        .collect();
     (add, remove)
 }
 
@@ -926,7 +1120,7 @@ fn decision_text(d: &Decision) -> String {
 }
 
 /// Run-wide notes: attributes the AD schema lacks, said once rather than per group.
-fn notices(decisions: &BTreeMap<&str, Decision>, schema: &AdSchema) -> Vec<String> {
+fn notices(decisions: &HashMap<&str, Decision>, schema: &AdSchema) -> Vec<String> {
     let mut out = Vec::new();
     let written: Vec<OnPremGroupType> = decisions
         .values()

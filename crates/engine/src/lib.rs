@@ -3,22 +3,25 @@
 //!
 //! Layout: [`config`](EngineConfig) (settings and scope rules), `scope` ([`decide`]: is a
 //! group written back, as what, where), [`naming`] (CN, RDN escaping, sAMAccountName, DN
-//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`]).
+//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`],
+//! [`plan_groups`]), `touched` ([`touched_by`]: what a change since the last cycle touches).
 
 mod config;
 mod diff;
 mod members;
 pub mod naming;
 mod scope;
+mod touched;
 
 pub use config::{
     EngineConfig, Naming, Rule, RuleKind, RuleMatch, UnknownValue, M365_MEMBER_LIMIT,
     SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{
-    cloud_changed, lookups, plan, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS,
+    lookups, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS,
     DISPLAY_NAME_MAX_UNITS,
 };
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, SECURITY_TYPE_ERROR};
+pub use touched::{touched_by, Changes};
 pub use wb_model::Plan;

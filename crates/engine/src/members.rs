@@ -1,10 +1,13 @@
 //! Member resolution (SPEC §5): what AD object, if any, each cloud member of a
 //! written-back group becomes, and which AD lookups that needs.
 
+use crate::naming::dn_key;
+use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wb_model::{
     AdClass, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind,
-    MemberOutcome, MemberRef, ObjectId, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
+    MemberOutcome, MemberRef, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
 };
 
 /// Exactly Microsoft's export error for a domain-local group nested in a universal one.
@@ -55,41 +58,156 @@ pub(crate) fn synced_group_lookup(group: &CloudGroup) -> Option<Lookup> {
 
 /// Where every written-back group will be after this plan.
 pub(crate) enum Placement {
-    /// Its AD DN once renames and creates of this plan are done.
-    At(String),
+    /// Its AD DN once renames and creates of this plan are done, with the DN's key.
+    At { dn: String, key: String },
     /// Written back, but its AD group cannot be made this cycle.
     Pending,
+}
+
+/// The fate of a member that depends only on the cloud image and the lookups (a user, a
+/// group synced from AD), computed once per plan: a user is a member of many groups.
+struct Resolved<'a> {
+    fate: Fate,
+    name: Option<String>,
+    /// The DN of the object found, when the member is written (borrowed from the lookups).
+    dn: Option<&'a str>,
 }
 
 /// What member resolution reads: the cloud image, the lookup answers, the placements.
 pub(crate) struct Directory<'a> {
     pub cloud: &'a CloudSnapshot,
     pub resolutions: &'a Resolutions,
-    pub placements: &'a BTreeMap<ObjectId, Placement>,
+    pub placements: &'a BTreeMap<&'a str, Placement>,
+    /// User members (by id) of the groups this plan resolves.
+    users: HashMap<&'a str, Resolved<'a>>,
+    /// Groups synced from AD (by id) among those members.
+    synced: HashMap<&'a str, Resolved<'a>>,
+    /// DN → [`dn_key`] of every DN a member can be written as: the found objects'
+    /// and the placements'. AD values are looked up here before any DN is parsed.
+    keys: HashMap<&'a str, Cow<'a, str>>,
+}
+
+/// A DN to be a value of `member`, with its key and the cloud id of the nested
+/// written-back group it names, if it is one.
+pub(crate) struct MemberDn<'d> {
+    pub dn: &'d str,
+    pub key: Cow<'d, str>,
+    pub nested: Option<&'d str>,
 }
 
 /// The members of one written-back group: their fates and the DNs AD should hold.
-pub(crate) struct Membership {
+pub(crate) struct Membership<'d> {
     pub outcomes: Vec<MemberOutcome>,
-    /// DNs to be values of `member`, with the cloud id of nested written-back groups.
-    pub dns: Vec<(String, Option<ObjectId>)>,
+    /// DNs to be values of `member`, in member order.
+    pub dns: Vec<MemberDn<'d>>,
     pub errors: Vec<String>,
 }
 
-impl Directory<'_> {
-    pub fn membership(&self, group: &CloudGroup) -> Membership {
+impl<'a> Directory<'a> {
+    /// Resolves, once each, the user and synced-group members of `groups` (the groups this
+    /// plan computes memberships for).
+    pub fn new<'g>(
+        cloud: &'a CloudSnapshot,
+        resolutions: &'a Resolutions,
+        placements: &'a BTreeMap<&'a str, Placement>,
+        groups: impl IntoIterator<Item = &'g CloudGroup>,
+    ) -> Self
+    where
+        'a: 'g,
+    {
+        let mut dir = Directory {
+            cloud,
+            resolutions,
+            placements,
+            users: HashMap::default(),
+            synced: HashMap::default(),
+            keys: HashMap::default(),
+        };
+        for (_, placement) in placements.iter() {
+            if let Placement::At { dn, key } = placement {
+                dir.keys.insert(dn.as_str(), Cow::Borrowed(key.as_str()));
+            }
+        }
+        for group in groups {
+            for member in &group.members {
+                let resolved = match member.kind {
+                    MemberKind::User if !dir.users.contains_key(member.id.as_str()) => {
+                        dir.resolve_user(&member.id)
+                    }
+                    MemberKind::Group if !dir.synced.contains_key(member.id.as_str()) => {
+                        match cloud.groups.get_key_value(&member.id) {
+                            Some((_, nested)) if nested.is_synced_from_ad() => {
+                                dir.resolve_synced(nested)
+                            }
+                            _ => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                let Some((id, resolved)) = resolved else {
+                    continue;
+                };
+                if let Some(dn) = resolved.dn {
+                    dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
+                }
+                match member.kind {
+                    MemberKind::User => dir.users.insert(id, resolved),
+                    _ => dir.synced.insert(id, resolved),
+                };
+            }
+        }
+        dir
+    }
+
+    fn resolve_user(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
+        let (id, user) = self.cloud.users.get_key_value(id)?;
+        let name = user
+            .display_name
+            .clone()
+            .or_else(|| user.user_principal_name.clone());
+        let (fate, dn) = if user.on_premises_sync_enabled == Some(true) {
+            self.first_found(user_lookups(user), MemberKind::User)
+                .unwrap_or((Fate::NotFoundOnPremises, None))
+        } else {
+            (Fate::CloudOnly, None)
+        };
+        Some((id.as_str(), Resolved { fate, name, dn }))
+    }
+
+    fn resolve_synced(&self, nested: &'a CloudGroup) -> Option<(&'a str, Resolved<'a>)> {
+        let found = synced_group_lookup(nested).and_then(|l| {
+            self.first_found(vec![(l, "onPremisesSecurityIdentifier")], MemberKind::Group)
+        });
+        let (fate, dn) = found.unwrap_or((Fate::SyncedGroupNotFound, None));
+        let name = nested.display_name.clone();
+        Some((nested.id.as_str(), Resolved { fate, name, dn }))
+    }
+
+    /// The key of a DN, without parsing it when it is one a member can be written as.
+    pub fn key_of<'k>(&'k self, dn: &'k str) -> Cow<'k, str> {
+        match self.keys.get(dn) {
+            Some(key) => Cow::Borrowed(key.as_ref()),
+            None => Cow::Owned(dn_key(dn)),
+        }
+    }
+
+    pub fn membership<'d>(&'d self, group: &'d CloudGroup) -> Membership<'d> {
         let mut m = Membership {
-            outcomes: Vec::new(),
-            dns: Vec::new(),
+            outcomes: Vec::with_capacity(group.members.len()),
+            dns: Vec::with_capacity(group.members.len()),
             errors: Vec::new(),
         };
+        let mut domain_local = false;
         for member in &group.members {
-            let (fate, name, nested) = self.fate(member);
+            let (fate, name, written) = self.fate(member);
             match &fate {
-                Fate::Written { dn, .. } => m.dns.push((dn.clone(), nested)),
-                Fate::DomainLocalGroup { .. }
-                    if !m.errors.iter().any(|e| e == DOMAIN_LOCAL_ERROR) =>
-                {
+                Fate::Written { .. } => {
+                    if let Some(dn) = written {
+                        m.dns.push(dn);
+                    }
+                }
+                Fate::DomainLocalGroup { .. } if !domain_local => {
+                    domain_local = true;
                     m.errors.push(DOMAIN_LOCAL_ERROR.to_string());
                 }
                 // Someone may be trying to nest a privileged group: the admin must see it.
@@ -110,42 +228,58 @@ impl Directory<'_> {
         m
     }
 
-    fn fate(&self, member: &MemberRef) -> (Fate, Option<String>, Option<ObjectId>) {
+    /// A member's fate, name, and the DN it is written as.
+    fn fate<'d>(&'d self, member: &'d MemberRef) -> (Fate, Option<String>, Option<MemberDn<'d>>) {
+        let from = |r: &'d Resolved<'a>| {
+            let dn = r.dn.map(|dn| MemberDn {
+                dn,
+                key: self.key_of(dn),
+                nested: None,
+            });
+            (r.fate.clone(), r.name.clone(), dn)
+        };
+        let owned = |r: Resolved<'a>| {
+            let dn = r.dn.map(|dn| MemberDn {
+                dn,
+                key: self.key_of(dn),
+                nested: None,
+            });
+            (r.fate, r.name, dn)
+        };
         match member.kind {
-            MemberKind::User => match self.cloud.users.get(&member.id) {
-                None => (Fate::UnknownObject, None, None),
-                Some(user) => {
-                    let name = user
-                        .display_name
-                        .clone()
-                        .or_else(|| user.user_principal_name.clone());
-                    let fate = if user.on_premises_sync_enabled == Some(true) {
-                        self.first_found(user_lookups(user), member.kind)
-                            .unwrap_or(Fate::NotFoundOnPremises)
-                    } else {
-                        Fate::CloudOnly
-                    };
-                    (fate, name, None)
-                }
+            MemberKind::User => match self.users.get(member.id.as_str()) {
+                Some(r) => from(r),
+                // Not resolved up front: not a member of the groups given to `new`.
+                None => match self.resolve_user(&member.id) {
+                    Some((_, r)) => owned(r),
+                    None => (Fate::UnknownObject, None, None),
+                },
             },
             MemberKind::Group => match self.cloud.groups.get(&member.id) {
                 None => (Fate::UnknownObject, None, None),
                 Some(nested) => {
-                    let name = nested.display_name.clone();
                     if nested.is_synced_from_ad() {
-                        let found = synced_group_lookup(nested).and_then(|l| {
-                            self.first_found(vec![(l, "onPremisesSecurityIdentifier")], member.kind)
-                        });
-                        return (found.unwrap_or(Fate::SyncedGroupNotFound), name, None);
+                        return match self.synced.get(nested.id.as_str()) {
+                            Some(r) => from(r),
+                            None => match self.resolve_synced(nested) {
+                                Some((_, r)) => owned(r),
+                                None => (Fate::SyncedGroupNotFound, None, None),
+                            },
+                        };
                     }
-                    match self.placements.get(&nested.id) {
-                        Some(Placement::At(dn)) => (
+                    let name = nested.display_name.clone();
+                    match self.placements.get(nested.id.as_str()) {
+                        Some(Placement::At { dn, key }) => (
                             Fate::Written {
                                 dn: dn.clone(),
                                 by: "written-back group".into(),
                             },
                             name,
-                            Some(nested.id.clone()),
+                            Some(MemberDn {
+                                dn,
+                                key: Cow::Borrowed(key),
+                                nested: Some(nested.id.as_str()),
+                            }),
                         ),
                         Some(Placement::Pending) => (Fate::NestedGroupPending, name, None),
                         None => (Fate::NestedGroupNotEnabled, name, None),
@@ -163,14 +297,20 @@ impl Directory<'_> {
     /// of the class a member of `kind` must have (and not a domain-local group). A first
     /// find of the wrong class refuses the member; later lookups are not consulted, since
     /// the cloud object's onPremises* values contradict each other.
-    fn first_found(&self, lookups: Vec<(Lookup, &'static str)>, kind: MemberKind) -> Option<Fate> {
+    fn first_found(
+        &self,
+        lookups: Vec<(Lookup, &'static str)>,
+        kind: MemberKind,
+    ) -> Option<(Fate, Option<&'a str>)> {
         // A kind with no AD class matches nothing.
         let expected = expected_class(kind).unwrap_or(AdClass::Other(String::new()));
+        let resolutions = self.resolutions;
         lookups.into_iter().find_map(|(lookup, by)| {
-            self.resolutions
-                .found
-                .get(&lookup)
-                .map(|obj| fate_of(obj, by, &expected))
+            resolutions.found.get(&lookup).map(|obj| {
+                let fate = fate_of(obj, by, &expected);
+                let dn = matches!(fate, Fate::Written { .. }).then_some(obj.dn.as_str());
+                (fate, dn)
+            })
         })
     }
 

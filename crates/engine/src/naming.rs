@@ -116,6 +116,36 @@ pub fn rdn(cn: &str) -> String {
 /// are dropped, at most 64 UTF-16 units, no trailing dot or space (AD refuses a trailing
 /// dot).
 pub fn sam_account_name(cn: &str) -> String {
+    let is_sam_forbidden = |c: char| {
+        matches!(
+            c,
+            '"' | '/'
+                | '\\'
+                | '['
+                | ']'
+                | ':'
+                | ';'
+                | '|'
+                | '='
+                | ','
+                | '+'
+                | '*'
+                | '?'
+                | '<'
+                | '>'
+                | '@'
+        )
+    };
+    debug_assert!(SAM_FORBIDDEN.iter().all(|c| is_sam_forbidden(*c)));
+    // Most names need neither: no copy to filter (candidates are built from clean names).
+    if !cn
+        .chars()
+        .any(|c| is_sam_forbidden(c) || is_stripped_from_names(c))
+    {
+        return left_utf16(cn, SAM_MAX_UNITS)
+            .trim_end_matches(['.', ' '])
+            .to_string();
+    }
     let replaced: String = cn
         .chars()
         .filter(|c| !is_stripped_from_names(*c))
@@ -140,17 +170,16 @@ pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
     let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
     suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
     let base = sam_account_name(cn);
+    let mut lower = vec![base.to_lowercase()];
     let mut out = vec![base.clone()];
     for suffix in suffixes {
         let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
         let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
         let candidate = sam_account_name(&format!("{name}_{suffix}"));
-        if !candidate.is_empty()
-            && !out
-                .iter()
-                .any(|c: &String| c.to_lowercase() == candidate.to_lowercase())
-        {
+        let candidate_lower = candidate.to_lowercase();
+        if !candidate.is_empty() && !lower.contains(&candidate_lower) {
             out.push(candidate);
+            lower.push(candidate_lower);
         }
     }
     out
@@ -219,6 +248,11 @@ fn parsed_dn_key(dn: &str) -> String {
 
 /// Whether `dn` lies below `ou` (at any depth; `ou` itself is not below itself).
 pub fn is_under(dn: &str, ou: &str) -> bool {
+    // Plain DNs (the common case): their keys are their RDNs joined by commas that occur
+    // nowhere else, so "below" is "the key ends with a comma and the OU's key".
+    if let (Some(d), Some(o)) = (plain_dn_key(dn), plain_dn_key(ou)) {
+        return d.len() > o.len() && d.ends_with(&o) && d.as_bytes()[d.len() - o.len() - 1] == b',';
+    }
     match (parse_dn(dn), parse_dn(ou)) {
         (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
         _ => {
@@ -352,6 +386,32 @@ mod tests {
         fn plain_dn_key_agrees_with_the_parsed_key(dn in "[ a-zA-Z=,é0-9#+\\\\]{0,40}") {
             if let Some(plain) = plain_dn_key(&dn) {
                 prop_assert_eq!(plain, parsed_dn_key(&dn));
+            }
+        }
+    }
+
+    fn parsed_is_under(dn: &str, ou: &str) -> bool {
+        match (parse_dn(dn), parse_dn(ou)) {
+            (Some(d), Some(o)) => {
+                !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..]
+            }
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn is_under_of_plain_dns_agrees_with_the_parsed_comparison(
+            rdns in proptest::collection::vec("[ a-zA-Z]{1,3}=[ a-zA-Zé0-9]{1,4}", 1..5),
+            cut in 0usize..5,
+            case in any::<bool>(),
+        ) {
+            let dn = rdns.join(",");
+            let ou = rdns[cut.min(rdns.len() - 1)..].join(",");
+            let ou = if case { ou.to_uppercase() } else { ou };
+            if plain_dn_key(&dn).is_some() && plain_dn_key(&ou).is_some() {
+                prop_assert_eq!(is_under(&dn, &ou), parsed_is_under(&dn, &ou), "{} under {}", dn, ou);
+                prop_assert_eq!(is_under(&ou, &dn), parsed_is_under(&ou, &dn), "{} under {}", ou, dn);
             }
         }
     }

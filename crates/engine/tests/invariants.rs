@@ -6,8 +6,11 @@ mod fixture;
 use fixture::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
 use wb_engine::naming::dn_eq;
-use wb_engine::{EngineConfig, Naming, Rule, RuleKind, RuleMatch};
+use wb_engine::{
+    plan_groups, touched_by, Changes, EngineConfig, Input, Naming, Rule, RuleKind, RuleMatch,
+};
 use wb_model::{
     Action, AdObjectRef, CloudDeletion, CloudGroup, CloudSnapshot, Lookup, MemberKind, MemberRef,
     Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_SECURITY,
@@ -278,26 +281,33 @@ fn drift() -> impl Strategy<Value = Drift> {
         )
 }
 
-/// Changes an administrator makes by hand in AD between two cycles.
-fn apply_drift(t: &mut Tenant, d: &Drift) {
+/// Changes an administrator makes by hand in AD between two cycles; returns the
+/// objectGUIDs of the groups changed by hand (whose uSNChanged moves; AD's own updates of
+/// `member` values naming a renamed or deleted group do not count).
+fn apply_drift(t: &mut Tenant, d: &Drift) -> BTreeSet<String> {
+    let mut changed = BTreeSet::new();
     let n = t.ad.groups.len();
     if n == 0 {
-        return;
+        return changed;
     }
     if let Some(i) = d.group_type {
         t.ad.groups[i % n].group_type = GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY;
+        changed.insert(t.ad.groups[i % n].guid.clone());
     }
     if let Some(i) = d.hand_member {
         t.ad.groups[i % n].members.push(user_dn("Hand Added"));
+        changed.insert(t.ad.groups[i % n].guid.clone());
     }
     if let Some(i) = d.drop_member {
         t.ad.groups[i % n].members.pop();
+        changed.insert(t.ad.groups[i % n].guid.clone());
     }
     if let Some(i) = d.rename_by_hand {
         let g = &mut t.ad.groups[i % n];
         let old = g.dn.clone();
         g.dn = format!("CN=Renamed by hand {i},{OU}");
         g.cn = format!("Renamed by hand {i}");
+        changed.insert(g.guid.clone());
         let new = g.dn.clone();
         for other in t.ad.groups.iter_mut() {
             for m in other.members.iter_mut().filter(|m| dn_eq(m, &old)) {
@@ -307,11 +317,25 @@ fn apply_drift(t: &mut Tenant, d: &Drift) {
     }
     if let Some(i) = d.delete {
         let dn = t.ad.groups[i % n].dn.clone();
+        changed.insert(t.ad.groups[i % n].guid.clone());
         t.ad.groups.remove(i % n);
         for other in t.ad.groups.iter_mut() {
             other.members.retain(|m| !dn_eq(m, &dn));
         }
     }
+    changed
+}
+
+/// The ids whose entries differ between two maps (or that only one has).
+fn changed_ids<K: Ord + Clone, V: PartialEq>(
+    a: &BTreeMap<K, V>,
+    b: &BTreeMap<K, V>,
+) -> BTreeSet<K> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
 }
 
 fn check_invariants(t: &Tenant, plan: &Plan) -> Result<(), TestCaseError> {
@@ -385,7 +409,7 @@ proptest! {
         t.cycle();
         prop_assert!(t.plan().is_empty(), "not idempotent after the first cycle: {:#?}", t.plan().operations);
 
-        apply_drift(&mut t, &drift);
+        let _ = apply_drift(&mut t, &drift);
         let (cloud, found) = build_tenant(&users, &after);
         t.cloud = cloud;
         t.ad.resolutions.found = found.into_iter().collect();
@@ -396,5 +420,92 @@ proptest! {
         let third = t.plan();
         prop_assert!(third.is_empty(), "not idempotent: {:#?}\nafter {:#?}", third.operations, second.operations);
         prop_assert_eq!(t.plan(), third, "plans are deterministic");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// After a converged cycle, planning only the groups the changes touch gives the
+    /// operations of the full plan (same operations, same order) and the same outcomes
+    /// for the groups it plans — whatever changed: groups (properties, members, kind,
+    /// enablement, names, deletion), users and their resolution, AD by hand, the config.
+    #[test]
+    fn planning_what_changed_gives_the_full_plan(
+        users in vec((any::<bool>(), prop::bool::weighted(0.7), 0u8..3), USERS_N as usize),
+        user_changes in vec(prop::option::weighted(0.15, (any::<bool>(), prop::bool::weighted(0.7), 0u8..3)), USERS_N as usize),
+        before in vec(group_spec(), GROUPS as usize),
+        after in vec(group_spec(), GROUPS as usize),
+        keep in vec(prop::bool::weighted(0.8), GROUPS as usize),
+        config_before in config_spec(),
+        config_after in prop::option::weighted(0.15, config_spec()),
+        drift in drift(),
+        foreign in 0usize..3,
+    ) {
+        let (cloud, found) = build_tenant(&users, &before);
+        let mut t = Tenant { cloud, config: build_config(&config_before), ..Tenant::new() };
+        t.ad.resolutions.found.extend(found);
+        for n in 0..foreign {
+            let mut g = foreign_group(&format!("Foreign {n}"), OU, &format!("guid-foreign-{n}"));
+            if n == 1 {
+                g.admin_description = Some(format!("Group_{}", gid(77)));
+            }
+            t.ad.groups.push(g);
+        }
+        t.cycle();
+        prop_assert!(t.plan().is_empty(), "the first cycle converges");
+
+        // Changes: most groups and users keep their spec, the others take a new one.
+        let ad_guids = apply_drift(&mut t, &drift);
+        let users_after: Vec<_> = users
+            .iter()
+            .zip(&user_changes)
+            .map(|(u, c)| c.unwrap_or(*u))
+            .collect();
+        let mixed: Vec<GroupSpec> = before
+            .iter()
+            .zip(&after)
+            .zip(&keep)
+            .map(|((b, a), k)| if *k { b.clone() } else { a.clone() })
+            .collect();
+        let (cloud, found) = build_tenant(&users_after, &mixed);
+        let previous_found = std::mem::take(&mut t.ad.resolutions.found);
+        t.ad.resolutions.found = found.into_iter().collect();
+        let previous = t.previous.clone().unwrap_or_default();
+        let changes = Changes {
+            everything: config_after.is_some(),
+            groups: changed_ids(&previous.groups, &cloud.groups),
+            users: changed_ids(&previous.users, &cloud.users),
+            ad_guids,
+            lookups: changed_ids(&previous_found, &t.ad.resolutions.found),
+        };
+        t.cloud = cloud;
+        if let Some(c) = &config_after {
+            t.config = build_config(c);
+        }
+
+        let input = Input {
+            cloud: &t.cloud,
+            ad: &t.ad,
+            joins: &t.joins,
+            config: &t.config,
+            previous: t.previous.as_ref(),
+        };
+        let touched = touched_by(&input, &changes);
+        let full = t.plan();
+        let part = plan_groups(&input, &touched);
+        prop_assert_eq!(&part.operations, &full.operations, "touched {:?}", touched);
+        for outcome in &part.groups {
+            let whole = full.groups.iter().find(|g| g.id == outcome.id);
+            prop_assert_eq!(Some(outcome), whole);
+        }
+        for id in touched.iter().filter(|id| t.cloud.groups.contains_key(*id)) {
+            prop_assert!(part.groups.iter().any(|g| &g.id == id), "no outcome for touched {}", id);
+        }
+        prop_assert_eq!(&part.foreign, &full.foreign);
+        prop_assert_eq!(&part.notices, &full.notices);
+        if changes.everything {
+            prop_assert_eq!(&part, &full);
+        }
     }
 }

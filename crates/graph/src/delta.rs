@@ -301,17 +301,71 @@ fn merge_refs(
     new_added: Vec<MemberRef>,
     new_removed: Vec<MemberRef>,
 ) {
-    for m in new_removed {
-        added.retain(|a| a.id != m.id);
-        if !removed.iter().any(|r| r.id == m.id) {
-            removed.push(m);
+    if new_added.is_empty() && new_removed.is_empty() {
+        return;
+    }
+    let mut refs = RefMerge::new(std::mem::take(added), std::mem::take(removed));
+    refs.merge(new_added, new_removed);
+    (*added, *removed) = refs.finish();
+}
+
+/// Members added and removed over the sightings of one group in a round, indexed by id:
+/// each later sighting costs what it carries, not what came before (a round's pages may
+/// carry 250,000 member changes of one group). Same result as folding the sightings one
+/// by one: a later removal drops the id from the added ones, a later addition from the
+/// removed ones, and an id already listed is not listed again.
+#[derive(Debug, Default)]
+pub(crate) struct RefMerge {
+    added: Vec<Option<MemberRef>>,
+    removed: Vec<Option<MemberRef>>,
+    added_at: HashMap<String, Vec<usize>>,
+    removed_at: HashMap<String, Vec<usize>>,
+}
+
+impl RefMerge {
+    fn new(added: Vec<MemberRef>, removed: Vec<MemberRef>) -> Self {
+        let index = |refs: &[MemberRef]| {
+            let mut at: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, r) in refs.iter().enumerate() {
+                at.entry(r.id.clone()).or_default().push(i);
+            }
+            at
+        };
+        RefMerge {
+            added_at: index(&added),
+            removed_at: index(&removed),
+            added: added.into_iter().map(Some).collect(),
+            removed: removed.into_iter().map(Some).collect(),
         }
     }
-    for m in new_added {
-        removed.retain(|r| r.id != m.id);
-        if !added.iter().any(|a| a.id == m.id) {
-            added.push(m);
+
+    fn merge(&mut self, new_added: Vec<MemberRef>, new_removed: Vec<MemberRef>) {
+        for m in new_removed {
+            for i in self.added_at.remove(&m.id).unwrap_or_default() {
+                self.added[i] = None;
+            }
+            if !self.removed_at.contains_key(&m.id) {
+                self.removed_at
+                    .insert(m.id.clone(), vec![self.removed.len()]);
+                self.removed.push(Some(m));
+            }
         }
+        for m in new_added {
+            for i in self.removed_at.remove(&m.id).unwrap_or_default() {
+                self.removed[i] = None;
+            }
+            if !self.added_at.contains_key(&m.id) {
+                self.added_at.insert(m.id.clone(), vec![self.added.len()]);
+                self.added.push(Some(m));
+            }
+        }
+    }
+
+    fn finish(self) -> (Vec<MemberRef>, Vec<MemberRef>) {
+        (
+            self.added.into_iter().flatten().collect(),
+            self.removed.into_iter().flatten().collect(),
+        )
     }
 }
 
@@ -389,17 +443,26 @@ impl UserPatch {
 pub(crate) struct RoundChanges<T> {
     order: Vec<ObjectId>,
     by_id: HashMap<ObjectId, T>,
+    /// Groups seen more than once: their member and owner changes, merged by id, put
+    /// back into the group's change at the end of the round.
+    refs: HashMap<ObjectId, [RefMerge; 2]>,
 }
 
-impl<T> RoundChanges<T> {
+impl<T: DeltaItem> RoundChanges<T> {
     pub(crate) fn new() -> Self {
         RoundChanges {
             order: Vec::new(),
             by_id: HashMap::new(),
+            refs: HashMap::new(),
         }
     }
 
     pub(crate) fn into_changes(mut self) -> Vec<T> {
+        for (id, refs) in std::mem::take(&mut self.refs) {
+            if let Some(change) = self.by_id.get_mut(&id) {
+                change.put_refs(refs);
+            }
+        }
         self.order
             .iter()
             .filter_map(|id| self.by_id.remove(id))
@@ -414,6 +477,7 @@ impl<T> RoundChanges<T> {
         if !self.by_id.contains_key(&id) {
             self.order.push(id.clone());
         }
+        self.refs.remove(&id);
         self.by_id.insert(id, change);
     }
 }
@@ -421,8 +485,28 @@ impl<T> RoundChanges<T> {
 impl RoundChanges<GroupChange> {
     pub(crate) fn add(&mut self, change: GroupChange) {
         let id = change.id().to_string();
-        match (self.slot(&id), change) {
-            (Some(GroupChange::Upsert(earlier)), GroupChange::Upsert(later)) => {
+        match (self.by_id.get_mut(&id), change) {
+            (Some(GroupChange::Upsert(earlier)), GroupChange::Upsert(mut later)) => {
+                let [members, owners] = self.refs.entry(id).or_insert_with(|| {
+                    [
+                        RefMerge::new(
+                            std::mem::take(&mut earlier.members_added),
+                            std::mem::take(&mut earlier.members_removed),
+                        ),
+                        RefMerge::new(
+                            std::mem::take(&mut earlier.owners_added),
+                            std::mem::take(&mut earlier.owners_removed),
+                        ),
+                    ]
+                });
+                members.merge(
+                    std::mem::take(&mut later.members_added),
+                    std::mem::take(&mut later.members_removed),
+                );
+                owners.merge(
+                    std::mem::take(&mut later.owners_added),
+                    std::mem::take(&mut later.owners_removed),
+                );
                 earlier.merge(later)
             }
             // A removal, or a sighting after a removal (a restore), replaces what came
@@ -448,6 +532,8 @@ pub(crate) trait DeltaItem: Sized {
     const KIND: &'static str;
     fn parse(item: &Value) -> Result<Self, String>;
     fn add_to(self, round: &mut RoundChanges<Self>);
+    /// Puts back the member and owner changes merged over the round's sightings.
+    fn put_refs(&mut self, _refs: [RefMerge; 2]) {}
 }
 
 impl DeltaItem for GroupChange {
@@ -457,6 +543,12 @@ impl DeltaItem for GroupChange {
     }
     fn add_to(self, round: &mut RoundChanges<Self>) {
         round.add(self)
+    }
+    fn put_refs(&mut self, [members, owners]: [RefMerge; 2]) {
+        if let GroupChange::Upsert(patch) = self {
+            (patch.members_added, patch.members_removed) = members.finish();
+            (patch.owners_added, patch.owners_removed) = owners.finish();
+        }
     }
 }
 
@@ -494,6 +586,81 @@ mod tests {
             kind: MemberKind::User,
             id: id.into(),
         }
+    }
+
+    /// The former algorithm (a scan per member), as the reference.
+    fn merge_refs_one_by_one(
+        added: &mut Vec<MemberRef>,
+        removed: &mut Vec<MemberRef>,
+        new_added: Vec<MemberRef>,
+        new_removed: Vec<MemberRef>,
+    ) {
+        for m in new_removed {
+            added.retain(|a| a.id != m.id);
+            if !removed.iter().any(|r| r.id == m.id) {
+                removed.push(m);
+            }
+        }
+        for m in new_added {
+            removed.retain(|r| r.id != m.id);
+            if !added.iter().any(|a| a.id == m.id) {
+                added.push(m);
+            }
+        }
+    }
+
+    #[test]
+    fn later_sightings_of_members_win_as_before() {
+        let refs = |ids: &[&str]| ids.iter().map(|i| user(i)).collect::<Vec<_>>();
+        let cases = [
+            (
+                refs(&["a", "b", "c"]),
+                refs(&["d", "e"]),
+                refs(&["c", "d", "f", "f"]),
+                refs(&["a", "e", "g", "g", "b"]),
+            ),
+            (refs(&[]), refs(&["a"]), refs(&["a", "a"]), refs(&["a"])),
+            (refs(&["x"]), refs(&[]), refs(&[]), refs(&[])),
+        ];
+        for (added, removed, new_added, new_removed) in cases {
+            let (mut a1, mut r1) = (added.clone(), removed.clone());
+            merge_refs(&mut a1, &mut r1, new_added.clone(), new_removed.clone());
+            let (mut a2, mut r2) = (added, removed);
+            merge_refs_one_by_one(&mut a2, &mut r2, new_added, new_removed);
+            assert_eq!((a1, r1), (a2, r2));
+        }
+    }
+
+    #[test]
+    fn a_round_of_a_250000_member_group_merges_its_pages_quickly() {
+        let id = |n: usize| format!("{n:08x}-0000-4000-8000-000000000000");
+        let page = |added: Vec<MemberRef>, removed: Vec<MemberRef>| {
+            GroupChange::Upsert(GroupPatch {
+                id: "g1".into(),
+                members_added: added,
+                members_removed: removed,
+                ..GroupPatch::default()
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut round = RoundChanges::<GroupChange>::new();
+        // 500 pages of 500 member entries, as Graph and graph-sim page them; the last page
+        // removes one of the first page's members.
+        for p in 0..500 {
+            round.add(page(
+                (0..500).map(|k| user(&id(p * 500 + k))).collect(),
+                Vec::new(),
+            ));
+        }
+        round.add(page(Vec::new(), vec![user(&id(7))]));
+        let changes = round.into_changes();
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        let [GroupChange::Upsert(p)] = &changes[..] else {
+            panic!("expected one upsert")
+        };
+        assert_eq!(p.members_added.len(), 249_999);
+        assert_eq!(p.members_added[7], user(&id(8)));
+        assert_eq!(p.members_removed, vec![user(&id(7))]);
     }
 
     #[test]
