@@ -557,12 +557,12 @@ async fn cycle(
         }
     }
 
-    let (state, stored_image) = match sx.memory.take() {
-        Some(m) => (m.state, m.image),
+    let (state, stored_image, last_plan) = match sx.memory.take() {
+        Some(m) => (m.state, m.image, Some(m.last_plan)),
         None => {
             let state = store.load()?;
             let image = crate::adimage::load(store, state.ad_image.as_deref())?;
-            (state, image)
+            (state, image, None)
         }
     };
     let mut import = import_cloud(
@@ -591,13 +591,73 @@ async fn cycle(
     .await?;
     info!(how = %image.changes.how, "AD image");
     let ad_snapshot = &image.snapshot;
-    let plan = wb_engine::plan(&wb_engine::Input {
+    let input = wb_engine::Input {
         cloud: &import.cloud,
         ad: ad_snapshot,
         joins: &state.joins,
         config: &cfg.engine,
         previous: (!state.cloud.groups.is_empty()).then_some(&state.cloud),
-    });
+    };
+    // Plan what changed: everything after a full round or a full AD read, when the
+    // configuration changed or the last cycle left something to retry, or for `plan` and
+    // `explain` (which show every member's fate); else the groups the cloud rounds, the AD
+    // changes and the resolution changes touch (the engine adds what they drag along).
+    let settled_before = meta
+        .quiet_fingerprint
+        .as_deref()
+        .and_then(|f| quiet_since(f, cfg, &image.meta.dc.service))
+        .is_some();
+    let last_plan = match last_plan {
+        Some(p) => Some(p),
+        None if settled_before && !opts.plan_only => store.last_outcomes()?,
+        None => None,
+    };
+    let everything = opts.plan_only
+        || import.full
+        || image.changes.replaced
+        || !settled_before
+        || last_plan.is_none();
+    let plan = if everything {
+        wb_engine::plan(&input)
+    } else {
+        let (groups, _) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
+        let (users, gone_users) = diff_map(&state.cloud.users, &import.cloud.users, false);
+        let (_, gone_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
+        let c = &image.changes;
+        let changes = wb_engine::Changes {
+            everything: false,
+            groups: groups.into_iter().cloned().chain(gone_groups).collect(),
+            users: users.into_iter().cloned().chain(gone_users).collect(),
+            ad_guids: c
+                .groups_upsert
+                .iter()
+                .chain(&c.groups_remove)
+                .cloned()
+                .collect(),
+            lookups: c
+                .lookups_upsert
+                .iter()
+                .chain(&c.lookups_remove)
+                .cloned()
+                .collect(),
+        };
+        let touched = wb_engine::touched_by(&input, &changes);
+        let partial = wb_engine::plan_groups(&input, &touched);
+        // The end-to-end tests check every incremental plan against the full one.
+        if std::env::var_os("WRITEBACK_CHECK_INCREMENTAL").is_some() {
+            let full = wb_engine::plan(&input);
+            assert_eq!(
+                partial.operations, full.operations,
+                "the plan of what changed differs from the full plan (touched: {touched:?})"
+            );
+        }
+        info!(
+            touched = touched.len(),
+            planned = partial.groups.len(),
+            "planned what changed"
+        );
+        merge_outcomes(partial, last_plan.unwrap_or_default(), &import.cloud)
+    };
     let counts = plan.counts();
     info!(
         mode = %mode,
@@ -834,6 +894,23 @@ async fn cycle(
         held_back: outcome.held_back,
         drift,
     })
+}
+
+/// A plan of some groups, completed with the outcomes of the others from the last plan
+/// (what `status` and the run history show stays whole); groups gone from the cloud drop
+/// out. Outcomes in the engine's order (by name, then id).
+fn merge_outcomes(mut partial: Plan, last: Plan, cloud: &CloudSnapshot) -> Plan {
+    let planned: std::collections::HashSet<String> =
+        partial.groups.iter().map(|g| g.id.clone()).collect();
+    partial.groups.extend(
+        last.groups
+            .into_iter()
+            .filter(|g| !planned.contains(&g.id) && cloud.groups.contains_key(&g.id)),
+    );
+    partial
+        .groups
+        .sort_by(|a, b| (a.name.as_str(), &a.id).cmp(&(b.name.as_str(), &b.id)));
+    partial
 }
 
 /// Ids whose value is new or changed, and ids that are gone.

@@ -243,6 +243,7 @@ state = "state.db"
             .env("WB_E2E_SECRET", CLIENT_SECRET)
             .env("WB_E2E_AD_PASSWORD", &self.dc.password)
             .env("WRITEBACK_LOG", "warn")
+            .env("WRITEBACK_CHECK_INCREMENTAL", "1")
             .output()
             .expect("writeback runs");
         SyncResult {
