@@ -193,7 +193,7 @@ impl AdConnector {
 }
 
 /// `DC=corp,DC=example` → `corp.example`.
-fn dns_name(base_dn: &str) -> String {
+pub(crate) fn dns_name(base_dn: &str) -> String {
     base_dn
         .split(',')
         .filter_map(|rdn| {

@@ -1,8 +1,10 @@
 //! wb-ad: writeback's LDAP connector to Active Directory — connect and bind, detect the
-//! schema, read groups (paged, with member range retrieval), resolve members, apply actions.
+//! schema, read groups (paged, with member range retrieval), resolve members, apply actions,
+//! and (`acl`) read and extend the permissions of the managed OUs.
 //!
 //! It knows LDAP and AD, nothing of writeback's rules: the engine decides, this crate sends.
 
+pub mod acl;
 mod changes;
 mod error;
 mod export;

@@ -234,6 +234,31 @@ pub struct StateConfig {
     pub state: PathBuf,
 }
 
+/// What the AD admin commands (`writeback ad …`) need: the `[ad]` settings with their
+/// password, and the managed OUs. Loaded without reading the Graph credential.
+#[derive(Debug, Clone)]
+pub struct AdAdminConfig {
+    pub ad: AdSettings,
+    /// `ad.ou` and every `writeback.rule[].ou`, without duplicates.
+    pub managed_ous: Vec<String>,
+}
+
+impl AdSettings {
+    /// The connector's settings.
+    pub fn connector(&self) -> wb_ad::AdConfig {
+        wb_ad::AdConfig {
+            url: self.url.clone(),
+            bind_dn: self.bind_dn.clone(),
+            password: self.password.expose().to_string(),
+            starttls: self.starttls,
+            ca_file: self.ca_file.clone(),
+            tls_verify: self.tls_verify,
+            base_dn: self.base_dn.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
 fn duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
     let text = v.unwrap_or(default);
     let d = humantime::parse_duration(text).map_err(|e| {
@@ -270,6 +295,8 @@ pub fn dn_is_under(dn: &str, base: &str) -> bool {
 enum Secrets {
     Resolve,
     Skip,
+    /// `ad.password` only.
+    AdOnly,
 }
 
 impl Config {
@@ -286,6 +313,18 @@ impl Config {
         let cfg = Self::parse_with(&text, path, Secrets::Skip)?;
         // The Config with unread secrets never leaves this module: nothing can bind with it.
         Ok(StateConfig { state: cfg.state })
+    }
+
+    /// Reads and validates the file at `path`, resolving `ad.password` but no Graph
+    /// credential: for the AD admin commands, which talk only to AD.
+    pub fn load_for_ad(path: &Path) -> Result<AdAdminConfig, ConfigError> {
+        let text = read(path)?;
+        let cfg = Self::parse_with(&text, path, Secrets::AdOnly)?;
+        // As above: the Config with an unread Graph credential never leaves this module.
+        Ok(AdAdminConfig {
+            managed_ous: cfg.engine.managed_ous(),
+            ad: cfg.ad,
+        })
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -321,7 +360,8 @@ impl Config {
     fn validate(raw: RawConfig, base: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let resolve = |s: &SecretSource, key: &str| match secrets {
             Secrets::Resolve => s.resolve(key, base),
-            Secrets::Skip => Ok(Secret::default()),
+            Secrets::AdOnly if key == "ad.password" => s.resolve(key, base),
+            Secrets::Skip | Secrets::AdOnly => Ok(Secret::default()),
         };
         let g = raw.graph;
         if g.tenant.trim().is_empty() {
@@ -344,7 +384,7 @@ impl Config {
                 ))
             }
             (Some(s), None) => GraphCredential::Secret(resolve(&s, "graph.client_secret")?),
-            (None, Some(_)) if secrets == Secrets::Skip => GraphCredential::Certificate {
+            (None, Some(_)) if secrets != Secrets::Resolve => GraphCredential::Certificate {
                 cert_pem: String::new(),
                 key_pem: Secret::default(),
             },
@@ -730,6 +770,30 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
             Config::load_for_state(&path).unwrap_err().key,
             "writeback.interval"
         );
+    }
+
+    #[test]
+    fn the_ad_commands_read_the_ad_password_but_no_graph_credential() {
+        let text = GOOD.replace("\"s3cret-value\"", "{ env = \"WB_TEST_SECRET_NEVER_SET\" }");
+        let dir = std::env::temp_dir().join(format!("wbcfg-ad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("writeback.toml");
+        std::fs::write(&path, &text).unwrap();
+        let ad = Config::load_for_ad(&path).unwrap();
+        assert_eq!(ad.ad.password.expose(), "pw");
+        assert_eq!(
+            ad.managed_ous,
+            Config::parse(GOOD, &path).unwrap().engine.managed_ous()
+        );
+        std::fs::write(
+            &path,
+            text.replace(
+                "password = \"pw\"",
+                "password = { env = \"WB_TEST_AD_PW_NEVER_SET\" }",
+            ),
+        )
+        .unwrap();
+        assert_eq!(Config::load_for_ad(&path).unwrap_err().key, "ad.password");
     }
 
     #[test]

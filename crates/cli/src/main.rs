@@ -8,6 +8,7 @@ mod cycle;
 mod daemon;
 mod drift;
 mod export;
+mod grant;
 mod guard;
 mod preflight;
 mod render;
@@ -121,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: cloud::CloudCommand,
     },
+    /// Active Directory admin commands: `ad grant-permissions` gives the service account its
+    /// rights on the managed OUs. They need the [ad] settings only (no Graph credential).
+    Ad {
+        #[command(subcommand)]
+        command: grant::AdCommand,
+    },
 }
 
 impl Command {
@@ -213,6 +220,15 @@ async fn dispatch(cli: Cli) -> i32 {
             }
         };
     }
+    if let Command::Ad { command } = cli.command {
+        return match Config::load_for_ad(&cli.config) {
+            Ok(c) => grant::run(&c, command, cli.json).await,
+            Err(e) => {
+                eprintln!("error: configuration {}: {e}", cli.config.display());
+                2
+            }
+        };
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -283,5 +299,7 @@ async fn dispatch(cli: Cli) -> i32 {
             code
         }
         Command::Cloud { command } => cloud::run(&cfg, command, cli.json).await,
+        // Dispatched above, with the configuration loaded without the Graph credential.
+        Command::Ad { .. } => 2,
     }
 }

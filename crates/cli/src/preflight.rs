@@ -287,7 +287,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
                 "ad.rights.create",
                 Verdict::Fail,
                 e.to_string(),
-                format!("grant the bind account 'Create group objects' on {ou}"),
+                format!("grant the bind account 'Create group objects' on {ou}{GRANT_HINT}"),
             ));
             return out;
         }
@@ -307,7 +307,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
             "ad.rights.modify",
             Verdict::Fail,
             e.to_string(),
-            format!("grant 'Write all properties' on group objects in {ou}"),
+            format!("grant 'Write all properties' on group objects in {ou}{GRANT_HINT}"),
         ),
     });
     let new_rdn = format!("CN={cn}-renamed");
@@ -329,7 +329,7 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
                 "ad.rights.rename",
                 Verdict::Fail,
                 e.to_string(),
-                format!("grant 'Write name' and 'Write cn' on group objects in {ou}"),
+                format!("grant 'Write name' and 'Write cn' on group objects in {ou}{GRANT_HINT}"),
             ));
             dn
         }
@@ -347,12 +347,15 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
                 "ad.rights.delete",
                 Verdict::Fail,
                 format!("{e} — the probe {current} is left behind; delete it by hand"),
-                format!("grant 'Delete group objects' on {ou}"),
+                format!("grant 'Delete group objects' on {ou}{GRANT_HINT}"),
             ),
         },
     );
     out
 }
+
+/// How to give every right at once, appended to each rights check's fix.
+const GRANT_HINT: &str = " — or run `writeback ad grant-permissions --account <the bind account>` with an admin's config: it grants all of them";
 
 /// The `roles` claim of an Entra access token (a JWT); `None` for opaque tokens.
 fn token_roles(token: &str) -> Option<Vec<String>> {
