@@ -9,9 +9,11 @@ mod daemon;
 mod drift;
 mod export;
 mod guard;
+mod metrics;
 mod preflight;
 mod render;
 mod thresholds;
+mod web;
 
 use clap::{Parser, Subcommand};
 use config::Config;
