@@ -572,7 +572,7 @@ fn state_section(shared: &Shared, last_run: Option<&RunRecord>) -> Markup {
 fn groups_table(p: &Plan, drift: &BTreeMap<&str, usize>) -> Markup {
     html! {
         table.list {
-            thead { tr { th { "group" } th { "AD" } th.num { "members" } th.num { "drift 24 h" } th { "decision" } th.num { "errors" } } }
+            thead { tr { th { "group" } th { "AD" } th.num { "members" } th.num { "drift (24h)" } th { "decision" } th.num { "errors" } } }
             tbody {
                 @for g in &p.groups {
                     tr {
@@ -747,7 +747,7 @@ fn operations(p: &Plan, only: Option<&str>) -> Markup {
     let ops: Vec<_> = p
         .operations
         .iter()
-        .filter(|o| only.map_or(true, |g| o.group == g))
+        .filter(|o| only.is_none_or(|g| o.group == g))
         .collect();
     if ops.is_empty() {
         return html! { p { "No changes: AD matched the cloud." } };
