@@ -228,6 +228,9 @@ pub struct AdSettings {
 pub struct DashboardSettings {
     /// `None` when `enabled = false`: no listener at all.
     pub listen: Option<std::net::SocketAddr>,
+    /// `listen` was not in the file: the default address, which another process (another
+    /// writeback on the host) may hold — then the daemon runs without the dashboard.
+    pub listen_is_default: bool,
     /// Required for every page, `/metrics` and POST when set (bearer or login cookie).
     pub token: Option<Secret>,
 }
@@ -607,6 +610,7 @@ fn dashboard_settings(
     if d.enabled == Some(false) {
         return Ok(DashboardSettings {
             listen: None,
+            listen_is_default: d.listen.is_none(),
             token,
         });
     }
@@ -615,6 +619,7 @@ fn dashboard_settings(
     }
     Ok(DashboardSettings {
         listen: Some(listen),
+        listen_is_default: d.listen.is_none(),
         token,
     })
 }
@@ -795,6 +800,7 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.dashboard.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(c.dashboard.token.is_none());
+        assert!(c.dashboard.listen_is_default);
         let c = parse(&format!("{GOOD}\n[dashboard]\nenabled = false\n")).unwrap();
         assert_eq!(c.dashboard.listen, None);
         let c = parse(&format!(

@@ -105,9 +105,16 @@ impl Dashboard {
             sync_tx,
         });
         if let Some(addr) = cfg.dashboard.listen {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("dashboard.listen: cannot listen on {addr}: {e}"))?;
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                // The default address may be another writeback's on this host: syncing
+                // matters more than the dashboard. An address the file names must work.
+                Err(e) if cfg.dashboard.listen_is_default => {
+                    tracing::warn!(%addr, error = %e, "the dashboard's default address is taken: running without the dashboard (set dashboard.listen, or enabled = false)");
+                    return Ok(Dashboard { shared, sync_rx });
+                }
+                Err(e) => return Err(format!("dashboard.listen: cannot listen on {addr}: {e}")),
+            };
             let local = listener.local_addr().unwrap_or(addr);
             let app = router(shared.clone());
             tokio::spawn(async move {

@@ -314,9 +314,9 @@ async fn the_dashboard_shows_runs_groups_drift_and_metrics_behind_the_token() {
     assert_eq!(st, 404);
 
     // Counters move with a cycle.
-    let before = metrics(&http, &d, true).await;
+    // (Ready may come from the one-shot sync's run in the store, before the daemon's first.)
+    let before = metrics_until(&http, &d, true, "a cycle", |s| cycles(s) >= 1.0).await;
     let n = cycles(&before);
-    assert!(n >= 1.0, "a cycle ran");
     let after = metrics_until(&http, &d, true, "another cycle", |s| cycles(s) > n).await;
     assert!(value(&after, "writeback_graph_requests_total", &[]).unwrap_or(0.0) >= 2.0);
     assert!(
@@ -626,4 +626,17 @@ async fn a_browser_renders_the_overview_a_run_and_a_group() {
             std::fs::copy(out_dir.join(file), docs.join(file)).expect("copy to docs/");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_address_that_cannot_be_bound_stops_the_daemon_naming_the_key() {
+    let mut w = World::new("dash-busy").await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().unwrap().port();
+    w.rules_toml = format!("\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n");
+    w.write_config();
+    let r = w.writeback(&["run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("dashboard.listen"), "{}", r.stderr);
+    drop(taken);
 }
