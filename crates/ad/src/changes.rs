@@ -153,7 +153,7 @@ impl AdConnector {
                 },
             ];
             let timeout = self.timeout;
-            self.searches += 1;
+            self.count_search();
             let result = self
                 .ldap
                 .with_timeout(timeout)

@@ -13,6 +13,14 @@ mod read;
 mod resolve;
 pub mod values;
 
+/// LDAP search requests sent by every connector of this process (for its metrics).
+static SEARCHES_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// LDAP search requests sent so far by every connector of this process (each page counts).
+pub fn searches_total() -> u64 {
+    SEARCHES_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub use changes::{ChangedObject, DcState};
 pub use error::AdError;
 pub use export::{Applied, MemberError};
@@ -133,6 +141,11 @@ impl AdConnector {
     /// Count of LDAP search requests sent so far (each page of a paged search counts).
     pub fn searches(&self) -> u64 {
         self.searches
+    }
+
+    fn count_search(&mut self) {
+        self.searches += 1;
+        SEARCHES_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether member modifies carry the permissive-modify control (default on). Off, the

@@ -194,7 +194,7 @@ impl AdConnector {
         attrs: &[&str],
         operation: &str,
     ) -> Result<Option<SearchEntry>, AdError> {
-        self.searches += 1;
+        self.count_search();
         let result = self
             .op()
             .search(dn, Scope::Base, filter, attrs.to_vec())
@@ -269,7 +269,7 @@ impl AdConnector {
             Box::new(PagedResults::new(PAGE_SIZE)),
         ];
         let timeout = self.timeout;
-        self.searches += 1;
+        self.count_search();
         let mut stream = self
             .ldap
             .with_timeout(timeout)

@@ -87,6 +87,17 @@ struct RawConfig {
     ad: RawAd,
     #[serde(default)]
     writeback: RawWriteback,
+    #[serde(default)]
+    dashboard: RawDashboard,
+}
+
+/// `[dashboard]`: the web dashboard and service endpoints of `writeback run`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    token: Option<SecretSource>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +222,19 @@ pub struct AdSettings {
     pub timeout: Duration,
 }
 
+/// `[dashboard]`, validated: where `writeback run` serves the dashboard, `/metrics`,
+/// `/healthz` and `/readyz`, and the token that protects it (when set).
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    /// `None` when `enabled = false`: no listener at all.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `listen` was not in the file: the default address, which another process (another
+    /// writeback on the host) may hold — then the daemon runs without the dashboard.
+    pub listen_is_default: bool,
+    /// Required for every page, `/metrics` and POST when set (bearer or login cookie).
+    pub token: Option<Secret>,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -226,6 +250,7 @@ pub struct Config {
     /// More creates than this in one cycle (after the first) → nothing is created (exit 4).
     pub create_threshold: usize,
     pub staging: bool,
+    pub dashboard: DashboardSettings,
 }
 
 /// What the read-only commands need: the state file. Loaded without resolving secrets.
@@ -571,6 +596,7 @@ impl Config {
                 ou: r.ou,
             });
         }
+        let dashboard = dashboard_settings(raw.dashboard, &resolve)?;
         let engine = EngineConfig {
             naming,
             default_ou: ad.ou.clone(),
@@ -595,10 +621,47 @@ impl Config {
             member_removal_threshold: w.member_removal_threshold.unwrap_or(10_000),
             create_threshold: w.create_threshold.unwrap_or(1_000),
             staging: w.staging.unwrap_or(false),
+            dashboard,
             ad,
             engine,
         })
     }
+}
+
+/// The dashboard's default address: loopback only.
+pub const DEFAULT_DASHBOARD_LISTEN: &str = "127.0.0.1:8080";
+
+fn dashboard_settings(
+    d: RawDashboard,
+    resolve: &dyn Fn(&SecretSource, &str) -> Result<Secret, ConfigError>,
+) -> Result<DashboardSettings, ConfigError> {
+    let text = d.listen.as_deref().unwrap_or(DEFAULT_DASHBOARD_LISTEN);
+    let listen: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+        err(
+            "dashboard.listen",
+            format!("{text:?} is not an address and port like \"127.0.0.1:8080\" (to turn the dashboard off: enabled = false)"),
+        )
+    })?;
+    let token = d
+        .token
+        .as_ref()
+        .map(|t| resolve(t, "dashboard.token"))
+        .transpose()?;
+    if d.enabled == Some(false) {
+        return Ok(DashboardSettings {
+            listen: None,
+            listen_is_default: d.listen.is_none(),
+            token,
+        });
+    }
+    if token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "dashboard.listen is not a loopback address and no dashboard.token is set: anyone who reaches it can read the dashboard and start a cycle");
+    }
+    Ok(DashboardSettings {
+        listen: Some(listen),
+        listen_is_default: d.listen.is_none(),
+        token,
+    })
 }
 
 #[cfg(test)]
@@ -794,6 +857,40 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
         )
         .unwrap();
         assert_eq!(Config::load_for_ad(&path).unwrap_err().key, "ad.password");
+    }
+
+    #[test]
+    fn the_dashboard_listens_on_loopback_by_default_and_can_be_turned_off() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.dashboard.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(c.dashboard.token.is_none());
+        assert!(c.dashboard.listen_is_default);
+        let c = parse(&format!("{GOOD}\n[dashboard]\nenabled = false\n")).unwrap();
+        assert_eq!(c.dashboard.listen, None);
+        let c = parse(&format!(
+            "{GOOD}\n[dashboard]\nlisten = \"127.0.0.1:9310\"\ntoken = \"dash-secret\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.dashboard.listen, Some("127.0.0.1:9310".parse().unwrap()));
+        assert_eq!(
+            c.dashboard.token.as_ref().map(Secret::expose),
+            Some("dash-secret")
+        );
+        assert!(!format!("{c:?}").contains("dash-secret"));
+        for (extra, key) in [
+            ("listen = \"localhost\"", "dashboard.listen"),
+            ("listen = \"\"", "dashboard.listen"),
+            ("token = \"\"", "dashboard.token"),
+            (
+                "token = { env = \"WB_TEST_DASH_UNSET\" }",
+                "dashboard.token",
+            ),
+            ("port = 8080", "dashboard.port"),
+            ("enabled = \"no\"", "dashboard.enabled"),
+        ] {
+            let e = parse(&format!("{GOOD}\n[dashboard]\n{extra}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{extra}: {e}");
+        }
     }
 
     #[test]

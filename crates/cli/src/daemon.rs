@@ -49,6 +49,13 @@ pub async fn run(cfg: &Config) -> i32 {
             return e.exit_code();
         }
     };
+    let mut dashboard = match crate::web::Dashboard::start(cfg).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return 2;
+        }
+    };
     // Consecutive failed cycles, and when the first of them failed.
     let mut failures = 0u32;
     let mut outage_since = std::time::Instant::now();
@@ -91,9 +98,11 @@ pub async fn run(cfg: &Config) -> i32 {
                     member_removes = report.counts.member_removes,
                     deletes = report.counts.deletes,
                     "cycle done"
-                )
+                );
+                dashboard.cycle_done(report, cycle_started.elapsed());
             }
             Some(Err(e)) => {
+                dashboard.cycle_failed(&e, cycle_started.elapsed());
                 failures = failures.saturating_add(1);
                 let wait = next_wait(cfg.interval, failures);
                 if failures == 1 {
@@ -111,8 +120,10 @@ pub async fn run(cfg: &Config) -> i32 {
             return 0;
         }
         let next = cycle_started + next_wait(cfg.interval, failures);
+        dashboard.next_cycle_at(next);
         tokio::select! {
             _ = sleep_until(next) => {},
+            _ = dashboard.sync_requested() => info!("sync now: requested from the dashboard"),
             _ = term.recv() => { info!("writeback daemon stopped"); return 0; }
             _ = int.recv() => { info!("writeback daemon stopped"); return 0; }
         }

@@ -10,9 +10,11 @@ mod drift;
 mod export;
 mod grant;
 mod guard;
+mod metrics;
 mod preflight;
 mod render;
 mod thresholds;
+mod web;
 
 use clap::{Parser, Subcommand};
 use config::Config;

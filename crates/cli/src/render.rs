@@ -15,7 +15,7 @@ fn print_json(v: &impl serde::Serialize) {
     }
 }
 
-fn counts_line(c: &PlanCounts) -> String {
+pub(crate) fn counts_line(c: &PlanCounts) -> String {
     format!(
         "{} created, {} renamed, {} modified, {} member adds, {} member removals, {} deleted",
         c.creates, c.renames, c.modifies, c.member_adds, c.member_removes, c.deletes
@@ -42,7 +42,7 @@ pub fn decision_text(d: &Decision) -> String {
     }
 }
 
-fn state_text(s: &AdState) -> &'static str {
+pub(crate) fn state_text(s: &AdState) -> &'static str {
     match s {
         AdState::Absent => "-",
         AdState::ToCreate => "to create",
@@ -140,7 +140,7 @@ fn drift_summary(events: &[wb_model::DriftEvent]) {
     }
 }
 
-fn action_lines(a: &Action) -> Vec<String> {
+pub(crate) fn action_lines(a: &Action) -> Vec<String> {
     match a {
         Action::Create {
             dn,

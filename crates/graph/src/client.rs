@@ -35,6 +35,15 @@ const MAX_NETWORK_RETRIES: u32 = 2;
 /// Graph's limit of requests in one `$batch`.
 const MAX_BATCH: usize = 20;
 
+/// Graph answers that throttled a request (429/503/504, a `$batch` item counted as one),
+/// for every client of this process: its metrics.
+static THROTTLED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Requests Graph throttled so far, every client of this process (each retried).
+pub fn throttled_total() -> u64 {
+    THROTTLED_TOTAL.load(Ordering::Relaxed)
+}
+
 /// A Microsoft Graph client; cheap to clone (shares its token cache and request count).
 #[derive(Clone)]
 pub struct GraphClient {
@@ -428,6 +437,7 @@ impl GraphClient {
             }
             if matches!(status, 429 | 503 | 504) && attempt < inner.cfg.max_retries {
                 let wait = wait.unwrap_or_else(|| backoff(attempt));
+                THROTTLED_TOTAL.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%method, url = %shown, status, attempt,
                     wait_ms = wait.as_millis() as u64, "Graph throttled the request, retrying");
                 tokio::time::sleep(wait).await;
@@ -730,6 +740,7 @@ impl GraphClient {
                 }
                 if !throttled.is_empty() {
                     let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    THROTTLED_TOTAL.fetch_add(throttled.len() as u64, Ordering::Relaxed);
                     tracing::warn!(
                         throttled = throttled.len(),
                         attempt,

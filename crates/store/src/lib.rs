@@ -480,6 +480,45 @@ impl Store {
         Ok(runs)
     }
 
+    /// The latest `limit` runs, newest first, without their plans (`plan` is `None`): run
+    /// lists (the dashboard) cost the same at any tenant size.
+    pub fn run_summaries(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let columns = RUN_COLUMNS.replace(", plan, ", ", NULL, ");
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{columns} ORDER BY id DESC LIMIT ?1"))
+            .map_err(sql("read runs"))?;
+        let rows = stmt
+            .query_map([limit], RawRun::from_row)
+            .map_err(sql("read runs"))?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.push(row.map_err(sql("read runs"))?.decode()?);
+        }
+        Ok(runs)
+    }
+
+    /// When the latest run with one of `statuses` finished.
+    pub fn last_finished(
+        &self,
+        statuses: &[RunStatus],
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let marks = vec!["?"; statuses.len()].join(", ");
+        let at: Option<String> = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT finished_at FROM runs WHERE status IN ({marks}) ORDER BY id DESC LIMIT 1"
+                ),
+                rusqlite::params_from_iter(statuses.iter().map(|s| s.as_str())),
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("read runs"))?;
+        at.map(|t| parse_time("run end", &t)).transpose()
+    }
+
     /// One run by id.
     pub fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
         let raw = self

@@ -339,6 +339,38 @@ fn runs_are_listed_newest_first_and_limited() {
 }
 
 #[test]
+fn run_summaries_leave_plans_out_and_the_last_good_run_is_found_by_status() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.last_finished(&[RunStatus::Success]).unwrap(), None);
+    let t0 = datetime!(2026-03-01 0:00 UTC);
+    let mut ok = run("delta", RunStatus::Success, t0);
+    ok.plan = Some(Plan::default());
+    store.record_run(&ok).unwrap();
+    store
+        .record_run(&run(
+            "delta",
+            RunStatus::Failed,
+            t0 + time::Duration::minutes(1),
+        ))
+        .unwrap();
+    let listed = store.run_summaries(10).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.plan.is_none()));
+    assert_eq!(listed[1].counts.member_adds, 7);
+    assert_eq!(
+        store
+            .last_finished(&[RunStatus::Success, RunStatus::Staging])
+            .unwrap(),
+        Some(t0 + time::Duration::seconds(3))
+    );
+    assert_eq!(
+        store.last_finished(&[RunStatus::Failed]).unwrap(),
+        Some(t0 + time::Duration::minutes(1) + time::Duration::seconds(3))
+    );
+}
+
+#[test]
 fn last_outcomes_skip_runs_without_a_plan() {
     let (_dir, path) = temp_store();
     let mut store = Store::open(&path).unwrap();
