@@ -1,14 +1,18 @@
-//! `writeback cloud …`: the cloud-side admin commands of SPEC §7 — writebackConfiguration of
-//! one group or of every Microsoft 365 group, and the tenant default for new Microsoft 365 groups.
+//! `writeback cloud …`: the cloud-side admin commands of SPEC §7 and §10 — writebackConfiguration
+//! of one group, of many (`enable --match`) or of every Microsoft 365 group, the tenant default
+//! for new Microsoft 365 groups, and `status`: what the tenant's settings add up to.
 
 use crate::config::Config;
 use crate::cycle::graph_client;
+use regex::Regex;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use wb_engine::SECURITY_TYPE_ERROR;
-use wb_graph::{GraphClient, GraphError};
-use wb_model::{CloudGroup, GroupKind, OnPremGroupType, WritebackConfiguration};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use wb_engine::{EngineConfig, RuleKind, RuleMatch, SECURITY_TYPE_ERROR};
+use wb_graph::{BatchRequest, GraphClient, GraphError, MAX_BATCH};
+use wb_model::{CloudGroup, Decision, GroupKind, OnPremGroupType, WritebackConfiguration};
 
 /// The `Group.Unified` directory-setting template (tenant-wide Microsoft 365 group settings).
 pub const GROUP_UNIFIED_TEMPLATE: &str = "62375ab9-6b52-47ed-826b-58e47e0e304b";
@@ -40,13 +44,36 @@ pub enum CloudCommand {
         #[arg(value_enum)]
         state: Switch,
     },
-    /// Enable writeback of one group (isEnabled=true), optionally choosing its AD type.
+    /// Enable writeback (isEnabled=true) of one group, or with --match of every group whose
+    /// display name matches, optionally choosing the AD type.
+    ///
+    /// With --match: a preview of the groups that would change unless --yes; groups synced
+    /// from AD and distribution / mail-enabled security groups are never touched; groups
+    /// already enabled (with the type asked) are left alone, so a run that was interrupted
+    /// is finished by running it again. Writes go by $batch (20 groups a request).
+    #[command(
+        after_help = "Examples:\n  writeback cloud enable 'SG-Finance' --type universalSecurityGroup\n  \
+writeback cloud enable --match '^SG-Fin' --kind security            # preview\n  \
+writeback cloud enable --match '^SG-Fin' --kind security --yes"
+    )]
     Enable {
-        /// Object id or exact display name of the group.
-        group: String,
+        /// Object id or exact display name of the group (or --match for many).
+        #[arg(required_unless_present = "pattern", conflicts_with = "pattern")]
+        group: Option<String>,
+        /// Enable every group whose display name matches this regular expression (searched
+        /// in the name as written; `^` anchors, `(?i)` ignores case), as a scope rule's
+        /// name_regex.
+        #[arg(long = "match", value_name = "REGEX", value_parser = Regex::new)]
+        pattern: Option<Regex>,
+        /// With --match: only groups of this kind (`security` or `microsoft365`).
+        #[arg(long, value_name = "KIND", value_parser = RuleKind::from_str, requires = "pattern")]
+        kind: Option<RuleKind>,
         /// The AD group type. Security groups can only be universalSecurityGroup.
         #[arg(long = "type", value_enum, value_name = "TYPE")]
         group_type: Option<TypeArg>,
+        /// With --match: write the change (without it, a preview: nothing is written).
+        #[arg(long, requires = "pattern")]
+        yes: bool,
     },
     /// Disable writeback of one group (isEnabled=false). Its AD group is kept and listed as
     /// orphaned (deleted instead when delete_out_of_scope = true).
@@ -54,6 +81,10 @@ pub enum CloudCommand {
         /// Object id or exact display name of the group.
         group: String,
     },
+    /// Per kind, how many groups are enabled, disabled or left at the default (isEnabled
+    /// null); the tenant default for new Microsoft 365 groups; and how many groups the next
+    /// cycle writes back under this configuration's rules. Reads Graph only.
+    Status,
 }
 
 /// `on` / `off`.
@@ -112,6 +143,8 @@ pub enum CloudError {
         name: String,
         reason: String,
     },
+    #[error("{count} matching group(s) cannot be enabled: {reason}: {groups}; nothing written", count = .groups.len(), groups = .groups.join(", "))]
+    RefusedMany { reason: String, groups: Vec<String> },
     #[error("cannot read Graph's answer to {operation}: {message}")]
     Answer { operation: String, message: String },
 }
@@ -123,7 +156,8 @@ impl CloudError {
             CloudError::Graph { source, .. } => graph_exit_code(source),
             CloudError::NoSuchGroup { .. }
             | CloudError::AmbiguousName { .. }
-            | CloudError::Refused { .. } => 2,
+            | CloudError::Refused { .. }
+            | CloudError::RefusedMany { .. } => 2,
             CloudError::Answer { .. } => 1,
         }
     }
@@ -161,14 +195,22 @@ struct GroupRow {
 }
 
 impl GroupRow {
-    fn kind(&self) -> GroupKind {
+    /// The group as the engine sees it — without members, which these commands do not read.
+    fn cloud_group(&self) -> CloudGroup {
         CloudGroup {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
             group_types: self.group_types.clone().unwrap_or_default(),
             mail_enabled: self.mail_enabled,
             security_enabled: self.security_enabled,
+            on_premises_sync_enabled: self.on_premises_sync_enabled,
+            writeback: self.writeback_configuration.clone().unwrap_or_default(),
             ..Default::default()
         }
-        .kind()
+    }
+
+    fn kind(&self) -> GroupKind {
+        self.cloud_group().kind()
     }
 
     fn name(&self) -> &str {
@@ -200,10 +242,31 @@ pub async fn run(cfg: &Config, command: CloudCommand, json: bool) -> i32 {
     let result = match command {
         CloudCommand::DisableM365 { yes } => disable_m365(&graph, yes, json).await,
         CloudCommand::DefaultM365 { state } => default_m365(&graph, state, json).await,
-        CloudCommand::Enable { group, group_type } => {
-            set_enabled(&graph, &group, true, group_type.map(Into::into), json).await
-        }
+        CloudCommand::Enable {
+            group,
+            pattern,
+            kind,
+            group_type,
+            yes,
+        } => match (group, pattern) {
+            (_, Some(pattern)) => {
+                let selection = Selection {
+                    pattern,
+                    kind,
+                    group_type: group_type.map(Into::into),
+                };
+                enable_matching(&graph, &selection, yes, json).await
+            }
+            (Some(group), None) => {
+                set_enabled(&graph, &group, true, group_type.map(Into::into), json).await
+            }
+            // clap requires one of the two.
+            (None, None) => Err(CloudError::NoSuchGroup {
+                query: String::new(),
+            }),
+        },
         CloudCommand::Disable { group } => set_enabled(&graph, &group, false, None, json).await,
+        CloudCommand::Status => status(&graph, &cfg.engine, json).await,
     };
     match result {
         Ok(code) => code,
@@ -224,38 +287,20 @@ fn print_json(v: &impl Serialize) {
     }
 }
 
-/// Reads a plain Graph collection from `first`, following `@odata.nextLink` exactly as given.
+/// Reads the groups of a plain Graph collection from `first` (the client's collection
+/// reader: pages followed exactly as given, only on graph_url's origin).
 async fn read_groups(graph: &GraphClient, first: &str) -> Result<Vec<GroupRow>, CloudError> {
     let mut rows = Vec::new();
-    let mut url = first.to_string();
-    loop {
-        let page = graph
-            .get_json(&url)
-            .await
-            .map_err(graph_err("reading groups"))?;
-        let answer = |message: String| CloudError::Answer {
-            operation: format!("GET {url}"),
-            message,
-        };
-        let items = page
-            .get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| answer("a page without \"value\"".to_string()))?;
-        for item in items {
+    graph
+        .collection(first, |item| {
             let row: GroupRow = serde_json::from_value(item.clone())
-                .map_err(|e| answer(format!("a group that is not a group: {e}")))?;
+                .map_err(|e| format!("a group that is not a group: {e}"))?;
             rows.push(row);
-        }
-        match page.get("@odata.nextLink").and_then(Value::as_str) {
-            Some(next) if next == url => {
-                return Err(answer(
-                    "@odata.nextLink points to the same page".to_string(),
-                ))
-            }
-            Some(next) => url = next.to_string(),
-            None => return Ok(rows),
-        }
-    }
+            Ok(())
+        })
+        .await
+        .map_err(graph_err("reading groups"))?;
+    Ok(rows)
 }
 
 /// Percent-encodes a query-string value (everything but RFC 3986 unreserved characters), so
@@ -345,37 +390,24 @@ async fn set_enabled(
 ) -> Result<i32, CloudError> {
     let group = find_group(graph, query).await?;
     let kind = group.kind();
-    let refuse = |reason: String| CloudError::Refused {
-        id: group.id.clone(),
-        name: group.name().to_string(),
-        reason,
-    };
-    if enable && kind == GroupKind::Security {
-        // The type the group would end with: the one given, else the one it already has.
-        let resulting = group_type
-            .map(|t| t.as_str().to_string())
-            .or_else(|| group.group_type().map(str::to_string));
-        if let Some(t) = resulting {
-            if t != OnPremGroupType::UniversalSecurityGroup.as_str() {
-                return Err(refuse(format!("{SECURITY_TYPE_ERROR} (asked for {t})")));
-            }
+    if enable {
+        if let Some(reason) = type_refusal(&group, group_type) {
+            return Err(CloudError::Refused {
+                id: group.id.clone(),
+                name: group.name().to_string(),
+                reason,
+            });
         }
     }
     let before = group.writeback_configuration.clone().unwrap_or_default();
-    let mut after = before.clone();
-    after.is_enabled = Some(enable);
-    let mut body = json!({"isEnabled": enable});
-    if let Some(t) = group_type {
-        after.on_premises_group_type = Some(t.as_str().to_string());
-        body["onPremisesGroupType"] = json!(t.as_str());
-    }
+    let (after, body) = target(&before, enable, group_type);
     let written = after != before;
     if written {
         graph
             .send_json(
                 Method::PATCH,
                 &format!("/beta/groups/{}", group.id),
-                Some(&json!({ "writebackConfiguration": body })),
+                Some(&body),
             )
             .await
             .map_err(graph_err(format!(
@@ -413,6 +445,36 @@ async fn set_enabled(
         eprintln!("warning: {warning}");
     }
     Ok(0)
+}
+
+/// Why `group` cannot be enabled with `group_type` (SPEC §3): a security group can only be
+/// written back as universalSecurityGroup — the type given, else the one it already has.
+fn type_refusal(group: &GroupRow, group_type: Option<OnPremGroupType>) -> Option<String> {
+    if group.kind() != GroupKind::Security {
+        return None;
+    }
+    let resulting = group_type
+        .map(|t| t.as_str().to_string())
+        .or_else(|| group.group_type().map(str::to_string))?;
+    (resulting != OnPremGroupType::UniversalSecurityGroup.as_str())
+        .then(|| format!("{SECURITY_TYPE_ERROR} (asked for {resulting})"))
+}
+
+/// The writebackConfiguration `before` becomes with isEnabled = `enable` (and the type, when
+/// given), and the PATCH body that makes it so.
+fn target(
+    before: &WritebackConfiguration,
+    enable: bool,
+    group_type: Option<OnPremGroupType>,
+) -> (WritebackConfiguration, Value) {
+    let mut after = before.clone();
+    after.is_enabled = Some(enable);
+    let mut body = json!({"isEnabled": enable});
+    if let Some(t) = group_type {
+        after.on_premises_group_type = Some(t.as_str().to_string());
+        body["onPremisesGroupType"] = json!(t.as_str());
+    }
+    (after, json!({ "writebackConfiguration": body }))
 }
 
 /// What an administrator should know after enabling a group that still won't be written back.
@@ -655,16 +717,15 @@ fn writeback_default(values: &[(String, String)]) -> Option<&str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `writeback cloud default-m365 off|on`.
-async fn default_m365(graph: &GraphClient, state: Switch, json: bool) -> Result<i32, CloudError> {
-    let wanted = state.value();
+/// The tenant's `Group.Unified` directory setting, if it has one.
+async fn group_unified_setting(graph: &GraphClient) -> Result<Option<Value>, CloudError> {
     let list = graph
         .get_json("/v1.0/groupSettings")
         .await
         .map_err(graph_err(
             "reading the directory settings (GET /v1.0/groupSettings)",
         ))?;
-    let existing = list
+    Ok(list
         .get("value")
         .and_then(Value::as_array)
         .ok_or_else(|| CloudError::Answer {
@@ -673,8 +734,13 @@ async fn default_m365(graph: &GraphClient, state: Switch, json: bool) -> Result<
         })?
         .iter()
         .find(|s| s.get("templateId").and_then(Value::as_str) == Some(GROUP_UNIFIED_TEMPLATE))
-        .cloned();
-    let report = match existing {
+        .cloned())
+}
+
+/// `writeback cloud default-m365 off|on`.
+async fn default_m365(graph: &GraphClient, state: Switch, json: bool) -> Result<i32, CloudError> {
+    let wanted = state.value();
+    let report = match group_unified_setting(graph).await? {
         Some(setting) => {
             let id = setting
                 .get("id")
@@ -771,6 +837,394 @@ async fn default_m365(graph: &GraphClient, state: Switch, json: bool) -> Result<
         );
     }
     Ok(0)
+}
+
+// ---- writeback cloud status ----
+
+/// The writebackConfiguration.isEnabled of the groups of one kind.
+#[derive(Debug, Default, Serialize)]
+struct KindCounts {
+    groups: usize,
+    enabled: usize,
+    disabled: usize,
+    /// isEnabled null: Microsoft's default decides (Microsoft 365: on, security: off).
+    default: usize,
+}
+
+impl KindCounts {
+    fn add(&mut self, is_enabled: Option<bool>) {
+        self.groups += 1;
+        match is_enabled {
+            Some(true) => self.enabled += 1,
+            Some(false) => self.disabled += 1,
+            None => self.default += 1,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TenantDefault {
+    /// `NewUnifiedGroupWritebackDefault` as Graph applies it: "true" or "false".
+    value: String,
+    /// `setting` (the Group.Unified setting has the value), `no setting` (no Group.Unified
+    /// setting: Graph's default, true) or `not in the setting` (a setting without the value).
+    source: &'static str,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct NextCycle {
+    /// Groups the engine decides to write back (`wb_engine::decide` with the config's rules).
+    written: usize,
+    microsoft365: usize,
+    security: usize,
+    /// Written groups by the setting or rule that decided (the engine's words).
+    because: BTreeMap<String, usize>,
+    /// Groups the engine refuses (e.g. a security group with a distribution type).
+    invalid: Vec<GroupFailure>,
+}
+
+#[derive(Debug, Serialize)]
+struct CloudStatus {
+    /// Cloud-mastered groups by kind; distribution lists and mail-enabled security groups
+    /// are `unsupported` (never written back, whatever their setting).
+    microsoft365: KindCounts,
+    security: KindCounts,
+    unsupported: KindCounts,
+    /// Groups synced from AD: never written back, not counted by kind.
+    synced_from_ad: usize,
+    tenant_default: TenantDefault,
+    next_cycle: NextCycle,
+}
+
+/// `writeback cloud status`.
+async fn status(graph: &GraphClient, engine: &EngineConfig, json: bool) -> Result<i32, CloudError> {
+    let rows = read_groups(
+        graph,
+        &format!("/beta/groups?$select={GROUP_SELECT}&$top=999"),
+    )
+    .await?;
+    let setting = group_unified_setting(graph).await?;
+    let tenant_default = match setting {
+        None => TenantDefault {
+            value: "true".to_string(),
+            source: "no setting",
+        },
+        Some(setting) => {
+            let values = setting_values(&setting, "GET /v1.0/groupSettings")?;
+            match writeback_default(&values) {
+                Some(v) => TenantDefault {
+                    value: v.to_ascii_lowercase(),
+                    source: "setting",
+                },
+                None => TenantDefault {
+                    value: "true".to_string(),
+                    source: "not in the setting",
+                },
+            }
+        }
+    };
+    let mut report = CloudStatus {
+        microsoft365: KindCounts::default(),
+        security: KindCounts::default(),
+        unsupported: KindCounts::default(),
+        synced_from_ad: 0,
+        tenant_default,
+        next_cycle: NextCycle::default(),
+    };
+    for row in &rows {
+        let group = row.cloud_group();
+        let kind = group.kind();
+        if group.is_synced_from_ad() {
+            report.synced_from_ad += 1;
+        } else {
+            match kind {
+                GroupKind::Microsoft365 => &mut report.microsoft365,
+                GroupKind::Security => &mut report.security,
+                GroupKind::Distribution | GroupKind::MailEnabledSecurity => &mut report.unsupported,
+            }
+            .add(row.is_enabled());
+        }
+        // One rule, one place: the engine decides, as the next cycle will.
+        let next = &mut report.next_cycle;
+        match wb_engine::decide(&group, engine).0 {
+            Decision::Written { because, .. } => {
+                next.written += 1;
+                match kind {
+                    GroupKind::Microsoft365 => next.microsoft365 += 1,
+                    _ => next.security += 1,
+                }
+                *next.because.entry(because).or_default() += 1;
+            }
+            Decision::Invalid { because } => next.invalid.push(GroupFailure {
+                id: row.id.clone(),
+                display_name: row.name().to_string(),
+                error: because,
+            }),
+            _ => {}
+        }
+    }
+    if json {
+        print_json(&report);
+    } else {
+        print_status(&report);
+    }
+    Ok(0)
+}
+
+fn print_status(r: &CloudStatus) {
+    println!("kind            groups  enabled  disabled  default (isEnabled null)");
+    for (name, c) in [
+        ("Microsoft 365", &r.microsoft365),
+        ("security", &r.security),
+        ("unsupported", &r.unsupported),
+    ] {
+        println!(
+            "{name:<15} {:>6}  {:>7}  {:>8}  {:>7}",
+            c.groups, c.enabled, c.disabled, c.default
+        );
+    }
+    println!(
+        "(unsupported: distribution lists and mail-enabled security groups, never written back; \
+         {} group(s) synced from AD not counted)",
+        r.synced_from_ad
+    );
+    let source = match r.tenant_default.source {
+        "setting" => String::new(),
+        other => format!(" ({other})"),
+    };
+    println!(
+        "Tenant default for new Microsoft 365 groups (NewUnifiedGroupWritebackDefault): {}{source}",
+        r.tenant_default.value
+    );
+    let n = &r.next_cycle;
+    println!(
+        "Next cycle writes back {} group(s): {} Microsoft 365, {} security (member limits not \
+         counted: see `writeback status`).",
+        n.written, n.microsoft365, n.security
+    );
+    for (because, count) in &n.because {
+        println!("  {count:>6}  {because}");
+    }
+    for f in &n.invalid {
+        println!("  not written: {} ({}): {}", f.display_name, f.id, f.error);
+    }
+}
+
+// ---- writeback cloud enable --match ----
+
+/// Which groups `enable --match` enables, and how.
+struct Selection {
+    pattern: Regex,
+    kind: Option<RuleKind>,
+    group_type: Option<OnPremGroupType>,
+}
+
+#[derive(Debug, Serialize)]
+struct BulkChange {
+    id: String,
+    display_name: String,
+    kind: &'static str,
+    before: WritebackConfiguration,
+    after: WritebackConfiguration,
+}
+
+#[derive(Debug, Serialize)]
+struct EnableMatchingReport {
+    preview: bool,
+    pattern: String,
+    kind: Option<&'static str>,
+    group_type: Option<&'static str>,
+    /// Groups whose display name (and kind, with --kind) matches.
+    matched: usize,
+    /// Matching groups not yet as asked: the ones this command changes.
+    candidates: Vec<BulkChange>,
+    enabled: usize,
+    failed: Vec<GroupFailure>,
+    /// Matching groups already enabled (with the type asked): left alone.
+    already_enabled: usize,
+    /// Matching groups synced from AD: never touched.
+    synced_from_ad: Vec<GroupRef>,
+    /// Matching distribution lists and mail-enabled security groups: never written back,
+    /// not touched.
+    unsupported: Vec<GroupRef>,
+    /// Set when Graph stopped answering or refused us half-way: the rest was not tried.
+    aborted: Option<String>,
+}
+
+/// `writeback cloud enable --match REGEX [--kind K] [--type T] [--yes]`.
+///
+/// Resumable by construction: it reads every group's state first and changes only those not
+/// yet as asked, so a run cut short is finished by running it again.
+async fn enable_matching(
+    graph: &GraphClient,
+    selection: &Selection,
+    yes: bool,
+    json: bool,
+) -> Result<i32, CloudError> {
+    let rows = read_groups(
+        graph,
+        &format!("/beta/groups?$select={GROUP_SELECT}&$top=999"),
+    )
+    .await?;
+    // The same matching as a scope rule's name_regex and kind.
+    let matcher = RuleMatch {
+        kind: selection.kind,
+        name_regex: Some(selection.pattern.clone()),
+        ..Default::default()
+    };
+    let mut report = EnableMatchingReport {
+        preview: !yes,
+        pattern: selection.pattern.as_str().to_string(),
+        kind: selection.kind.map(RuleKind::as_str),
+        group_type: selection.group_type.map(OnPremGroupType::as_str),
+        matched: 0,
+        candidates: Vec::new(),
+        enabled: 0,
+        failed: Vec::new(),
+        already_enabled: 0,
+        synced_from_ad: Vec::new(),
+        unsupported: Vec::new(),
+        aborted: None,
+    };
+    let mut refused = Vec::new();
+    let mut bodies = Vec::new();
+    let mut matching: Vec<&GroupRow> = rows
+        .iter()
+        .filter(|r| matcher.matches(&r.cloud_group()))
+        .collect();
+    matching.sort_by(|a, b| a.name().cmp(b.name()).then_with(|| a.id.cmp(&b.id)));
+    for row in matching {
+        report.matched += 1;
+        let kind = row.kind();
+        let group_ref = GroupRef {
+            id: row.id.clone(),
+            display_name: row.name().to_string(),
+        };
+        if row.on_premises_sync_enabled == Some(true) {
+            report.synced_from_ad.push(group_ref);
+            continue;
+        }
+        if !matches!(kind, GroupKind::Microsoft365 | GroupKind::Security) {
+            report.unsupported.push(group_ref);
+            continue;
+        }
+        if let Some(reason) = type_refusal(row, selection.group_type) {
+            refused.push(format!("{} ({}): {reason}", row.name(), row.id));
+            continue;
+        }
+        let before = row.writeback_configuration.clone().unwrap_or_default();
+        let (after, body) = target(&before, true, selection.group_type);
+        if after == before {
+            report.already_enabled += 1;
+            continue;
+        }
+        report.candidates.push(BulkChange {
+            id: row.id.clone(),
+            display_name: row.name().to_string(),
+            kind: kind.as_str(),
+            before,
+            after,
+        });
+        bodies.push(body);
+    }
+    if !refused.is_empty() {
+        return Err(CloudError::RefusedMany {
+            reason: SECURITY_TYPE_ERROR.to_string(),
+            groups: refused,
+        });
+    }
+    let mut code = 0;
+    if yes {
+        let requests: Vec<BatchRequest> = report
+            .candidates
+            .iter()
+            .zip(bodies)
+            .map(|(c, body)| BatchRequest::patch(format!("/groups/{}", c.id), body))
+            .collect();
+        // One $batch at a time, so that what was done is known if Graph stops answering.
+        for (chunk, changes) in requests
+            .chunks(MAX_BATCH)
+            .zip(report.candidates.chunks(MAX_BATCH))
+        {
+            let answers = match graph.batch("beta", chunk).await {
+                Ok(a) => a,
+                Err(e) => {
+                    code = graph_exit_code(&e);
+                    report.aborted = Some(format!(
+                        "stopped before group {} ({}): {e}",
+                        changes[0].display_name, changes[0].id
+                    ));
+                    break;
+                }
+            };
+            for ((request, change), answer) in chunk.iter().zip(changes).zip(&answers) {
+                if answer.is_success() {
+                    report.enabled += 1;
+                } else {
+                    let error = answer.error(&request.method, &format!("/beta{}", request.url));
+                    report.failed.push(GroupFailure {
+                        id: change.id.clone(),
+                        display_name: change.display_name.clone(),
+                        error: error.to_string(),
+                    });
+                    code = code.max(1);
+                }
+            }
+        }
+    }
+    if json {
+        print_json(&report);
+    } else {
+        print_enable_matching(&report);
+    }
+    Ok(code)
+}
+
+fn print_enable_matching(r: &EnableMatchingReport) {
+    let mut what = "isEnabled=true".to_string();
+    if let Some(t) = r.group_type {
+        what.push_str(&format!(" as {t}"));
+    }
+    let scope = match r.kind {
+        Some(k) => format!("{k} groups matching --match {:?}", r.pattern),
+        None => format!("groups matching --match {:?}", r.pattern),
+    };
+    if r.candidates.is_empty() {
+        println!("Nothing to do: no {scope} needs {what}.");
+    } else if r.preview {
+        println!(
+            "Preview: {} of {} {scope} would get {what} (run again with --yes to write):",
+            r.candidates.len(),
+            r.matched
+        );
+        for c in &r.candidates {
+            println!(
+                "  {}  {}  ({}, {})",
+                c.id,
+                c.display_name,
+                c.kind,
+                config_text(&c.before)
+            );
+        }
+    } else {
+        println!(
+            "{} of {} {scope} now have {what}.",
+            r.enabled,
+            r.candidates.len()
+        );
+        for f in &r.failed {
+            println!("  failed: {} ({}): {}", f.display_name, f.id, f.error);
+        }
+    }
+    println!(
+        "Left alone: {} already enabled, {} synced from AD, {} of an unsupported kind.",
+        r.already_enabled,
+        r.synced_from_ad.len(),
+        r.unsupported.len()
+    );
+    if let Some(a) = &r.aborted {
+        println!("Graph stopped answering: {a} (run the command again to finish: it changes only what is left)");
+    }
 }
 
 #[cfg(test)]

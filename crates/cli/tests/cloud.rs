@@ -283,3 +283,284 @@ async fn refused_graph_credentials_exit_3_without_showing_the_secret() {
     assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
     assert!(!stderr.contains("not-the-secret-xyz"), "{stderr}");
 }
+
+/// A security group synced from AD (graph-sim's seeding extension).
+async fn synced_security_group(w: &World, name: &str) -> String {
+    let (status, v) = w
+        .graph(
+            "POST",
+            "/beta/groups",
+            Some(json!({
+                "displayName": name,
+                "mailEnabled": false,
+                "mailNickname": name.replace(|c: char| !c.is_ascii_alphanumeric(), ""),
+                "securityEnabled": true,
+                "groupTypes": [],
+                "onPremisesSyncEnabled": true,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "POST synced group: {v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_counts_groups_by_kind_and_setting_and_the_next_cycle_follows_the_rules() {
+    let mut w = World::new("cloud-status").await;
+    w.m365_group("Team Null", None, None).await;
+    w.m365_group("Team On", Some(true), None).await;
+    w.m365_group("Team Off", Some(false), None).await;
+    w.security_group("SG-Fin-Null", None, None).await;
+    w.security_group("SG-Fin-On", Some(true), Some("universalSecurityGroup"))
+        .await;
+    w.security_group("SG-Other-Null", None, None).await;
+    let bad = w
+        .security_group(
+            "SG-Bad-Type",
+            Some(true),
+            Some("universalDistributionGroup"),
+        )
+        .await;
+    synced_security_group(&w, "SG-Fin-Synced").await;
+
+    let r = w.writeback(&["cloud", "status", "--json"]);
+    expect_code(&r, 0, "cloud status");
+    let s = r.json();
+    assert_eq!(
+        s["microsoft365"],
+        json!({"groups": 3, "enabled": 1, "disabled": 1, "default": 1})
+    );
+    assert_eq!(
+        s["security"],
+        json!({"groups": 4, "enabled": 2, "disabled": 0, "default": 2})
+    );
+    assert_eq!(s["unsupported"]["groups"], 0);
+    assert_eq!(s["synced_from_ad"], 1);
+    assert_eq!(
+        s["tenant_default"],
+        json!({"value": "true", "source": "no setting"})
+    );
+    // Microsoft's defaults: Team Null and Team On, SG-Fin-On; SG-Bad-Type is refused.
+    assert_eq!(s["next_cycle"]["written"], 3, "{s}");
+    assert_eq!(s["next_cycle"]["microsoft365"], 2);
+    assert_eq!(s["next_cycle"]["security"], 1);
+    assert_eq!(s["next_cycle"]["invalid"][0]["id"], bad.as_str());
+    let text = w.writeback(&["cloud", "status"]);
+    expect_code(&text, 0, "cloud status (text)");
+    assert!(text.stdout.contains("true (no setting)"), "{}", text.stdout);
+
+    // A scope rule brings SG-Fin-Null in (not the synced one), as the next cycle will.
+    w.rules_toml = r#"
+[[writeback.rule]]
+match = { kind = "security", name_prefix = "SG-Fin" }
+enable = true
+"#
+    .to_string();
+    w.write_config();
+    let s = w.writeback(&["cloud", "status", "--json"]).json();
+    assert_eq!(s["next_cycle"]["written"], 4, "{s}");
+    assert_eq!(s["next_cycle"]["security"], 2);
+    assert_eq!(
+        s["next_cycle"]["because"]["rule 1 (kind=security, name_prefix=SG-Fin)"], 1,
+        "{s}"
+    );
+
+    // The tenant default before and after `cloud default-m365 off`.
+    expect_code(
+        &w.writeback(&["cloud", "default-m365", "off"]),
+        0,
+        "default-m365 off",
+    );
+    let s = w.writeback(&["cloud", "status", "--json"]).json();
+    assert_eq!(
+        s["tenant_default"],
+        json!({"value": "false", "source": "setting"})
+    );
+}
+
+/// The ids of the groups listed under `key` of an `enable --match` report.
+fn listed(report: &Value, key: &str) -> BTreeSet<String> {
+    report[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} in {report}"))
+        .iter()
+        .map(|g| g["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enable_match_previews_then_enables_exactly_the_matching_security_groups() {
+    let w = World::new("cloud-bulk").await;
+    let payroll = w.security_group("SG-Fin-Payroll", None, None).await;
+    let audit = w
+        .security_group("SG-Fin-Audit 💶 ✓", Some(false), None)
+        .await;
+    let already = w
+        .security_group("SG-Fin-Already", Some(true), Some("universalSecurityGroup"))
+        .await;
+    let synced = synced_security_group(&w, "SG-Fin-Synced").await;
+    let hr = w.security_group("SG-HR", None, None).await;
+    let lower = w.security_group("sg-fin-lowercase", None, None).await;
+    let team = w.m365_group("SG-Fin Team", None, None).await;
+
+    let args = [
+        "cloud", "enable", "--match", "^SG-Fin", "--kind", "security",
+    ];
+    let r = w.writeback(&[&args[..], &["--json"]].concat());
+    expect_code(&r, 0, "enable --match preview");
+    let preview = r.json();
+    assert_eq!(preview["preview"], true);
+    assert_eq!(
+        listed(&preview, "candidates"),
+        BTreeSet::from([payroll.clone(), audit.clone()])
+    );
+    assert_eq!(preview["already_enabled"], 1);
+    assert_eq!(
+        listed(&preview, "synced_from_ad"),
+        BTreeSet::from([synced.clone()])
+    );
+    for id in [&payroll, &synced, &hr, &lower, &team] {
+        assert_eq!(writeback_of(&w, id).await["isEnabled"], Value::Null, "{id}");
+    }
+    assert_eq!(writeback_of(&w, &audit).await["isEnabled"], false);
+    let text = w.writeback(&args);
+    expect_code(&text, 0, "enable --match preview (text)");
+    assert!(
+        text.stdout.contains("SG-Fin-Audit 💶 ✓") && text.stdout.contains("--yes"),
+        "{}",
+        text.stdout
+    );
+
+    let r = w.writeback(
+        &[
+            &args[..],
+            &["--type", "universalSecurityGroup", "--yes", "--json"],
+        ]
+        .concat(),
+    );
+    expect_code(&r, 0, "enable --match --yes");
+    let done = r.json();
+    assert_eq!(done["enabled"], 2, "{done}");
+    assert_eq!(done["failed"], json!([]));
+    for id in [&payroll, &audit, &already] {
+        let cfg = writeback_of(&w, id).await;
+        assert_eq!(cfg["isEnabled"], true, "{id}");
+        assert_eq!(cfg["onPremisesGroupType"], "universalSecurityGroup", "{id}");
+    }
+    // Not matching (name, case, kind) or synced from AD: untouched.
+    for id in [&synced, &hr, &lower, &team] {
+        let cfg = writeback_of(&w, id).await;
+        assert_eq!(cfg["isEnabled"], Value::Null, "{id}");
+        assert_eq!(cfg["onPremisesGroupType"], Value::Null, "{id}");
+    }
+
+    // A second run finds nothing left to do (and is how an interrupted run is finished).
+    let again = w.writeback(
+        &[
+            &args[..],
+            &["--type", "universalSecurityGroup", "--yes", "--json"],
+        ]
+        .concat(),
+    );
+    expect_code(&again, 0, "enable --match again");
+    let again = again.json();
+    assert_eq!(again["candidates"], json!([]));
+    assert_eq!(again["already_enabled"], 3);
+    let text = w.writeback(&[&args[..], &["--yes"]].concat());
+    assert!(text.stdout.contains("Nothing to do"), "{}", text.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enable_match_under_throttling_enables_the_same_groups_after_retry_after() {
+    let w = World::new("cloud-bulk-429").await;
+    let mut matching = BTreeSet::new();
+    // More than one $batch (20 requests) of groups to enable.
+    for n in 0..27 {
+        matching.insert(
+            w.security_group(&format!("SG-Fin-{n:02}"), None, None)
+                .await,
+        );
+    }
+    let other = w.security_group("SG-Ops", None, None).await;
+    let synced = synced_security_group(&w, "SG-Fin-Synced").await;
+
+    let (status, v) = w.graph("DELETE", "/_sim/stats", None).await;
+    assert!(status < 300, "reset stats: {v}");
+    let (status, v) = w
+        .graph(
+            "POST",
+            "/_sim/faults",
+            Some(json!({"throttle_share": 0.3, "retry_after_secs": 1})),
+        )
+        .await;
+    assert!(status < 300, "set faults: {v}");
+    let started = std::time::Instant::now();
+    let r = w.writeback(&["cloud", "enable", "--match", "^SG-Fin", "--yes", "--json"]);
+    let elapsed = started.elapsed();
+    let (_, stats) = w.graph("GET", "/_sim/stats", None).await;
+    let (status, v) = w.graph("POST", "/_sim/faults", Some(json!({}))).await;
+    assert!(status < 300, "clear faults: {v}");
+
+    expect_code(&r, 0, "enable --match --yes under throttling");
+    let done = r.json();
+    assert_eq!(listed(&done, "candidates"), matching);
+    assert_eq!(done["enabled"], 27, "{done}");
+    assert_eq!(done["failed"], json!([]));
+    for id in &matching {
+        assert_eq!(writeback_of(&w, id).await["isEnabled"], true, "{id}");
+    }
+    for id in [&other, &synced] {
+        assert_eq!(writeback_of(&w, id).await["isEnabled"], Value::Null, "{id}");
+    }
+    // Throttled answers were waited out for their Retry-After (1 s), not retried at once.
+    let throttled = stats["throttled"].as_u64().expect("throttled count");
+    assert!(throttled > 0, "30% of requests throttled: {stats}");
+    assert!(
+        elapsed >= std::time::Duration::from_secs(1),
+        "{throttled} throttled answers waited out in {elapsed:?}"
+    );
+    assert!(
+        r.stderr.contains("wait_ms=1000") && !r.stderr.contains("wait_ms=0"),
+        "waits follow Retry-After: {}",
+        r.stderr
+    );
+
+    let again = w
+        .writeback(&["cloud", "enable", "--match", "^SG-Fin", "--json"])
+        .json();
+    assert_eq!(again["candidates"], json!([]), "nothing left to do");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enable_match_refuses_a_bad_regex_or_a_security_group_typed_otherwise() {
+    let w = World::new("cloud-bulk-refused").await;
+    let sg = w.security_group("SG-Fin-Typed", None, None).await;
+    let team = w.m365_group("SG-Fin Team", None, None).await;
+
+    let r = w.writeback(&["cloud", "enable", "--match", "SG-(Fin", "--yes"]);
+    expect_code(&r, 2, "enable --match with an invalid regex");
+    assert!(r.stderr.contains("--match"), "{}", r.stderr);
+
+    // The M365 group alone could be a distribution group; the security group cannot: nothing
+    // is written to either.
+    let r = w.writeback(&[
+        "cloud",
+        "enable",
+        "--match",
+        "^SG-Fin",
+        "--type",
+        "universalDistributionGroup",
+        "--yes",
+    ]);
+    expect_code(&r, 2, "enable --match a security group as distribution");
+    assert!(
+        r.stderr.contains("SG-Fin-Typed")
+            && r.stderr
+                .contains("security groups can only be written back as universalSecurityGroup"),
+        "{}",
+        r.stderr
+    );
+    for id in [&sg, &team] {
+        assert_eq!(writeback_of(&w, id).await["isEnabled"], Value::Null, "{id}");
+    }
+}

@@ -33,7 +33,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Requests that failed to connect are retried at most this often (fail fast when down).
 const MAX_NETWORK_RETRIES: u32 = 2;
 /// Graph's limit of requests in one `$batch`.
-const MAX_BATCH: usize = 20;
+pub const MAX_BATCH: usize = 20;
 
 /// Graph answers that throttled a request (429/503/504, a `$batch` item counted as one),
 /// for every client of this process: its metrics.
@@ -149,15 +149,60 @@ fn path_segment(id: &str) -> String {
     u.path().trim_start_matches('/').to_string()
 }
 
-/// One inner answer of a `$batch`.
-struct BatchAnswer {
-    status: u16,
+/// One request of a `$batch`: its method, its URL relative to the batch's version
+/// (`/groups/{id}`), and an optional JSON body (sent with `Content-Type: application/json`).
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    pub method: Method,
+    pub url: String,
+    pub body: Option<Value>,
+}
+
+impl BatchRequest {
+    pub fn get(url: impl Into<String>) -> Self {
+        BatchRequest {
+            method: Method::GET,
+            url: url.into(),
+            body: None,
+        }
+    }
+
+    pub fn patch(url: impl Into<String>, body: Value) -> Self {
+        BatchRequest {
+            method: Method::PATCH,
+            url: url.into(),
+            body: Some(body),
+        }
+    }
+
+    fn to_json(&self, id: usize) -> Value {
+        let mut r = json!({"id": id.to_string(), "method": self.method.as_str(), "url": self.url});
+        if let Some(b) = &self.body {
+            r["body"] = b.clone();
+            r["headers"] = json!({"Content-Type": "application/json"});
+        }
+        r
+    }
+}
+
+/// One inner answer of a `$batch`: its own status (the outer 200 says nothing about it)
+/// and body.
+#[derive(Debug, Clone)]
+pub struct BatchAnswer {
+    pub status: u16,
     retry_after: Option<Duration>,
-    body: Value,
+    pub body: Value,
 }
 
 impl BatchAnswer {
-    fn error(&self, url: &str) -> GraphError {
+    /// Whether the inner request succeeded (2xx).
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The inner error answer as a [`GraphError`] with Graph's code and message, naming
+    /// `method` and `url` (the inner request's).
+    pub fn error(&self, method: &Method, url: &str) -> GraphError {
         let err = self.body.get("error");
         let word = |k: &str| {
             err.and_then(|e| e.get(k))
@@ -170,11 +215,11 @@ impl BatchAnswer {
             return GraphError::Auth {
                 status: self.status,
                 code,
-                message: format!("GET {url} (in $batch): {message}"),
+                message: format!("{method} {url} (in $batch): {message}"),
             };
         }
         GraphError::Api {
-            method: "GET".into(),
+            method: method.to_string(),
             url: format!("{url} (in $batch)"),
             status: self.status,
             code,
@@ -675,7 +720,7 @@ impl GraphClient {
                     out.insert(id.clone(), Presence::Alive);
                 }
                 404 => not_found.push(id.clone()),
-                _ => return Err(answer.error(&format!("/v1.0{url}"))),
+                _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
             }
         }
         let deleted_urls: Vec<String> = not_found
@@ -687,7 +732,7 @@ impl GraphClient {
             let presence = match answer.status {
                 200 => Presence::SoftDeleted,
                 404 => Presence::Gone,
-                _ => return Err(answer.error(&format!("/v1.0{url}"))),
+                _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
             };
             out.insert(id.clone(), presence);
         }
@@ -704,21 +749,33 @@ impl GraphClient {
         Ok(out)
     }
 
-    /// GETs of `urls` (relative to `/v1.0`) by `POST /v1.0/$batch`, at most 20 a batch; the
-    /// answers in the order of `urls`. Throttled inner requests are sent again (in a new
-    /// batch) after their Retry-After, up to `max_retries` times.
+    /// GETs of `urls` (relative to `/v1.0`) by `POST /v1.0/$batch` (see [`GraphClient::batch`]).
     async fn batch_get(&self, urls: &[String]) -> Result<Vec<BatchAnswer>, GraphError> {
-        let batch_url = self.resolve("/v1.0/$batch");
+        let requests: Vec<BatchRequest> = urls.iter().map(BatchRequest::get).collect();
+        self.batch("v1.0", &requests).await
+    }
+
+    /// Sends `requests` by `POST /{version}/$batch`, at most [`MAX_BATCH`] a batch; returns
+    /// every inner answer in the order of `requests`. Inner answers are not errors here:
+    /// the caller reads each one's status. Throttled inner requests (429/503/504) are sent
+    /// again, in a new batch, after the longest Retry-After among them (backoff without
+    /// one), up to `max_retries` times; after that their throttled answer is returned.
+    /// `Err` only when the batch itself fails (the outer request, or an answer that does
+    /// not answer every request exactly once) — inner requests of earlier batches may have
+    /// been applied by then.
+    pub async fn batch(
+        &self,
+        version: &str,
+        requests: &[BatchRequest],
+    ) -> Result<Vec<BatchAnswer>, GraphError> {
+        let batch_url = self.resolve(&format!("/{version}/$batch"));
         let mut answers: BTreeMap<usize, BatchAnswer> = BTreeMap::new();
-        for start in (0..urls.len()).step_by(MAX_BATCH) {
-            let mut pending: Vec<usize> = (start..urls.len().min(start + MAX_BATCH)).collect();
+        for start in (0..requests.len()).step_by(MAX_BATCH) {
+            let mut pending: Vec<usize> = (start..requests.len().min(start + MAX_BATCH)).collect();
             let mut attempt = 0u32;
             while !pending.is_empty() {
-                let requests: Vec<Value> = pending
-                    .iter()
-                    .map(|&i| json!({"id": i.to_string(), "method": "GET", "url": urls[i]}))
-                    .collect();
-                let body = json!({ "requests": requests });
+                let inner: Vec<Value> = pending.iter().map(|&i| requests[i].to_json(i)).collect();
+                let body = json!({ "requests": inner });
                 let answer = self
                     .send(Method::POST, &batch_url, Some(&body), false)
                     .await?;
@@ -756,9 +813,11 @@ impl GraphClient {
         Ok(answers.into_values().collect())
     }
 
-    /// Reads a plain collection from `first`, following `@odata.nextLink` exactly as given;
-    /// hands every item to `on_item`.
-    async fn collection(
+    /// Reads a plain collection (`/beta/groups?$select=…&$top=999`) from `first`, following
+    /// `@odata.nextLink` exactly as given (and only to graph_url's origin); hands every item
+    /// to `on_item`. A page that is not Graph's shape, or an item `on_item` refuses (its
+    /// `Err` text), fails the read.
+    pub async fn collection(
         &self,
         first: &str,
         mut on_item: impl FnMut(&Value) -> Result<(), String>,

@@ -19,7 +19,7 @@ mod delta;
 mod error;
 
 pub use apply::{apply_group_changes, apply_presence, apply_user_changes, Presence};
-pub use client::{throttled_total, GraphClient};
+pub use client::{throttled_total, BatchAnswer, BatchRequest, GraphClient, MAX_BATCH};
 pub use delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
 pub use error::{display_url, GraphError};
 

@@ -8,7 +8,8 @@ use serde_json::json;
 use sim::{id, security_group, synced_user, Sim};
 use std::process::Command;
 use wb_graph::{
-    apply_group_changes, apply_user_changes, Credential, GraphClient, GraphError, Presence,
+    apply_group_changes, apply_user_changes, BatchRequest, Credential, GraphClient, GraphError,
+    Presence,
 };
 use wb_model::{CloudDeletion, CloudSnapshot, MemberKind};
 
@@ -477,4 +478,57 @@ async fn absent_groups_are_confirmed_gone_only_when_graph_no_longer_has_them() {
     assert_eq!(presence[&g(4)], Presence::SoftDeleted);
     assert_eq!(presence[&g(5)], Presence::Gone);
     assert!(never.iter().all(|id| presence[id] == Presence::Gone));
+}
+
+#[tokio::test]
+async fn batched_writes_answer_each_request_and_retry_the_throttled_ones() {
+    let mut tenant = sim::small_tenant();
+    let groups = tenant["groups"].as_array_mut().expect("groups");
+    for n in 10..32 {
+        groups.push(security_group(n, &format!("SG-Bulk-{n}"), &[]));
+    }
+    let sim = Sim::start(&tenant, &[]);
+    let client = sim.client();
+    let enable = json!({"writebackConfiguration": {"isEnabled": true}});
+    let mut requests: Vec<BatchRequest> = (10..32)
+        .map(|n| BatchRequest::patch(format!("/groups/{}", id(0xbbbb, n)), enable.clone()))
+        .collect();
+    // One group that does not exist and one write Graph refuses: their own answers only.
+    let missing = id(0xdddd, 1);
+    requests.push(BatchRequest::patch(
+        format!("/groups/{missing}"),
+        enable.clone(),
+    ));
+    requests.push(BatchRequest::patch(
+        format!("/groups/{}", id(0xbbbb, 1)),
+        json!({"noSuchProperty": 1}),
+    ));
+    sim.admin(
+        "/_sim/faults",
+        json!({"throttle_share": 0.3, "retry_after_secs": 0}),
+    )
+    .await;
+    let answers = client.batch("beta", &requests).await.expect("batched");
+    sim.admin("/_sim/faults", json!({})).await;
+    assert_eq!(answers.len(), requests.len());
+    assert!(answers[..22].iter().all(|a| a.is_success()));
+    assert_eq!(answers[22].status, 404);
+    let words = answers[22]
+        .error(&Method::PATCH, &format!("/beta/groups/{missing}"))
+        .to_string();
+    assert!(
+        words.contains(&missing) && words.contains("(in $batch)"),
+        "{words}"
+    );
+    assert_eq!(answers[23].status, 400);
+    for n in 10..32 {
+        let g = client
+            .get_json(&format!(
+                "/beta/groups/{}?$select=id,writebackConfiguration",
+                id(0xbbbb, n)
+            ))
+            .await
+            .expect("group");
+        assert_eq!(g["writebackConfiguration"]["isEnabled"], true, "{g}");
+    }
 }
