@@ -110,6 +110,30 @@ impl AdConnector {
         }
     }
 
+    /// The group whose objectSid is `sid` (`S-1-5-…`), wherever it is in the domain, if any
+    /// (a `<SID=…>` base, as AD and Samba take it).
+    pub async fn read_group_by_sid(
+        &mut self,
+        sid: &str,
+        schema: &AdSchema,
+    ) -> Result<Option<AdGroup>, AdError> {
+        let sid = sid.trim();
+        if !sid.starts_with("S-") || !sid[2..].chars().all(|c| c.is_ascii_digit() || c == '-') {
+            return Ok(None);
+        }
+        let base = format!("<SID={sid}>");
+        let attrs = group_attrs(schema);
+        match self
+            .base_entry(&base, "(objectClass=group)", &attrs, "read group by SID")
+            .await?
+        {
+            Some(entry) => Ok(Some(
+                self.group_from_entry(entry, "read group by SID").await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     async fn group_from_entry(
         &mut self,
         entry: SearchEntry,
@@ -153,6 +177,9 @@ impl AdConnector {
             mail_nickname: first_text(&entry, "mailNickname"),
             proxy_addresses: text_values(&entry, "proxyAddresses"),
             managed_by: first_text(&entry, "managedBy"),
+            critical: first_text(&entry, "isCriticalSystemObject")
+                .is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
+            admin_count: first_text(&entry, "adminCount").is_some_and(|v| v.trim() == "1"),
             members,
             dn,
         })
@@ -305,6 +332,8 @@ fn group_attrs(schema: &AdSchema) -> Vec<&'static str> {
         "displayName",
         "description",
         "managedBy",
+        "isCriticalSystemObject",
+        "adminCount",
         "member;range=0-1499",
     ];
     if schema.external_directory_object_id {

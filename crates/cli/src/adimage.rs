@@ -33,6 +33,9 @@ pub struct AdImage {
     pub meta: ImageMeta,
     pub snapshot: AdSnapshot,
     pub changes: ImageChanges,
+    /// SIDs (upper-case) of the AD groups cloud-managed groups name: read wherever they
+    /// are, kept in the image while they are candidates for adoption.
+    pub adoption_sids: BTreeSet<String>,
 }
 
 /// Rows of the stored image to rewrite.
@@ -52,8 +55,9 @@ pub struct ImageChanges {
 pub fn image_scope(cfg: &Config) -> String {
     let mut ous: Vec<String> = cfg.engine.managed_ous().iter().map(|o| dn_key(o)).collect();
     ous.sort();
+    // `v2`: groups carry isCriticalSystemObject / adminCount (images before lack them).
     format!(
-        "{}|{}|{}",
+        "v2|{}|{}|{}",
         dn_key(&cfg.ad.base_dn),
         cfg.ad.url.to_ascii_lowercase(),
         ous.join(";")
@@ -116,6 +120,7 @@ pub async fn refresh(
     let dc = ad.dc_state().await?;
     let scope = image_scope(cfg);
     let wanted = wb_engine::lookups(cloud, &cfg.engine);
+    let adoption = wb_engine::adoption_sids(cloud, &cfg.engine);
     let usable = stored.filter(|(meta, _)| {
         let ok = !force_full && meta.scope == scope && dc.continues(&meta.dc);
         if !ok && !force_full {
@@ -127,10 +132,47 @@ pub async fn refresh(
         }
         ok
     });
-    match usable {
-        Some((meta, snapshot)) => incremental(ad, cfg, joins, meta, snapshot, dc, &wanted).await,
-        None => full(ad, cfg, joins, dc, scope, &wanted).await,
+    let mut image = match usable {
+        Some((meta, snapshot)) => {
+            incremental(ad, cfg, joins, meta, snapshot, dc, &wanted, &adoption).await?
+        }
+        None => full(ad, cfg, joins, dc, scope, &wanted).await?,
+    };
+    read_adoption_candidates(ad, &mut image, &adoption).await?;
+    image.adoption_sids = adoption;
+    Ok(image)
+}
+
+/// Reads the AD groups that cloud-managed groups name by SID and the image lacks, wherever
+/// they are in the domain (the engine adopts them in place, or says why not).
+async fn read_adoption_candidates(
+    ad: &mut AdConnector,
+    image: &mut AdImage,
+    sids: &BTreeSet<String>,
+) -> Result<(), CycleError> {
+    let have: BTreeSet<String> = image
+        .snapshot
+        .groups
+        .iter()
+        .filter_map(|g| g.sid.as_deref().map(|s| s.to_ascii_uppercase()))
+        .collect();
+    for sid in sids.iter().filter(|s| !have.contains(*s)) {
+        if let Some(g) = ad.read_group_by_sid(sid, &image.snapshot.schema).await? {
+            let guid = g.guid.to_ascii_lowercase();
+            if image
+                .snapshot
+                .groups
+                .iter()
+                .any(|x| x.guid.eq_ignore_ascii_case(&guid))
+            {
+                continue;
+            }
+            info!(sid = %sid, dn = %g.dn, "the AD group of a cloud-managed group");
+            image.snapshot.groups.push(g);
+            image.changes.groups_upsert.insert(guid);
+        }
     }
+    Ok(())
 }
 
 async fn full(
@@ -179,9 +221,11 @@ async fn full(
             resolutions,
         },
         changes,
+        adoption_sids: BTreeSet::new(),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn incremental(
     ad: &mut AdConnector,
     cfg: &Config,
@@ -190,6 +234,7 @@ async fn incremental(
     mut snapshot: AdSnapshot,
     dc: DcState,
     wanted: &BTreeSet<Lookup>,
+    adoption: &BTreeSet<String>,
 ) -> Result<AdImage, CycleError> {
     let mut changes = ImageChanges::default();
     let since = meta.dc.highest_usn;
@@ -202,7 +247,8 @@ async fn incremental(
         all.iter().filter(|c| !c.deleted).count(),
         all.iter().filter(|c| c.deleted).count(),
     );
-    let reread = apply_ad_changes(ad, cfg, joins, &mut snapshot, all, &mut changes).await?;
+    let reread =
+        apply_ad_changes(ad, cfg, joins, adoption, &mut snapshot, all, &mut changes).await?;
 
     let new_lookups: BTreeSet<Lookup> = wanted
         .iter()
@@ -242,6 +288,7 @@ async fn incremental(
         meta: ImageMeta { dc, ..meta },
         snapshot,
         changes,
+        adoption_sids: BTreeSet::new(),
     })
 }
 
@@ -281,6 +328,7 @@ async fn apply_ad_changes(
     ad: &mut AdConnector,
     cfg: &Config,
     joins: &Joins,
+    adoption: &BTreeSet<String>,
     snapshot: &mut AdSnapshot,
     all: Vec<ChangedObject>,
     changes: &mut ImageChanges,
@@ -299,7 +347,11 @@ async fn apply_ad_changes(
         .collect();
     for c in changed.iter().filter(|c| c.object.class == AdClass::Group) {
         let guid = c.object.guid.to_ascii_lowercase();
-        if in_managed_ou(cfg, &c.object.dn) || joined.contains(&guid) {
+        let candidate = c
+            .sid
+            .as_deref()
+            .is_some_and(|s| adoption.contains(&s.to_ascii_uppercase()));
+        if in_managed_ou(cfg, &c.object.dn) || joined.contains(&guid) || candidate {
             reread_guids.push(guid);
         } else {
             // Moved out of the managed OUs and not writeback's: no longer in the image.
@@ -326,7 +378,11 @@ async fn apply_ad_changes(
         let present: BTreeSet<String> = fresh.keys().cloned().collect();
         for g in &snapshot.groups {
             let guid = g.guid.to_ascii_lowercase();
-            if !present.contains(&guid) && !joined.contains(&guid) {
+            let candidate = g
+                .sid
+                .as_deref()
+                .is_some_and(|s| adoption.contains(&s.to_ascii_uppercase()));
+            if !present.contains(&guid) && !joined.contains(&guid) && !candidate {
                 dropped.insert(guid);
             }
         }
@@ -483,7 +539,8 @@ pub async fn after_export(
         .filter(|c| !written.contains(&c.object.guid.to_ascii_lowercase()))
         .collect();
     let n_others = others.len();
-    let reread = apply_ad_changes(ad, cfg, joins, snapshot, others, changes).await?;
+    let adoption = image.adoption_sids.clone();
+    let reread = apply_ad_changes(ad, cfg, joins, &adoption, snapshot, others, changes).await?;
     for guid in unsure {
         if let Some(g) = ad.read_group(guid, &snapshot.schema).await? {
             snapshot

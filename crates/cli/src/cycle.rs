@@ -120,8 +120,10 @@ pub fn ad_config(cfg: &Config) -> AdConfig {
 struct CloudImport {
     cloud: CloudSnapshot,
     full: bool,
-    group_delta_link: String,
-    user_delta_link: String,
+    group_delta_link: Option<String>,
+    user_delta_link: Option<String>,
+    /// `None` when devices were not read this cycle (the stored link stays).
+    device_delta_link: Option<String>,
     config_refreshed: bool,
 }
 
@@ -129,12 +131,17 @@ struct CloudImport {
 struct Rounds {
     users: wb_graph::DeltaRound<wb_graph::UserChange>,
     groups: wb_graph::DeltaRound<wb_graph::GroupChange>,
+    /// Read only once a group has had a device member (see `fetch_rounds`).
+    devices: Option<wb_graph::DeltaRound<wb_graph::DeviceChange>>,
     full: bool,
 }
 
 impl Rounds {
     fn is_empty(&self) -> bool {
-        !self.full && self.users.changes.is_empty() && self.groups.changes.is_empty()
+        !self.full
+            && self.users.changes.is_empty()
+            && self.groups.changes.is_empty()
+            && self.devices.as_ref().is_none_or(|d| d.changes.is_empty())
     }
 }
 
@@ -142,10 +149,12 @@ async fn fetch_rounds(
     graph: &GraphClient,
     group_link: Option<String>,
     user_link: Option<String>,
+    device_link: Option<String>,
     mut full: bool,
 ) -> Result<Rounds, GraphError> {
     let group_link = own_link(graph, "group", group_link);
     let user_link = own_link(graph, "user", user_link);
+    let device_link = own_link(graph, "device", device_link);
     if group_link.is_none() || user_link.is_none() {
         full = true;
     }
@@ -179,9 +188,32 @@ async fn fetch_rounds(
     } else {
         users
     };
+    // Devices (members written as their computer accounts) have a round of their own,
+    // read once a group has had a device member — a tenant without device members pays no
+    // request for them — and restarted alone when its link is missing or expired.
+    let device_members = groups.changes.iter().any(|c| match c {
+        wb_graph::GroupChange::Upsert(p) => p
+            .members_added
+            .iter()
+            .any(|m| m.kind == wb_model::MemberKind::Device),
+        _ => false,
+    });
+    let devices = if device_link.is_some() || device_members {
+        let from = if full { None } else { device_link.as_deref() };
+        Some(match graph.device_delta(from).await {
+            Err(GraphError::DeltaExpired { message }) => {
+                warn!(%message, "device delta token no longer valid: reading devices in full");
+                graph.device_delta(None).await?
+            }
+            r => r?,
+        })
+    } else {
+        None
+    };
     Ok(Rounds {
         users,
         groups,
+        devices,
         full,
     })
 }
@@ -203,12 +235,16 @@ async fn import_cloud(
     let Rounds {
         users,
         groups,
+        devices,
         full,
     } = rounds;
     if users.full {
         cloud.users.clear();
     }
     wb_graph::apply_user_changes(&mut cloud, &users);
+    if let Some(devices) = &devices {
+        wb_graph::apply_device_changes(&mut cloud, devices);
+    }
     let absent = wb_graph::apply_group_changes(&mut cloud, &groups);
     confirm_absent(graph, &mut cloud, &absent).await?;
     refresh_config(
@@ -216,8 +252,11 @@ async fn import_cloud(
         cfg,
         cloud,
         full,
-        groups.delta_link,
-        users.delta_link,
+        [
+            Some(groups.delta_link),
+            Some(users.delta_link),
+            devices.map(|d| d.delta_link),
+        ],
         last_refresh,
     )
     .await
@@ -264,8 +303,7 @@ async fn refresh_config(
     cfg: &Config,
     mut cloud: CloudSnapshot,
     full: bool,
-    group_delta_link: String,
-    user_delta_link: String,
+    [group_delta_link, user_delta_link, device_delta_link]: [Option<String>; 3],
     last_refresh: Option<OffsetDateTime>,
 ) -> Result<CloudImport, GraphError> {
     let due = config_refresh_due(cfg, last_refresh);
@@ -284,6 +322,7 @@ async fn refresh_config(
         full,
         group_delta_link,
         user_delta_link,
+        device_delta_link,
         config_refreshed,
     })
 }
@@ -309,6 +348,35 @@ async fn refresh_owners(
         let owners = graph.group_owners(&id).await?;
         if let Some(g) = import.cloud.groups.get_mut(&id) {
             g.owners = owners.into_iter().collect();
+        }
+    }
+    Ok(())
+}
+
+/// Group Source of Authority: `isCloudManaged` is a resource of its own
+/// (`/groups/{id}/onPremisesSyncBehavior`), not a property group delta carries. Converting a
+/// group shows in delta as a change of the group (its `onPremisesSyncEnabled` is no longer
+/// true), so it is read for the groups that name an AD group by SID and are not synced
+/// (any more): all of them on a full round, else those new or changed in this round.
+async fn refresh_sync_behavior(
+    graph: &GraphClient,
+    before: &CloudSnapshot,
+    import: &mut CloudImport,
+) -> Result<(), GraphError> {
+    let mut ids = Vec::new();
+    for g in import.cloud.groups.values_mut() {
+        if g.is_synced_from_ad() || g.ad_sid().is_none() || g.deleted.is_some() {
+            g.cloud_managed = None;
+            continue;
+        }
+        if import.full || g.cloud_managed.is_none() || before.groups.get(&g.id) != Some(&*g) {
+            ids.push(g.id.clone());
+        }
+    }
+    for id in ids {
+        let managed = graph.group_is_cloud_managed(&id).await?;
+        if let Some(g) = import.cloud.groups.get_mut(&id) {
+            g.cloud_managed = Some(managed);
         }
     }
     Ok(())
@@ -458,6 +526,7 @@ async fn cycle(
         graph,
         meta.group_delta_link.clone(),
         meta.user_delta_link.clone(),
+        meta.device_delta_link.clone(),
         want_full,
     )
     .instrument(info_span!("import.graph"))
@@ -526,11 +595,15 @@ async fn cycle(
             });
             commit.group_delta_link = Some(rounds.groups.delta_link.clone());
             commit.user_delta_link = Some(rounds.users.delta_link.clone());
+            commit.device_delta_link = rounds.devices.as_ref().map(|d| d.delta_link.clone());
             commit.quiet_fingerprint = Some(quiet_fingerprint(cfg, &service, usn));
             let run_id = store.commit(&commit)?;
             if let Some(m) = sx.memory.as_mut() {
                 m.state.group_delta_link = commit.group_delta_link.clone();
                 m.state.user_delta_link = commit.user_delta_link.clone();
+                if commit.device_delta_link.is_some() {
+                    m.state.device_delta_link = commit.device_delta_link.clone();
+                }
                 m.state.quiet_fingerprint = commit.quiet_fingerprint.clone();
             }
             info!(
@@ -574,6 +647,9 @@ async fn cycle(
     )
     .instrument(info_span!("import.graph"))
     .await?;
+    refresh_sync_behavior(graph, &state.cloud, &mut import)
+        .instrument(info_span!("import.sync-behavior"))
+        .await?;
     if cfg.engine.write_owners {
         refresh_owners(graph, cfg, &state.cloud, &mut import)
             .instrument(info_span!("import.owners"))
@@ -708,9 +784,17 @@ async fn cycle(
         message.get_or_insert_with(|| "staging: nothing written to AD".into());
         ExportOutcome::staged()
     } else {
-        export(ad, cfg, &plan, ad_snapshot, &state.joins, &hold)
-            .instrument(info_span!("export"))
-            .await
+        export(
+            ad,
+            cfg,
+            &plan,
+            ad_snapshot,
+            &state.joins,
+            &import.cloud,
+            &hold,
+        )
+        .instrument(info_span!("export"))
+        .await
     };
     let ldap_writes = ad.writes() - writes_start;
     if let Some(message) = &outcome.aborted {
@@ -803,6 +887,8 @@ async fn cycle(
         diff_map(&state.cloud.groups, &import.cloud.groups, import.full);
     let (upsert_users, remove_users) =
         diff_map(&state.cloud.users, &import.cloud.users, import.full);
+    let (upsert_devices, remove_devices) =
+        diff_map(&state.cloud.devices, &import.cloud.devices, import.full);
     let joins_new = outcome.joins_after(&state.joins);
     let joins_upsert = joins_new
         .values()
@@ -827,8 +913,14 @@ async fn cycle(
             .map(|id| &import.cloud.users[*id])
             .collect(),
         remove_users,
-        group_delta_link: Some(import.group_delta_link.clone()),
-        user_delta_link: Some(import.user_delta_link.clone()),
+        upsert_devices: upsert_devices
+            .iter()
+            .map(|id| &import.cloud.devices[*id])
+            .collect(),
+        remove_devices,
+        group_delta_link: import.group_delta_link.clone(),
+        user_delta_link: import.user_delta_link.clone(),
+        device_delta_link: import.device_delta_link.clone(),
         joins_upsert,
         joins_remove,
         full_at: import.full.then_some(started_at),
@@ -855,6 +947,10 @@ async fn cycle(
         cloud: CloudSnapshot::default(),
         group_delta_link: commit.group_delta_link.clone(),
         user_delta_link: commit.user_delta_link.clone(),
+        device_delta_link: commit
+            .device_delta_link
+            .clone()
+            .or(state.device_delta_link.clone()),
         joins: joins_new,
         last_full_at: commit.full_at.or(state.last_full_at),
         last_config_refresh_at: commit.config_refresh_at.or(state.last_config_refresh_at),

@@ -234,6 +234,7 @@ mod tests {
                 guid: "guid-g".into(),
                 sid: None,
                 dn: dn.into(),
+                adopted: false,
             },
         )])
     }

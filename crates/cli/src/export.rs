@@ -97,9 +97,11 @@ pub async fn export(
     plan: &Plan,
     snapshot: &AdSnapshot,
     joins: &Joins,
+    cloud: &wb_model::CloudSnapshot,
     hold: &crate::thresholds::Hold,
 ) -> ExportOutcome {
-    let mut guard = OwnershipGuard::new(cfg.engine.managed_ous(), plan, snapshot, joins);
+    let mut guard = OwnershipGuard::new(cfg.engine.managed_ous(), plan, snapshot, joins)
+        .adopting(cloud, snapshot);
     let mut out = ExportOutcome::default();
     let mut failed_groups: BTreeSet<String> = BTreeSet::new();
 
@@ -128,12 +130,22 @@ pub async fn export(
                             guid: adg.guid.clone(),
                             sid: adg.sid.clone(),
                             dn: adg.dn.clone(),
+                            adopted: g.adopted
+                                || joins.get(&g.id).is_some_and(|j| {
+                                    j.adopted && j.guid.eq_ignore_ascii_case(&adg.guid)
+                                }),
                         },
                     );
                 }
             }
         }
     }
+    let adopted: BTreeSet<&str> = plan
+        .groups
+        .iter()
+        .filter(|g| g.adopted)
+        .map(|g| g.id.as_str())
+        .collect();
     // Joins whose AD object vanished (deleted by hand) are dropped unless re-created below.
     let present: BTreeSet<String> = snapshot
         .groups
@@ -198,6 +210,7 @@ pub async fn export(
                                     guid: guid.clone(),
                                     sid: applied.sid.clone(),
                                     dn: applied.dn.clone(),
+                                    adopted: false,
                                 },
                             );
                         }
@@ -205,6 +218,30 @@ pub async fn export(
                     Action::Rename { new_dn, .. } => {
                         if let Some(j) = out.joins.get_mut(&op.group) {
                             j.dn = new_dn.clone();
+                        }
+                    }
+                    // The anchor stamped on an AD group taken over in place: the DC
+                    // acknowledged it, so the group is joined from now on.
+                    Action::Modify { guid, changes, .. }
+                        if changes.iter().any(|c| c.attr == "adminDescription")
+                            && !out.joins.contains_key(&op.group) =>
+                    {
+                        if let Some(adg) = snapshot
+                            .groups
+                            .iter()
+                            .find(|g| g.guid.eq_ignore_ascii_case(guid))
+                        {
+                            out.deleted.remove(&op.group);
+                            out.joins.insert(
+                                op.group.clone(),
+                                Join {
+                                    group: op.group.clone(),
+                                    guid: adg.guid.clone(),
+                                    sid: adg.sid.clone(),
+                                    dn: adg.dn.clone(),
+                                    adopted: adopted.contains(op.group.as_str()),
+                                },
+                            );
                         }
                     }
                     Action::Delete { .. } => {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wb_ad::Applied;
 use wb_engine::naming::{dn_eq, dn_key, is_under};
-use wb_model::{anchor_value, Action, AdSnapshot, Joins, Operation, Plan};
+use wb_model::{anchor_value, Action, AdSnapshot, CloudSnapshot, Joins, Operation, Plan};
 
 /// Attributes writeback may ever write on a group it owns (SPEC §4: nothing else).
 const WRITABLE: &[&str] = &[
@@ -52,8 +52,10 @@ struct Owned {
 }
 
 /// Owned objects are those under a managed OU that carry the anchor of a group writeback
-/// writes back (or hold its join), and the objects writeback made for a group wherever
-/// they are now (joined by objectGUID, anchor intact or cleared) — a changed OU moves them.
+/// writes back (or hold its join), the objects writeback made or adopted for a group
+/// wherever they are now (joined by objectGUID, anchor intact or cleared) — a changed OU
+/// moves them — and the AD groups cloud-managed groups name by SID ([`Self::adopting`]).
+/// Protected objects (critical, `adminCount = 1`, builtin or well-known SIDs) never are.
 pub struct OwnershipGuard {
     managed_ous: Vec<String>,
     /// lower-case objectGUID → owner
@@ -81,7 +83,9 @@ impl OwnershipGuard {
         // Joined objects first: a group's join outranks any other object with its anchor.
         let mut candidates: Vec<(&wb_model::AdGroup, &str, bool)> = Vec::new();
         for g in &ad.groups {
-            if foreign.contains(&dn_key(&g.dn)) {
+            // Critical or protected objects (Domain Admins, adminCount = 1, builtin groups)
+            // are never written, whatever the plan, the cloud or the joins say.
+            if foreign.contains(&dn_key(&g.dn)) || g.protection().is_some() {
                 continue;
             }
             match joined.get(&g.guid.to_ascii_lowercase()) {
@@ -130,6 +134,46 @@ impl OwnershipGuard {
             }
         }
         guard
+    }
+
+    /// Adds the AD groups that cloud-managed groups take over in place (SPEC §10): a group
+    /// whose objectSid is the `onPremisesSecurityIdentifier` of a cloud group converted to
+    /// cloud management, wherever it is, becomes that group's — unless it is protected,
+    /// carries another group's anchor, is already owned, or the cloud group already owns
+    /// an object. Checked here from the images, independently of the engine.
+    pub fn adopting(mut self, cloud: &CloudSnapshot, ad: &AdSnapshot) -> Self {
+        let by_sid: BTreeMap<String, &str> = cloud
+            .groups
+            .values()
+            .filter(|g| g.is_cloud_managed_ad_group())
+            .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
+            .collect();
+        for g in &ad.groups {
+            let Some(group) = g
+                .sid
+                .as_deref()
+                .and_then(|s| by_sid.get(&s.trim().to_ascii_uppercase()))
+            else {
+                continue;
+            };
+            let guid = g.guid.to_ascii_lowercase();
+            let free = g.protection().is_none()
+                && g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(group))
+                && !self.owned.contains_key(&guid)
+                && !self.by_group.contains_key(&group.to_ascii_lowercase());
+            if free {
+                self.by_group
+                    .insert(group.to_ascii_lowercase(), guid.clone());
+                self.owned.insert(
+                    guid,
+                    Owned {
+                        group: group.to_string(),
+                        dn: g.dn.clone(),
+                    },
+                );
+            }
+        }
+        self
     }
 
     /// Strictly below a managed OU (the OU itself is never written).
@@ -534,6 +578,7 @@ mod tests {
                 guid: OWNED_GUID.into(),
                 sid: None,
                 dn: old.into(),
+                adopted: false,
             },
         );
         let guard = OwnershipGuard::new(vec![OU.to_string()], &Plan::default(), &ad, &joins);

@@ -2,6 +2,7 @@
 //! This is the binary's edge: command line, exit codes, logging; the work is in the crates.
 
 mod adimage;
+mod adopt;
 mod cloud;
 mod config;
 mod cycle;
@@ -118,6 +119,21 @@ enum Command {
     /// permissions. Exit 0 when all pass, 1 when a check fails, 3 when AD or Graph refuses
     /// the credentials or cannot be reached.
     Preflight,
+    /// Take over an existing AD group in place for a cloud group: writes its anchor and
+    /// records the join; the next cycle manages its members and attributes where it is
+    /// (never moved unless a rule's `ou` matches, never deleted). Preview unless --yes.
+    /// Refuses (exit 2) protected objects (Domain Admins, adminCount = 1, builtin groups)
+    /// and objects joined to or anchored by another group.
+    Adopt {
+        /// The cloud group: object id or exact display name (as the last cycle saw it).
+        group: String,
+        /// The DN of the AD group to take over.
+        #[arg(long)]
+        dn: String,
+        /// Write the anchor and record the join (without it: a preview).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Cloud-side admin commands (Microsoft Graph): writebackConfiguration of one group or of
     /// every Microsoft 365 group, and the tenant default for new Microsoft 365 groups.
     Cloud {
@@ -303,5 +319,6 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Cloud { command } => cloud::run(&cfg, command, cli.json).await,
         // Dispatched above, with the configuration loaded without the Graph credential.
         Command::Ad { .. } => 2,
+        Command::Adopt { group, dn, yes } => adopt::run(&cfg, &group, &dn, yes, cli.json).await,
     }
 }

@@ -264,6 +264,7 @@ fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
                 guid,
                 sid: Some(sid),
                 dn,
+                adopted: false,
             },
         );
     }

@@ -43,6 +43,7 @@ impl<'a> CloudChanges<'a> {
         let mut members = HashSet::default();
         if let Some(p) = previous.filter(|p| !std::ptr::eq(*p, cloud)) {
             changed_keys(&p.users, &cloud.users, |a, b| a == b, &mut members);
+            changed_keys(&p.devices, &cloud.devices, |a, b| a == b, &mut members);
             changed_keys(
                 &p.groups,
                 &cloud.groups,
@@ -133,6 +134,7 @@ fn same_properties(a: &CloudGroup, b: &CloudGroup) -> bool {
         members: _,
         owners,
         deleted,
+        cloud_managed,
     } = a;
     *id == b.id
         && *display_name == b.display_name
@@ -148,6 +150,7 @@ fn same_properties(a: &CloudGroup, b: &CloudGroup) -> bool {
         && *writeback == b.writeback
         && *owners == b.owners
         && *deleted == b.deleted
+        && *cloud_managed == b.cloud_managed
 }
 
 /// Everything one plan is computed from.
@@ -189,6 +192,11 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
                         out.extend(members::synced_group_lookup(nested));
                     }
                 }
+                MemberKind::Device => {
+                    if let Some(device) = cloud.devices.get(&member.id) {
+                        out.extend(members::device_lookup(device));
+                    }
+                }
                 _ => {}
             }
         }
@@ -201,6 +209,19 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
         }
     }
     out
+}
+
+/// The SIDs (upper-case) of the AD groups the cloud-managed AD groups written back name:
+/// the AD image reads these groups wherever they are in the domain, so the plan can adopt
+/// them in place (or say why not).
+pub fn adoption_sids(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<String> {
+    cloud
+        .groups
+        .values()
+        .filter(|g| g.is_cloud_managed_ad_group() && decide(g, config).0.is_written())
+        .filter_map(|g| g.ad_sid())
+        .map(str::to_ascii_uppercase)
+        .collect()
 }
 
 /// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
@@ -239,7 +260,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
         .collect();
-    let ownership = Ownership::claim(ad, joins, &decisions, &managed);
+    let ownership = Ownership::claim(cloud, ad, joins, &decisions, &managed);
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
     by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
@@ -311,6 +332,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             drift: Vec::new(),
             member_count: 0,
             written_count: 0,
+            adopted: ownership.adopted.contains(group.id.as_str()),
         };
         let op = |action: Action, reason: String| Operation {
             group: group.id.clone(),
@@ -328,7 +350,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 Some(place),
             ) => {
                 let mut membership = dir.membership(group);
-                let wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
+                let mut wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
                 outcome.members = std::mem::take(&mut membership.outcomes);
                 outcome.member_count = outcome.members.len();
                 outcome.written_count = outcome
@@ -367,10 +389,31 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 outcome.drift.push(reason.clone());
                             }
                         }
+                        // An AD group taken over in place: its first plan is no drift, and
+                        // its groupType goes in a modify of its own, so that AD refusing the
+                        // conversion to universal leaves the anchor and members written.
+                        let adopted = outcome.adopted;
+                        let adopting = adopted && !joined;
+                        let retype = if adopted {
+                            wanted.remove(ATTR_GROUP_TYPE).filter(|after| {
+                                !same_values(
+                                    ATTR_GROUP_TYPE,
+                                    &current_attr(current, ATTR_GROUP_TYPE),
+                                    after,
+                                )
+                            })
+                        } else {
+                            None
+                        };
                         if let Some((changes, reason, drift)) =
-                            attr_changes(current, &wanted, joined, !props_changed)
+                            attr_changes(current, &wanted, joined, !props_changed && !adopting)
                         {
                             outcome.drift.extend(drift);
+                            let reason = if adopting {
+                                format!("adopted in place: {}; {reason}", adoption_text(group))
+                            } else {
+                                reason
+                            };
                             ops.modifies.push(op(
                                 Action::Modify {
                                     dn: dn.clone(),
@@ -380,11 +423,42 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 reason,
                             ));
                         }
+                        if let Some(after) = retype {
+                            let before = current_attr(current, ATTR_GROUP_TYPE);
+                            let reason = if adopting {
+                                format!(
+                                    "adopted: groupType {} ({}) → {} (universal)",
+                                    before.join(","),
+                                    scope_name(current.group_type),
+                                    after.join(",")
+                                )
+                            } else {
+                                outcome.drift.push(format!(
+                                    "groupType changed by hand: {} → put back to {}",
+                                    before.join(","),
+                                    after.join(",")
+                                ));
+                                "drift: groupType changed by hand".to_string()
+                            };
+                            ops.modifies.push(op(
+                                Action::Modify {
+                                    dn: dn.clone(),
+                                    guid: current.guid.clone(),
+                                    changes: vec![AttrChange {
+                                        attr: ATTR_GROUP_TYPE.to_string(),
+                                        before,
+                                        after,
+                                    }],
+                                },
+                                reason,
+                            ));
+                        }
                         let (add, remove) =
                             member_changes(current, &unique_dns(&membership), &renamed, &dir);
                         // Only when the cloud side did not change can a difference have been
-                        // made by hand in AD.
-                        let by_hand = !members_changed;
+                        // made by hand in AD (an adoption's first plan is none: the cloud
+                        // takes over what AD held).
+                        let by_hand = !members_changed && !adopting;
                         if by_hand {
                             outcome.drift.extend(
                                 remove
@@ -485,7 +559,9 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             (decision, _) => {
                 if let Some(current) = ownership.owned.get(group.id.as_str()) {
                     outcome.ad_dn = Some(current.dn.clone());
-                    if config.delete_out_of_scope {
+                    // An adopted AD group existed before writeback: never deleted, only
+                    // left alone (orphaned), even with delete_out_of_scope.
+                    if config.delete_out_of_scope && !outcome.adopted {
                         outcome.ad_state = AdState::ToDelete;
                         let reason = format!(
                             "deleted: {} and delete_out_of_scope = true",
@@ -507,8 +583,14 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         outcomes.push(outcome);
     }
 
+    let mut notices = notices(&decisions, &ad.schema);
     for (id, current) in &ownership.owned {
-        if !cloud.groups.contains_key(*id) {
+        if !cloud.groups.contains_key(*id) && ownership.adopted.contains(id) {
+            notices.push(format!(
+                "{} was adopted (it existed before writeback) for group {id}, which is gone                  from the cloud: kept, no longer updated",
+                current.dn
+            ));
+        } else if !cloud.groups.contains_key(*id) {
             ops.deletes.push(Operation {
                 group: id.to_string(),
                 name: current
@@ -530,7 +612,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         operations: ops.into_ordered(),
         groups: outcomes,
         foreign,
-        notices: notices(&decisions, &ad.schema),
+        notices,
     }
 }
 
@@ -582,6 +664,11 @@ fn scope<'a>(
 /// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
 struct Ownership<'a> {
     owned: BTreeMap<&'a str, &'a AdGroup>,
+    /// Owned groups that existed before writeback (adopted in place: a cloud-managed AD
+    /// group, or a join recorded by `writeback adopt`).
+    adopted: HashSet<&'a str>,
+    /// Cloud-managed AD groups whose AD group cannot be adopted, with why.
+    refused: BTreeMap<&'a str, String>,
     foreign: Vec<ForeignObject>,
     /// Cloud id → the DNs of the other AD objects that carry its anchor. Said loudly on the
     /// group; a group whose anchor is contested by unjoined objects gets no object at all
@@ -591,6 +678,7 @@ struct Ownership<'a> {
 
 impl<'a> Ownership<'a> {
     fn claim(
+        cloud: &'a CloudSnapshot,
         ad: &'a AdSnapshot,
         joins: &'a Joins,
         decisions: &HashMap<&str, Decision>,
@@ -600,11 +688,48 @@ impl<'a> Ownership<'a> {
         groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
+        let mut refused: BTreeMap<&str, String> = BTreeMap::new();
         let joined_by_guid: HashMap<String, &str> = joins
             .iter()
             .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
             .collect();
+        // Cloud-managed AD groups written back, by the SID of the AD group they name.
+        let cloud_managed: HashMap<String, &str> = cloud
+            .groups
+            .values()
+            .filter(|g| g.is_cloud_managed_ad_group())
+            .filter(|g| {
+                decisions
+                    .get(g.id.as_str())
+                    .is_some_and(Decision::is_written)
+            })
+            .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
+            .collect();
         for g in groups {
+            let named_by = g
+                .sid
+                .as_deref()
+                .and_then(|sid| cloud_managed.get(&sid.trim().to_ascii_uppercase()).copied());
+            // Critical or protected objects are never adopted nor written, whatever the
+            // cloud or the state says: a cloud administrator must not become a domain
+            // administrator through writeback.
+            if let Some(why) = g.protection() {
+                if let Some(id) = named_by {
+                    refused.insert(
+                        id,
+                        format!(
+                            "its AD group {} is protected ({why}): writeback never adopts nor \
+                             writes it",
+                            g.dn
+                        ),
+                    );
+                }
+                foreign.push(foreign_object(
+                    g,
+                    format!("protected object ({why}): never adopted nor written"),
+                ));
+                continue;
+            }
             // A group writeback made keeps its join (objectGUID) even if its anchor was
             // cleared by hand (the anchor is put back) or it sits outside the managed OUs
             // (it is moved back) — but not if its anchor now names another group.
@@ -612,8 +737,30 @@ impl<'a> Ownership<'a> {
                 .get(&g.guid.to_ascii_lowercase())
                 .copied()
                 .filter(|id| g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)));
+            // The AD group a cloud-managed group names by SID, wherever it is, taken over
+            // in place — unless it carries another group's anchor or is joined to another.
+            let adoptable = named_by.filter(|id| {
+                let free = g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id))
+                    && joined_by_guid
+                        .get(&g.guid.to_ascii_lowercase())
+                        .is_none_or(|j| j.eq_ignore_ascii_case(id));
+                if !free {
+                    refused.insert(
+                        id,
+                        format!(
+                            "its AD group {} belongs to another group (anchor {}): not adopted",
+                            g.dn,
+                            g.admin_description
+                                .as_deref()
+                                .or(g.external_directory_object_id.as_deref())
+                                .unwrap_or("joined")
+                        ),
+                    );
+                }
+                free
+            });
             let in_managed = managed.iter().any(|ou| naming::is_under(&g.dn, ou));
-            match (joined, in_managed) {
+            match (joined.or(adoptable), in_managed) {
                 (Some(id), _) => by_anchor.entry(id).or_default().push(g),
                 (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
                 (None, true) => match g.anchor() {
@@ -682,8 +829,31 @@ impl<'a> Ownership<'a> {
                 }
             }
         }
+        let sid_of = |id: &str| {
+            cloud
+                .groups
+                .get(id)
+                .filter(|g| g.is_cloud_managed_ad_group())
+                .and_then(|g| g.ad_sid())
+        };
+        let adopted = owned
+            .iter()
+            .filter(|(id, g)| {
+                joins
+                    .get(**id)
+                    .is_some_and(|j| j.adopted && j.guid.eq_ignore_ascii_case(&g.guid))
+                    || sid_of(id).is_some_and(|sid| {
+                        g.sid
+                            .as_deref()
+                            .is_some_and(|s| s.trim().eq_ignore_ascii_case(sid))
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
         Ownership {
             owned,
+            adopted,
+            refused,
             foreign,
             duplicates,
         }
@@ -758,15 +928,25 @@ fn place<'a>(
             continue;
         };
         let (ou, placed_by) = target_ou(group);
-        let cn = naming::cn(group, config.naming);
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
+        // An adopted AD group keeps its CN and stays where it is, unless a rule with an
+        // `ou` matches its cloud group (then it moves there, CN kept).
+        let adopted = ownership.adopted.contains(group.id.as_str());
+        let rule_ou = config
+            .first_matching_rule(group)
+            .and_then(|i| config.rules[i].ou.clone());
+        let (cn, ou) = match (adopted, rule_ou) {
+            (true, Some(rule_ou)) => (current_cn.clone(), rule_ou),
+            (true, None) => (current_cn.clone(), String::new()),
+            (false, _) => (naming::cn(group, config.naming), ou),
+        };
         let home = managed_keys
             .iter()
             .filter(|(m, _)| naming::is_under(&current.dn, m))
             .max_by_key(|(_, key)| key.len());
         let ou_key = ou_keys.entry(ou.clone()).or_insert_with(|| dn_key(&ou));
         // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
-        let moving = home.is_none_or(|(_, h)| h != ou_key);
+        let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| h != ou_key);
         let parent = match naming::split_dn(&current.dn) {
             Some((_, parent)) if !moving => parent.to_string(),
             _ => ou.clone(),
@@ -859,6 +1039,22 @@ fn place<'a>(
                     ),
                 },
             );
+            continue;
+        }
+        if group.is_cloud_managed_ad_group() {
+            // Written onto its own AD group, never created anew in a managed OU.
+            let error = ownership
+                .refused
+                .get(group.id.as_str())
+                .cloned()
+                .unwrap_or_else(|| {
+                    format!(
+                        "its AD group (onPremisesSecurityIdentifier {}) was not found in AD: a \
+                     cloud-managed AD group is written onto that group, never created anew",
+                        group.ad_sid().unwrap_or_default()
+                    )
+                });
+            placed.insert(group.id.as_str(), Place::Blocked { error });
             continue;
         }
         let (ou, _) = target_ou(group);
@@ -1103,6 +1299,30 @@ fn member_changes(
         }
     }
     (add, remove)
+}
+
+/// "cloud-managed AD group, SID S-1-5-21-…" or "joined by writeback adopt".
+fn adoption_text(group: &CloudGroup) -> String {
+    match group.ad_sid() {
+        Some(sid) if group.is_cloud_managed_ad_group() => {
+            format!("cloud-managed AD group (SID {sid})")
+        }
+        _ => "adopted by hand (writeback adopt)".to_string(),
+    }
+}
+
+/// The scope a groupType value names, for messages.
+fn scope_name(group_type: i32) -> &'static str {
+    use wb_model::{GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL, GROUP_TYPE_UNIVERSAL};
+    if group_type & GROUP_TYPE_UNIVERSAL != 0 {
+        "universal"
+    } else if group_type & GROUP_TYPE_DOMAIN_LOCAL != 0 {
+        "domain-local"
+    } else if group_type & GROUP_TYPE_GLOBAL != 0 {
+        "global"
+    } else {
+        "no scope"
+    }
 }
 
 /// Why a group is not written back, in a few words.

@@ -18,10 +18,10 @@ pub use config::{
     SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{
-    lookups, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS, DESCRIPTION_MAX_UNITS,
-    DISPLAY_NAME_MAX_UNITS,
+    adoption_sids, lookups, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS,
+    DESCRIPTION_MAX_UNITS, DISPLAY_NAME_MAX_UNITS,
 };
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
-pub use scope::{decide, SECURITY_TYPE_ERROR};
+pub use scope::{decide, CLOUD_MANAGED, SECURITY_TYPE_ERROR};
 pub use touched::{touched_by, Changes};
 pub use wb_model::Plan;

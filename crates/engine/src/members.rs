@@ -6,8 +6,8 @@ use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wb_model::{
-    AdClass, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup, MemberKind,
-    MemberOutcome, MemberRef, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
+    AdClass, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup,
+    MemberKind, MemberOutcome, MemberRef, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
 };
 
 /// Exactly Microsoft's export error for a domain-local group nested in a universal one.
@@ -50,6 +50,16 @@ pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, &'static str)> {
     out
 }
 
+/// The lookup that finds a device synced from AD: its computer account, by SID. Devices
+/// not synced from AD (cloud-only, Entra-joined, registered) have none.
+pub(crate) fn device_lookup(device: &CloudDevice) -> Option<Lookup> {
+    if device.on_premises_sync_enabled != Some(true) {
+        return None;
+    }
+    let sid = device.on_premises_security_identifier.as_deref()?.trim();
+    (!sid.is_empty()).then(|| Lookup::Sid(sid.to_string()))
+}
+
 /// The lookup that finds a group synced from AD (by its SID).
 pub(crate) fn synced_group_lookup(group: &CloudGroup) -> Option<Lookup> {
     let sid = group.on_premises_security_identifier.as_deref()?.trim();
@@ -82,6 +92,8 @@ pub(crate) struct Directory<'a> {
     users: HashMap<&'a str, Resolved<'a>>,
     /// Groups synced from AD (by id) among those members.
     synced: HashMap<&'a str, Resolved<'a>>,
+    /// Devices (by id) among those members.
+    devices: HashMap<&'a str, Resolved<'a>>,
     /// DN → [`dn_key`] of every DN a member can be written as: the found objects'
     /// and the placements'. AD values are looked up here before any DN is parsed.
     keys: HashMap<&'a str, Cow<'a, str>>,
@@ -121,6 +133,7 @@ impl<'a> Directory<'a> {
             placements,
             users: HashMap::default(),
             synced: HashMap::default(),
+            devices: HashMap::default(),
             keys: HashMap::default(),
         };
         for (_, placement) in placements.iter() {
@@ -133,6 +146,9 @@ impl<'a> Directory<'a> {
                 let resolved = match member.kind {
                     MemberKind::User if !dir.users.contains_key(member.id.as_str()) => {
                         dir.resolve_user(&member.id)
+                    }
+                    MemberKind::Device if !dir.devices.contains_key(member.id.as_str()) => {
+                        dir.resolve_device(&member.id)
                     }
                     MemberKind::Group if !dir.synced.contains_key(member.id.as_str()) => {
                         match cloud.groups.get_key_value(&member.id) {
@@ -152,6 +168,7 @@ impl<'a> Directory<'a> {
                 }
                 match member.kind {
                     MemberKind::User => dir.users.insert(id, resolved),
+                    MemberKind::Device => dir.devices.insert(id, resolved),
                     _ => dir.synced.insert(id, resolved),
                 };
             }
@@ -170,6 +187,23 @@ impl<'a> Directory<'a> {
                 .unwrap_or((Fate::NotFoundOnPremises, None))
         } else {
             (Fate::CloudOnly, None)
+        };
+        Some((id.as_str(), Resolved { fate, name, dn }))
+    }
+
+    /// A device synced from AD is written as its computer account (found by SID, and of
+    /// class `computer`); any other device is not written.
+    fn resolve_device(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
+        let (id, device) = self.cloud.devices.get_key_value(id)?;
+        let name = device.display_name.clone();
+        let (fate, dn) = match device_lookup(device) {
+            None => (Fate::CloudOnlyDevice, None),
+            Some(l) => self
+                .first_found(
+                    vec![(l, "onPremisesSecurityIdentifier")],
+                    MemberKind::Device,
+                )
+                .unwrap_or((Fate::NotFoundOnPremises, None)),
         };
         Some((id.as_str(), Resolved { fate, name, dn }))
     }
@@ -286,10 +320,16 @@ impl<'a> Directory<'a> {
                     }
                 }
             },
-            MemberKind::Device
-            | MemberKind::OrgContact
-            | MemberKind::ServicePrincipal
-            | MemberKind::Other => (Fate::UnsupportedKind, None, None),
+            MemberKind::Device => match self.devices.get(member.id.as_str()) {
+                Some(r) => from(r),
+                None => match self.resolve_device(&member.id) {
+                    Some((_, r)) => owned(r),
+                    None => (Fate::UnknownObject, None, None),
+                },
+            },
+            MemberKind::OrgContact | MemberKind::ServicePrincipal | MemberKind::Other => {
+                (Fate::UnsupportedKind, None, None)
+            }
         }
     }
 

@@ -8,6 +8,10 @@ use wb_model::{CloudDeletion, CloudGroup, Decision, GroupKind, OnPremGroupType};
 pub const SECURITY_TYPE_ERROR: &str =
     "security groups can only be written back as universalSecurityGroup";
 
+/// Why a cloud-managed AD group (Group Source of Authority) is written back by default.
+pub const CLOUD_MANAGED: &str =
+    "cloud-managed AD group (onPremisesSyncBehavior.isCloudManaged = true): written back onto its AD group";
+
 /// Decides whether `group` is written back, and returns the index (0-based, into
 /// `config.rules`) of the first rule whose conditions hold, if any.
 ///
@@ -16,7 +20,9 @@ pub const SECURITY_TYPE_ERROR: &str =
 /// mail-enabled security are unsupported) → enablement → type → member limit.
 /// Enablement: an explicit `isEnabled` (true or false) always wins; when it is null, the
 /// first matching rule with an `enable` decides; otherwise Microsoft's default holds
-/// (Microsoft 365: enabled, security: not). `because` names rules 1-based, as an
+/// (Microsoft 365: enabled, security: not) — except for a cloud-managed AD group (synced
+/// from AD, converted with `isCloudManaged = true`, naming its AD group by SID), enabled
+/// by default: writeback takes over its AD group in place. `because` names rules 1-based, as an
 /// administrator counts them in the config file.
 pub fn decide(group: &CloudGroup, config: &EngineConfig) -> (Decision, Option<usize>) {
     let rule = config.first_matching_rule(group);
@@ -76,6 +82,9 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
         group.writeback.is_enabled,
         rule.and_then(|i| config.rules[i].enable.map(|e| (i, e))),
     ) {
+        // A group converted to cloud management that names its AD group is written back
+        // by default (onto that AD group): its AD object would otherwise go stale.
+        (None, None) if group.is_cloud_managed_ad_group() => CLOUD_MANAGED.to_string(),
         (Some(false), _) => {
             return Decision::NotEnabled {
                 because: "writebackConfiguration.isEnabled = false".into(),

@@ -2,7 +2,7 @@
 //! [`plan_groups`](crate::plan_groups) to plan those (and what they drag along) only.
 
 use crate::diff::Input;
-use crate::members::{synced_group_lookup, user_lookups};
+use crate::members::{device_lookup, synced_group_lookup, user_lookups};
 use std::collections::{BTreeSet, HashSet};
 use wb_model::{parse_anchor, Lookup, ObjectId};
 
@@ -47,6 +47,11 @@ pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
                 users.insert(&user.id);
             }
         }
+        for device in cloud.devices.values() {
+            if device_lookup(device).is_some_and(|l| changes.lookups.contains(&l)) {
+                users.insert(&device.id);
+            }
+        }
         for group in cloud.groups.values() {
             if synced_group_lookup(group).is_some_and(|l| changes.lookups.contains(&l)) {
                 out.insert(group.id.clone());
@@ -72,6 +77,25 @@ pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
             .map(|g| g.to_ascii_lowercase())
             .collect();
         let changed = |guid: &str| guids.contains(&guid.to_ascii_lowercase());
+        let changed_sids: HashSet<String> = input
+            .ad
+            .groups
+            .iter()
+            .filter(|g| changed(&g.guid))
+            .filter_map(|g| g.sid.as_deref().map(|s| s.trim().to_ascii_uppercase()))
+            .collect();
+        // A cloud-managed AD group owns the AD group its SID names.
+        out.extend(
+            cloud
+                .groups
+                .values()
+                .filter(|g| {
+                    g.is_cloud_managed_ad_group()
+                        && g.ad_sid()
+                            .is_some_and(|s| changed_sids.contains(&s.to_ascii_uppercase()))
+                })
+                .map(|g| g.id.clone()),
+        );
         for g in input.ad.groups.iter().filter(|g| changed(&g.guid)) {
             let anchors = [&g.external_directory_object_id, &g.admin_description];
             out.extend(

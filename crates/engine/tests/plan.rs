@@ -381,6 +381,7 @@ fn group_with_the_anchor_of_a_disabled_group_is_foreign_unless_joined() {
             guid: "guid-1".into(),
             sid: None,
             dn: String::new(),
+            adopted: false,
         },
     );
     let plan = t.plan();
@@ -651,7 +652,9 @@ fn members_that_are_not_ad_objects_get_their_fate_and_are_not_written() {
     let plan = t.plan();
     assert_eq!(fate_of(&plan, &id, &uid(1)), Fate::CloudOnly);
     assert_eq!(fate_of(&plan, &id, &uid(2)), Fate::UnknownObject);
-    for n in 3..=5 {
+    // A device the cloud image does not know (device delta did not list it).
+    assert_eq!(fate_of(&plan, &id, &uid(3)), Fate::UnknownObject);
+    for n in 4..=5 {
         assert_eq!(fate_of(&plan, &id, &uid(n)), Fate::UnsupportedKind);
     }
     let Action::Create { members, .. } = &plan.operations[0].action else {
@@ -907,6 +910,7 @@ fn operations_come_in_phase_order() {
             guid: "guid-gone".into(),
             sid: None,
             dn: gone.dn.clone(),
+            adopted: false,
         },
     );
     t.ad.groups.push(gone);
@@ -1432,4 +1436,254 @@ fn taken_sam_account_names_move_on_to_the_next_candidate() {
     };
     assert_eq!(attrs["sAMAccountName"], vec![candidates[2].clone()]);
     assert_eq!(sam_account_name_fallbacks[..], candidates[3..]);
+}
+
+// ---- Cloud-managed AD groups (Group Source of Authority) and devices ----
+
+const SHARES: &str = "OU=Shares,DC=lab,DC=example,DC=test";
+const SOA_SID: &str = "S-1-5-21-1-2-3-4101";
+
+/// A cloud-managed AD group (converted from synced) with one synced member (Ann, in AD),
+/// and its AD group: global security, outside the managed OUs, with Ann and Old as members.
+fn soa_tenant() -> (Tenant, String) {
+    let id = gid(40);
+    let mut g = security(&id, "Share-Finance");
+    g.on_premises_security_identifier = Some(SOA_SID.into());
+    g.cloud_managed = Some(true);
+    let ann = synced_user(&uid(1), "Ann");
+    let mut t = Tenant::new()
+        .user_in_ad(ann)
+        .group(with_members(g, &[(MemberKind::User, &uid(1))]));
+    t.ad.groups.push(AdGroup {
+        dn: format!("CN=Share-Finance,{SHARES}"),
+        guid: "guid-share".into(),
+        sid: Some(SOA_SID.into()),
+        cn: "Share-Finance".into(),
+        sam_account_name: Some("Share-Finance".into()),
+        group_type: GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY,
+        members: vec![user_dn("Ann"), user_dn("Old")],
+        ..Default::default()
+    });
+    (t, id)
+}
+
+#[test]
+fn a_cloud_managed_group_adopts_its_ad_group_in_place() {
+    let (mut t, id) = soa_tenant();
+    let plan = t.cycle();
+    let o = outcome(&plan, &id);
+    assert!(o.adopted, "{o:?}");
+    assert_eq!(o.ad_state, AdState::Present);
+    assert_eq!(
+        o.ad_dn.as_deref(),
+        Some(format!("CN=Share-Finance,{SHARES}").as_str())
+    );
+    assert!(o.drift.is_empty(), "an adoption is no drift: {:?}", o.drift);
+    let ops = ops_of(&plan, &id);
+    assert!(
+        ops.iter().all(|op| !matches!(
+            op.action,
+            Action::Create { .. } | Action::Rename { .. } | Action::Delete { .. }
+        )),
+        "written in place: {ops:?}"
+    );
+    // Anchors and attributes in one modify, the conversion to universal in its own.
+    let modifies: Vec<_> = ops
+        .iter()
+        .filter_map(|op| match &op.action {
+            Action::Modify { guid, changes, .. } => Some((guid, changes, &op.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(modifies.len(), 2, "{modifies:?}");
+    assert!(modifies[0].1.iter().any(|c| c.attr == "adminDescription"));
+    assert!(
+        modifies[0].2.starts_with("adopted in place"),
+        "{}",
+        modifies[0].2
+    );
+    assert_eq!(modifies[1].1.len(), 1);
+    assert_eq!(modifies[1].1[0].attr, "groupType");
+    assert_eq!(
+        modifies[1].1[0].after,
+        vec![(GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY).to_string()]
+    );
+    assert!(modifies.iter().all(|(g, _, _)| g.as_str() == "guid-share"));
+    // Members follow the cloud.
+    assert!(ops.iter().any(|op| matches!(&op.action, Action::RemoveMembers { members, .. } if members == &vec![user_dn("Old")])));
+
+    let ad = t.ad_group(&id).expect("anchored");
+    assert_eq!(ad.guid, "guid-share");
+    assert_eq!(ad.dn, format!("CN=Share-Finance,{SHARES}"));
+    assert_eq!(ad.group_type, GROUP_TYPE_UNIVERSAL | GROUP_TYPE_SECURITY);
+    let join = &t.joins[&id];
+    assert!(join.adopted && join.guid == "guid-share");
+    assert!(t.plan().operations.is_empty(), "converged");
+
+    // A rename in the cloud updates displayName; CN and OU stay.
+    edit(&mut t, &id, |g| {
+        g.display_name = Some("Share-Finance-EU".into())
+    });
+    let plan = t.cycle();
+    let ops = ops_of(&plan, &id);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(
+        matches!(&ops[0].action, Action::Modify { changes, .. } if changes[0].attr == "displayName")
+    );
+    assert_eq!(
+        t.ad_group(&id).unwrap().dn,
+        format!("CN=Share-Finance,{SHARES}")
+    );
+}
+
+#[test]
+fn an_adopted_group_moves_only_when_a_rule_with_an_ou_matches_it() {
+    let (mut t, id) = soa_tenant();
+    t.cycle();
+    t.config.rules.push(Rule {
+        matcher: RuleMatch {
+            name_prefix: Some("Share-".into()),
+            ..Default::default()
+        },
+        enable: None,
+        ou: Some(SEC_OU.into()),
+    });
+    let plan = t.cycle();
+    let ops = ops_of(&plan, &id);
+    let Action::Rename {
+        new_dn,
+        new_parent,
+        guid,
+        ..
+    } = &ops[0].action
+    else {
+        panic!("a move: {ops:?}")
+    };
+    assert_eq!(new_dn, &format!("CN=Share-Finance,{SEC_OU}"), "CN kept");
+    assert_eq!(new_parent.as_deref(), Some(SEC_OU));
+    assert_eq!(guid, "guid-share");
+}
+
+#[test]
+fn a_protected_ad_group_is_never_adopted() {
+    for protect in ["adminCount", "critical", "rid"] {
+        let (mut t, id) = soa_tenant();
+        let ad = &mut t.ad.groups[0];
+        match protect {
+            "adminCount" => ad.admin_count = true,
+            "critical" => ad.critical = true,
+            _ => {
+                ad.sid = Some("S-1-5-21-1-2-3-512".into());
+                t.cloud
+                    .groups
+                    .get_mut(&id)
+                    .unwrap()
+                    .on_premises_security_identifier = Some("S-1-5-21-1-2-3-512".into());
+            }
+        }
+        let plan = t.plan();
+        assert!(
+            ops_of(&plan, &id).is_empty(),
+            "{protect}: {:?}",
+            plan.operations
+        );
+        let o = outcome(&plan, &id);
+        assert!(!o.adopted);
+        assert!(
+            o.errors
+                .iter()
+                .any(|e| e.contains("protected") && e.contains("never adopts")),
+            "{protect}: {:?}",
+            o.errors
+        );
+        assert!(plan
+            .foreign
+            .iter()
+            .any(|f| f.reason.starts_with("protected object")));
+    }
+}
+
+#[test]
+fn a_cloud_managed_group_whose_ad_group_is_missing_or_taken_gets_no_new_group() {
+    let (mut t, id) = soa_tenant();
+    t.ad.groups.clear();
+    let plan = t.plan();
+    assert!(
+        ops_of(&plan, &id).is_empty(),
+        "never created anew: {:?}",
+        plan.operations
+    );
+    assert!(outcome(&plan, &id).errors[0].contains("was not found in AD"));
+
+    let (mut t, id) = soa_tenant();
+    t.ad.groups[0].admin_description = Some(format!("Group_{}", gid(41)));
+    let plan = t.plan();
+    assert!(ops_of(&plan, &id).is_empty());
+    assert!(outcome(&plan, &id).errors[0].contains("belongs to another group"));
+}
+
+#[test]
+fn a_group_flipped_back_leaves_its_adopted_ad_group_orphaned_never_deleted() {
+    let (mut t, id) = soa_tenant();
+    t.cycle();
+    t.config.delete_out_of_scope = true;
+    edit(&mut t, &id, |g| g.cloud_managed = Some(false));
+    let plan = t.plan();
+    let o = outcome(&plan, &id);
+    assert_eq!(o.ad_state, AdState::Orphaned);
+    assert!(o.adopted);
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    // Gone from the cloud altogether: still kept.
+    t.cloud.groups.remove(&id);
+    let plan = t.plan();
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    assert!(plan.notices.iter().any(|n| n.contains("was adopted")));
+}
+
+#[test]
+fn a_hybrid_device_is_written_as_its_computer_account_and_others_are_not() {
+    let (mut t, id) = member_tenant();
+    let pc = wb_model::CloudDevice {
+        id: uid(1),
+        display_name: Some("PC-0001".into()),
+        on_premises_sync_enabled: Some(true),
+        on_premises_security_identifier: Some("S-1-5-21-1-2-3-6001".into()),
+        ..Default::default()
+    };
+    let phone = wb_model::CloudDevice {
+        id: uid(2),
+        display_name: Some("Phone".into()),
+        ..Default::default()
+    };
+    let odd = wb_model::CloudDevice {
+        id: uid(3),
+        on_premises_sync_enabled: Some(true),
+        on_premises_security_identifier: Some("S-1-5-21-1-2-3-6003".into()),
+        ..Default::default()
+    };
+    for d in [pc, phone, odd] {
+        add_member(&mut t, &id, MemberKind::Device, &d.id);
+        t.cloud.devices.insert(d.id.clone(), d);
+    }
+    let pc_dn = "CN=PC-0001,OU=Computers,DC=lab,DC=example,DC=test";
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-6001".into()),
+        computer_ref(pc_dn, "guid-pc"),
+    );
+    t.ad.resolutions.found.insert(
+        Lookup::Sid("S-1-5-21-1-2-3-6003".into()),
+        user_ref(&user_dn("Eve"), "guid-eve"),
+    );
+    assert!(lookups(&t.cloud, &t.config).contains(&Lookup::Sid("S-1-5-21-1-2-3-6001".into())));
+    let plan = t.plan();
+    assert!(matches!(fate_of(&plan, &id, &uid(1)), Fate::Written { dn, .. } if dn == pc_dn));
+    assert_eq!(fate_of(&plan, &id, &uid(2)), Fate::CloudOnlyDevice);
+    assert!(matches!(
+        fate_of(&plan, &id, &uid(3)),
+        Fate::ClassMismatch { .. }
+    ));
+    let Action::Create { members, .. } = &plan.operations[0].action else {
+        panic!()
+    };
+    assert_eq!(members, &vec![pc_dn.to_string()]);
 }

@@ -376,3 +376,48 @@ fn config_spellings_parse_and_unknown_ones_name_the_accepted_values() {
         "distribution groups are never written back"
     );
 }
+
+/// A group synced from AD, converted with `isCloudManaged = true` (Group Source of
+/// Authority): `onPremisesSyncEnabled` no longer true, its SID kept.
+fn cloud_managed(id: &str, name: &str) -> CloudGroup {
+    let mut g = security(id, name);
+    g.on_premises_security_identifier = Some("S-1-5-21-1-2-3-4101".into());
+    g.cloud_managed = Some(true);
+    g
+}
+
+#[test]
+fn a_cloud_managed_ad_group_is_written_back_by_default_as_universal_security() {
+    let (d, _) = decide(&cloud_managed(&gid(1), "Share-Finance"), &config());
+    assert_eq!(
+        written_type(&d),
+        Some(OnPremGroupType::UniversalSecurityGroup)
+    );
+    assert_eq!(because(&d), wb_engine::CLOUD_MANAGED);
+}
+
+#[test]
+fn a_cloud_managed_ad_group_with_is_enabled_false_is_not_written() {
+    let g = enabled(cloud_managed(&gid(1), "Share-Finance"), Some(false), None);
+    let (d, _) = decide(&g, &config());
+    assert!(matches!(d, Decision::NotEnabled { .. }), "{d:?}");
+}
+
+#[test]
+fn a_group_still_synced_from_ad_or_not_converted_is_not_written() {
+    let mut synced = cloud_managed(&gid(1), "Share-Finance");
+    synced.on_premises_sync_enabled = Some(true);
+    assert_eq!(decide(&synced, &config()).0, Decision::SyncedFromAd);
+    let mut back = cloud_managed(&gid(2), "Share-Finance");
+    back.cloud_managed = Some(false);
+    assert!(matches!(
+        decide(&back, &config()).0,
+        Decision::NotEnabled { .. }
+    ));
+    let mut no_sid = cloud_managed(&gid(3), "Share-Finance");
+    no_sid.on_premises_security_identifier = None;
+    assert!(matches!(
+        decide(&no_sid, &config()).0,
+        Decision::NotEnabled { .. }
+    ));
+}

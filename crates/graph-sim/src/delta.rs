@@ -152,7 +152,13 @@ fn objects_of(tenant: &Tenant, res: Resource) -> &BTreeMap<String, DirectoryObje
     match res {
         Resource::Users => &tenant.users,
         Resource::Groups => &tenant.groups,
+        // Devices live with the other non-user, non-group objects: filtered by kind.
+        Resource::Devices => &tenant.others,
     }
+}
+
+fn of_resource(obj: &DirectoryObject, res: Resource) -> bool {
+    res != Resource::Devices || obj.kind == crate::schema::ObjectKind::Device
 }
 
 fn after<'a, V>(
@@ -208,7 +214,10 @@ fn full_page(
     let mut off = cur.off;
     let mut last: Option<String> = cur.id.clone().filter(|_| cur.off == 0);
     for (id, obj) in after(objects_of(tenant, token.res), &cur) {
-        if !obj.is_live() || token.ids.as_ref().is_some_and(|ids| !ids.contains(id)) {
+        if !obj.is_live()
+            || !of_resource(obj, token.res)
+            || token.ids.as_ref().is_some_and(|ids| !ids.contains(id))
+        {
             off = 0;
             continue;
         }

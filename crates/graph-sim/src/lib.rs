@@ -1,5 +1,6 @@
 //! graph-sim: a Microsoft Graph tenant simulator that speaks Graph's documented wire format
-//! (users, groups, delta, deletedItems, group settings, `$batch`) for tests, demo and benchmarks.
+//! (users, groups, devices, delta, deletedItems, group settings, `$batch`, Group Source of
+//! Authority's `onPremisesSyncBehavior`) for tests, demo and benchmarks.
 //!
 //! The code map: `tenant` holds state and the change log, `delta` turns the log into delta
 //! pages, `collection`/`links`/`deleted`/`settings`/`batch` are the Graph endpoints, `auth`
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod collection;
 pub mod deleted;
 pub mod delta;
+pub mod devices;
 pub mod error;
 pub mod faults;
 pub mod links;
@@ -142,6 +144,16 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(c::patch_group)
                 .delete(c::delete_group),
         )
+        .route(
+            "/{version}/groups/{id}/onPremisesSyncBehavior",
+            get(devices::get_sync_behavior).patch(devices::patch_sync_behavior),
+        )
+        .route(
+            "/{version}/devices",
+            get(devices::list_devices).post(devices::create_device),
+        )
+        .route("/{version}/devices/delta", get(links::devices_delta))
+        .route("/{version}/devices/{id}", get(devices::get_device))
         .route("/{version}/groups/{id}/members", get(links::list_members))
         .route(
             "/{version}/groups/{id}/members/$ref",

@@ -160,6 +160,7 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
     let (kind, collection) = match res {
         Resource::Users => (ObjectKind::User, "users"),
         Resource::Groups => (ObjectKind::Group, "groups"),
+        Resource::Devices => (ObjectKind::Device, "devices"),
     };
     let epoch = app.delta_epoch();
     let tenant = app.read_tenant();
@@ -354,5 +355,17 @@ pub async fn groups_delta(
     finish(
         Ctx::new(&v, &headers, q.as_deref())
             .and_then(|ctx| delta_round(&app, ctx, Resource::Groups)),
+    )
+}
+
+pub async fn devices_delta(
+    State(app): State<Arc<AppState>>,
+    Path(v): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        Ctx::new(&v, &headers, q.as_deref())
+            .and_then(|ctx| delta_round(&app, ctx, Resource::Devices)),
     )
 }

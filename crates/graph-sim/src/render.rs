@@ -36,6 +36,8 @@ pub fn shown_names(
                 }
                 all
             }
+            // A device read without $select shows every property it has.
+            ObjectKind::Device => obj.props.keys().cloned().collect(),
             _ => vec!["id".to_string(), "displayName".to_string()],
         },
     };

@@ -153,6 +153,39 @@ pub const GROUP_SEEDABLE: &[&str] = &["onPremisesSyncEnabled", "onPremisesSecuri
 
 pub const WRITEBACK: &str = "writebackConfiguration";
 
+/// Device properties (Graph's `device` resource type), the ones a client may set.
+const DEVICE_WRITABLE: &[&str] = &[
+    "accountEnabled",
+    "alternativeSecurityIds",
+    "deviceId",
+    "displayName",
+    "operatingSystem",
+    "operatingSystemVersion",
+];
+
+const DEVICE_READ_ONLY: &[&str] = &[
+    "id",
+    "deletedDateTime",
+    "createdDateTime",
+    "approximateLastSignInDateTime",
+    "isCompliant",
+    "isManaged",
+    "trustType",
+    "profileType",
+    "onPremisesSyncEnabled",
+    "onPremisesSecurityIdentifier",
+    "onPremisesLastSyncDateTime",
+];
+
+/// Read-only device properties that `POST /devices` accepts anyway (the seeding
+/// extension: a device synced from AD, e.g. hybrid-joined).
+pub const DEVICE_SEEDABLE: &[&str] = &[
+    "onPremisesSyncEnabled",
+    "onPremisesSecurityIdentifier",
+    "onPremisesLastSyncDateTime",
+    "trustType",
+];
+
 const ON_PREM_GROUP_TYPES: &[&str] = &[
     "universalDistributionGroup",
     "universalSecurityGroup",
@@ -168,6 +201,7 @@ pub fn is_property(kind: ObjectKind, version: ApiVersion, name: &str) -> bool {
                 || GROUP_READ_ONLY.contains(&name)
                 || (name == WRITEBACK && version == ApiVersion::Beta)
         }
+        ObjectKind::Device => DEVICE_WRITABLE.contains(&name) || DEVICE_READ_ONLY.contains(&name),
         _ => matches!(name, "id" | "displayName" | "deletedDateTime"),
     }
 }
@@ -207,6 +241,7 @@ pub fn check_write(
 ) -> GraphResult<()> {
     let (writable, read_only, seedable) = match kind {
         ObjectKind::User => (USER_WRITABLE, USER_READ_ONLY, USER_SEEDABLE),
+        ObjectKind::Device => (DEVICE_WRITABLE, DEVICE_READ_ONLY, DEVICE_SEEDABLE),
         _ => (GROUP_WRITABLE, GROUP_READ_ONLY, GROUP_SEEDABLE),
     };
     for (name, value) in body {
@@ -260,6 +295,14 @@ fn check_writeback(value: &Value) -> GraphResult<()> {
 /// Properties a create request must carry (Graph's documented required set).
 pub fn required_on_create(kind: ObjectKind) -> &'static [&'static str] {
     match kind {
+        ObjectKind::Device => &[
+            "accountEnabled",
+            "alternativeSecurityIds",
+            "deviceId",
+            "displayName",
+            "operatingSystem",
+            "operatingSystemVersion",
+        ],
         ObjectKind::User => &[
             "accountEnabled",
             "displayName",

@@ -16,6 +16,9 @@ pub struct DirectoryObject {
     pub owners: BTreeSet<String>,
     /// Set while the object is soft-deleted (in `directory/deletedItems`).
     pub deleted_at: Option<String>,
+    /// Groups: `onPremisesSyncBehavior.isCloudManaged` (Group Source of Authority), a
+    /// navigation of its own in Graph, never a property of the group.
+    pub cloud_managed: bool,
 }
 
 impl DirectoryObject {
@@ -26,6 +29,7 @@ impl DirectoryObject {
             members: BTreeSet::new(),
             owners: BTreeSet::new(),
             deleted_at: None,
+            cloud_managed: false,
         }
     }
 
@@ -45,6 +49,8 @@ pub enum Resource {
     Users,
     #[serde(rename = "g")]
     Groups,
+    #[serde(rename = "d")]
+    Devices,
 }
 
 /// What happened to an object at one point of the change log.
@@ -86,6 +92,7 @@ fn resource_of(kind: ObjectKind) -> Option<Resource> {
     match kind {
         ObjectKind::User => Some(Resource::Users),
         ObjectKind::Group => Some(Resource::Groups),
+        ObjectKind::Device => Some(Resource::Devices),
         _ => None,
     }
 }
@@ -182,6 +189,31 @@ impl Tenant {
             self.record(kind, id, ChangeKind::Props(changed.clone()));
         }
         changed
+    }
+
+    /// Sets `onPremisesSyncBehavior.isCloudManaged` of a group. Converting a group synced
+    /// from AD makes it cloud-mastered: `onPremisesSyncEnabled` is no longer true (it keeps
+    /// its onPremisesSecurityIdentifier and other onPremises* values). Either way the group
+    /// is reported as changed in group delta. Returns false for an unknown group.
+    pub fn set_cloud_managed(&mut self, id: &str, value: bool) -> bool {
+        let Some(group) = self.groups.get_mut(id).filter(|g| g.is_live()) else {
+            return false;
+        };
+        if group.cloud_managed == value {
+            return true;
+        }
+        group.cloud_managed = value;
+        if value && group.props.get("onPremisesSyncEnabled") == Some(&json!(true)) {
+            group
+                .props
+                .insert("onPremisesSyncEnabled".into(), Value::Null);
+        }
+        self.record(
+            ObjectKind::Group,
+            id,
+            ChangeKind::Props(vec!["onPremisesSyncEnabled".into()]),
+        );
+        true
     }
 
     /// Adds a link; false when it was already there.
@@ -334,6 +366,10 @@ pub fn load(path: &str, text: &str, domain: &str) -> Result<Tenant, SimError> {
                 .map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
             let owner_ids =
                 take_ids(&mut props, "owners").map_err(|r| fail(format!("{section}[{i}]: {r}")))?;
+            let cloud_managed = props
+                .remove("onPremisesSyncBehavior")
+                .and_then(|b| b.get("isCloudManaged").and_then(Value::as_bool))
+                .unwrap_or(false);
             let id = match props.get("id") {
                 Some(Value::String(id)) => id.clone(),
                 None => uuid::Uuid::new_v4().to_string(),
@@ -345,6 +381,7 @@ pub fn load(path: &str, text: &str, domain: &str) -> Result<Tenant, SimError> {
             props.insert("id".into(), json!(id));
             let mut obj = DirectoryObject::new(kind, props);
             obj.deleted_at = obj.str_prop("deletedDateTime").map(str::to_string);
+            obj.cloud_managed = cloud_managed;
             match kind {
                 ObjectKind::User => tenant.users.insert(id.clone(), obj),
                 ObjectKind::Group => tenant.groups.insert(id.clone(), obj),
@@ -412,6 +449,12 @@ pub fn to_file(tenant: &Tenant) -> Value {
                 if o.kind == ObjectKind::Group {
                     p.insert("members".into(), json!(o.members));
                     p.insert("owners".into(), json!(o.owners));
+                    if o.cloud_managed {
+                        p.insert(
+                            "onPremisesSyncBehavior".into(),
+                            json!({"isCloudManaged": true}),
+                        );
+                    }
                 }
                 Value::Object(p)
             })

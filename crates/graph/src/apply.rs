@@ -3,10 +3,13 @@
 //! leaves the image only on positive evidence: `@removed` with reason `deleted`, or
 //! [`Presence::Gone`] confirmed by Graph for a group a full round did not list.
 
-use crate::delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
+use crate::delta::{
+    DeltaRound, DeviceChange, GroupChange, GroupPatch, Tristate, UserChange, UserPatch,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use wb_model::{
-    CloudDeletion, CloudGroup, CloudSnapshot, CloudUser, MemberKind, MemberRef, ObjectId,
+    CloudDeletion, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, MemberKind, MemberRef,
+    ObjectId,
 };
 
 /// What Graph says of a group that a full round did not list
@@ -196,6 +199,36 @@ pub fn apply_user_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<UserC
             }
             UserChange::Deleted(id) => {
                 snapshot.users.remove(id);
+            }
+        }
+    }
+}
+
+/// Applies a device delta round to `snapshot.devices` (a full round replaces them).
+pub fn apply_device_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<DeviceChange>) {
+    if round.full {
+        snapshot.devices.clear();
+    }
+    for change in &round.changes {
+        match change {
+            DeviceChange::Upsert(p) => {
+                let d = snapshot
+                    .devices
+                    .entry(p.id.clone())
+                    .or_insert_with(|| CloudDevice {
+                        id: p.id.clone(),
+                        ..CloudDevice::default()
+                    });
+                set(&mut d.display_name, p.display_name.clone());
+                set(&mut d.device_id, p.device_id.clone());
+                set(&mut d.on_premises_sync_enabled, p.on_premises_sync_enabled);
+                set(
+                    &mut d.on_premises_security_identifier,
+                    p.on_premises_security_identifier.clone(),
+                );
+            }
+            DeviceChange::Deleted(id) => {
+                snapshot.devices.remove(id);
             }
         }
     }

@@ -4,7 +4,8 @@
 use crate::apply::Presence;
 use crate::auth::{read_token_answer, token_endpoint, token_form, CachedToken, Proof};
 use crate::delta::{
-    parse_writeback_item, read_page, DeltaItem, DeltaRound, GroupChange, RoundChanges, UserChange,
+    parse_writeback_item, read_page, DeltaItem, DeltaRound, DeviceChange, GroupChange,
+    RoundChanges, UserChange,
 };
 use crate::error::display_url;
 use crate::{GraphConfig, GraphError};
@@ -27,6 +28,9 @@ writebackConfiguration,members";
 const USER_SELECT: &str = "id,userPrincipalName,displayName,onPremisesSyncEnabled,\
 onPremisesSecurityIdentifier,onPremisesImmutableId,onPremisesDistinguishedName,\
 onPremisesSamAccountName,onPremisesDomainName";
+/// What device delta reads: enough to find a device synced from AD as its computer account.
+const DEVICE_SELECT: &str =
+    "id,displayName,deviceId,onPremisesSyncEnabled,onPremisesSecurityIdentifier";
 
 /// The longest Retry-After we honour; a longer one is capped (a cycle must end).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -621,6 +625,19 @@ impl GraphClient {
             .await
     }
 
+    /// One round of device delta (see [`GraphClient::group_delta`]): devices synced from AD
+    /// are written as their computer accounts.
+    pub async fn device_delta(
+        &self,
+        from: Option<&str>,
+    ) -> Result<DeltaRound<DeviceChange>, GraphError> {
+        self.delta_round(
+            from,
+            &format!("/v1.0/devices/delta?$select={DEVICE_SELECT}"),
+        )
+        .await
+    }
+
     /// One delta round of `T`s: from `initial` (query parameters on the first request only)
     /// or from the given delta link; sightings of one object on several pages are merged.
     async fn delta_round<T: DeltaItem>(
@@ -664,6 +681,21 @@ impl GraphClient {
         )
         .await?;
         Ok(configs)
+    }
+
+    /// `onPremisesSyncBehavior.isCloudManaged` of a group (Group Source of Authority):
+    /// whether a group synced from AD was converted to cloud management. A group Graph
+    /// no longer has (404) is not cloud-managed.
+    pub async fn group_is_cloud_managed(&self, id: &str) -> Result<bool, GraphError> {
+        let url = self.resolve(&format!(
+            "/v1.0/groups/{}/onPremisesSyncBehavior?$select=isCloudManaged",
+            path_segment(id)
+        ));
+        match self.send(Method::GET, &url, None, false).await {
+            Ok(body) => Ok(body.get("isCloudManaged").and_then(Value::as_bool) == Some(true)),
+            Err(GraphError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The owners of a group (`GET /v1.0/groups/{id}/owners`, paged). Group delta does not

@@ -98,6 +98,66 @@ pub struct UserPatch {
     pub on_premises_domain_name: Tristate<String>,
 }
 
+/// What a delta round says of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceChange {
+    Upsert(DevicePatch),
+    /// Removed: no longer a resolvable member.
+    Deleted(ObjectId),
+}
+
+impl DeviceChange {
+    pub fn id(&self) -> &str {
+        match self {
+            DeviceChange::Upsert(p) => &p.id,
+            DeviceChange::Deleted(id) => id,
+        }
+    }
+}
+
+/// The properties of one device in a delta round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DevicePatch {
+    pub id: ObjectId,
+    pub display_name: Tristate<String>,
+    pub device_id: Tristate<String>,
+    pub on_premises_sync_enabled: Tristate<bool>,
+    pub on_premises_security_identifier: Tristate<String>,
+}
+
+impl DevicePatch {
+    /// Merges a later sighting of the same device.
+    pub fn merge(&mut self, later: DevicePatch) {
+        take_newer(&mut self.display_name, later.display_name);
+        take_newer(&mut self.device_id, later.device_id);
+        take_newer(
+            &mut self.on_premises_sync_enabled,
+            later.on_premises_sync_enabled,
+        );
+        take_newer(
+            &mut self.on_premises_security_identifier,
+            later.on_premises_security_identifier,
+        );
+    }
+}
+
+pub(crate) fn parse_device(item: &Value) -> Result<DeviceChange, String> {
+    let Value::Object(obj) = item else {
+        return Err("a device entry is not a JSON object".to_string());
+    };
+    let id = object_id(obj)?;
+    if removed_reason(obj, &id)?.is_some() {
+        return Ok(DeviceChange::Deleted(id));
+    }
+    Ok(DeviceChange::Upsert(DevicePatch {
+        display_name: tristate(obj, &id, "displayName")?,
+        device_id: tristate(obj, &id, "deviceId")?,
+        on_premises_sync_enabled: tristate(obj, &id, "onPremisesSyncEnabled")?,
+        on_premises_security_identifier: tristate(obj, &id, "onPremisesSecurityIdentifier")?,
+        id,
+    }))
+}
+
 /// One page of a delta (or plain collection) answer.
 pub(crate) struct Page {
     pub(crate) value: Vec<Value>,
@@ -523,6 +583,28 @@ impl RoundChanges<UserChange> {
             (Some(UserChange::Upsert(earlier)), UserChange::Upsert(later)) => earlier.merge(later),
             (_, change) => self.put(id, change),
         }
+    }
+}
+
+impl RoundChanges<DeviceChange> {
+    pub(crate) fn add(&mut self, change: DeviceChange) {
+        let id = change.id().to_string();
+        match (self.slot(&id), change) {
+            (Some(DeviceChange::Upsert(earlier)), DeviceChange::Upsert(later)) => {
+                earlier.merge(later)
+            }
+            (_, change) => self.put(id, change),
+        }
+    }
+}
+
+impl DeltaItem for DeviceChange {
+    const KIND: &'static str = "device";
+    fn parse(item: &Value) -> Result<Self, String> {
+        parse_device(item)
+    }
+    fn add_to(self, round: &mut RoundChanges<Self>) {
+        round.add(self)
     }
 }
 

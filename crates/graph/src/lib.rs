@@ -1,4 +1,4 @@
-//! writeback's Microsoft Graph client: the client-credentials token, group and user delta
+//! writeback's Microsoft Graph client: the client-credentials token, group, user and device delta
 //! rounds, paging, throttling, and the merge of delta changes into a `CloudSnapshot`.
 //!
 //! This crate knows Graph's documented wire format and nothing of writeback's rules: it
@@ -18,9 +18,13 @@ mod client;
 mod delta;
 mod error;
 
-pub use apply::{apply_group_changes, apply_presence, apply_user_changes, Presence};
+pub use apply::{
+    apply_device_changes, apply_group_changes, apply_presence, apply_user_changes, Presence,
+};
 pub use client::{throttled_total, BatchAnswer, BatchRequest, GraphClient, MAX_BATCH};
-pub use delta::{DeltaRound, GroupChange, GroupPatch, Tristate, UserChange, UserPatch};
+pub use delta::{
+    DeltaRound, DeviceChange, DevicePatch, GroupChange, GroupPatch, Tristate, UserChange, UserPatch,
+};
 pub use error::{display_url, GraphError};
 
 use std::time::Duration;

@@ -532,3 +532,50 @@ async fn batched_writes_answer_each_request_and_retry_the_throttled_ones() {
         assert_eq!(g["writebackConfiguration"]["isEnabled"], true, "{g}");
     }
 }
+
+#[tokio::test]
+async fn device_delta_and_cloud_managed_groups_are_read() {
+    let pc = id(0xdddd, 1);
+    let phone = id(0xdddd, 2);
+    let mut group = security_group(7, "FS-Share", &[pc.clone(), phone.clone()]);
+    group["onPremisesSyncEnabled"] = json!(null);
+    group["onPremisesSecurityIdentifier"] = json!("S-1-5-21-1-2-3-4101");
+    group["onPremisesSyncBehavior"] = json!({"isCloudManaged": true});
+    let tenant = json!({
+        "users": [],
+        "devices": [
+            {"id": pc, "displayName": "PC-1", "deviceId": "d-1", "onPremisesSyncEnabled": true,
+             "onPremisesSecurityIdentifier": "S-1-5-21-1-2-3-6001"},
+            {"id": phone, "displayName": "Phone", "deviceId": "d-2"},
+        ],
+        "groups": [group, security_group(8, "SG-Plain", &[])],
+    });
+    let sim = Sim::start(&tenant, &[]);
+    let client = sim.client();
+    let round = client.device_delta(None).await.expect("device round");
+    let mut snapshot = CloudSnapshot::default();
+    wb_graph::apply_device_changes(&mut snapshot, &round);
+    assert_eq!(snapshot.devices.len(), 2);
+    assert_eq!(
+        snapshot.devices[&pc]
+            .on_premises_security_identifier
+            .as_deref(),
+        Some("S-1-5-21-1-2-3-6001")
+    );
+    assert_eq!(snapshot.devices[&phone].on_premises_sync_enabled, None);
+    let groups = client.group_delta(None).await.unwrap();
+    let _ = apply_group_changes(&mut snapshot, &groups);
+    let members = &snapshot.groups[&id(0xbbbb, 7)].members;
+    assert!(
+        members.iter().all(|m| m.kind == MemberKind::Device),
+        "{members:?}"
+    );
+    assert!(client.group_is_cloud_managed(&id(0xbbbb, 7)).await.unwrap());
+    assert!(!client.group_is_cloud_managed(&id(0xbbbb, 8)).await.unwrap());
+    assert!(!client
+        .group_is_cloud_managed("00000000-0000-0000-0000-00000000dead")
+        .await
+        .unwrap());
+    let again = client.device_delta(Some(&round.delta_link)).await.unwrap();
+    assert!(again.changes.is_empty());
+}

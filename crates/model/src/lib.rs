@@ -143,6 +143,11 @@ pub struct CloudGroup {
     pub members: BTreeSet<MemberRef>,
     pub owners: BTreeSet<MemberRef>,
     pub deleted: Option<CloudDeletion>,
+    /// `onPremisesSyncBehavior.isCloudManaged` (Group Source of Authority): a group synced
+    /// from AD converted to cloud management. Read separately from delta (it is a resource
+    /// of its own); `None` when it was not read (groups that never were synced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_managed: Option<bool>,
 }
 
 /// What kind of group a cloud group is (SPEC §1 table).
@@ -192,6 +197,19 @@ impl CloudGroup {
     pub fn is_synced_from_ad(&self) -> bool {
         self.on_premises_sync_enabled == Some(true)
     }
+    /// A group synced from AD whose source of authority was converted to the cloud
+    /// (`isCloudManaged = true`) and that names its AD group by SID: its AD group is
+    /// written back in place (SPEC §10).
+    pub fn is_cloud_managed_ad_group(&self) -> bool {
+        self.cloud_managed == Some(true) && !self.is_synced_from_ad() && self.ad_sid().is_some()
+    }
+    /// `onPremisesSecurityIdentifier`, trimmed, when given.
+    pub fn ad_sid(&self) -> Option<&str> {
+        self.on_premises_security_identifier
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
     pub fn name(&self) -> &str {
         self.display_name.as_deref().unwrap_or("")
     }
@@ -212,11 +230,26 @@ pub struct CloudUser {
     pub on_premises_domain_name: Option<String>,
 }
 
-/// The cloud side as last imported: every group and user seen, keyed by id.
+/// A device as the cloud describes it (only what member resolution needs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudDevice {
+    pub id: ObjectId,
+    pub display_name: Option<String>,
+    /// The device's own id (`deviceId`), not the directory object id.
+    pub device_id: Option<String>,
+    pub on_premises_sync_enabled: Option<bool>,
+    pub on_premises_security_identifier: Option<String>,
+}
+
+/// The cloud side as last imported: every group, user and device seen, keyed by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudSnapshot {
     pub groups: BTreeMap<ObjectId, CloudGroup>,
     pub users: BTreeMap<ObjectId, CloudUser>,
+    /// Devices (members of groups); absent from images stored before devices were read.
+    #[serde(default)]
+    pub devices: BTreeMap<ObjectId, CloudDevice>,
 }
 
 /// A group found in AD under a managed OU (owned or not).
@@ -241,15 +274,49 @@ pub struct AdGroup {
     pub managed_by: Option<String>,
     /// Full member list (read with range retrieval), DNs as the server returns them.
     pub members: Vec<String>,
+    /// `isCriticalSystemObject = TRUE` (Domain Admins, Administrators, …).
+    #[serde(default)]
+    pub critical: bool,
+    /// `adminCount = 1`: protected by AdminSDHolder (a member of a privileged group).
+    #[serde(default)]
+    pub admin_count: bool,
 }
 
 impl AdGroup {
+    /// Why this object is protected — writeback never adopts nor writes it, whatever the
+    /// cloud says (SPEC §10): `isCriticalSystemObject`, `adminCount = 1`, a builtin SID
+    /// (`S-1-5-32-*`) or a well-known RID below 1000 (Domain Admins 512, …).
+    pub fn protection(&self) -> Option<String> {
+        if self.critical {
+            return Some("isCriticalSystemObject = TRUE".into());
+        }
+        if self.admin_count {
+            return Some("adminCount = 1 (protected by AdminSDHolder)".into());
+        }
+        self.sid.as_deref().and_then(protected_sid)
+    }
     /// The cloud object id this group is anchored to, if it carries an anchor.
     pub fn anchor(&self) -> Option<&str> {
         self.external_directory_object_id
             .as_deref()
             .and_then(parse_anchor)
             .or_else(|| self.admin_description.as_deref().and_then(parse_anchor))
+    }
+}
+
+/// Why a SID names a protected object: builtin (`S-1-5-32-*`), or a domain SID with a
+/// well-known RID below 1000 (Domain Admins 512, Enterprise Admins 519, …).
+pub fn protected_sid(sid: &str) -> Option<String> {
+    let sid = sid.trim().to_ascii_uppercase();
+    if sid.starts_with("S-1-5-32-") {
+        return Some(format!("builtin group ({sid})"));
+    }
+    let rid = sid.rsplit('-').next().and_then(|r| r.parse::<u64>().ok());
+    match rid {
+        Some(rid) if rid < 1000 && sid.starts_with("S-1-5-21-") => {
+            Some(format!("well-known RID {rid} ({sid})"))
+        }
+        _ => None,
     }
 }
 
@@ -377,6 +444,10 @@ pub struct Join {
     pub guid: String,
     pub sid: Option<String>,
     pub dn: String,
+    /// The AD group existed before writeback (a cloud-managed AD group, or `writeback
+    /// adopt`): written in place, never moved unless a rule's `ou` says so, never deleted.
+    #[serde(default)]
+    pub adopted: bool,
 }
 
 /// All joins, by cloud group id.

@@ -155,7 +155,10 @@ pub enum Fate {
         expected: AdClass,
         found: AdClass,
     },
-    /// Devices, contacts, service principals, unknown objects.
+    /// A device not synced from AD (cloud-only, Entra-joined or registered): it has no
+    /// computer account to be written as.
+    CloudOnlyDevice,
+    /// Contacts, service principals, unknown objects.
     UnsupportedKind,
     /// Referenced but unknown to the cloud image (e.g. a user not seen by user delta).
     UnknownObject,
@@ -175,6 +178,7 @@ impl Fate {
             }
             Fate::Written { .. } => "written",
             Fate::CloudOnly => "cloud-only user",
+            Fate::CloudOnlyDevice => "device not synced from AD (no computer account)",
             Fate::NotFoundOnPremises => "not found on-premises",
             Fate::NestedGroupNotEnabled => "nested group not enabled for writeback",
             Fate::NestedGroupPending => "nested group not yet in AD",
@@ -235,6 +239,10 @@ pub struct GroupOutcome {
     pub member_count: usize,
     #[serde(default)]
     pub written_count: usize,
+    /// Its AD group existed before writeback and was adopted in place (a cloud-managed AD
+    /// group, or `writeback adopt`): never moved unless a rule's `ou` says so, never deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl GroupOutcome {
@@ -345,6 +353,7 @@ mod tests {
             drift: vec![],
             member_count: 2,
             written_count: 1,
+            adopted: false,
         };
         let plan = Plan {
             groups: vec![g],

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use wb_model::{
-    AdGroup, AdObjectRef, CloudGroup, CloudSnapshot, CloudUser, DriftEvent, Join, Joins, Lookup,
-    ObjectId, Plan, PlanCounts,
+    AdGroup, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, DriftEvent, Join,
+    Joins, Lookup, ObjectId, Plan, PlanCounts,
 };
 
 /// Errors of the state store; each names the store file or the row and the operation.
@@ -63,6 +63,8 @@ pub struct SyncState {
     pub cloud: CloudSnapshot,
     pub group_delta_link: Option<String>,
     pub user_delta_link: Option<String>,
+    #[serde(default)]
+    pub device_delta_link: Option<String>,
     pub joins: Joins,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_full_at: Option<OffsetDateTime>,
@@ -92,6 +94,7 @@ impl SyncState {
             joins: Joins::new(),
             group_delta_link: self.group_delta_link.clone(),
             user_delta_link: self.user_delta_link.clone(),
+            device_delta_link: self.device_delta_link.clone(),
             last_full_at: self.last_full_at,
             last_config_refresh_at: self.last_config_refresh_at,
             quiet_fingerprint: self.quiet_fingerprint.clone(),
@@ -110,7 +113,7 @@ pub struct AdImageRows {
 
 /// The state change of one cycle, written in one transaction together with its run record.
 ///
-/// Order of application: `replace_cloud` (empties groups and users), removals, upserts,
+/// Order of application: `replace_cloud` (empties groups, users and devices), removals, upserts,
 /// links and times, joins, run. A `None` link or time leaves the stored value unchanged.
 #[derive(Debug, Clone, Serialize)]
 pub struct Commit<'a> {
@@ -120,8 +123,11 @@ pub struct Commit<'a> {
     pub remove_groups: Vec<ObjectId>,
     pub upsert_users: Vec<&'a CloudUser>,
     pub remove_users: Vec<ObjectId>,
+    pub upsert_devices: Vec<&'a CloudDevice>,
+    pub remove_devices: Vec<ObjectId>,
     pub group_delta_link: Option<String>,
     pub user_delta_link: Option<String>,
+    pub device_delta_link: Option<String>,
     pub joins_upsert: Vec<Join>,
     pub joins_remove: Vec<ObjectId>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -161,8 +167,11 @@ impl<'a> Commit<'a> {
             remove_groups: Vec::new(),
             upsert_users: Vec::new(),
             remove_users: Vec::new(),
+            upsert_devices: Vec::new(),
+            remove_devices: Vec::new(),
             group_delta_link: None,
             user_delta_link: None,
+            device_delta_link: None,
             joins_upsert: Vec::new(),
             joins_remove: Vec::new(),
             full_at: None,
@@ -194,6 +203,7 @@ impl std::fmt::Debug for Store {
 
 const META_GROUP_DELTA_LINK: &str = "group_delta_link";
 const META_USER_DELTA_LINK: &str = "user_delta_link";
+const META_DEVICE_DELTA_LINK: &str = "device_delta_link";
 const META_LAST_FULL_AT: &str = "last_full_at";
 const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
 const META_QUIET_FINGERPRINT: &str = "quiet_fingerprint";
@@ -259,7 +269,20 @@ impl Store {
 
         let mut stmt = self
             .conn
-            .prepare("SELECT group_id, guid, sid, dn FROM joins")
+            .prepare("SELECT id, json FROM cloud_devices")
+            .map_err(sql("read cloud devices"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("read cloud devices"))?;
+        for row in rows {
+            let (id, json) = row.map_err(sql("read cloud devices"))?;
+            let device: CloudDevice = decode(&format!("cloud device {id}"), &json)?;
+            state.cloud.devices.insert(id, device);
+        }
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT group_id, guid, sid, dn, adopted FROM joins")
             .map_err(sql("read joins"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -268,6 +291,7 @@ impl Store {
                     guid: r.get(1)?,
                     sid: r.get(2)?,
                     dn: r.get(3)?,
+                    adopted: r.get::<_, i64>(4)? != 0,
                 })
             })
             .map_err(sql("read joins"))?;
@@ -291,6 +315,7 @@ impl Store {
     fn fill_meta(&self, state: &mut SyncState) -> Result<(), StoreError> {
         state.group_delta_link = self.meta(META_GROUP_DELTA_LINK)?;
         state.user_delta_link = self.meta(META_USER_DELTA_LINK)?;
+        state.device_delta_link = self.meta(META_DEVICE_DELTA_LINK)?;
         state.last_full_at = self.meta_time(META_LAST_FULL_AT)?;
         state.last_config_refresh_at = self.meta_time(META_LAST_CONFIG_REFRESH_AT)?;
         state.quiet_fingerprint = self.meta(META_QUIET_FINGERPRINT)?.filter(|f| !f.is_empty());
@@ -583,6 +608,26 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             .map_err(sql("clear cloud groups"))?;
         tx.execute("DELETE FROM cloud_users", [])
             .map_err(sql("clear cloud users"))?;
+        tx.execute("DELETE FROM cloud_devices", [])
+            .map_err(sql("clear cloud devices"))?;
+    }
+    {
+        let mut del = tx
+            .prepare_cached("DELETE FROM cloud_devices WHERE id = ?1")
+            .map_err(sql("remove cloud device"))?;
+        for id in &c.remove_devices {
+            del.execute([id]).map_err(sql("remove cloud device"))?;
+        }
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO cloud_devices (id, json) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+            )
+            .map_err(sql("write cloud device"))?;
+        for d in &c.upsert_devices {
+            put.execute(params![d.id, encode(&format!("cloud device {}", d.id), d)?])
+                .map_err(sql("write cloud device"))?;
+        }
     }
     {
         let mut del = tx
@@ -629,6 +674,9 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
     if let Some(link) = &c.group_delta_link {
         meta.push((META_GROUP_DELTA_LINK, link.clone()));
     }
+    if let Some(link) = &c.device_delta_link {
+        meta.push((META_DEVICE_DELTA_LINK, link.clone()));
+    }
     if let Some(link) = &c.user_delta_link {
         meta.push((META_USER_DELTA_LINK, link.clone()));
     }
@@ -664,13 +712,13 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
         // already joined violates UNIQUE(guid) and fails the whole commit.
         let mut put = tx
             .prepare_cached(
-                "INSERT INTO joins (group_id, guid, sid, dn) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO joins (group_id, guid, sid, dn, adopted) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(group_id) DO UPDATE SET guid = excluded.guid, sid = excluded.sid,
-                 dn = excluded.dn",
+                 dn = excluded.dn, adopted = excluded.adopted",
             )
             .map_err(sql("write join"))?;
         for j in &c.joins_upsert {
-            put.execute(params![j.group, j.guid, j.sid, j.dn])
+            put.execute(params![j.group, j.guid, j.sid, j.dn, j.adopted as i64])
                 .map_err(sql("write join"))?;
         }
     }

@@ -50,6 +50,10 @@ const MIGRATIONS: &[&str] = &[
          json TEXT NOT NULL
      );
      CREATE INDEX drift_at ON drift (at_unix);",
+    // 5: devices of the cloud image (members written as their computer accounts), and
+    // joins of AD groups adopted in place (existed before writeback: never deleted).
+    "CREATE TABLE cloud_devices (id TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
+     ALTER TABLE joins ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -51,6 +51,7 @@ fn group(i: usize) -> CloudGroup {
         } else {
             None
         },
+        cloud_managed: (i == 3).then_some(true),
     }
 }
 
@@ -74,6 +75,7 @@ fn join(group_id: &str, guid: &str) -> Join {
         guid: guid.to_string(),
         sid: Some("S-1-5-21-9-9-9-1105".into()),
         dn: format!("CN=Group_{group_id},OU=Groups,DC=lab,DC=example,DC=test"),
+        adopted: false,
     }
 }
 
@@ -127,6 +129,7 @@ fn sample_plan(name: &str) -> Plan {
             drift: vec![],
             member_count: 0,
             written_count: 0,
+            adopted: false,
         }],
         foreign: vec![],
         notices: vec!["mailNickname missing from schema".into()],
@@ -570,4 +573,47 @@ fn drift_is_kept_with_its_run_and_read_back_by_time() {
     assert_eq!(recent.len(), 2);
     assert!(recent.iter().all(|r| r.run == new_id));
     assert!(store.has_completed_run().unwrap());
+}
+
+#[test]
+fn devices_and_adopted_joins_read_back_and_a_full_round_replaces_devices() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let devices: Vec<wb_model::CloudDevice> = (0..3)
+        .map(|i| wb_model::CloudDevice {
+            id: format!("device-{i}"),
+            display_name: Some(format!("PC-{i}")),
+            device_id: Some(format!("dev-{i}")),
+            on_premises_sync_enabled: (i > 0).then_some(true),
+            on_premises_security_identifier: (i > 0)
+                .then(|| format!("S-1-5-21-1-2-3-{}", 6000 + i)),
+        })
+        .collect();
+    let mut c = Commit::for_run(run(
+        "full",
+        RunStatus::Success,
+        datetime!(2026-01-02 03:04:05 UTC),
+    ));
+    c.replace_cloud = true;
+    c.upsert_devices = devices.iter().collect();
+    c.device_delta_link = Some("https://graph.example/v1.0/devices/delta?$deltatoken=x".into());
+    let mut adopted = join("00000000-0000-0000-0000-000000000001", "guid-adopted");
+    adopted.adopted = true;
+    c.joins_upsert = vec![adopted.clone()];
+    store.commit(&c).unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.cloud.devices.len(), 3);
+    assert_eq!(state.cloud.devices.get("device-2"), Some(&devices[2]));
+    assert_eq!(state.device_delta_link, c.device_delta_link);
+    assert_eq!(state.joins.get(&adopted.group), Some(&adopted));
+
+    let mut c = Commit::for_run(run(
+        "full",
+        RunStatus::Success,
+        datetime!(2026-01-02 04:04:05 UTC),
+    ));
+    c.replace_cloud = true;
+    c.upsert_devices = vec![&devices[0]];
+    store.commit(&c).unwrap();
+    assert_eq!(store.load().unwrap().cloud.devices.len(), 1);
 }

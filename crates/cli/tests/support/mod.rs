@@ -836,6 +836,32 @@ impl LabDc {
         }
     }
 
+    /// A computer account (what a hybrid-joined device is in AD).
+    pub async fn create_computer(&self, ou: &str, name: &str) -> LabGroup {
+        use std::collections::HashSet;
+        let mut ldap = self.ldap().await;
+        let dn = format!("CN={name},{ou}");
+        // sAMAccountName is unique in the domain, which every test shares.
+        let sam = format!("PC{}$", rand_suffix());
+        ldap.add(
+            &dn,
+            vec![
+                ("objectClass", HashSet::from(["computer"])),
+                ("sAMAccountName", HashSet::from([sam.as_str()])),
+            ],
+        )
+        .await
+        .expect("add computer")
+        .success()
+        .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+        let (sid, _) = self.read_ids(&mut ldap, &dn).await;
+        let _ = ldap.unbind().await;
+        LabGroup {
+            dn,
+            sid: sid_text(&sid),
+        }
+    }
+
     pub async fn create_group(&self, ou: &str, cn: &str, group_type: i32) -> LabGroup {
         use std::collections::HashSet;
         let mut ldap = self.ldap().await;
