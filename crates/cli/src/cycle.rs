@@ -532,6 +532,7 @@ async fn cycle(
     .instrument(info_span!("import.graph"))
     .await?;
     let mode = if rounds.full { "full" } else { "delta" }.to_string();
+    let mut phases: Vec<(&str, u128)> = vec![("graph", t0.elapsed().as_millis())];
 
     if sx.ad.is_none() {
         sx.ad = Some(AdConnector::connect(&ad_config(cfg)).await?);
@@ -638,6 +639,7 @@ async fn cycle(
             (state, image, None)
         }
     };
+    phases.push(("load", t0.elapsed().as_millis()));
     let mut import = import_cloud(
         graph,
         cfg,
@@ -666,6 +668,7 @@ async fn cycle(
     .instrument(info_span!("import.ad"))
     .await?;
     info!(how = %image.changes.how, "AD image");
+    phases.push(("import", t0.elapsed().as_millis()));
     let ad_snapshot = &image.snapshot;
     let input = wb_engine::Input {
         cloud: &import.cloud,
@@ -720,7 +723,7 @@ async fn cycle(
         let touched = wb_engine::touched_by(&input, &changes);
         let partial = wb_engine::plan_groups(&input, &touched);
         // The end-to-end tests check every incremental plan against the full one.
-        if std::env::var_os("WRITEBACK_CHECK_INCREMENTAL").is_some() {
+        if std::env::var_os("WRITEBACK_CHECK_INCREMENTAL").is_some_and(|v| !v.is_empty()) {
             let full = wb_engine::plan(&input);
             assert_eq!(
                 partial.operations, full.operations,
@@ -735,6 +738,7 @@ async fn cycle(
         merge_outcomes(partial, last_plan.unwrap_or_default(), &import.cloud)
     };
     let counts = plan.counts();
+    phases.push(("plan", t0.elapsed().as_millis()));
     info!(
         mode = %mode,
         groups = import.cloud.groups.len(),
@@ -797,6 +801,7 @@ async fn cycle(
         .await
     };
     let ldap_writes = ad.writes() - writes_start;
+    phases.push(("export", t0.elapsed().as_millis()));
     if let Some(message) = &outcome.aborted {
         // Keep what the DC acknowledged (the joins of groups created before the loss) and
         // the run; not the cloud image nor the delta links: the next cycle replays them.
@@ -942,6 +947,7 @@ async fn cycle(
     };
     image.fill_commit(&mut commit);
     let run_id = store.commit(&commit)?;
+    phases.push(("commit", t0.elapsed().as_millis()));
     // What was just committed stays in memory for the next cycle of this Syncer.
     let next_state = wb_store::SyncState {
         cloud: CloudSnapshot::default(),
@@ -974,6 +980,11 @@ async fn cycle(
         graph_requests = graph.requests() - graph_start,
         ldap_searches = ad.searches() - searches_start,
         ldap_writes,
+        phases = %phases
+            .iter()
+            .map(|(p, ms)| format!("{p}@{ms}ms"))
+            .collect::<Vec<_>>()
+            .join(" "),
         "cycle finished"
     );
     Ok(CycleReport {

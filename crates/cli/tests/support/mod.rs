@@ -236,14 +236,23 @@ state = "state.db"
 
     /// Runs `writeback ARGS --config <this world's config>`.
     pub fn writeback(&self, args: &[&str]) -> SyncResult {
+        // Tests check every incremental plan against the full one; benchmarks (release
+        // binaries) measure the product as it runs.
+        let check = std::env::var("WRITEBACK_BIN_PROFILE").as_deref() != Ok("release");
         let out: Output = Command::new(target_bin("writeback"))
             .args(args)
             .arg("--config")
             .arg(self.config_path())
             .env("WB_E2E_SECRET", CLIENT_SECRET)
             .env("WB_E2E_AD_PASSWORD", &self.dc.password)
-            .env("WRITEBACK_LOG", "warn")
-            .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+            .env(
+                "WRITEBACK_LOG",
+                std::env::var("WB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env(
+                "WRITEBACK_CHECK_INCREMENTAL",
+                if check { "1" } else { "" },
+            )
             .output()
             .expect("writeback runs");
         SyncResult {
