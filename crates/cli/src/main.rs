@@ -294,7 +294,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Run => daemon::run(&cfg).await,
+        Command::Run => daemon::run(&cli.config, cfg).await,
         Command::Preflight => {
             let (checks, code) = preflight::run(&cfg).await;
             preflight::render(&checks, cli.json);
