@@ -12,6 +12,7 @@ mod grant;
 mod guard;
 mod metrics;
 mod preflight;
+mod progress;
 mod render;
 mod thresholds;
 mod web;
