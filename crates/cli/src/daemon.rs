@@ -1,10 +1,14 @@
 //! `writeback run`: the daemon. A cycle every `interval` (a full reconcile when
 //! `full_interval` has passed); SIGTERM/SIGINT finish the current cycle, a second one abandons it.
+//! SIGHUP reads the configuration again: a good one is used from the next cycle, a bad one
+//! is refused (logged, naming the key) and the running one kept.
 
 use crate::config::Config;
 use crate::cycle::{CycleOptions, Syncer};
+use crate::web::Dashboard;
+use std::path::Path;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -23,12 +27,37 @@ pub fn next_wait(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(cap)
 }
 
-pub async fn run(cfg: &Config) -> i32 {
-    let (mut term, mut int) = match (
+/// The signals the daemon answers.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+/// When cycles ran and how many failed in a row; carried over a reload.
+struct Pacing {
+    last_start: Option<Instant>,
+    failures: u32,
+    /// When the first of the current run of failures failed.
+    outage_since: std::time::Instant,
+}
+
+impl Pacing {
+    /// When the next cycle starts (`None`: now, the daemon's first).
+    fn next_cycle(&self, interval: Duration) -> Option<Instant> {
+        self.last_start
+            .map(|at| at + next_wait(interval, self.failures))
+    }
+}
+
+/// The daemon, with the configuration `cfg` read from `path` (read again on SIGHUP).
+pub async fn run(path: &Path, cfg: Config) -> i32 {
+    let mut signals = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
+        (Ok(term), Ok(int), Ok(hup)) => Signals { term, int, hup },
         _ => {
             eprintln!("error: cannot install signal handlers");
             return 3;
@@ -40,35 +69,134 @@ pub async fn run(cfg: &Config) -> i32 {
         staging = cfg.staging,
         "writeback daemon started"
     );
-    // One Syncer for the daemon's life: its Graph token, LDAP connection and in-memory
-    // images carry over from cycle to cycle.
-    let mut syncer = match Syncer::new(cfg) {
+    let mut cfg = cfg;
+    // One Syncer per configuration: its Graph token, LDAP connection and in-memory images
+    // carry over from cycle to cycle; a reload builds a new one.
+    let mut syncer = match Syncer::new(&cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return e.exit_code();
         }
     };
-    let mut dashboard = match crate::web::Dashboard::start(cfg).await {
+    let mut dashboard = match Dashboard::start(&cfg).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: configuration: {e}");
             return 2;
         }
     };
-    // Consecutive failed cycles, and when the first of them failed.
-    let mut failures = 0u32;
-    let mut outage_since = std::time::Instant::now();
+    let mut pacing = Pacing {
+        last_start: None,
+        failures: 0,
+        outage_since: std::time::Instant::now(),
+    };
     loop {
+        if let Some(code) =
+            serve(&cfg, &mut syncer, &mut dashboard, &mut signals, &mut pacing).await
+        {
+            return code;
+        }
+        let Some(new) = reread(path, &cfg) else {
+            continue;
+        };
+        drop(syncer);
+        let running = std::mem::replace(&mut cfg, new);
+        syncer = match Syncer::new(&cfg) {
+            Ok(s) => {
+                dashboard.reconfigured(&cfg);
+                info!(
+                    config = %path.display(),
+                    interval = %humantime::format_duration(cfg.interval),
+                    staging = cfg.staging,
+                    "configuration reloaded: in effect from the next cycle"
+                );
+                s
+            }
+            Err(e) => {
+                reload_refused(path, &e);
+                cfg = running;
+                match Syncer::new(&cfg) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return e.exit_code();
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// The configuration at `path` again, for SIGHUP: `None` when it cannot replace `running`
+/// (the error is logged, naming the key).
+fn reread(path: &Path, running: &Config) -> Option<Config> {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            reload_refused(path, &e);
+            return None;
+        }
+    };
+    // The dashboard reads the state file the daemon started with.
+    if new.state != running.state {
+        reload_refused(
+            path,
+            &format_args!(
+                "writeback.state: {} → {}: the state file changes only with a restart",
+                running.state.display(),
+                new.state.display()
+            ),
+        );
+        return None;
+    }
+    let token = |c: &Config| c.dashboard.token.as_ref().map(|t| t.expose().to_string());
+    if new.dashboard.listen != running.dashboard.listen || token(&new) != token(running) {
+        warn!("dashboard.listen, dashboard.enabled and dashboard.token change only with a restart: the dashboard keeps its address and token");
+    }
+    Some(new)
+}
+
+fn reload_refused(path: &Path, error: &dyn std::fmt::Display) {
+    error!(config = %path.display(), error = %error, "configuration reload refused: the running configuration is kept");
+}
+
+/// Cycles with `cfg` until a signal: `Some(exit code)` to stop, `None` when SIGHUP asks for
+/// the configuration to be read again (after the cycle running, if any).
+async fn serve(
+    cfg: &Config,
+    syncer: &mut Syncer<'_>,
+    dashboard: &mut Dashboard,
+    signals: &mut Signals,
+    pacing: &mut Pacing,
+) -> Option<i32> {
+    loop {
+        if let Some(next) = pacing.next_cycle(cfg.interval) {
+            dashboard.next_cycle_at(next);
+            tokio::select! {
+                _ = sleep_until(next) => {},
+                _ = dashboard.sync_requested() => info!("sync now: requested from the dashboard"),
+                _ = signals.hup.recv() => return None,
+                _ = signals.term.recv() => { info!("writeback daemon stopped"); return Some(0); }
+                _ = signals.int.recv() => { info!("writeback daemon stopped"); return Some(0); }
+            }
+        }
         let cycle_started = Instant::now();
+        pacing.last_start = Some(cycle_started);
         let cycle = syncer.cycle(CycleOptions::default());
         tokio::pin!(cycle);
         let mut stopping = false;
+        let mut reload = false;
         let result = loop {
             tokio::select! {
                 r = &mut cycle => break Some(r),
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+                _ = signals.hup.recv() => {
+                    info!("SIGHUP: the configuration is read again when the current cycle ends");
+                    reload = true;
+                    continue;
+                }
+                _ = signals.term.recv() => {},
+                _ = signals.int.recv() => {},
             }
             if stopping {
                 warn!(
@@ -81,13 +209,13 @@ pub async fn run(cfg: &Config) -> i32 {
         };
         match result {
             Some(Ok(report)) => {
-                if failures > 0 {
+                if pacing.failures > 0 {
                     info!(
-                        failed_cycles = failures,
-                        outage_s = outage_since.elapsed().as_secs(),
+                        failed_cycles = pacing.failures,
+                        outage_s = pacing.outage_since.elapsed().as_secs(),
                         "recovered: cycles succeed again"
                     );
-                    failures = 0;
+                    pacing.failures = 0;
                 }
                 info!(
                     run = report.run_id,
@@ -103,29 +231,24 @@ pub async fn run(cfg: &Config) -> i32 {
             }
             Some(Err(e)) => {
                 dashboard.cycle_failed(&e, cycle_started.elapsed());
-                failures = failures.saturating_add(1);
-                let wait = next_wait(cfg.interval, failures);
-                if failures == 1 {
-                    outage_since = std::time::Instant::now();
+                pacing.failures = pacing.failures.saturating_add(1);
+                let wait = next_wait(cfg.interval, pacing.failures);
+                if pacing.failures == 1 {
+                    pacing.outage_since = std::time::Instant::now();
                     error!(error = %e, retry_in_s = wait.as_secs_f64(),
                         "cycle failed; retrying with backoff (one line per outage: further failures are logged at debug)");
                 } else {
-                    debug!(error = %e, failed_cycles = failures, retry_in_s = wait.as_secs_f64(), "cycle failed again");
+                    debug!(error = %e, failed_cycles = pacing.failures, retry_in_s = wait.as_secs_f64(), "cycle failed again");
                 }
             }
-            None => return 0,
+            None => return Some(0),
         }
         if stopping {
             info!("writeback daemon stopped");
-            return 0;
+            return Some(0);
         }
-        let next = cycle_started + next_wait(cfg.interval, failures);
-        dashboard.next_cycle_at(next);
-        tokio::select! {
-            _ = sleep_until(next) => {},
-            _ = dashboard.sync_requested() => info!("sync now: requested from the dashboard"),
-            _ = term.recv() => { info!("writeback daemon stopped"); return 0; }
-            _ = int.recv() => { info!("writeback daemon stopped"); return 0; }
+        if reload {
+            return None;
         }
     }
 }

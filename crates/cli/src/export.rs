@@ -158,8 +158,12 @@ pub async fn export(
         }
     }
 
-    for admitted in crate::thresholds::admit(plan, hold) {
-        let op: &wb_model::Operation = match &admitted {
+    let admitted = crate::thresholds::admit(plan, hold);
+    let progress = crate::progress::bar(admitted.len(), "operations");
+    progress.set_message("exporting");
+    for (done, admitted) in admitted.iter().enumerate() {
+        progress.set_position(done as u64);
+        let op: &wb_model::Operation = match admitted {
             crate::thresholds::Admitted::Run(op) => op,
             crate::thresholds::Admitted::Held(op) => {
                 count(&mut out.held_back, &op.action);
@@ -281,6 +285,7 @@ pub async fn export(
             }
         }
     }
+    progress.finish_and_clear();
     out
 }
 

@@ -13,6 +13,7 @@ mod grant;
 mod guard;
 mod metrics;
 mod preflight;
+mod progress;
 mod render;
 mod thresholds;
 mod web;
@@ -310,7 +311,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Run => daemon::run(&cfg).await,
+        Command::Run => daemon::run(&cli.config, cfg).await,
         Command::Preflight => {
             let (checks, code) = preflight::run(&cfg).await;
             preflight::render(&checks, cli.json);

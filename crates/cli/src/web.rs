@@ -41,8 +41,8 @@ pub struct Dashboard {
 }
 
 struct Shared {
-    staging: bool,
-    interval: Duration,
+    /// Set at start, and again by a configuration reload.
+    mode: Mutex<Mode>,
     state: PathBuf,
     token: Option<String>,
     session: String,
@@ -50,6 +50,12 @@ struct Shared {
     live: Mutex<Live>,
     store: Mutex<Option<Store>>,
     sync_tx: mpsc::Sender<()>,
+}
+
+#[derive(Clone, Copy)]
+struct Mode {
+    staging: bool,
+    interval: Duration,
 }
 
 /// What the daemon knows that the store does not.
@@ -94,8 +100,10 @@ impl Dashboard {
             }
         };
         let shared = Arc::new(Shared {
-            staging: cfg.staging,
-            interval: cfg.interval,
+            mode: Mutex::new(Mode {
+                staging: cfg.staging,
+                interval: cfg.interval,
+            }),
             state: cfg.state.clone(),
             token: cfg.dashboard.token.as_ref().map(|t| t.expose().to_string()),
             session: random_hex(32),
@@ -129,6 +137,14 @@ impl Dashboard {
             );
         }
         Ok(Dashboard { shared, sync_rx })
+    }
+
+    /// The daemon reloaded its configuration: staging and interval as they now are.
+    pub fn reconfigured(&self, cfg: &Config) {
+        *lock(&self.shared.mode) = Mode {
+            staging: cfg.staging,
+            interval: cfg.interval,
+        };
     }
 
     /// A cycle that ran: into the metrics and the overview.
@@ -349,7 +365,7 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let last = lock(&shared.live).last_success;
-    let limit = shared.interval * 3;
+    let limit = lock(&shared.mode).interval * 3;
     match last {
         Some(at) if OffsetDateTime::now_utc() - at <= limit => {
             (StatusCode::OK, "ready\n").into_response()
@@ -521,6 +537,7 @@ async fn overview(
 }
 
 fn state_section(shared: &Shared, last_run: Option<&RunRecord>) -> Markup {
+    let mode = *lock(&shared.mode);
     let live = lock(&shared.live);
     let now = OffsetDateTime::now_utc();
     html! {
@@ -528,7 +545,7 @@ fn state_section(shared: &Shared, last_run: Option<&RunRecord>) -> Markup {
             h2 { "State" }
             table.kv {
                 tr { th { "mode" } td {
-                    @if shared.staging { span.badge.warn { "staging" } " imports and plans, writes nothing" }
+                    @if mode.staging { span.badge.warn { "staging" } " imports and plans, writes nothing" }
                     @else { span.badge.ok { "active" } " writes to AD" }
                 } }
                 tr { th { "last cycle" } td {
@@ -553,7 +570,7 @@ fn state_section(shared: &Shared, last_run: Option<&RunRecord>) -> Markup {
                         Some(_) => { "running now" }
                         None => { "running now (the first one)" }
                     }
-                    " · every " (humantime::format_duration(shared.interval))
+                    " · every " (humantime::format_duration(mode.interval))
                 } }
                 tr { th { "lag" } td {
                     @match live.last_success {

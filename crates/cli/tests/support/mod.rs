@@ -249,10 +249,7 @@ state = "state.db"
                 "WRITEBACK_LOG",
                 std::env::var("WB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .env(
-                "WRITEBACK_CHECK_INCREMENTAL",
-                if check { "1" } else { "" },
-            )
+            .env("WRITEBACK_CHECK_INCREMENTAL", if check { "1" } else { "" })
             .output()
             .expect("writeback runs");
         SyncResult {
