@@ -68,7 +68,8 @@ pub struct CycleReport {
     pub ldap_writes: u64,
     pub errors: Vec<ObjectError>,
     pub message: Option<String>,
-    pub plan: Plan,
+    /// Shared: a daemon's quiet cycles report the last plan without copying it.
+    pub plan: std::sync::Arc<Plan>,
     pub held_back: PlanCounts,
     /// Changes made by hand in AD that this cycle found (and put back).
     pub drift: Vec<wb_model::DriftEvent>,
@@ -424,7 +425,7 @@ pub struct Syncer<'c> {
 struct Memory {
     state: wb_store::SyncState,
     image: Option<(crate::adimage::ImageMeta, wb_model::AdSnapshot)>,
-    last_plan: Plan,
+    last_plan: std::sync::Arc<Plan>,
 }
 
 impl<'c> Syncer<'c> {
@@ -571,7 +572,7 @@ async fn cycle(
         if quiet {
             let last = match &sx.memory {
                 Some(m) => m.last_plan.clone(),
-                None => store.last_outcomes()?.unwrap_or_default(),
+                None => std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default()),
             };
             let errors = plan_errors(&last);
             let status = if errors.is_empty() {
@@ -688,7 +689,9 @@ async fn cycle(
         .is_some();
     let last_plan = match last_plan {
         Some(p) => Some(p),
-        None if settled_before && !opts.plan_only => store.last_outcomes()?,
+        None if settled_before && !opts.plan_only => {
+            store.last_outcomes()?.map(std::sync::Arc::new)
+        }
         None => None,
     };
     let everything = opts.plan_only
@@ -735,7 +738,13 @@ async fn cycle(
             planned = partial.groups.len(),
             "planned what changed"
         );
-        merge_outcomes(partial, last_plan.unwrap_or_default(), &import.cloud)
+        merge_outcomes(
+            partial,
+            last_plan
+                .map(|p| std::sync::Arc::unwrap_or_clone(p))
+                .unwrap_or_default(),
+            &import.cloud,
+        )
     };
     let counts = plan.counts();
     phases.push(("plan", t0.elapsed().as_millis()));
@@ -758,7 +767,7 @@ async fn cycle(
             ldap_writes: 0,
             errors: plan_errors(&plan),
             message: Some("plan only: nothing written".into()),
-            plan,
+            plan: plan.into(),
             held_back: PlanCounts::default(),
             drift: Vec::new(),
         });
@@ -964,7 +973,7 @@ async fn cycle(
         ad_image: commit.ad_image.clone(),
     };
     drop(commit);
-    let last_plan = plan.slimmed();
+    let last_plan = std::sync::Arc::new(plan.slimmed());
     sx.memory = Some(Memory {
         state: wb_store::SyncState {
             cloud: import.cloud,
@@ -997,7 +1006,7 @@ async fn cycle(
         ldap_writes,
         errors,
         message,
-        plan,
+        plan: plan.into(),
         held_back: outcome.held_back,
         drift,
     })

@@ -364,7 +364,7 @@ mod tests {
             ldap_writes: 3,
             errors: Vec::new(),
             message: message.map(String::from),
-            plan: Plan::default(),
+            plan: Plan::default().into(),
             held_back: Default::default(),
             drift: Vec::new(),
         }

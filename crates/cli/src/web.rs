@@ -166,7 +166,7 @@ impl Dashboard {
             took,
         });
         if kind != "quiet" || live.plan.is_none() {
-            live.plan = Some(Arc::new(report.plan));
+            live.plan = Some(report.plan);
         }
     }
 
