@@ -741,7 +741,7 @@ async fn cycle(
         merge_outcomes(
             partial,
             last_plan
-                .map(|p| std::sync::Arc::unwrap_or_clone(p))
+                .map(std::sync::Arc::unwrap_or_clone)
                 .unwrap_or_default(),
             &import.cloud,
         )
