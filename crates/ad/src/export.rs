@@ -33,6 +33,8 @@ pub struct Applied {
     pub guid: Option<String>,
     pub sid: Option<String>,
     pub member_errors: Vec<MemberError>,
+    /// For a create: the sAMAccountName the object got (a fallback when the first was taken).
+    pub sam_account_name: Option<String>,
 }
 
 /// A member value the server refused, e.g. a DN that does not exist (32).
@@ -264,6 +266,7 @@ impl AdConnector {
             guid,
             sid,
             member_errors,
+            sam_account_name: attrs.get("sAMAccountName").and_then(|v| v.first().cloned()),
         })
     }
 

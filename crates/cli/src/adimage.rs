@@ -460,6 +460,48 @@ pub async fn after_export(
         .collect();
     let mut renamed: Vec<(String, Option<String>)> = Vec::new();
     for (action, applied) in done {
+        if let Action::Create { attrs, members, .. } = action {
+            // What writeback created is what it sent, less the member values refused.
+            let Some(guid) = applied.guid.clone() else {
+                continue;
+            };
+            let refused: BTreeSet<String> = applied
+                .member_errors
+                .iter()
+                .map(|e| dn_key(&e.member))
+                .collect();
+            let mut g = AdGroup {
+                dn: applied.dn.clone(),
+                guid: guid.clone(),
+                sid: applied.sid.clone(),
+                cn: attrs
+                    .get("cn")
+                    .and_then(|v| v.first().cloned())
+                    .unwrap_or_default(),
+                sam_account_name: applied.sam_account_name.clone(),
+                ..AdGroup::default()
+            };
+            for (attr, values) in attrs {
+                set_attr(&mut g, attr, values);
+            }
+            g.sam_account_name = applied.sam_account_name.clone();
+            let mut seen = BTreeSet::new();
+            g.members = members
+                .iter()
+                .filter(|m| {
+                    let k = dn_key(m);
+                    !refused.contains(&k) && seen.insert(k)
+                })
+                .cloned()
+                .collect();
+            // A new objectGUID: not in the image yet.
+            let guid = guid.to_ascii_lowercase();
+            index.insert(guid.clone(), snapshot.groups.len());
+            snapshot.groups.push(g);
+            written.insert(guid.clone());
+            changes.groups_upsert.insert(guid);
+            continue;
+        }
         let guid = match action {
             Action::Create { .. } => continue,
             Action::AddMembers { guid: None, .. } => continue,
