@@ -611,60 +611,31 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
         tx.execute("DELETE FROM cloud_devices", [])
             .map_err(sql("clear cloud devices"))?;
     }
-    {
-        let mut del = tx
-            .prepare_cached("DELETE FROM cloud_devices WHERE id = ?1")
-            .map_err(sql("remove cloud device"))?;
-        for id in &c.remove_devices {
-            del.execute([id]).map_err(sql("remove cloud device"))?;
-        }
-        let mut put = tx
-            .prepare_cached(
-                "INSERT INTO cloud_devices (id, json) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            )
-            .map_err(sql("write cloud device"))?;
-        for d in &c.upsert_devices {
-            put.execute(params![d.id, encode(&format!("cloud device {}", d.id), d)?])
-                .map_err(sql("write cloud device"))?;
-        }
-    }
-    {
-        let mut del = tx
-            .prepare_cached("DELETE FROM cloud_groups WHERE id = ?1")
-            .map_err(sql("remove cloud group"))?;
-        for id in &c.remove_groups {
-            del.execute([id]).map_err(sql("remove cloud group"))?;
-        }
-        let mut put = tx
-            .prepare_cached(
-                "INSERT INTO cloud_groups (id, json) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            )
-            .map_err(sql("write cloud group"))?;
-        for g in &c.upsert_groups {
-            put.execute(params![g.id, encode(&format!("cloud group {}", g.id), g)?])
-                .map_err(sql("write cloud group"))?;
-        }
-    }
-    {
-        let mut del = tx
-            .prepare_cached("DELETE FROM cloud_users WHERE id = ?1")
-            .map_err(sql("remove cloud user"))?;
-        for id in &c.remove_users {
-            del.execute([id]).map_err(sql("remove cloud user"))?;
-        }
-        let mut put = tx
-            .prepare_cached(
-                "INSERT INTO cloud_users (id, json) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            )
-            .map_err(sql("write cloud user"))?;
-        for u in &c.upsert_users {
-            put.execute(params![u.id, encode(&format!("cloud user {}", u.id), u)?])
-                .map_err(sql("write cloud user"))?;
-        }
-    }
+    let rows = |id: &str, json: String| (id.to_string(), Some(json));
+    sync_rows(
+        tx,
+        Table::CLOUD_DEVICES,
+        &c.remove_devices,
+        c.upsert_devices
+            .iter()
+            .map(|d| Ok(rows(&d.id, encode(&format!("cloud device {}", d.id), d)?))),
+    )?;
+    sync_rows(
+        tx,
+        Table::CLOUD_GROUPS,
+        &c.remove_groups,
+        c.upsert_groups
+            .iter()
+            .map(|g| Ok(rows(&g.id, encode(&format!("cloud group {}", g.id), g)?))),
+    )?;
+    sync_rows(
+        tx,
+        Table::CLOUD_USERS,
+        &c.remove_users,
+        c.upsert_users
+            .iter()
+            .map(|u| Ok(rows(&u.id, encode(&format!("cloud user {}", u.id), u)?))),
+    )?;
 
     let times = [
         (META_LAST_FULL_AT, c.full_at),
@@ -732,43 +703,105 @@ fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
         tx.execute("DELETE FROM ad_lookups", [])
             .map_err(sql("clear lookups"))?;
     }
+    sync_rows(
+        tx,
+        Table::AD_GROUPS,
+        &c.ad_groups_remove,
+        c.ad_groups_upsert.iter().map(|g| {
+            let guid = g.guid.to_ascii_lowercase();
+            let json = encode(&format!("AD group {guid}"), g)?;
+            Ok((guid, Some(json)))
+        }),
+    )?;
+    let removed: Vec<String> = c
+        .ad_lookups_remove
+        .iter()
+        .map(|l| encode("a lookup", l))
+        .collect::<Result<_, _>>()?;
+    sync_rows(
+        tx,
+        Table::AD_LOOKUPS,
+        &removed,
+        c.ad_lookups_upsert.iter().map(|(l, found)| {
+            let json = match found {
+                Some(f) => Some(encode("a lookup result", f)?),
+                None => None,
+            };
+            Ok((encode("a lookup", l)?, json))
+        }),
+    )?;
+    Ok(())
+}
+
+/// A table of JSON rows by key, and the words its errors use.
+struct Table {
+    name: &'static str,
+    key: &'static str,
+    remove: &'static str,
+    write: &'static str,
+}
+
+impl Table {
+    const CLOUD_GROUPS: Table = Table {
+        name: "cloud_groups",
+        key: "id",
+        remove: "remove cloud group",
+        write: "write cloud group",
+    };
+    const CLOUD_USERS: Table = Table {
+        name: "cloud_users",
+        key: "id",
+        remove: "remove cloud user",
+        write: "write cloud user",
+    };
+    const CLOUD_DEVICES: Table = Table {
+        name: "cloud_devices",
+        key: "id",
+        remove: "remove cloud device",
+        write: "write cloud device",
+    };
+    const AD_GROUPS: Table = Table {
+        name: "ad_groups",
+        key: "guid",
+        remove: "remove AD group",
+        write: "write AD group",
+    };
+    const AD_LOOKUPS: Table = Table {
+        name: "ad_lookups",
+        key: "lookup",
+        remove: "remove lookup",
+        write: "write lookup",
+    };
+}
+
+/// Removes the rows `remove` names and inserts or replaces the `upsert` rows (key, JSON).
+fn sync_rows(
+    tx: &Transaction<'_>,
+    table: Table,
+    remove: &[String],
+    upsert: impl Iterator<Item = Result<(String, Option<String>), StoreError>>,
+) -> Result<(), StoreError> {
+    let Table {
+        name,
+        key,
+        remove: removing,
+        write,
+    } = table;
     let mut del = tx
-        .prepare_cached("DELETE FROM ad_groups WHERE guid = ?1")
-        .map_err(sql("remove AD group"))?;
-    for guid in &c.ad_groups_remove {
-        del.execute([guid]).map_err(sql("remove AD group"))?;
+        .prepare_cached(&format!("DELETE FROM {name} WHERE {key} = ?1"))
+        .map_err(sql(removing))?;
+    for k in remove {
+        del.execute([k]).map_err(sql(removing))?;
     }
     let mut put = tx
-        .prepare_cached(
-            "INSERT INTO ad_groups (guid, json) VALUES (?1, ?2)
-             ON CONFLICT(guid) DO UPDATE SET json = excluded.json",
-        )
-        .map_err(sql("write AD group"))?;
-    for g in &c.ad_groups_upsert {
-        let guid = g.guid.to_ascii_lowercase();
-        put.execute(params![guid, encode(&format!("AD group {guid}"), g)?])
-            .map_err(sql("write AD group"))?;
-    }
-    let mut del = tx
-        .prepare_cached("DELETE FROM ad_lookups WHERE lookup = ?1")
-        .map_err(sql("remove lookup"))?;
-    for l in &c.ad_lookups_remove {
-        del.execute([encode("a lookup", l)?])
-            .map_err(sql("remove lookup"))?;
-    }
-    let mut put = tx
-        .prepare_cached(
-            "INSERT INTO ad_lookups (lookup, json) VALUES (?1, ?2)
-             ON CONFLICT(lookup) DO UPDATE SET json = excluded.json",
-        )
-        .map_err(sql("write lookup"))?;
-    for (l, found) in &c.ad_lookups_upsert {
-        let json = match found {
-            Some(f) => Some(encode("a lookup result", f)?),
-            None => None,
-        };
-        put.execute(params![encode("a lookup", l)?, json])
-            .map_err(sql("write lookup"))?;
+        .prepare_cached(&format!(
+            "INSERT INTO {name} ({key}, json) VALUES (?1, ?2)
+             ON CONFLICT({key}) DO UPDATE SET json = excluded.json"
+        ))
+        .map_err(sql(write))?;
+    for row in upsert {
+        let (k, json) = row?;
+        put.execute(params![k, json]).map_err(sql(write))?;
     }
     Ok(())
 }
