@@ -164,7 +164,14 @@ impl CloudError {
 }
 
 fn graph_exit_code(e: &GraphError) -> i32 {
-    if e.is_unreachable_or_refused() {
+    // As for a sync: an endpoint unreachable or refusing us, or answering what writeback
+    // cannot accept (a malformed page, a link to another origin), is exit 3.
+    if e.is_unreachable_or_refused()
+        || matches!(
+            e,
+            GraphError::Decode { .. } | GraphError::ForeignOrigin { .. }
+        )
+    {
         3
     } else if matches!(e, GraphError::Config { .. }) {
         2
@@ -1230,6 +1237,19 @@ fn print_enable_matching(r: &EnableMatchingReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_answers_and_foreign_links_exit_3_like_a_sync() {
+        let decode = GraphError::Decode {
+            url: "https://graph.example/beta/groups".into(),
+            message: "a page without a value array".into(),
+        };
+        assert_eq!(graph_exit_code(&decode), 3);
+        let config = GraphError::Config {
+            message: "graph_url is not a URL".into(),
+        };
+        assert_eq!(graph_exit_code(&config), 2);
+    }
 
     #[test]
     fn display_names_with_query_characters_are_percent_encoded() {
