@@ -239,48 +239,6 @@ impl AdConnector {
         }
     }
 
-    /// A cheap fingerprint of the groups under `bases`: the DC's identity and every group's
-    /// objectGUID and uSNChanged (no members read). Any change to a group there — a value
-    /// of `member`, an attribute, a rename, a move in or out, a delete — changes it, so an
-    /// equal fingerprint means AD's side of the managed OUs did not change.
-    pub async fn fingerprint(&mut self, bases: &[String]) -> Result<String, AdError> {
-        use sha1::{Digest, Sha1};
-        let root = self
-            .base_entry("", "(objectClass=*)", &["dsServiceName"], "read rootDSE")
-            .await?;
-        let mut hasher = Sha1::new();
-        if let Some(service) = root.as_ref().and_then(|r| first_text(r, "dsServiceName")) {
-            hasher.update(service.as_bytes());
-        }
-        let mut items = Vec::new();
-        for base in bases {
-            let entries = self
-                .paged_search(
-                    base,
-                    Scope::Subtree,
-                    "(objectClass=group)",
-                    &["objectGUID", "uSNChanged"],
-                    "fingerprint the managed OU",
-                )
-                .await?;
-            for e in entries {
-                let guid = first_binary(&e, "objectGUID").unwrap_or_default();
-                let usn = first_text(&e, "uSNChanged").unwrap_or_default();
-                items.push((guid, usn, e.dn));
-            }
-        }
-        items.sort();
-        for (guid, usn, dn) in &items {
-            hasher.update(guid);
-            hasher.update(b"\0");
-            hasher.update(usn.as_bytes());
-            hasher.update(b"\0");
-            hasher.update(dn.as_bytes());
-            hasher.update(b"\n");
-        }
-        Ok(format!("{}:{:x}", items.len(), hasher.finalize()))
-    }
-
     /// A paged search (1,000 per page) with continuation references dropped.
     pub(crate) async fn paged_search(
         &mut self,

@@ -3,7 +3,6 @@
 //! its members and attributes where it is. The one write goes through the ownership guard.
 
 use crate::config::Config;
-use crate::cycle::ad_config;
 use crate::guard::OwnershipGuard;
 use time::OffsetDateTime;
 use wb_ad::AdConnector;
@@ -100,7 +99,7 @@ async fn adopt(cfg: &Config, query: &str, dn: &str, yes: bool) -> Result<Report,
     let state = store.load()?;
     let group = find_group(state.cloud.groups.values(), query)?;
     let id = group.id.clone();
-    let mut ad = AdConnector::connect(&ad_config(cfg)).await?;
+    let mut ad = AdConnector::connect(&cfg.ad.connector()).await?;
     let schema = ad.detect_schema().await?;
     let target = ad
         .read_groups(dn, &schema)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::{info, info_span, warn, Instrument};
-use wb_ad::{AdConfig, AdConnector, AdError};
+use wb_ad::{AdConnector, AdError};
 use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
 use wb_model::{CloudSnapshot, Decision, Plan, PlanCounts};
 use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
@@ -102,19 +102,6 @@ pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
         timeout: cfg.graph.timeout,
         max_retries: 8,
     })
-}
-
-pub fn ad_config(cfg: &Config) -> AdConfig {
-    AdConfig {
-        url: cfg.ad.url.clone(),
-        bind_dn: cfg.ad.bind_dn.clone(),
-        password: cfg.ad.password.expose().to_string(),
-        starttls: cfg.ad.starttls,
-        ca_file: cfg.ad.ca_file.clone(),
-        tls_verify: cfg.ad.tls_verify,
-        base_dn: cfg.ad.base_dn.clone(),
-        timeout: cfg.ad.timeout,
-    }
 }
 
 /// The imported cloud side of a cycle and what changed in it.
@@ -536,7 +523,7 @@ async fn cycle(
     let mut phases: Vec<(&str, u128)> = vec![("graph", t0.elapsed().as_millis())];
 
     if sx.ad.is_none() {
-        sx.ad = Some(AdConnector::connect(&ad_config(cfg)).await?);
+        sx.ad = Some(AdConnector::connect(&cfg.ad.connector()).await?);
     }
     let Some(ad) = sx.ad.as_mut() else {
         unreachable!("connected above")
@@ -702,9 +689,8 @@ async fn cycle(
     let plan = if everything {
         wb_engine::plan(&input)
     } else {
-        let (groups, _) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
+        let (groups, gone_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
         let (users, gone_users) = diff_map(&state.cloud.users, &import.cloud.users, false);
-        let (_, gone_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
         let c = &image.changes;
         let changes = wb_engine::Changes {
             everything: false,

@@ -2,7 +2,7 @@
 //! TLS, OUs, rights (with a probe group, cleaned up), schema, Graph token and permissions.
 
 use crate::config::Config;
-use crate::cycle::{ad_config, graph_client};
+use crate::cycle::graph_client;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use wb_ad::AdConnector;
@@ -67,7 +67,7 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
             "use ldaps:// or set ad.starttls = true (with ad.ca_file for your CA)",
         )
     });
-    match AdConnector::connect(&ad_config(cfg)).await {
+    match AdConnector::connect(&cfg.ad.connector()).await {
         Err(e) => {
             unreachable = true;
             checks.push(bad(

@@ -241,44 +241,9 @@ impl Store {
     pub fn load(&self) -> Result<SyncState, StoreError> {
         let mut state = SyncState::default();
 
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, json FROM cloud_groups")
-            .map_err(sql("read cloud groups"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sql("read cloud groups"))?;
-        for row in rows {
-            let (id, json) = row.map_err(sql("read cloud groups"))?;
-            let group: CloudGroup = decode(&format!("cloud group {id}"), &json)?;
-            state.cloud.groups.insert(id, group);
-        }
-
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, json FROM cloud_users")
-            .map_err(sql("read cloud users"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sql("read cloud users"))?;
-        for row in rows {
-            let (id, json) = row.map_err(sql("read cloud users"))?;
-            let user: CloudUser = decode(&format!("cloud user {id}"), &json)?;
-            state.cloud.users.insert(id, user);
-        }
-
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, json FROM cloud_devices")
-            .map_err(sql("read cloud devices"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sql("read cloud devices"))?;
-        for row in rows {
-            let (id, json) = row.map_err(sql("read cloud devices"))?;
-            let device: CloudDevice = decode(&format!("cloud device {id}"), &json)?;
-            state.cloud.devices.insert(id, device);
-        }
+        state.cloud.groups = self.read_rows(&Table::CLOUD_GROUPS, "cloud group")?;
+        state.cloud.users = self.read_rows(&Table::CLOUD_USERS, "cloud user")?;
+        state.cloud.devices = self.read_rows(&Table::CLOUD_DEVICES, "cloud device")?;
 
         let mut stmt = self
             .conn
@@ -302,6 +267,31 @@ impl Store {
 
         self.fill_meta(&mut state)?;
         Ok(state)
+    }
+
+    /// Every JSON row of `table`, decoded, by key.
+    fn read_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &Table,
+        what: &str,
+    ) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
+        let Table {
+            name, key, read, ..
+        } = table;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {key}, json FROM {name}"))
+            .map_err(sql(read))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql(read))?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (k, json) = row.map_err(sql(read))?;
+            let value = decode(&format!("{what} {k}"), &json)?;
+            out.insert(k, value);
+        }
+        Ok(out)
     }
 
     /// The links, times and fingerprints alone — no image is parsed (what a quiet cycle
@@ -737,6 +727,7 @@ fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
 struct Table {
     name: &'static str,
     key: &'static str,
+    read: &'static str,
     remove: &'static str,
     write: &'static str,
 }
@@ -744,30 +735,35 @@ struct Table {
 impl Table {
     const CLOUD_GROUPS: Table = Table {
         name: "cloud_groups",
+        read: "read cloud groups",
         key: "id",
         remove: "remove cloud group",
         write: "write cloud group",
     };
     const CLOUD_USERS: Table = Table {
         name: "cloud_users",
+        read: "read cloud users",
         key: "id",
         remove: "remove cloud user",
         write: "write cloud user",
     };
     const CLOUD_DEVICES: Table = Table {
         name: "cloud_devices",
+        read: "read cloud devices",
         key: "id",
         remove: "remove cloud device",
         write: "write cloud device",
     };
     const AD_GROUPS: Table = Table {
         name: "ad_groups",
+        read: "read AD groups",
         key: "guid",
         remove: "remove AD group",
         write: "write AD group",
     };
     const AD_LOOKUPS: Table = Table {
         name: "ad_lookups",
+        read: "read lookups",
         key: "lookup",
         remove: "remove lookup",
         write: "write lookup",
@@ -786,6 +782,7 @@ fn sync_rows(
         key,
         remove: removing,
         write,
+        ..
     } = table;
     let mut del = tx
         .prepare_cached(&format!("DELETE FROM {name} WHERE {key} = ?1"))
