@@ -214,7 +214,12 @@ fn json_kind(v: &Value) -> &'static str {
 fn object_id(obj: &Map<String, Value>) -> Result<ObjectId, String> {
     match obj.get("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-        _ => Err("an object without an id".to_string()),
+        None | Some(Value::Null) => Err("an object without an id".to_string()),
+        Some(Value::String(_)) => Err("an object whose id is empty".to_string()),
+        Some(other) => Err(format!(
+            "an object whose id is {}, not a string",
+            json_kind(other)
+        )),
     }
 }
 
@@ -273,19 +278,33 @@ fn member_delta(
             return Err(format!("group {id}: an entry of {key} is not an object"));
         };
         let member_id = object_id(e).map_err(|m| format!("group {id}: {key}: {m}"))?;
-        let kind = e
-            .get("@odata.type")
-            .and_then(Value::as_str)
-            .map(MemberKind::from_odata_type)
-            .unwrap_or(MemberKind::Other);
+        // The type decides how a member resolves and the marker whether it leaves: a
+        // value of the wrong type is malformed, never read as "some other object" or as a
+        // removal.
+        let kind = match e.get("@odata.type") {
+            None => MemberKind::Other,
+            Some(Value::String(t)) => MemberKind::from_odata_type(t),
+            Some(other) => {
+                return Err(format!(
+                    "group {id}: {key}: member {member_id}: @odata.type is {}, not a string",
+                    json_kind(other)
+                ))
+            }
+        };
         let member = MemberRef {
             kind,
             id: member_id,
         };
-        if e.contains_key("@removed") {
-            removed.push(member);
-        } else {
-            added.push(member);
+        match e.get("@removed") {
+            None => added.push(member),
+            Some(Value::Object(_)) => removed.push(member),
+            Some(other) => {
+                return Err(format!(
+                    "group {id}: {key}: member {}: @removed is {}, not an object",
+                    member.id,
+                    json_kind(other)
+                ))
+            }
         }
     }
     Ok((added, removed))
@@ -658,6 +677,69 @@ pub(crate) fn parse_writeback_item(
     Ok(())
 }
 
+/// One answer page parsed exactly as the client parses it, without HTTP: the body bytes as
+/// JSON, the page's shape ([`read_page`]), every item of it, and the items merged as one
+/// round merges them. For the fuzz targets (`fuzz/`) and the tests that feed generated pages;
+/// the client itself reads pages through the same functions.
+pub mod pages {
+    use super::*;
+
+    /// What one page says: its items as changes (sightings of one object merged), and its
+    /// links as given (not yet checked against `graph_url`'s origin: the client does that).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct PageOf<T> {
+        pub changes: Vec<T>,
+        pub next_link: Option<String>,
+        pub delta_link: Option<String>,
+    }
+
+    fn parse<T: DeltaItem>(body: &[u8]) -> Result<PageOf<T>, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let page = read_page(value)?;
+        let mut round = RoundChanges::<T>::new();
+        for item in &page.value {
+            T::parse(item)?.add_to(&mut round);
+        }
+        Ok(PageOf {
+            changes: round.into_changes(),
+            next_link: page.next_link,
+            delta_link: page.delta_link,
+        })
+    }
+
+    /// A `/groups/delta` page.
+    pub fn group_delta(body: &[u8]) -> Result<PageOf<GroupChange>, String> {
+        parse(body)
+    }
+
+    /// A `/users/delta` page.
+    pub fn user_delta(body: &[u8]) -> Result<PageOf<UserChange>, String> {
+        parse(body)
+    }
+
+    /// A `/devices/delta` page.
+    pub fn device_delta(body: &[u8]) -> Result<PageOf<DeviceChange>, String> {
+        parse(body)
+    }
+
+    /// A page of the `writebackConfiguration` listing (`/beta/groups?$select=id,writebackConfiguration`).
+    pub fn writeback_configurations(
+        body: &[u8],
+    ) -> Result<PageOf<(ObjectId, WritebackConfiguration)>, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let page = read_page(value)?;
+        let mut configs = BTreeMap::new();
+        for item in &page.value {
+            parse_writeback_item(item, &mut configs)?;
+        }
+        Ok(PageOf {
+            changes: configs.into_iter().collect(),
+            next_link: page.next_link,
+            delta_link: page.delta_link,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,6 +953,25 @@ mod tests {
         assert!(parse_group(&json!({"displayName": "no id"})).is_err());
         assert!(parse_group(&json!({"id": 42})).is_err());
         assert!(parse_user(&json!(["u1"])).is_err());
+    }
+
+    #[test]
+    fn member_entry_with_a_wrong_typed_type_or_removal_marker_is_malformed() {
+        // Found by the generated malformed pages (tests/malformed_pages.rs): a numeric
+        // @odata.type was read as "another kind of object" (its AD member removed), and any
+        // @removed value, even `false`, as a removal.
+        for entry in [
+            json!({"@odata.type": 5, "id": "u1"}),
+            json!({"@odata.type": ["#microsoft.graph.user"], "id": "u1"}),
+            json!({"@odata.type": "#microsoft.graph.user", "id": "u1", "@removed": false}),
+            json!({"@odata.type": "#microsoft.graph.user", "id": "u1", "@removed": "deleted"}),
+        ] {
+            let err = parse_group(&json!({"id": "g7", "members@delta": [entry]})).unwrap_err();
+            assert!(
+                err.contains("g7") && err.contains("members@delta") && err.contains("u1"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub use apply::{
     apply_device_changes, apply_group_changes, apply_presence, apply_user_changes, Presence,
 };
 pub use client::{throttled_total, BatchAnswer, BatchRequest, GraphClient, MAX_BATCH};
+pub use delta::pages;
 pub use delta::{
     DeltaRound, DeviceChange, DevicePatch, GroupChange, GroupPatch, Tristate, UserChange, UserPatch,
 };
