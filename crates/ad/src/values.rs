@@ -18,40 +18,42 @@ pub fn guid_bytes(text: &str) -> Option<[u8; 16]> {
         .map(|u| u.to_bytes_le())
 }
 
-/// objectSid bytes → `S-1-5-21-...`.
+/// objectSid bytes → `S-1-5-21-...`. The one SID decoder ([`crate::acl::Sid`]) reads
+/// objectSid values and the SIDs of security descriptors alike: revision 1, at most 15
+/// sub-authorities, nothing after them.
 pub fn sid_text(bytes: &[u8]) -> Option<String> {
-    let (&revision, rest) = bytes.split_first()?;
-    let (&count, rest) = rest.split_first()?;
-    if rest.len() != 6 + 4 * usize::from(count) {
-        return None;
-    }
-    let authority = rest[..6]
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let mut text = format!("S-{revision}-{authority}");
-    for chunk in rest[6..].chunks_exact(4) {
-        let sub = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        let _ = write!(text, "-{sub}");
-    }
-    Some(text)
+    crate::acl::Sid::from_bytes(bytes)
+        .ok()
+        .map(|sid| sid.to_string())
 }
 
-/// `S-1-5-21-...` → objectSid bytes.
+/// `S-1-5-21-...` → objectSid bytes: revision 1, an authority below 2^48, at most 15
+/// sub-authorities, each part decimal digits only (the text [`sid_text`] gives).
 pub fn sid_bytes(text: &str) -> Option<Vec<u8>> {
+    let number = |part: &str| -> Option<u64> {
+        if part.is_empty() || part.len() > 20 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
     let mut parts = text
         .strip_prefix("S-")
         .or_else(|| text.strip_prefix("s-"))?
         .split('-');
-    let revision: u8 = parts.next()?.parse().ok()?;
-    let authority: u64 = parts.next()?.parse().ok()?;
+    if number(parts.next()?)? != 1 {
+        return None;
+    }
+    let authority = number(parts.next()?)?;
     if authority >= 1 << 48 {
         return None;
     }
-    let subs: Vec<u32> = parts.map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let subs: Vec<u32> = parts
+        .map(|p| number(p).and_then(|n| u32::try_from(n).ok()))
+        .collect::<Option<_>>()?;
     if subs.len() > 15 {
         return None;
     }
-    let mut out = vec![revision, subs.len() as u8];
+    let mut out = vec![1, subs.len() as u8];
     out.extend_from_slice(&authority.to_be_bytes()[2..]);
     for sub in subs {
         out.extend_from_slice(&sub.to_le_bytes());
@@ -139,6 +141,22 @@ mod tests {
         assert_eq!(sid_text(&bytes[..bytes.len() - 1]), None);
         assert_eq!(sid_bytes("S-1-5-x"), None);
         assert_eq!(sid_bytes("not a sid"), None);
+    }
+
+    #[test]
+    fn both_sid_decoders_agree_on_what_a_sid_is() {
+        // Found by the `ad_values` fuzz target: `sid_text` read any revision and up to 255
+        // sub-authorities, which `acl::Sid` (and AD) refuse, and `sid_bytes` took `+5`.
+        let mut bytes = sid_bytes("S-1-5-21-1-2-3-1104").unwrap();
+        bytes[0] = 255;
+        assert_eq!(sid_text(&bytes), None);
+        let sixteen = [vec![1u8, 16, 0, 0, 0, 0, 0, 5], vec![0u8; 64]].concat();
+        assert_eq!(sid_text(&sixteen), None);
+        for text in ["S-2-5-21", "S-1-+5-21", "S-1-5-+21", "S-1-5- 21", "S-1-5-4294967296"] {
+            assert_eq!(sid_bytes(text), None, "{text}");
+        }
+        let ok = "S-1-5-32-544";
+        assert_eq!(sid_text(&sid_bytes(ok).unwrap()).as_deref(), Some(ok));
     }
 
     #[test]

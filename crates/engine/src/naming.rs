@@ -22,6 +22,9 @@ const CANDIDATE_COUNTERS: std::ops::RangeInclusive<u32> = 2..=6;
 const RDN_SPECIALS: [char; 8] = [',', '+', '"', '\\', '<', '>', ';', '='];
 /// Characters a raw (unescaped) value may not contain.
 const RDN_FORBIDDEN_RAW: [char; 7] = [',', '+', '"', ';', '<', '>', '\0'];
+/// The only character RFC 4514 lets a DN carry, unescaped, around its separators and at the
+/// ends of its values: U+0020. Other spaces (no-break, ideographic, ...) are part of values.
+const SPACE: char = ' ';
 /// Characters AD refuses in sAMAccountName (SPEC §4).
 const SAM_FORBIDDEN: [char; 16] = [
     '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
@@ -214,9 +217,9 @@ fn plain_dn_key(dn: &str) -> Option<String> {
         return None;
     }
     let mut key = String::with_capacity(dn.len());
-    for (i, rdn) in dn.trim().split(',').enumerate() {
+    for (i, rdn) in dn.trim_matches(SPACE).split(',').enumerate() {
         let (t, v) = rdn.split_once('=')?;
-        let (t, v) = (t.trim(), v.trim_matches(' '));
+        let (t, v) = (t.trim_matches(SPACE), v.trim_matches(' '));
         if t.is_empty() || v.contains('=') {
             return None;
         }
@@ -242,7 +245,7 @@ fn parsed_dn_key(dn: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join(","),
-        None => dn.trim().to_lowercase(),
+        None => dn.trim_matches(SPACE).to_lowercase(),
     }
 }
 
@@ -256,7 +259,7 @@ pub fn is_under(dn: &str, ou: &str) -> bool {
     match (parse_dn(dn), parse_dn(ou)) {
         (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
         _ => {
-            let (d, o) = (dn.trim().to_lowercase(), ou.trim().to_lowercase());
+            let (d, o) = (dn.trim_matches(SPACE).to_lowercase(), ou.trim_matches(SPACE).to_lowercase());
             !o.is_empty() && d.ends_with(&format!(",{o}"))
         }
     }
@@ -264,17 +267,17 @@ pub fn is_under(dn: &str, ou: &str) -> bool {
 
 /// The first RDN and the parent DN, split at the first unescaped comma.
 pub(crate) fn split_dn(dn: &str) -> Option<(&str, &str)> {
-    let parts = split_unescaped(dn.trim(), ',');
+    let parts = split_unescaped(dn.trim_matches(SPACE), ',');
     let first = parts.first()?;
-    let parent = dn.trim().get(first.len() + 1..)?;
-    Some((first.trim(), parent.trim()))
+    let parent = dn.trim_matches(SPACE).get(first.len() + 1..)?;
+    Some((first.trim_matches(SPACE), parent.trim_matches(SPACE)))
 }
 
 /// The unescaped CN of a DN whose first RDN is `CN=...`.
 pub fn cn_of_dn(dn: &str) -> Option<String> {
-    let (first, _) = split_dn(dn).or(Some((dn.trim(), "")))?;
+    let (first, _) = split_dn(dn).or(Some((dn.trim_matches(SPACE), "")))?;
     let (t, v) = first.split_once('=')?;
-    if !t.trim().eq_ignore_ascii_case("cn") {
+    if !t.trim_matches(SPACE).eq_ignore_ascii_case("cn") {
         return None;
     }
     value_text(v)
@@ -282,7 +285,7 @@ pub fn cn_of_dn(dn: &str) -> Option<String> {
 
 /// RDNs of a DN, each a sorted list of (lower-case type, lower-case unescaped value).
 fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
-    let dn = dn.trim();
+    let dn = dn.trim_matches(SPACE);
     if dn.is_empty() {
         return Some(Vec::new());
     }
@@ -293,7 +296,7 @@ fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
                 .into_iter()
                 .map(|ava| {
                     let (t, v) = ava.split_once('=')?;
-                    let t = t.trim().to_ascii_lowercase();
+                    let t = t.trim_matches(SPACE).to_ascii_lowercase();
                     if t.is_empty() {
                         return None;
                     }
@@ -414,6 +417,21 @@ mod tests {
                 prop_assert_eq!(is_under(&ou, &dn), parsed_is_under(&ou, &dn), "{} under {}", ou, dn);
             }
         }
+    }
+
+    #[test]
+    fn unicode_spaces_at_the_ends_of_dn_values_are_part_of_the_values() {
+        // Found by the `dn` fuzz target: DNs were trimmed of every Unicode space, so a CN
+        // ending in U+3000 lost it, and "OU=a<NBSP>" named the same OU as "OU=a".
+        let v = "\u{a0}Team Finance\u{3000}";
+        let dn = format!("{},OU=Groups,DC=lab", rdn(v));
+        assert_eq!(cn_of_dn(&dn).as_deref(), Some(v));
+        assert!(!dn_eq("OU=a\u{a0},DC=lab", "OU=a,DC=lab"));
+        assert!(!dn_eq("CN=x,OU=a\u{2003}", "CN=x,OU=a"));
+        assert!(is_under(&dn, "OU=Groups,DC=lab"));
+        assert!(!is_under("CN=x,OU=Groups\u{a0},DC=lab", "OU=Groups,DC=lab"));
+        // U+0020 around separators and at the ends stays insignificant.
+        assert!(dn_eq(" CN=x , OU=a ,DC=lab ", "CN=x,OU=a,DC=lab"));
     }
 
     #[test]
