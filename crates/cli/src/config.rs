@@ -893,6 +893,23 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
         }
     }
 
+    /// The fuzz target's checks (`fuzz/checks/config.rs`), run here on its seed corpus.
+    mod fuzz_checks {
+        include!("../../../fuzz/checks/config.rs");
+    }
+
+    #[test]
+    fn the_config_fuzz_corpus_is_accepted_or_refused_naming_a_key() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/config") {
+            let data = std::fs::read(entry.expect("corpus entry").path()).expect("corpus file");
+            fuzz_checks::check(&data);
+            n += 1;
+        }
+        assert!(n > 0, "no corpus in {}", dir.display());
+    }
+
     #[test]
     fn dn_containment_is_on_rdn_boundaries() {
         assert!(dn_is_under("CN=x,OU=A,DC=t", "ou=a, dc=t"));

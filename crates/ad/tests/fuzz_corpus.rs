@@ -1,0 +1,20 @@
+//! The fuzz seed corpus `fuzz/corpus/ad_values/` run through the fuzz target's own checks
+//! (`fuzz/checks/ad_values.rs`) in the normal test suite: the corpus stays valid input and the
+//! properties the fuzzer checks hold on it (the fuzzer itself: `scripts/reliability fuzz`).
+
+mod checks {
+    include!("../../../fuzz/checks/ad_values.rs");
+}
+
+#[test]
+fn the_ad_values_fuzz_corpus_holds_the_fuzz_targets_properties() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/ad_values");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/ad_values") {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        checks::check(&data);
+        n += 1;
+    }
+    assert!(n > 0, "no corpus in {}", dir.display());
+}
