@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,84 @@ pub struct Faults {
     /// At most this many objects on a delta page (Graph chooses its page sizes; a client's
     /// `Prefer: odata.maxpagesize` still wins). `None`: 100.
     pub delta_page_size: Option<usize>,
+    /// Test-only, not Graph: edits made to the next group-delta page, which uses them up —
+    /// the malformed answers (wrong types, missing fields, cut or invalid JSON) that client
+    /// trust tests generate.
+    pub group_delta_page_edits: Vec<PageEdit>,
+}
+
+/// One test-only edit of a page (see [`Faults::group_delta_page_edits`]). The JSON edits
+/// (`set`, `remove`) are made first, in order, then the text edits, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PageEdit {
+    /// The value at this JSON pointer (RFC 6901) becomes `value`: added to an object when
+    /// absent, appended to an array for the index `-`.
+    Set { pointer: String, value: Value },
+    /// The value at this JSON pointer is removed (nothing when there is none).
+    Remove { pointer: String },
+    /// The page's JSON text, where `from` first occurs, gets `to` instead: for what a JSON
+    /// value cannot hold (invalid `\u` escapes, numbers out of range).
+    Text { from: String, to: String },
+    /// The page's JSON text is cut after this many bytes.
+    Truncate { bytes: usize },
+}
+
+/// The page `body` with `edits` made, as the bytes to send.
+pub fn edit_page(mut body: Value, edits: &[PageEdit]) -> Vec<u8> {
+    fn split(pointer: &str) -> (&str, String) {
+        let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+        (parent, last.replace("~1", "/").replace("~0", "~"))
+    }
+    for edit in edits {
+        match edit {
+            PageEdit::Set { pointer, value } if pointer.is_empty() => body = value.clone(),
+            PageEdit::Set { pointer, value } => {
+                let (parent, key) = split(pointer);
+                match body.pointer_mut(parent) {
+                    Some(Value::Object(map)) => {
+                        map.insert(key, value.clone());
+                    }
+                    Some(Value::Array(items)) => match key.parse::<usize>() {
+                        Ok(i) if i < items.len() => items[i] = value.clone(),
+                        _ => items.push(value.clone()),
+                    },
+                    _ => {}
+                }
+            }
+            PageEdit::Remove { pointer } => {
+                let (parent, key) = split(pointer);
+                match body.pointer_mut(parent) {
+                    Some(Value::Object(map)) => {
+                        map.remove(&key);
+                    }
+                    Some(Value::Array(items)) => {
+                        if let Ok(i) = key.parse::<usize>() {
+                            if i < items.len() {
+                                items.remove(i);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            PageEdit::Text { .. } | PageEdit::Truncate { .. } => {}
+        }
+    }
+    let mut text = body.to_string().into_bytes();
+    for edit in edits {
+        match edit {
+            PageEdit::Text { from, to } => {
+                let from = from.as_bytes();
+                if let Some(at) = text.windows(from.len().max(1)).position(|w| w == from) {
+                    text.splice(at..at + from.len(), to.bytes());
+                }
+            }
+            PageEdit::Truncate { bytes } => text.truncate(*bytes),
+            PageEdit::Set { .. } | PageEdit::Remove { .. } => {}
+        }
+    }
+    text
 }
 
 impl Faults {

@@ -252,9 +252,15 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
                 .is_none_or(|id| !faults.omit_groups_from_delta.iter().any(|o| o == id))
         });
     }
+    let edits = if res == Resource::Groups {
+        take_page_edits(app)
+    } else {
+        Vec::new()
+    };
     let shape = PageShape {
         next_link_origin: faults.delta_next_link_origin.as_deref(),
         without_value: res == Resource::Groups && take_page_without_value(app),
+        edits: &edits,
     };
     Ok(delta_response(&ctx, collection, &token, value, end, shape))
 }
@@ -269,12 +275,19 @@ fn take_page_without_value(app: &AppState) -> bool {
     true
 }
 
+/// Uses up the `group_delta_page_edits` fault, if set.
+fn take_page_edits(app: &AppState) -> Vec<crate::faults::PageEdit> {
+    let mut faults = app.faults.write().unwrap_or_else(|e| e.into_inner());
+    std::mem::take(&mut faults.group_delta_page_edits)
+}
+
 /// Test-only answer faults applied to one delta page (see `faults::Faults`); the default
 /// is Graph's own shape.
 #[derive(Debug, Default, Clone, Copy)]
 struct PageShape<'a> {
     next_link_origin: Option<&'a str>,
     without_value: bool,
+    edits: &'a [crate::faults::PageEdit],
 }
 
 fn delta_response(
@@ -318,7 +331,16 @@ fn delta_response(
     if !shape.without_value {
         body.insert("value".into(), Value::Array(value));
     }
-    let mut resp = axum::Json(Value::Object(body)).into_response();
+    let mut resp = if shape.edits.is_empty() {
+        axum::Json(Value::Object(body)).into_response()
+    } else {
+        let bytes = crate::faults::edit_page(Value::Object(body), shape.edits);
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response()
+    };
     let mut applied = Vec::new();
     if ctx.prefer.minimal {
         applied.push("return=minimal".to_string());
