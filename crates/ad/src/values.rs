@@ -152,7 +152,13 @@ mod tests {
         assert_eq!(sid_text(&bytes), None);
         let sixteen = [vec![1u8, 16, 0, 0, 0, 0, 0, 5], vec![0u8; 64]].concat();
         assert_eq!(sid_text(&sixteen), None);
-        for text in ["S-2-5-21", "S-1-+5-21", "S-1-5-+21", "S-1-5- 21", "S-1-5-4294967296"] {
+        for text in [
+            "S-2-5-21",
+            "S-1-+5-21",
+            "S-1-5-+21",
+            "S-1-5- 21",
+            "S-1-5-4294967296",
+        ] {
             assert_eq!(sid_bytes(text), None, "{text}");
         }
         let ok = "S-1-5-32-544";

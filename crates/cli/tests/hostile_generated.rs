@@ -74,7 +74,13 @@ fn expected_sam(cn: &str) -> String {
     let replaced: String = cn
         .chars()
         .filter(|c| !not_in_names(*c))
-        .map(|c| if "\"/\\[]:;|=,+*?<>@".contains(c) { '_' } else { c })
+        .map(|c| {
+            if "\"/\\[]:;|=,+*?<>@".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     left_units(&replaced, 64)
         .trim_end_matches(['.', ' '])
@@ -114,7 +120,15 @@ fn piece(rng: &mut StdRng) -> String {
             .map(|_| [',', '+', '"', '\\', '<', '>', ';', '=', '#', ' '][rng.gen_range(0..10)])
             .collect(),
         // Latin-1 and Latin Extended, Greek, Cyrillic, CJK.
-        2 => from(rng, &[(0xc0, 0x24f), (0x370, 0x3ff), (0x400, 0x4ff), (0x4e00, 0x9fff)]),
+        2 => from(
+            rng,
+            &[
+                (0xc0, 0x24f),
+                (0x370, 0x3ff),
+                (0x400, 0x4ff),
+                (0x4e00, 0x9fff),
+            ],
+        ),
         // Astral: emoji, other SMP, CJK Extension B (SIP), tags (SSP).
         3 => from(
             rng,
@@ -168,7 +182,9 @@ fn names(rng: &mut StdRng, n: usize) -> Vec<String> {
     while out.len() < n {
         match rng.gen_range(0..6) {
             0 => {
-                let stem: String = (0..60).map(|_| pick(rng, &[(0x41, 0x5a), (0x1f600, 0x1f64f)])).collect();
+                let stem: String = (0..60)
+                    .map(|_| pick(rng, &[(0x41, 0x5a), (0x1f600, 0x1f64f)]))
+                    .collect();
                 let stem = left_units(&stem, 51);
                 out.push(format!("{stem}{}", hostile_name(rng)));
                 out.push(format!("{stem}{}", hostile_name(rng)));
@@ -251,19 +267,37 @@ async fn generated_hostile_names_are_written_once_as_spec_says_and_left_alone() 
     }
     let mut sams = HashSet::new();
     for (id, (name, description)) in &groups {
-        let found = by_anchor.get(&format!("Group_{id}")).cloned().unwrap_or_default();
+        let found = by_anchor
+            .get(&format!("Group_{id}"))
+            .cloned()
+            .unwrap_or_default();
         if refused.contains(id) {
-            assert!(found.is_empty(), "WB_SEED={seed}: {name:?} refused but written");
+            assert!(
+                found.is_empty(),
+                "WB_SEED={seed}: {name:?} refused but written"
+            );
             continue;
         }
-        assert_eq!(found.len(), 1, "WB_SEED={seed}: {name:?} written {} times", found.len());
+        assert_eq!(
+            found.len(),
+            1,
+            "WB_SEED={seed}: {name:?} written {} times",
+            found.len()
+        );
         let g = found[0];
         let cn = expected_cn(name, id);
         assert_eq!(g.cn, cn, "WB_SEED={seed}: CN of {name:?} ({id})");
         assert!(units(&g.cn) <= 64 && !g.cn.chars().any(not_in_names));
         let sam = g.sam.clone().unwrap_or_default();
-        assert_eq!(sam, expected_sam(&cn), "WB_SEED={seed}: sAMAccountName of {name:?}");
-        assert!(sams.insert(sam.to_lowercase()), "WB_SEED={seed}: sAMAccountName {sam:?} twice");
+        assert_eq!(
+            sam,
+            expected_sam(&cn),
+            "WB_SEED={seed}: sAMAccountName of {name:?}"
+        );
+        assert!(
+            sams.insert(sam.to_lowercase()),
+            "WB_SEED={seed}: sAMAccountName {sam:?} twice"
+        );
         assert_eq!(
             g.display_name,
             expected_display_name(name),
@@ -282,7 +316,10 @@ async fn generated_hostile_names_are_written_once_as_spec_says_and_left_alone() 
     );
 
     let second = w.sync_expect(if refused.is_empty() { 0 } else { 1 }, &[]);
-    assert_eq!(second["ldapWrites"], 0, "WB_SEED={seed}: the second sync wrote: {second}");
+    assert_eq!(
+        second["ldapWrites"], 0,
+        "WB_SEED={seed}: the second sync wrote: {second}"
+    );
     eprintln!(
         "{} hostile names: {} written, {} refused",
         groups.len(),
@@ -323,9 +360,9 @@ fn wrong_value(rng: &mut StdRng, shape: &str) -> Value {
             "text" => v.is_string(),
             "flag" => v.is_boolean(),
             "texts" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            "writeback" => v.as_object().is_some_and(|o| {
-                o.get("isEnabled").is_none_or(Value::is_boolean)
-            }),
+            "writeback" => v
+                .as_object()
+                .is_some_and(|o| o.get("isEnabled").is_none_or(Value::is_boolean)),
             _ => v.as_array().is_some_and(|a| a.is_empty()),
         };
         if !fits {
@@ -397,7 +434,9 @@ async fn generated_malformed_delta_pages_apply_nothing_and_keep_the_delta_link()
                     0 => json!([{"truncate": {"bytes": rng.gen_range(1..60)}}]),
                     1 => json!([{"remove": {"pointer": "/value"}}]),
                     2 => json!([{"set": {"pointer": "/value", "value": {"value": []}}}]),
-                    _ => json!([{"set": {"pointer": "/@odata.deltaLink", "value": rng.gen::<u32>()}}]),
+                    _ => {
+                        json!([{"set": {"pointer": "/@odata.deltaLink", "value": rng.gen::<u32>()}}])
+                    }
                 };
                 (edit, vec![])
             }
@@ -410,12 +449,18 @@ async fn generated_malformed_delta_pages_apply_nothing_and_keep_the_delta_link()
         );
         assert_eq!(r.code, 3, "{ctx}");
         for n in &names {
-            assert!(r.stderr.contains(n.as_str()), "the error names {n:?}: {ctx}");
+            assert!(
+                r.stderr.contains(n.as_str()),
+                "the error names {n:?}: {ctx}"
+            );
         }
         assert!(!r.stderr.contains("panicked"), "{ctx}");
         let after = w.ad_group_of(target).await.expect("still there");
         assert_eq!(after.guid, before.guid, "{ctx}");
-        assert_eq!(after.display_name, before.display_name, "nothing applied: {ctx}");
+        assert_eq!(
+            after.display_name, before.display_name,
+            "nothing applied: {ctx}"
+        );
 
         // The delta link was not advanced: the next (clean) cycle brings the rename.
         let out = w.sync_ok();
@@ -423,7 +468,11 @@ async fn generated_malformed_delta_pages_apply_nothing_and_keep_the_delta_link()
         assert_eq!(out["applied"]["deletes"], 0, "{out}");
         let renamed = w.ad_group_of(target).await.expect("still there");
         assert_eq!(renamed.guid, before.guid);
-        assert_eq!(renamed.display_name.as_deref(), Some(new_name.as_str()), "{ctx}\n{out}");
+        assert_eq!(
+            renamed.display_name.as_deref(),
+            Some(new_name.as_str()),
+            "{ctx}\n{out}"
+        );
     }
     // Every group is still there, once.
     for id in &ids {

@@ -259,7 +259,10 @@ pub fn is_under(dn: &str, ou: &str) -> bool {
     match (parse_dn(dn), parse_dn(ou)) {
         (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
         _ => {
-            let (d, o) = (dn.trim_matches(SPACE).to_lowercase(), ou.trim_matches(SPACE).to_lowercase());
+            let (d, o) = (
+                dn.trim_matches(SPACE).to_lowercase(),
+                ou.trim_matches(SPACE).to_lowercase(),
+            );
             !o.is_empty() && d.ends_with(&format!(",{o}"))
         }
     }
@@ -267,15 +270,16 @@ pub fn is_under(dn: &str, ou: &str) -> bool {
 
 /// The first RDN and the parent DN, split at the first unescaped comma.
 pub(crate) fn split_dn(dn: &str) -> Option<(&str, &str)> {
-    let parts = split_unescaped(dn.trim_matches(SPACE), ',');
+    let dn = trim_spaces(dn);
+    let parts = split_unescaped(dn, ',');
     let first = parts.first()?;
-    let parent = dn.trim_matches(SPACE).get(first.len() + 1..)?;
-    Some((first.trim_matches(SPACE), parent.trim_matches(SPACE)))
+    let parent = dn.get(first.len() + 1..)?;
+    Some((trim_spaces(first), trim_spaces(parent)))
 }
 
 /// The unescaped CN of a DN whose first RDN is `CN=...`.
 pub fn cn_of_dn(dn: &str) -> Option<String> {
-    let (first, _) = split_dn(dn).or(Some((dn.trim_matches(SPACE), "")))?;
+    let (first, _) = split_dn(dn).or(Some((trim_spaces(dn), "")))?;
     let (t, v) = first.split_once('=')?;
     if !t.trim_matches(SPACE).eq_ignore_ascii_case("cn") {
         return None;
@@ -285,7 +289,7 @@ pub fn cn_of_dn(dn: &str) -> Option<String> {
 
 /// RDNs of a DN, each a sorted list of (lower-case type, lower-case unescaped value).
 fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
-    let dn = dn.trim_matches(SPACE);
+    let dn = trim_spaces(dn);
     if dn.is_empty() {
         return Some(Vec::new());
     }
@@ -316,6 +320,26 @@ fn value_text(raw: &str) -> Option<String> {
         chars.pop();
     }
     Some(chars.into_iter().map(|(c, _)| c).collect())
+}
+
+/// `s` without the U+0020 spaces at its ends, except a last space escaped by a backslash
+/// (`CN=x\ ` ends with a space that is part of the value).
+fn trim_spaces(s: &str) -> &str {
+    let s = s.trim_start_matches(SPACE);
+    let bytes = s.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1] == b' ' {
+        let backslashes = bytes[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Splits at `sep` where it is not escaped by a backslash.
@@ -430,8 +454,15 @@ mod tests {
         assert!(!dn_eq("CN=x,OU=a\u{2003}", "CN=x,OU=a"));
         assert!(is_under(&dn, "OU=Groups,DC=lab"));
         assert!(!is_under("CN=x,OU=Groups\u{a0},DC=lab", "OU=Groups,DC=lab"));
-        // U+0020 around separators and at the ends stays insignificant.
+        // U+0020 around separators and at the ends stays insignificant, unless escaped.
         assert!(dn_eq(" CN=x , OU=a ,DC=lab ", "CN=x,OU=a,DC=lab"));
+        let edge = "  leading and trailing  ";
+        assert_eq!(
+            cn_of_dn(&format!("{},OU=Groups,DC=lab", rdn(edge))).as_deref(),
+            Some(edge)
+        );
+        assert_eq!(cn_of_dn(r"CN=x\ ").as_deref(), Some("x "));
+        assert!(!dn_eq(r"CN=x,OU=a\ ", "CN=x,OU=a"));
     }
 
     #[test]

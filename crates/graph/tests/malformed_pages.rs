@@ -44,9 +44,11 @@ enum Shape {
 
 fn group_shape(key: &str) -> Option<Shape> {
     Some(match key {
-        "displayName" | "description" | "mail" | "mailNickname" | "onPremisesSecurityIdentifier" => {
-            Shape::Text
-        }
+        "displayName"
+        | "description"
+        | "mail"
+        | "mailNickname"
+        | "onPremisesSecurityIdentifier" => Shape::Text,
         "mailEnabled" | "securityEnabled" | "onPremisesSyncEnabled" => Shape::Flag,
         "groupTypes" | "proxyAddresses" => Shape::Texts,
         "writebackConfiguration" => Shape::Writeback,
@@ -284,7 +286,11 @@ fn some_pointer(rng: &mut StdRng, v: &Value) -> String {
     loop {
         let next = match at {
             Value::Object(o) if !o.is_empty() && rng.gen_bool(0.75) => {
-                let k = o.keys().nth(rng.gen_range(0..o.len())).cloned().unwrap_or_default();
+                let k = o
+                    .keys()
+                    .nth(rng.gen_range(0..o.len()))
+                    .cloned()
+                    .unwrap_or_default();
                 ptr.push('/');
                 ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
                 &o[&k]
@@ -369,7 +375,10 @@ fn generated_malformed_pages_are_refused_naming_object_and_property() {
         let kind = [Kind::Groups, Kind::Groups, Kind::Users, Kind::Writeback][case % 4];
         let mut page = valid_page(&mut rng, kind);
         let valid = page_verdict(&page, kind);
-        assert!(valid.is_ok(), "seed {seed} case {case}: the model refuses a valid page");
+        assert!(
+            valid.is_ok(),
+            "seed {seed} case {case}: the model refuses a valid page"
+        );
         let mut what = Vec::new();
         for _ in 0..rng.gen_range(1..3) {
             what.push(mutate(&mut rng, &mut page));
@@ -403,7 +412,10 @@ fn generated_malformed_pages_are_refused_naming_object_and_property() {
         }
     }
     // The generator must actually produce malformed pages, most of the time.
-    assert!(refused > CASES / 3, "seed {seed}: only {refused} pages refused");
+    assert!(
+        refused > CASES / 3,
+        "seed {seed}: only {refused} pages refused"
+    );
 }
 
 #[test]
@@ -417,20 +429,29 @@ fn generated_cut_and_invalid_json_texts_are_refused() {
         let (what, body) = match rng.gen_range(0..3) {
             0 => {
                 let at = rng.gen_range(0..text.len());
-                let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                let at = (0..=at)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
                 (format!("cut at {at}"), text[..at].to_string())
             }
             1 => {
                 let bad = ["\\ud800", "\\udc00x", "\\ud83d\\u0041", "\\uZZZZ", "\\x41"]
                     [rng.gen_range(0..5)];
                 let at = text.find("\":\"").map(|i| i + 3).unwrap_or(1);
-                (format!("{bad} at {at}"), format!("{}{bad}{}", &text[..at], &text[at..]))
+                (
+                    format!("{bad} at {at}"),
+                    format!("{}{bad}{}", &text[..at], &text[at..]),
+                )
             }
             _ => {
-                let huge = ["1e400", "-1e400", "123456789012345678901234567890e300"]
-                    [rng.gen_range(0..3)];
+                let huge =
+                    ["1e400", "-1e400", "123456789012345678901234567890e300"][rng.gen_range(0..3)];
                 let at = text.find("\"value\":").map(|i| i + 8).unwrap_or(1);
-                (format!("{huge} in value"), format!("{}{huge},{}", &text[..at], &text[at..]))
+                (
+                    format!("{huge} in value"),
+                    format!("{}{huge},{}", &text[..at], &text[at..]),
+                )
             }
         };
         assert!(
