@@ -665,24 +665,30 @@ impl SecurityDescriptor {
             }
             Ok(Some(Acl::read(part(at)?)?))
         };
+        let (owner, group) = (sid_at(owner_at)?, sid_at(group_at)?);
+        let sacl = acl_at(sacl_at, SE_SACL_PRESENT)?;
+        let dacl = acl_at(dacl_at, SE_DACL_PRESENT)?;
+        // The layout lists the parts read, in their order: an offset whose part is absent
+        // (a SACL offset without SE_SACL_PRESENT) is no part of the descriptor.
         let mut found: Vec<(usize, Part)> = [
-            (owner_at, Part::Owner),
-            (group_at, Part::Group),
-            (sacl_at, Part::Sacl),
-            (dacl_at, Part::Dacl),
+            (owner_at, Part::Owner, owner.is_some()),
+            (group_at, Part::Group, group.is_some()),
+            (sacl_at, Part::Sacl, sacl.is_some()),
+            (dacl_at, Part::Dacl, dacl.is_some()),
         ]
         .into_iter()
-        .filter(|(at, _)| *at != 0)
+        .filter(|(_, _, read)| *read)
+        .map(|(at, part, _)| (at, part))
         .collect();
         found.sort();
         Ok(SecurityDescriptor {
             revision,
             rm_control,
             control,
-            owner: sid_at(owner_at)?,
-            group: sid_at(group_at)?,
-            sacl: acl_at(sacl_at, SE_SACL_PRESENT)?,
-            dacl: acl_at(dacl_at, SE_DACL_PRESENT)?,
+            owner,
+            group,
+            sacl,
+            dacl,
             layout: found.into_iter().map(|(_, p)| p).collect(),
         })
     }
@@ -923,6 +929,22 @@ impl AdConnector {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_offset_without_its_present_flag_is_no_part_of_the_descriptor() {
+        // Found by the `ad_values` fuzz target: a SACL offset without SE_SACL_PRESENT was
+        // kept in the layout, so the descriptor did not equal itself after a round trip.
+        let mut bytes = vec![1u8, 0];
+        bytes.extend_from_slice(&SE_SELF_RELATIVE.to_le_bytes());
+        for offset in [0u32, 0, 20, 0] {
+            bytes.extend_from_slice(&offset.to_le_bytes());
+        }
+        bytes.extend_from_slice(&[4, 0, 8, 0, 0, 0, 0, 0]);
+        let sd = SecurityDescriptor::parse(&bytes).unwrap();
+        assert_eq!(sd.sacl, None);
+        let again = SecurityDescriptor::parse(&sd.to_bytes()).unwrap();
+        assert_eq!(again, sd);
+    }
 
     fn sid(text: &str) -> Sid {
         text.parse().expect("a SID")
