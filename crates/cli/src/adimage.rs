@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::cycle::CycleError;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{debug, info};
 use wb_ad::{AdConnector, ChangedObject, DcState};
 use wb_engine::naming::{dn_key, is_under};
@@ -299,26 +299,54 @@ pub async fn changes_concern_us(
     ad: &mut AdConnector,
     cfg: &Config,
     store: &wb_store::Store,
+    interest: &mut Option<Interest>,
     since: u64,
 ) -> Result<bool, CycleError> {
     let changes = ad.changes_since(since).await?;
     if changes.is_empty() {
         return Ok(false);
     }
-    let interest = store.ad_interest()?;
-    let asked: BTreeSet<Lookup> = interest.lookups.iter().map(|(l, _)| canonical(l)).collect();
-    let found: BTreeSet<String> = interest
-        .lookups
-        .iter()
-        .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
-        .collect();
+    let interest = match interest {
+        Some(i) => i,
+        None => interest.insert(Interest::read(store)?),
+    };
     Ok(changes.iter().any(|c| {
         let guid = c.object.guid.to_ascii_lowercase();
         (c.object.class == AdClass::Group && in_managed_ou(cfg, &c.object.dn))
             || interest.guids.contains(&guid)
-            || found.contains(&guid)
-            || keys_of(c).iter().any(|k| asked.contains(&canonical(k)))
+            || interest.found.contains(&guid)
+            || keys_of(c)
+                .iter()
+                .any(|k| interest.asked.contains(&canonical(k)))
     }))
+}
+
+/// What AD objects concern writeback, as the store has it: read once by a Syncer's quiet
+/// cycles (a daemon whose domain changes every second does not re-read it each cycle) and
+/// forgotten when a cycle commits a new image.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// objectGUIDs (lower-case) of the AD image's groups and of the joins.
+    guids: HashSet<String>,
+    /// Every lookup of the resolution cache, canonical.
+    asked: HashSet<Lookup>,
+    /// objectGUIDs (lower-case) the lookups found.
+    found: HashSet<String>,
+}
+
+impl Interest {
+    fn read(store: &wb_store::Store) -> Result<Interest, CycleError> {
+        let stored = store.ad_interest()?;
+        Ok(Interest {
+            asked: stored.lookups.iter().map(|(l, _)| canonical(l)).collect(),
+            found: stored
+                .lookups
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
+                .collect(),
+            guids: stored.guids.into_iter().collect(),
+        })
+    }
 }
 
 /// Brings `snapshot` along with AD changes: groups changed in the managed OUs (or joined)

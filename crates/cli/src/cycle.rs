@@ -406,6 +406,14 @@ pub struct Syncer<'c> {
     store: Store,
     ad: Option<AdConnector>,
     memory: Option<Memory>,
+    /// The last plan's outcomes as the store has them, read by the first quiet cycle of a
+    /// Syncer that has no `memory` yet (a daemon that started on a settled state).
+    quiet_plan: Option<std::sync::Arc<Plan>>,
+    /// Likewise, what AD objects concern writeback (see `adimage::Interest`).
+    quiet_interest: Option<crate::adimage::Interest>,
+    /// One cycle, then the process ends: the images are not freed piece by piece (at
+    /// 10,000 groups that is a tenth of the cycle), the process exit returns the memory.
+    one_shot: bool,
 }
 
 /// What the store holds, as of the last committed cycle.
@@ -423,6 +431,9 @@ impl<'c> Syncer<'c> {
             graph: graph_client(cfg)?,
             ad: None,
             memory: None,
+            quiet_plan: None,
+            quiet_interest: None,
+            one_shot: false,
         })
     }
 
@@ -442,6 +453,8 @@ impl<'c> Syncer<'c> {
         if let Err(e) = &result {
             // Whatever failed, the next cycle starts from the store and a new connection.
             self.memory = None;
+            self.quiet_plan = None;
+            self.quiet_interest = None;
             if matches!(e, CycleError::Ad(_) | CycleError::ExportAborted(_)) {
                 self.ad = None;
             }
@@ -460,12 +473,16 @@ impl<'c> Syncer<'c> {
         if let Some(ad) = self.ad.take() {
             let _ = ad.unbind().await;
         }
+        if self.one_shot {
+            std::mem::forget(self.memory.take());
+        }
     }
 }
 
 /// One cycle with a Syncer of its own (the one-shot commands).
 pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
     let mut syncer = Syncer::new(cfg)?;
+    syncer.one_shot = true;
     let result = syncer.cycle(opts).await;
     syncer.close().await;
     result
@@ -552,14 +569,21 @@ async fn cycle(
         let quiet = match since {
             Some(since) if since == usn => true,
             Some(since) if since < usn => {
-                !crate::adimage::changes_concern_us(ad, cfg, store, since).await?
+                !crate::adimage::changes_concern_us(ad, cfg, store, &mut sx.quiet_interest, since)
+                    .await?
             }
             _ => false,
         };
         if quiet {
-            let last = match &sx.memory {
-                Some(m) => m.last_plan.clone(),
-                None => std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default()),
+            // Read from the store once per Syncer: a daemon's quiet cycles reuse it.
+            let last = match (&sx.memory, &sx.quiet_plan) {
+                (Some(m), _) => m.last_plan.clone(),
+                (None, Some(p)) => p.clone(),
+                (None, None) => {
+                    let p = std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default());
+                    sx.quiet_plan = Some(p.clone());
+                    p
+                }
             };
             let errors = plan_errors(&last);
             let status = if errors.is_empty() {
@@ -959,15 +983,22 @@ async fn cycle(
         ad_image: commit.ad_image.clone(),
     };
     drop(commit);
-    let last_plan = std::sync::Arc::new(plan.slimmed());
-    sx.memory = Some(Memory {
-        state: wb_store::SyncState {
-            cloud: import.cloud,
-            ..next_state
-        },
-        image: Some((image.meta, image.snapshot)),
-        last_plan,
-    });
+    sx.quiet_plan = None;
+    sx.quiet_interest = None;
+    if sx.one_shot {
+        // The process ends after this cycle: nothing is kept for a next one, and the
+        // images are not freed piece by piece (a tenth of the cycle at 10,000 groups).
+        std::mem::forget((state.cloud, import.cloud, image));
+    } else {
+        sx.memory = Some(Memory {
+            state: wb_store::SyncState {
+                cloud: import.cloud,
+                ..next_state
+            },
+            image: Some((image.meta, image.snapshot)),
+            last_plan: std::sync::Arc::new(plan.slimmed()),
+        });
+    }
     info!(
         run = run_id,
         status = status.as_str(),

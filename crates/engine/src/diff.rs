@@ -170,7 +170,10 @@ pub struct Input<'a> {
 /// decided Written (synced users by SID, immutable id and DN; groups synced from AD by
 /// SID) and, when `write_owners`, their user owners.
 pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
-    let mut out = BTreeSet::new();
+    // Each distinct member once: a user in 500 groups is looked up once, not 500 times.
+    let mut users: HashSet<&str> = HashSet::default();
+    let mut groups: HashSet<&str> = HashSet::default();
+    let mut devices: HashSet<&str> = HashSet::default();
     for group in cloud
         .groups
         .values()
@@ -178,35 +181,31 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
     {
         for member in &group.members {
             match member.kind {
-                MemberKind::User => {
-                    if let Some(user) = cloud.users.get(&member.id) {
-                        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
-                    }
-                }
-                MemberKind::Group => {
-                    if let Some(nested) = cloud
-                        .groups
-                        .get(&member.id)
-                        .filter(|g| g.is_synced_from_ad())
-                    {
-                        out.extend(members::synced_group_lookup(nested));
-                    }
-                }
-                MemberKind::Device => {
-                    if let Some(device) = cloud.devices.get(&member.id) {
-                        out.extend(members::device_lookup(device));
-                    }
-                }
-                _ => {}
-            }
+                MemberKind::User => users.insert(&member.id),
+                MemberKind::Group => groups.insert(&member.id),
+                MemberKind::Device => devices.insert(&member.id),
+                _ => false,
+            };
         }
         if config.write_owners {
             for owner in group.owners.iter().filter(|o| o.kind == MemberKind::User) {
-                if let Some(user) = cloud.users.get(&owner.id) {
-                    out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
-                }
+                users.insert(&owner.id);
             }
         }
+    }
+    let mut out = BTreeSet::new();
+    for user in users.into_iter().filter_map(|id| cloud.users.get(id)) {
+        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
+    }
+    for nested in groups
+        .into_iter()
+        .filter_map(|id| cloud.groups.get(id))
+        .filter(|g| g.is_synced_from_ad())
+    {
+        out.extend(members::synced_group_lookup(nested));
+    }
+    for device in devices.into_iter().filter_map(|id| cloud.devices.get(id)) {
+        out.extend(members::device_lookup(device));
     }
     out
 }
