@@ -124,7 +124,7 @@ proptest! {
     ) {
         let rdn = |i: usize, how: u8| format!(
             "{}={}",
-            if i % 2 == 0 { "OU" } else { "ou " },
+            if i.is_multiple_of(2) { "OU" } else { "ou " },
             spellings(&values[i], how.wrapping_add(i as u8))
         );
         let dn = |from: usize, how: u8| (from..values.len()).map(|i| rdn(i, how)).collect::<Vec<_>>().join(", ");
