@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{debug, info};
 use wb_ad::{AdConnector, ChangedObject, DcState};
-use wb_engine::naming::{dn_key, is_under};
-use wb_model::{AdClass, AdGroup, AdSchema, AdSnapshot, CloudSnapshot, Joins, Lookup};
+use wb_engine::naming::{dn_key, is_at_or_under, is_under};
+use wb_model::{AdClass, AdGroup, AdSchema, AdSnapshot, CloudSnapshot, GroupAttr, Joins, Lookup};
 
 /// Above this many changed groups, the managed OUs are read again in one paged search
 /// rather than group by group.
@@ -81,10 +81,7 @@ pub fn read_bases(cfg: &Config) -> Vec<String> {
     ous.sort_by_key(|o| o.len());
     let mut bases: Vec<String> = Vec::new();
     for ou in ous {
-        if !bases
-            .iter()
-            .any(|r| is_under(&ou, r) || dn_key(&ou) == dn_key(r))
-        {
+        if !bases.iter().any(|r| is_at_or_under(&ou, r)) {
             bases.push(ou);
         }
     }
@@ -633,19 +630,8 @@ pub async fn after_export(
 
 /// Sets one managed attribute of an image group as a modify left it.
 fn set_attr(g: &mut AdGroup, attr: &str, values: &[String]) {
-    let one = values.first().cloned();
-    match attr.to_ascii_lowercase().as_str() {
-        "displayname" => g.display_name = one,
-        "description" => g.description = one,
-        "grouptype" => g.group_type = one.and_then(|v| v.parse().ok()).unwrap_or(g.group_type),
-        "admindescription" => g.admin_description = one,
-        "msds-externaldirectoryobjectid" => g.external_directory_object_id = one,
-        "mail" => g.mail = one,
-        "mailnickname" => g.mail_nickname = one,
-        "proxyaddresses" => g.proxy_addresses = values.to_vec(),
-        "managedby" => g.managed_by = one,
-        "samaccountname" => g.sam_account_name = one,
-        _ => {}
+    if let Some(attr) = GroupAttr::parse(attr) {
+        attr.set(g, values);
     }
 }
 

@@ -86,6 +86,12 @@ impl CycleReport {
 }
 
 pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
+    GraphClient::new(graph_config(cfg))
+}
+
+/// The Graph client's settings from the configuration (the secret passed on, redacted in
+/// its Debug output as in ours).
+pub fn graph_config(cfg: &Config) -> GraphConfig {
     let credential = match &cfg.graph.credential {
         GraphCredential::Secret(s) => Credential::Secret(s.expose().to_string()),
         GraphCredential::Certificate { cert_pem, key_pem } => Credential::Certificate {
@@ -93,7 +99,7 @@ pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
             key_pem: key_pem.expose().to_string(),
         },
     };
-    GraphClient::new(GraphConfig {
+    GraphConfig {
         tenant: cfg.graph.tenant.clone(),
         client_id: cfg.graph.client_id.clone(),
         credential,
@@ -101,7 +107,7 @@ pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
         login_url: cfg.graph.login_url.clone(),
         timeout: cfg.graph.timeout,
         max_retries: 8,
-    })
+    }
 }
 
 /// The imported cloud side of a cycle and what changed in it.

@@ -6,7 +6,7 @@ use crate::guard::OwnershipGuard;
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::{debug, error, warn};
 use wb_ad::AdConnector;
-use wb_model::{Action, AdSnapshot, AdState, Join, Joins, Plan, PlanCounts};
+use wb_model::{Action, AdSnapshot, AdState, GroupAttr, Join, Joins, Plan, PlanCounts};
 use wb_store::ObjectError;
 
 /// What an export did.
@@ -227,8 +227,9 @@ pub async fn export(
                     // The anchor stamped on an AD group taken over in place: the DC
                     // acknowledged it, so the group is joined from now on.
                     Action::Modify { guid, changes, .. }
-                        if changes.iter().any(|c| c.attr == "adminDescription")
-                            && !out.joins.contains_key(&op.group) =>
+                        if changes.iter().any(|c| {
+                            GroupAttr::parse(&c.attr) == Some(GroupAttr::AdminDescription)
+                        }) && !out.joins.contains_key(&op.group) =>
                     {
                         if let Some(adg) = snapshot
                             .groups

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupOutcome, Joins, Lookup, MemberKind, ObjectId,
-    OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Joins, Lookup, MemberKind,
+    ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -22,11 +22,17 @@ pub const DESCRIPTION_MAX_CHARS: usize = DESCRIPTION_MAX_UNITS;
 /// AD's limit on `displayName`, in UTF-16 code units.
 pub const DISPLAY_NAME_MAX_UNITS: usize = 256;
 
-const ATTR_GROUP_TYPE: &str = "groupType";
-const ATTR_ADMIN_DESCRIPTION: &str = "adminDescription";
-const ATTR_EXTERNAL_ID: &str = "msDS-ExternalDirectoryObjectId";
-const ATTR_MANAGED_BY: &str = "managedBy";
-const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
+// The managed attributes by their LDAP names (`GroupAttr`: the one list).
+const ATTR_GROUP_TYPE: &str = GroupAttr::GroupType.name();
+const ATTR_ADMIN_DESCRIPTION: &str = GroupAttr::AdminDescription.name();
+const ATTR_EXTERNAL_ID: &str = GroupAttr::ExternalDirectoryObjectId.name();
+const ATTR_MANAGED_BY: &str = GroupAttr::ManagedBy.name();
+const ATTR_PROXY_ADDRESSES: &str = GroupAttr::ProxyAddresses.name();
+const ATTR_DISPLAY_NAME: &str = GroupAttr::DisplayName.name();
+const ATTR_DESCRIPTION: &str = GroupAttr::Description.name();
+const ATTR_MAIL: &str = GroupAttr::Mail.name();
+const ATTR_MAIL_NICKNAME: &str = GroupAttr::MailNickname.name();
+const ATTR_SAM_ACCOUNT_NAME: &str = GroupAttr::SamAccountName.name();
 
 /// What changed in the cloud since the previous cycle, to tell drift made by hand in AD from
 /// cloud changes. Computed once per plan: the users and groups (by id) whose data a member
@@ -521,7 +527,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             .collect();
                         attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
                         attrs.insert("cn".into(), vec![cn]);
-                        attrs.insert("sAMAccountName".into(), vec![sam]);
+                        attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
@@ -1102,7 +1108,7 @@ fn wanted_attrs(
     let without_nul = |v: &str| v.replace('\0', "");
     let display_name = group.display_name.as_deref().map(without_nul);
     attrs.insert(
-        "displayName",
+        ATTR_DISPLAY_NAME,
         text(
             display_name
                 .as_deref()
@@ -1111,7 +1117,7 @@ fn wanted_attrs(
     );
     let description = group.description.as_deref().map(without_nul);
     attrs.insert(
-        "description",
+        ATTR_DESCRIPTION,
         text(
             description
                 .as_deref()
@@ -1120,10 +1126,10 @@ fn wanted_attrs(
     );
     if group_type.is_mail_enabled() {
         if schema.mail {
-            attrs.insert("mail", text(group.mail.as_deref()));
+            attrs.insert(ATTR_MAIL, text(group.mail.as_deref()));
         }
         if schema.mail_nickname {
-            attrs.insert("mailNickname", text(group.mail_nickname.as_deref()));
+            attrs.insert(ATTR_MAIL_NICKNAME, text(group.mail_nickname.as_deref()));
         }
         if schema.proxy_addresses {
             let set: BTreeSet<&String> = group
@@ -1141,24 +1147,9 @@ fn wanted_attrs(
 }
 
 fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
-    let one = |v: &Option<String>| {
-        v.iter()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    match attr {
-        ATTR_GROUP_TYPE => vec![g.group_type.to_string()],
-        ATTR_ADMIN_DESCRIPTION => one(&g.admin_description),
-        ATTR_EXTERNAL_ID => one(&g.external_directory_object_id),
-        "displayName" => one(&g.display_name),
-        "description" => one(&g.description),
-        "mail" => one(&g.mail),
-        "mailNickname" => one(&g.mail_nickname),
-        ATTR_PROXY_ADDRESSES => g.proxy_addresses.clone(),
-        ATTR_MANAGED_BY => one(&g.managed_by),
-        _ => Vec::new(),
-    }
+    GroupAttr::parse(attr)
+        .map(|a| a.values(g))
+        .unwrap_or_default()
 }
 
 fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
@@ -1355,11 +1346,12 @@ fn notices(decisions: &HashMap<&str, Decision>, schema: &AdSchema) -> Vec<String
         );
     }
     if written.iter().any(|t| t.is_mail_enabled()) {
-        for (has, attr) in [
-            (schema.mail, "mail"),
-            (schema.mail_nickname, "mailNickname"),
-            (schema.proxy_addresses, "proxyAddresses"),
+        for attr in [
+            GroupAttr::Mail,
+            GroupAttr::MailNickname,
+            GroupAttr::ProxyAddresses,
         ] {
+            let (has, attr) = (attr.in_schema(schema), attr.name());
             if !has {
                 out.push(format!(
                     "the AD schema has no {attr} attribute on groups: {attr} is not written for mail-enabled groups"
