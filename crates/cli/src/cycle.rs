@@ -23,6 +23,9 @@ pub struct CycleOptions {
     pub allow_creates: bool,
     /// Plan only: nothing written to AD, nothing committed (the `plan` command).
     pub plan_only: bool,
+    /// The report carries every group's outcome (`sync --json`), not only the outcomes of
+    /// the groups this cycle planned. A daemon's reports always do.
+    pub all_outcomes: bool,
 }
 
 /// Why a cycle could not run at all.
@@ -585,6 +588,12 @@ async fn cycle(
             let last = match (&sx.memory, &sx.quiet_plan) {
                 (Some(m), _) => m.last_plan.clone(),
                 (None, Some(p)) => p.clone(),
+                // A one-shot `sync` without --json shows the errors alone: only the
+                // outcomes with errors are read.
+                (None, None) if sx.one_shot && !opts.all_outcomes => std::sync::Arc::new(Plan {
+                    groups: store.outcomes_with_errors()?,
+                    ..Plan::default()
+                }),
                 (None, None) => {
                     let p = std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default());
                     sx.quiet_plan = Some(p.clone());
@@ -704,18 +713,18 @@ async fn cycle(
         .as_deref()
         .and_then(|f| quiet_since(f, cfg, &image.meta.dc.service))
         .is_some();
-    let last_plan = match last_plan {
-        Some(p) => Some(p),
-        None if settled_before && !opts.plan_only => {
-            store.last_outcomes()?.map(std::sync::Arc::new)
-        }
-        None => None,
-    };
+    // The outcomes of the groups not planned stay as the store (or the memory) has them.
+    let outcomes_kept =
+        last_plan.is_some() || (settled_before && !opts.plan_only && store.outcomes_kept()?);
     let everything = opts.plan_only
         || import.full
         || image.changes.replaced
         || !settled_before
-        || last_plan.is_none();
+        || !outcomes_kept;
+    // The groups this plan covers: `None` for every group.
+    let mut planned: Option<std::collections::HashSet<String>> = None;
+    // Errors of the groups not planned, when the plan does not carry their outcomes.
+    let mut errors_not_planned = Vec::new();
     let plan = if everything {
         wb_engine::plan(&input)
     } else {
@@ -754,13 +763,36 @@ async fn cycle(
             planned = partial.groups.len(),
             "planned what changed"
         );
-        merge_outcomes(
-            partial,
-            last_plan
-                .map(std::sync::Arc::unwrap_or_clone)
-                .unwrap_or_default(),
-            &import.cloud,
-        )
+        planned = Some(partial.groups.iter().map(|g| g.id.clone()).collect());
+        match last_plan {
+            Some(last) => merge_outcomes(
+                partial,
+                std::sync::Arc::unwrap_or_clone(last),
+                &import.cloud,
+            ),
+            // A Syncer that lives on (a daemon) keeps the whole plan in memory.
+            None if opts.all_outcomes || !sx.one_shot => merge_outcomes(
+                partial,
+                store.last_outcomes()?.unwrap_or_default(),
+                &import.cloud,
+            ),
+            None => {
+                // Only the rows with errors are read: the run's errors stay whole.
+                let stored = Plan {
+                    groups: store
+                        .outcomes_with_errors()?
+                        .into_iter()
+                        .filter(|g| {
+                            import.cloud.groups.contains_key(&g.id)
+                                && !partial.groups.iter().any(|p| p.id == g.id)
+                        })
+                        .collect(),
+                    ..Plan::default()
+                };
+                errors_not_planned = plan_errors(&stored);
+                partial
+            }
+        }
     };
     let counts = plan.counts();
     phases.push(("plan", t0.elapsed().as_millis()));
@@ -843,7 +875,7 @@ async fn cycle(
             ldap_writes,
             errors: outcome.errors.clone(),
             message: Some(message.clone()),
-            plan: Some(plan.slimmed()),
+            plan: Some(plan.for_history()),
         });
         commit.joins_upsert = joins_new
             .values()
@@ -885,6 +917,7 @@ async fn cycle(
         outcome.settle(&mut plan);
     }
     let mut errors = plan_errors(&plan);
+    errors.extend(errors_not_planned);
     errors.extend(outcome.errors.iter().cloned());
     let status = if stopped {
         RunStatus::StoppedByThreshold
@@ -908,7 +941,7 @@ async fn cycle(
         ldap_writes,
         errors: errors.clone(),
         message: message.clone(),
-        plan: Some(plan.slimmed()),
+        plan: Some(plan.for_history()),
     };
 
     // Commit the cloud image, the delta links and the joins in one transaction — only now,
@@ -925,6 +958,18 @@ async fn cycle(
         .filter(|j| state.joins.get(&j.group) != Some(j))
         .cloned()
         .collect();
+    // The outcomes of the groups planned, slimmed as the store keeps them.
+    let slim_outcomes: Vec<wb_model::GroupOutcome> = plan
+        .groups
+        .iter()
+        .filter(|g| planned.as_ref().is_none_or(|p| p.contains(&g.id)))
+        .map(|g| {
+            let mut g = g.clone();
+            g.slim();
+            g
+        })
+        .collect();
+    let remove_groups_outcomes = remove_groups.clone();
     let joins_remove = state
         .joins
         .keys()
@@ -968,6 +1013,13 @@ async fn cycle(
         } else {
             drift.clone()
         },
+        outcomes: Some(wb_store::OutcomesUpdate {
+            replace: planned.is_none(),
+            upsert: slim_outcomes.iter().collect(),
+            remove: remove_groups_outcomes,
+            foreign: &plan.foreign,
+            notices: &plan.notices,
+        }),
         run,
     };
     image.fill_commit(&mut commit);

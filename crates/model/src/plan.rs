@@ -248,6 +248,11 @@ pub struct GroupOutcome {
 impl GroupOutcome {
     /// Drops the fates of written members (the bulk of a big tenant's plan), keeping the
     /// counts and every member that is not written, with why.
+    /// Whether the group has an error: one of its own, or a decision that is invalid.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || matches!(self.decision, Decision::Invalid { .. })
+    }
+
     pub fn slim(&mut self) {
         self.members
             .retain(|m| !matches!(m.fate, Fate::Written { .. }));
@@ -255,7 +260,18 @@ impl GroupOutcome {
 }
 
 impl Plan {
-    /// The plan as stored in the run history: operations in full, outcomes slimmed.
+    /// The plan as a run keeps it: its operations, foreign objects and notices (the groups'
+    /// outcomes are kept once, as the latest of each group, not per run).
+    pub fn for_history(&self) -> Plan {
+        Plan {
+            operations: self.operations.clone(),
+            groups: Vec::new(),
+            foreign: self.foreign.clone(),
+            notices: self.notices.clone(),
+        }
+    }
+
+    /// The plan with its outcomes slimmed.
     pub fn slimmed(&self) -> Plan {
         let mut p = self.clone();
         p.groups.iter_mut().for_each(GroupOutcome::slim);
