@@ -55,8 +55,12 @@ fn fault_dc() -> LabDc {
     let path = std::env::var("REL_DC_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("lab/run/dc-fault.env"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `lab/dc --instance fault start`)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `lab/dc --instance fault start`)",
+            path.display()
+        )
+    });
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -143,7 +147,13 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(dc: &LabDc, label: &str, n_groups: usize, n_users: usize, rng: &mut StdRng) -> Fixture {
+    async fn new(
+        dc: &LabDc,
+        label: &str,
+        n_groups: usize,
+        n_users: usize,
+        rng: &mut StdRng,
+    ) -> Fixture {
         let users_root = dc.fresh_ou(&format!("{label}-users")).await;
         let t = Instant::now();
         let users = dc.create_users_in(&users_root, "ru", n_users).await;
@@ -307,7 +317,10 @@ impl Admin {
         loop {
             let mut req = self
                 .http
-                .request(method.parse().expect("method"), format!("{}{path}", self.url))
+                .request(
+                    method.parse().expect("method"),
+                    format!("{}{path}", self.url),
+                )
                 .bearer_auth(&self.token);
             if let Some(b) = &body {
                 req = req.json(b);
@@ -325,9 +338,10 @@ impl Admin {
     }
 
     async fn sim_admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.parse().expect("method"), format!("{}{path}", self.url));
+        let mut req = self.http.request(
+            method.parse().expect("method"),
+            format!("{}{path}", self.url),
+        );
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -502,7 +516,11 @@ ou = "OU=Moved,{root}"
             if code == 0 {
                 break;
             }
-            eprintln!("  {}: sync exit {code}: {}", self.label, last_lines(&err, 5));
+            eprintln!(
+                "  {}: sync exit {code}: {}",
+                self.label,
+                last_lines(&err, 5)
+            );
         }
         codes
     }
@@ -514,7 +532,10 @@ ou = "OU=Moved,{root}"
             return Err(format!("plan exit {code}: {}", last_lines(&err, 5)));
         }
         let v: Value = serde_json::from_str(&out).map_err(|e| format!("plan json: {e}"))?;
-        Ok(v["operations"].as_array().map(Vec::len).unwrap_or(usize::MAX))
+        Ok(v["operations"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(usize::MAX))
     }
 }
 
@@ -609,7 +630,8 @@ async fn read_state_on(ldap: &mut Ldap, root_ou: &str) -> AdState {
         };
         let anchor = one("adminDescription");
         if anchor.is_empty() {
-            st.problems.push(format!("group without its anchor: {}", e.dn));
+            st.problems
+                .push(format!("group without its anchor: {}", e.dn));
             continue;
         }
         let mut members: Vec<String> = e
@@ -679,14 +701,23 @@ async fn clear_groups(dc: &LabDc, root_ou: &str) {
         .expect("search ok");
     for e in entries {
         let e = SearchEntry::construct(e);
-        ldap.delete(&e.dn).await.expect("delete").success().expect("delete ok");
+        ldap.delete(&e.dn)
+            .await
+            .expect("delete")
+            .success()
+            .expect("delete ok");
     }
     let _ = ldap.unbind().await;
 }
 
 async fn usn(ldap: &mut Ldap) -> Option<u64> {
     let (rs, _) = ldap
-        .search("", Scope::Base, "(objectClass=*)", vec!["highestCommittedUSN"])
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["highestCommittedUSN"],
+        )
         .await
         .ok()?
         .success()
@@ -733,7 +764,8 @@ async fn crash(seed: u64) -> Verdicts {
     println!("crash: seed {seed}, {n_groups} groups, {rounds} first-export rounds, {batches} delta batches, up to {kills_per_chain} kills per stage");
     let mut fx = Fixture::new(&dc, "crash", n_groups, n_users, &mut rng).await;
     let mut model_rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let all_batches: Vec<Vec<Change>> = (1..=batches).map(|b| fx.batch(b, &mut model_rng)).collect();
+    let all_batches: Vec<Vec<Change>> =
+        (1..=batches).map(|b| fx.batch(b, &mut model_rng)).collect();
 
     // The uninterrupted reference: first export, then each batch; states recorded.
     let sim = fx.sim();
@@ -763,7 +795,10 @@ async fn crash(seed: u64) -> Verdicts {
         let st = read_state(&dc, &reference.root_ou).await;
         v.check(
             st.problems.is_empty() && reference.plan_ops(&dc) == Ok(0),
-            format!("reference {name}: {} groups, well-formed, empty plan", st.groups.len()),
+            format!(
+                "reference {name}: {} groups, well-formed, empty plan",
+                st.groups.len()
+            ),
         );
         stages.push(Stage {
             name,
@@ -863,7 +898,11 @@ async fn crash(seed: u64) -> Verdicts {
                 let changed = guid_changes(&before, &got);
                 v.check(
                     changed.is_empty(),
-                    format!("round {round}, {}: every surviving group kept its objectGUID ({} changed)", stage.name, changed.len()),
+                    format!(
+                        "round {round}, {}: every surviving group kept its objectGUID ({} changed)",
+                        stage.name,
+                        changed.len()
+                    ),
                 );
             }
             before = got;
@@ -900,7 +939,10 @@ async fn outage(seed: u64) -> Verdicts {
     let hold = Duration::from_secs(env_num("REL_OUTAGE_S", 35));
     let dc = fault_dc();
     let mut rng = StdRng::seed_from_u64(seed);
-    println!("outage: seed {seed}, {n_groups} groups, outages of {}s", hold.as_secs());
+    println!(
+        "outage: seed {seed}, {n_groups} groups, outages of {}s",
+        hold.as_secs()
+    );
     let fx = Fixture::new(&dc, "outage", n_groups, n_users, &mut rng).await;
 
     let sim = fx.sim();
@@ -912,7 +954,10 @@ async fn outage(seed: u64) -> Verdicts {
     let want = read_state(&dc, &reference.root_ou).await;
     v.check(
         codes == [0] && want.problems.is_empty(),
-        format!("reference: one uninterrupted sync, {} groups, {ref_commits} DC commits", want.groups.len()),
+        format!(
+            "reference: one uninterrupted sync, {} groups, {ref_commits} DC commits",
+            want.groups.len()
+        ),
     );
     clear_groups(&dc, &reference.root_ou).await;
 
@@ -946,10 +991,16 @@ async fn outage(seed: u64) -> Verdicts {
     loop {
         let moved = usn(&mut ldap).await.unwrap_or(u0) - u0;
         if moved >= mid {
-            println!("  outage 1: {moved} DC commits into the first export after {} ms: killing the DC", t.elapsed().as_millis());
+            println!(
+                "  outage 1: {moved} DC commits into the first export after {} ms: killing the DC",
+                t.elapsed().as_millis()
+            );
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(300), "the daemon's export did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "the daemon's export did not start"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let _ = ldap.unbind().await;
@@ -958,7 +1009,10 @@ async fn outage(seed: u64) -> Verdicts {
             // Outage 2: in steady state, ready before.
             let t = Instant::now();
             while get_status(&http, &readyz).await != Some(200) {
-                assert!(t.elapsed() < Duration::from_secs(240), "not ready after outage 1");
+                assert!(
+                    t.elapsed() < Duration::from_secs(240),
+                    "not ready after outage 1"
+                );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -968,12 +1022,18 @@ async fn outage(seed: u64) -> Verdicts {
         lab_dc("kill");
         let mut samples = Vec::new();
         while down_at.elapsed() < hold {
-            samples.push((down_at.elapsed().as_millis() as u64, get_status(&http, &readyz).await));
+            samples.push((
+                down_at.elapsed().as_millis() as u64,
+                get_status(&http, &readyz).await,
+            ));
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         lab_dc("resume");
         let up_at = Instant::now();
-        assert!(daemon.try_wait().expect("wait").is_none(), "the daemon died during outage {n}");
+        assert!(
+            daemon.try_wait().expect("wait").is_none(),
+            "the daemon died during outage {n}"
+        );
         let t = Instant::now();
         let ready_after = loop {
             if get_status(&http, &readyz).await == Some(200) {
@@ -984,21 +1044,44 @@ async fn outage(seed: u64) -> Verdicts {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let first_503 = samples.iter().find(|(_, s)| *s == Some(503)).map(|(ms, _)| *ms);
-        let last_200 = samples.iter().filter(|(_, s)| *s == Some(200)).map(|(ms, _)| *ms).max();
+        let first_503 = samples
+            .iter()
+            .find(|(_, s)| *s == Some(503))
+            .map(|(ms, _)| *ms);
+        let last_200 = samples
+            .iter()
+            .filter(|(_, s)| *s == Some(200))
+            .map(|(ms, _)| *ms)
+            .max();
         let unanswered = samples.iter().filter(|(_, s)| s.is_none()).count();
         println!(
             "  outage {n}: DC down {:.1}s; readyz polled {} times: first 503 at {first_503:?} ms, last 200 at {last_200:?} ms, {unanswered} unanswered; ready again {ready_after:?} ms after the DC came back",
             hold.as_secs_f64(),
             samples.len()
         );
-        v.check(daemon.try_wait().expect("wait").is_none(), format!("outage {n}: the daemon survived {}s without its DC", hold.as_secs()));
-        v.check(unanswered == 0, format!("outage {n}: /readyz answered every poll"));
         v.check(
-            first_503.is_some() && samples.iter().filter(|(ms, _)| *ms > first_503.unwrap_or(0)).all(|(_, s)| *s == Some(503)),
+            daemon.try_wait().expect("wait").is_none(),
+            format!(
+                "outage {n}: the daemon survived {}s without its DC",
+                hold.as_secs()
+            ),
+        );
+        v.check(
+            unanswered == 0,
+            format!("outage {n}: /readyz answered every poll"),
+        );
+        v.check(
+            first_503.is_some()
+                && samples
+                    .iter()
+                    .filter(|(ms, _)| *ms > first_503.unwrap_or(0))
+                    .all(|(_, s)| *s == Some(503)),
             format!("outage {n}: /readyz 503 from {first_503:?} ms into the outage until its end"),
         );
-        v.check(ready_after.is_some(), format!("outage {n}: /readyz 200 again after the DC came back ({ready_after:?} ms)"));
+        v.check(
+            ready_after.is_some(),
+            format!("outage {n}: /readyz 200 again after the DC came back ({ready_after:?} ms)"),
+        );
     }
 
     // Converged: the AD state equals the reference's, the plan is empty.
@@ -1011,13 +1094,21 @@ async fn outage(seed: u64) -> Verdicts {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
     let status = daemon.wait().expect("daemon exits");
-    v.check(status.code() == Some(0), format!("daemon stopped on SIGTERM ({status})"));
+    v.check(
+        status.code() == Some(0),
+        format!("daemon stopped on SIGTERM ({status})"),
+    );
     v.check(d.is_empty(), format!("AD equals the reference after the outages ({} groups; no group without its anchor, none with partial members)", got.groups.len()));
     show_diffs(&d);
     let plan = side.plan_ops(&dc);
-    v.check(plan == Ok(0), format!("plan after the outages: {plan:?} operations"));
+    v.check(
+        plan == Ok(0),
+        format!("plan after the outages: {plan:?} operations"),
+    );
 
     // The log: one ERROR and one `recovered` INFO per outage, nothing else at ERROR.
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -1029,8 +1120,14 @@ async fn outage(seed: u64) -> Verdicts {
         };
         let msg = j["fields"]["message"].as_str().unwrap_or("").to_string();
         match j["level"].as_str() {
-            Some("ERROR") => errors.push(format!("{} {msg}: {}", j["timestamp"], j["fields"]["error"])),
-            Some("INFO") if msg.starts_with("recovered") => recovered.push(format!("{} {msg} (outage {}s)", j["timestamp"], j["fields"]["outage_s"])),
+            Some("ERROR") => errors.push(format!(
+                "{} {msg}: {}",
+                j["timestamp"], j["fields"]["error"]
+            )),
+            Some("INFO") if msg.starts_with("recovered") => recovered.push(format!(
+                "{} {msg} (outage {}s)",
+                j["timestamp"], j["fields"]["outage_s"]
+            )),
             _ => {}
         }
     }
@@ -1040,8 +1137,20 @@ async fn outage(seed: u64) -> Verdicts {
     for r in &recovered {
         println!("  log INFO: {r}");
     }
-    v.check(errors.len() == 2, format!("exactly one ERROR line per outage ({} for 2 outages)", errors.len()));
-    v.check(recovered.len() == 2, format!("exactly one `recovered` INFO line per outage ({} for 2 outages)", recovered.len()));
+    v.check(
+        errors.len() == 2,
+        format!(
+            "exactly one ERROR line per outage ({} for 2 outages)",
+            errors.len()
+        ),
+    );
+    v.check(
+        recovered.len() == 2,
+        format!(
+            "exactly one `recovered` INFO line per outage ({} for 2 outages)",
+            recovered.len()
+        ),
+    );
     let _ = std::fs::remove_dir_all(&fx.dir);
     v
 }
@@ -1053,9 +1162,11 @@ async fn storm(seed: u64) -> Verdicts {
     let n_groups = env_num("REL_GROUPS", 2000) as usize;
     let n_users = env_num("REL_USERS", 600) as usize;
     let retry_after = env_num("REL_RETRY_AFTER_S", 2);
+    // Smaller delta pages: more requests, so more throttled answers to measure.
+    let page_size = env_num("REL_STORM_PAGE_SIZE", 100);
     let dc = fault_dc();
     let mut rng = StdRng::seed_from_u64(seed);
-    println!("storm: seed {seed}, {n_groups} groups, 20% 429 + 5% 503 with Retry-After {retry_after}s");
+    println!("storm: seed {seed}, {n_groups} groups, 20% 429 + 5% 503 with Retry-After {retry_after}s, delta pages of {page_size}");
     let fx = Fixture::new(&dc, "storm", n_groups, n_users, &mut rng).await;
 
     let sim = fx.sim();
@@ -1064,7 +1175,10 @@ async fn storm(seed: u64) -> Verdicts {
     let want = read_state(&dc, &reference.root_ou).await;
     v.check(
         codes == [0] && want.problems.is_empty(),
-        format!("reference (no faults): one sync, {} groups", want.groups.len()),
+        format!(
+            "reference (no faults): one sync, {} groups",
+            want.groups.len()
+        ),
     );
     drop(sim);
     clear_groups(&dc, &reference.root_ou).await;
@@ -1076,7 +1190,7 @@ async fn storm(seed: u64) -> Verdicts {
         .sim_admin(
             "POST",
             "/_sim/faults",
-            Some(json!({"throttle_share": 0.2, "unavailable_share": 0.05, "retry_after_secs": retry_after})),
+            Some(json!({"throttle_share": 0.2, "unavailable_share": 0.05, "retry_after_secs": retry_after, "delta_page_size": page_size})),
         )
         .await;
     admin.sim_admin("DELETE", "/_sim/stats", None).await;
@@ -1090,10 +1204,19 @@ async fn storm(seed: u64) -> Verdicts {
         "  storm export: {took:.1}s, {} Graph requests, {} answered 429, {} answered 503",
         stats["total"], stats["throttled"], stats["unavailable"]
     );
-    v.check(codes == [0], format!("first export under the storm succeeded in one sync (exit codes {codes:?})"));
+    v.check(
+        codes == [0],
+        format!("first export under the storm succeeded in one sync (exit codes {codes:?})"),
+    );
     let got = read_state(&dc, &side.root_ou).await;
     let d = diff(&want, &got);
-    v.check(d.is_empty(), format!("AD after the storm equals the clean run's ({} groups)", got.groups.len()));
+    v.check(
+        d.is_empty(),
+        format!(
+            "AD after the storm equals the clean run's ({} groups)",
+            got.groups.len()
+        ),
+    );
     show_diffs(&d);
 
     // Retry-After: every throttled request was sent again no sooner than Retry-After.
@@ -1115,7 +1238,10 @@ async fn storm(seed: u64) -> Verdicts {
             let gap = x["at_ms"].as_f64().unwrap_or(0.0) - r["at_ms"].as_f64().unwrap_or(0.0);
             min_gap = min_gap.min(gap - ra);
             if gap + 1.0 < ra {
-                early.push(format!("{} {} retried after {gap:.0} ms < {ra:.0} ms", r["method"], r["uri"]));
+                early.push(format!(
+                    "{} {} retried after {gap:.0} ms < {ra:.0} ms",
+                    r["method"], r["uri"]
+                ));
             }
         }
     }
@@ -1128,10 +1254,15 @@ async fn storm(seed: u64) -> Verdicts {
         format!("Retry-After honoured: {retried} of {faulted} throttled requests retried, none earlier than Retry-After ({retry_after}s)"),
     );
     let plan = side.plan_ops(&dc);
-    v.check(plan == Ok(0), format!("plan after the storm: {plan:?} operations"));
+    v.check(
+        plan == Ok(0),
+        format!("plan after the storm: {plan:?} operations"),
+    );
 
     // An expired delta token between cycles (storm still on): a full round, zero deletes.
-    admin.sim_admin("POST", "/_sim/expire-delta-tokens", None).await;
+    admin
+        .sim_admin("POST", "/_sim/expire-delta-tokens", None)
+        .await;
     let (code, out, err) = side.run(&dc, &["sync", "--json"]);
     let r: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     println!(
@@ -1139,8 +1270,14 @@ async fn storm(seed: u64) -> Verdicts {
         r["mode"], r["applied"], r["heldBack"]
     );
     v.check(
-        code == 0 && r["mode"] == "full" && r["applied"]["deletes"] == 0 && r["heldBack"]["deletes"] == 0,
-        format!("expired delta token between cycles: a full round (mode {}), zero deletes", r["mode"]),
+        code == 0
+            && r["mode"] == "full"
+            && r["applied"]["deletes"] == 0
+            && r["heldBack"]["deletes"] == 0,
+        format!(
+            "expired delta token between cycles: a full round (mode {}), zero deletes",
+            r["mode"]
+        ),
     );
     v.check(
         err.contains("no longer valid"),
@@ -1151,7 +1288,10 @@ async fn storm(seed: u64) -> Verdicts {
     let changed = guid_changes(&got, &got2);
     v.check(
         d.is_empty() && changed.is_empty(),
-        format!("state identical after the expiry round ({} objectGUIDs changed)", changed.len()),
+        format!(
+            "state identical after the expiry round ({} objectGUIDs changed)",
+            changed.len()
+        ),
     );
     show_diffs(&d);
 
@@ -1163,15 +1303,22 @@ async fn storm(seed: u64) -> Verdicts {
             Some(json!({"throttle_share": 0.2, "unavailable_share": 0.05, "retry_after_secs": retry_after, "delta_page_size": 50})),
         )
         .await;
-    admin.sim_admin("POST", "/_sim/expire-delta-tokens", None).await;
+    admin
+        .sim_admin("POST", "/_sim/expire-delta-tokens", None)
+        .await;
     admin.sim_admin("DELETE", "/_sim/stats", None).await;
     let mut child = side.spawn_sync(&dc, 900);
     let t = Instant::now();
     loop {
         let s = admin.sim_admin("GET", "/_sim/stats", None).await;
         if s["by_path"]["/beta/groups/delta"].as_u64().unwrap_or(0) >= 3 {
-            admin.sim_admin("POST", "/_sim/expire-delta-tokens", None).await;
-            println!("  expired the tokens after {} group-delta pages", s["by_path"]["/beta/groups/delta"]);
+            admin
+                .sim_admin("POST", "/_sim/expire-delta-tokens", None)
+                .await;
+            println!(
+                "  expired the tokens after {} group-delta pages",
+                s["by_path"]["/beta/groups/delta"]
+            );
             break;
         }
         if child.try_wait().ok().flatten().is_some() || t.elapsed() > Duration::from_secs(60) {
@@ -1183,7 +1330,12 @@ async fn storm(seed: u64) -> Verdicts {
     let status = child.wait().expect("sync");
     let out = std::fs::read_to_string(side.dir.join("sync-900.json")).unwrap_or_default();
     let r: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    println!("  expiry mid-round: exit {:?}, mode {}, applied {}", status.code(), r["mode"], r["applied"]);
+    println!(
+        "  expiry mid-round: exit {:?}, mode {}, applied {}",
+        status.code(),
+        r["mode"],
+        r["applied"]
+    );
     let codes = side.converge(&dc, 3);
     let got3 = read_state(&dc, &side.root_ou).await;
     let d = diff(&want, &got3);
@@ -1193,7 +1345,10 @@ async fn storm(seed: u64) -> Verdicts {
     );
     show_diffs(&d);
     let plan = side.plan_ops(&dc);
-    v.check(plan == Ok(0), format!("plan at the end: {plan:?} operations"));
+    v.check(
+        plan == Ok(0),
+        format!("plan at the end: {plan:?} operations"),
+    );
     let _ = std::fs::remove_dir_all(&fx.dir);
     v
 }
