@@ -6,7 +6,7 @@ use crate::export::{export, ExportOutcome};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use time::OffsetDateTime;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 use wb_ad::{AdConnector, AdError};
 use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
 use wb_model::{CloudSnapshot, Decision, Plan, PlanCounts};
@@ -548,6 +548,21 @@ async fn cycle(
     let mode = if rounds.full { "full" } else { "delta" }.to_string();
     let mut phases: Vec<(&str, u128)> = vec![("graph", t0.elapsed().as_millis())];
 
+    // A connection kept from the last cycle may have died since (the DC restarted between
+    // two cycles): probe it with the rootDSE read a quiet cycle needs anyway, and on a lost
+    // connection start on a new one — rather than fail the cycle, and report an outage,
+    // for a DC that is back.
+    let mut root = None;
+    if let Some(ad) = sx.ad.as_mut() {
+        match ad.root_usn().await {
+            Ok(r) => root = Some(r),
+            Err(e) if e.is_unreachable_or_refused() => {
+                debug!(error = %e, "the LDAP connection kept from the last cycle is gone: connecting again");
+                sx.ad = None;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if sx.ad.is_none() {
         sx.ad = Some(AdConnector::connect(&cfg.ad.connector()).await?);
     }
@@ -568,7 +583,10 @@ async fn cycle(
         && !config_refresh_due(cfg, meta.last_config_refresh_at)
         && meta.quiet_fingerprint.is_some()
     {
-        let (service, usn) = ad.root_usn().await?;
+        let (service, usn) = match root.take() {
+            Some(r) => r,
+            None => ad.root_usn().await?,
+        };
         let since = meta
             .quiet_fingerprint
             .as_deref()
@@ -823,7 +841,9 @@ async fn cycle(
 
     // Accident protection (SPEC §6, §10; crate::thresholds): over a threshold, what it
     // guards is held back.
-    let first_cycle = state.joins.is_empty() && !store.has_completed_run()?;
+    // The first export lasts until a cycle completes: one cut short (the DC lost mid-export,
+    // whose acknowledged creates were committed as joins) is resumed, not held back.
+    let first_cycle = !store.has_completed_run()?;
     let hold = crate::thresholds::decide(&counts, cfg, &opts, first_cycle);
     let stopped = hold.stopped();
     let mut message = hold.message.clone();

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::guard::OwnershipGuard;
 use std::collections::{BTreeMap, BTreeSet};
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 use wb_ad::AdConnector;
 use wb_model::{Action, AdSnapshot, AdState, GroupAttr, Join, Joins, Plan, PlanCounts};
 use wb_store::ObjectError;
@@ -264,7 +264,9 @@ pub async fn export(
                     "connection to the DC lost after {} acknowledged writes: {e}",
                     ad.writes()
                 );
-                error!(group = %op.group, op = op.action.name(), %message, "export aborted");
+                // WARN, not ERROR: the cycle fails with this message, and its caller says so
+                // once (the daemon's one ERROR line per outage, `sync`'s `error:` line).
+                warn!(group = %op.group, op = op.action.name(), %message, "export aborted");
                 out.aborted = Some(message);
                 break;
             }

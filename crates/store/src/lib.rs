@@ -568,15 +568,19 @@ impl Store {
         raw.map(RawRun::decode).transpose()
     }
 
-    /// Whether any cycle has completed (success or completed-with-errors): until then a
-    /// cycle is the *first* one (the create threshold does not apply to it).
+    /// Whether any cycle has ever completed (success or completed-with-errors): until then a
+    /// cycle is part of the *first* export (the create threshold does not apply to it),
+    /// however many attempts it takes — a first export cut by a lost DC leaves joins but no
+    /// completed run. Remembered in `meta` too, so pruning the run history never forgets it.
     pub fn has_completed_run(&self) -> Result<bool, StoreError> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))",
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))
+                     OR EXISTS (SELECT 1 FROM meta WHERE key = ?3)",
                 params![
                     RunStatus::Success.as_str(),
-                    RunStatus::CompletedWithErrors.as_str()
+                    RunStatus::CompletedWithErrors.as_str(),
+                    META_FIRST_COMPLETED
                 ],
                 |r| r.get(0),
             )
@@ -983,6 +987,8 @@ pub const PLANS_KEPT: usize = 50;
 /// Runs kept in the history.
 pub const RUNS_KEPT: usize = 20_000;
 const META_LAST_NOOP_PLAN: &str = "last_noop_plan_hash";
+/// When the first cycle completed (kept when the run history is pruned).
+const META_FIRST_COMPLETED: &str = "first_completed_run_at";
 
 /// A daemon repeats the same no-change plan every cycle: store such a plan only when it
 /// differs from the last one stored, so the history does not grow by a full tenant image
@@ -1099,6 +1105,19 @@ fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> 
     )
     .map_err(sql("record run"))?;
     let id = tx.last_insert_rowid();
+    if matches!(
+        run.status,
+        RunStatus::Success | RunStatus::CompletedWithErrors
+    ) {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![
+                META_FIRST_COMPLETED,
+                format_time("run end", run.finished_at)?
+            ],
+        )
+        .map_err(sql("write metadata"))?;
+    }
     prune_history(tx)?;
     Ok(id)
 }
