@@ -85,6 +85,8 @@ struct Resolved<'a> {
     name: Option<Arc<str>>,
     /// The DN of the object found, when the member is written (borrowed from the lookups).
     dn: Option<&'a str>,
+    /// Its [`dn_key`], computed once (by [`Directory::new`]) for all its memberships.
+    key: Option<String>,
 }
 
 /// What member resolution reads: the cloud image, the lookup answers, the placements.
@@ -164,11 +166,12 @@ impl<'a> Directory<'a> {
                     }
                     _ => continue,
                 };
-                let Some((id, resolved)) = resolved else {
+                let Some((id, mut resolved)) = resolved else {
                     continue;
                 };
                 if let Some(dn) = resolved.dn {
-                    dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
+                    let key = dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
+                    resolved.key = Some(key.to_string());
                 }
                 match member.kind {
                     MemberKind::User => dir.users.insert(id, resolved),
@@ -198,6 +201,7 @@ impl<'a> Directory<'a> {
             fate,
             name,
             dn,
+            key: None,
         };
         Some((id.as_str(), resolved))
     }
@@ -221,6 +225,7 @@ impl<'a> Directory<'a> {
             fate,
             name,
             dn,
+            key: None,
         };
         Some((id.as_str(), resolved))
     }
@@ -238,6 +243,7 @@ impl<'a> Directory<'a> {
             fate,
             name: nested.display_name.as_deref().map(Arc::from),
             dn,
+            key: None,
         };
         Some((nested.id.as_str(), resolved))
     }
@@ -305,7 +311,10 @@ impl<'a> Directory<'a> {
         let from = |r: &'d Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
                 dn,
-                key: self.key_of(dn),
+                key: match &r.key {
+                    Some(key) => Cow::Borrowed(key.as_str()),
+                    None => self.key_of(dn),
+                },
                 nested: None,
             });
             (Some(r.id.clone()), r.fate.clone(), r.name.clone(), dn)
