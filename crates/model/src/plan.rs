@@ -465,4 +465,10 @@ mod tests {
             }
         ));
     }
+
+    #[test]
+    fn a_member_outcome_stays_small() {
+        // One per membership: a million in a plan of 100,000 groups (docs/BENCHMARKS.md).
+        assert!(std::mem::size_of::<MemberOutcome>() <= 64);
+    }
 }
