@@ -680,7 +680,7 @@ pub fn explain(p: &Plan, group: &str, cfg: &Config, json: bool) -> i32 {
             member_counts(g).1
         );
         for m in &g.members {
-            let who = m.name.clone().unwrap_or_else(|| m.member.id.clone());
+            let who = m.name.as_deref().unwrap_or(&m.member.id);
             match &m.fate {
                 Fate::Written { dn, by } => println!("    {who}: written as {dn} (found by {by})"),
                 other => println!("    {who}: not written — {}", other.text()),

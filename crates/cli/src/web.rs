@@ -963,7 +963,8 @@ fn because(d: &Decision) -> String {
 
 fn fate_dn(f: &Fate) -> Markup {
     match f {
-        Fate::DomainLocalGroup { dn } | Fate::ClassMismatch { dn, .. } => html! { code { (dn) } },
+        Fate::DomainLocalGroup { dn } => html! { code { (dn) } },
+        Fate::ClassMismatch(m) => html! { code { (m.dn) } },
         _ => html! { "-" },
     }
 }

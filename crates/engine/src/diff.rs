@@ -8,6 +8,7 @@ use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
     CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Joins, Lookup, MemberKind,
@@ -279,7 +280,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .map(|(id, p)| {
             let placement = match p {
                 Place::Existing { dn, .. } | Place::Create { dn } => Placement::At {
-                    dn: dn.clone(),
+                    dn: Arc::from(dn.as_str()),
                     key: dn_key(dn),
                 },
                 Place::Blocked { .. } => Placement::Pending,
