@@ -6,7 +6,7 @@ use crate::{AdConnector, AdError};
 use ldap3::controls::RawControl;
 use ldap3::Mod;
 use std::collections::HashSet;
-use wb_model::{Action, AttrChange};
+use wb_model::{Action, AttrChange, GroupAttr};
 
 /// Member values per modify (and inline in an add).
 const CHUNK: usize = 1000;
@@ -187,7 +187,10 @@ impl AdConnector {
         let (inline, rest) = members.split_at(members.len().min(CHUNK));
         let mut attrs = attrs.clone();
         // sAMAccountNames tried so far, for the error when every candidate is taken.
-        let mut tried: Vec<String> = attrs.get("sAMAccountName").cloned().unwrap_or_default();
+        let mut tried: Vec<String> = attrs
+            .get(GroupAttr::SamAccountName.name())
+            .cloned()
+            .unwrap_or_default();
         let mut fallbacks = sam_fallbacks.iter();
         let mut with_inline = !inline.is_empty();
         loop {
@@ -212,7 +215,10 @@ impl AdConnector {
                 }) if message.contains(SAM_TAKEN) => match fallbacks.next() {
                     Some(next) => {
                         tracing::info!(dn, next, "sAMAccountName taken, trying the next candidate");
-                        attrs.insert("sAMAccountName".to_string(), vec![next.clone()]);
+                        attrs.insert(
+                            GroupAttr::SamAccountName.name().to_string(),
+                            vec![next.clone()],
+                        );
                         tried.push(next.clone());
                     }
                     None => {
@@ -266,7 +272,9 @@ impl AdConnector {
             guid,
             sid,
             member_errors,
-            sam_account_name: attrs.get("sAMAccountName").and_then(|v| v.first().cloned()),
+            sam_account_name: attrs
+                .get(GroupAttr::SamAccountName.name())
+                .and_then(|v| v.first().cloned()),
         })
     }
 

@@ -101,7 +101,7 @@ impl AdConnector {
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &cfg.url)
             .await
-            .map_err(|e| connect_error(&cfg.url, tls, e))?;
+            .map_err(|e| connect_error(&cfg.url, tls, cfg.ca_file.as_deref(), e))?;
         ldap3::drive!(conn);
         let bound = ldap
             .with_timeout(cfg.timeout)
@@ -169,7 +169,12 @@ impl AdConnector {
     }
 }
 
-fn connect_error(url: &str, tls: bool, err: ldap3::LdapError) -> AdError {
+fn connect_error(
+    url: &str,
+    tls: bool,
+    ca_file: Option<&std::path::Path>,
+    err: ldap3::LdapError,
+) -> AdError {
     let message = err.to_string();
     let transport_refused = match &err {
         ldap3::LdapError::Io { source } => {
@@ -190,7 +195,10 @@ fn connect_error(url: &str, tls: bool, err: ldap3::LdapError) -> AdError {
     if tls && !transport_refused {
         AdError::Tls {
             url: url.to_string(),
-            message,
+            message: match tls_hint(&message, ca_file) {
+                Some(hint) => format!("{hint} ({message})"),
+                None => message,
+            },
         }
     } else {
         AdError::Connect {
@@ -198,6 +206,36 @@ fn connect_error(url: &str, tls: bool, err: ldap3::LdapError) -> AdError {
             message,
         }
     }
+}
+
+/// What an operator must know about a failed TLS handshake, in words: rustls says
+/// `UnknownIssuer`, an operator needs "not trusted: set ca_file".
+fn tls_hint(message: &str, ca_file: Option<&std::path::Path>) -> Option<String> {
+    let m = message.to_ascii_lowercase().replace([' ', '_'], "");
+    if m.contains("unknownissuer") || m.contains("unknownca") || m.contains("badsignature") {
+        return Some(match ca_file {
+            None => "the DC's certificate is not trusted: its issuer is not a CA this host \
+                     trusts; set ca_file to the PEM file of the CA that issued it (verification \
+                     stays on)"
+                .to_string(),
+            Some(path) => format!(
+                "the DC's certificate is not trusted: ca_file {} does not hold the CA that \
+                 issued it",
+                path.display()
+            ),
+        });
+    }
+    if m.contains("notvalidforname") {
+        return Some(
+            "the DC's certificate does not name the host in the URL: connect by a name its \
+             subjectAltName lists"
+                .to_string(),
+        );
+    }
+    if m.contains("expired") {
+        return Some("the DC's certificate has expired".to_string());
+    }
+    None
 }
 
 fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, AdError> {

@@ -5,7 +5,7 @@ use crate::values::{first_binary, first_text, guid_text, sid_text, text_values};
 use crate::{AdConnector, AdError};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Scope, SearchEntry};
-use wb_model::{AdGroup, AdSchema};
+use wb_model::{AdGroup, AdSchema, GroupAttr};
 
 /// Page size of every subtree search (Windows' MaxPageSize default).
 pub(crate) const PAGE_SIZE: i32 = 1000;
@@ -55,10 +55,10 @@ impl AdConnector {
             })
         };
         Ok(AdSchema {
-            external_directory_object_id: has("msDS-ExternalDirectoryObjectId"),
-            mail: has("mail"),
-            proxy_addresses: has("proxyAddresses"),
-            mail_nickname: has("mailNickname"),
+            external_directory_object_id: has(GroupAttr::ExternalDirectoryObjectId.name()),
+            mail: has(GroupAttr::Mail.name()),
+            proxy_addresses: has(GroupAttr::ProxyAddresses.name()),
+            mail_nickname: has(GroupAttr::MailNickname.name()),
         })
     }
 
@@ -156,33 +156,31 @@ impl AdConnector {
             }
             None => None,
         };
-        let group_type = match first_text(&entry, "groupType") {
+        let group_type = match first_text(&entry, GroupAttr::GroupType.name()) {
             Some(t) => t
                 .parse::<i32>()
-                .map_err(|e| value_error("groupType", &e.to_string()))?,
+                .map_err(|e| value_error(GroupAttr::GroupType.name(), &e.to_string()))?,
             None => 0,
         };
         let members = self.members_of(&entry, operation).await?;
-        Ok(AdGroup {
+        let mut group = AdGroup {
             guid,
             sid,
             cn: first_text(&entry, "cn").unwrap_or_default(),
-            sam_account_name: first_text(&entry, "sAMAccountName"),
             group_type,
-            admin_description: first_text(&entry, "adminDescription"),
-            external_directory_object_id: first_text(&entry, "msDS-ExternalDirectoryObjectId"),
-            display_name: first_text(&entry, "displayName"),
-            description: first_text(&entry, "description"),
-            mail: first_text(&entry, "mail"),
-            mail_nickname: first_text(&entry, "mailNickname"),
-            proxy_addresses: text_values(&entry, "proxyAddresses"),
-            managed_by: first_text(&entry, "managedBy"),
             critical: first_text(&entry, "isCriticalSystemObject")
                 .is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
             admin_count: first_text(&entry, "adminCount").is_some_and(|v| v.trim() == "1"),
             members,
             dn,
-        })
+            ..AdGroup::default()
+        };
+        for attr in GroupAttr::ALL {
+            if attr != GroupAttr::GroupType {
+                attr.set(&mut group, &text_values(&entry, attr.name()));
+            }
+        }
+        Ok(group)
     }
 
     /// The full `member` list: the first window came with the entry; further windows are
@@ -279,33 +277,23 @@ impl AdConnector {
     }
 }
 
+/// What a group read asks for: what identifies and protects it, the first window of its
+/// members, and every managed attribute the schema has (`GroupAttr::ALL`).
 fn group_attrs(schema: &AdSchema) -> Vec<&'static str> {
     let mut attrs = vec![
         "objectGUID",
         "objectSid",
         "cn",
-        "sAMAccountName",
-        "groupType",
-        "adminDescription",
-        "displayName",
-        "description",
-        "managedBy",
         "isCriticalSystemObject",
         "adminCount",
         "member;range=0-1499",
     ];
-    if schema.external_directory_object_id {
-        attrs.push("msDS-ExternalDirectoryObjectId");
-    }
-    if schema.mail {
-        attrs.push("mail");
-    }
-    if schema.mail_nickname {
-        attrs.push("mailNickname");
-    }
-    if schema.proxy_addresses {
-        attrs.push("proxyAddresses");
-    }
+    attrs.extend(
+        GroupAttr::ALL
+            .into_iter()
+            .filter(|a| a.in_schema(schema))
+            .map(GroupAttr::name),
+    );
     attrs
 }
 

@@ -119,6 +119,21 @@ async fn ldaps_without_the_lab_ca_is_a_tls_error() {
         .expect_err("untrusted self-signed CA must be refused");
     assert!(matches!(err, AdError::Tls { .. }), "got {err}");
     assert!(err.is_unreachable_or_refused());
+    // In words an operator acts on: the problem, and the fix.
+    let said = err.to_string();
+    assert!(said.contains("certificate is not trusted"), "{said}");
+    assert!(said.contains("set ca_file"), "{said}");
+    // StartTLS on plain LDAP is verified the same way.
+    let starttls = wb_ad::AdConfig {
+        starttls: true,
+        ca_file: None,
+        ..dc.ad_config()
+    };
+    let err = AdConnector::connect(&starttls)
+        .await
+        .expect_err("StartTLS with an untrusted CA must be refused");
+    assert!(matches!(err, AdError::Tls { .. }), "got {err}");
+    assert!(err.to_string().contains("set ca_file"), "{err}");
 }
 
 #[tokio::test]

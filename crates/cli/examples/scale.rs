@@ -34,6 +34,13 @@ impl Lcg {
     }
 }
 
+/// Whether a step runs: `SCALE_STEPS` lists them (floor, delta, hand, daemon; default all).
+fn step(name: &str) -> bool {
+    std::env::var("SCALE_STEPS")
+        .map(|v| v.split(',').any(|s| s.trim() == name))
+        .unwrap_or(true)
+}
+
 #[tokio::main]
 async fn main() {
     let n_users = env("SCALE_USERS", 5_000);
@@ -71,7 +78,7 @@ async fn main() {
     println!("workload: {n_users} users, {n_groups} groups, {memberships} memberships");
 
     // 1. The raw LDAP floor: one connection, each group added with its members inline.
-    let skip_floor = std::env::var_os("SCALE_SKIP_FLOOR").is_some();
+    let skip_floor = std::env::var_os("SCALE_SKIP_FLOOR").is_some() || !step("floor");
     let floor_ou = dc.fresh_ou("scale-floor").await;
     let mut ldap = dc.ldap().await;
     let t = Instant::now();
@@ -150,10 +157,16 @@ async fn main() {
         "writeback sync (no change): median {:.3}s (min {:.3}s) of 5, {} Graph requests, {} LDAP writes, {:?}",
         quiet_times[2], quiet_times[0], quiet["graphRequests"], quiet["ldapWrites"], quiet["message"]
     );
-    for changed in [1usize, (n_groups / 100).max(1)] {
+    // SCALE_DELTA_REPEAT: the one-group change measured that many times.
+    let repeat = env("SCALE_DELTA_REPEAT", 1);
+    let sizes: Vec<usize> = std::iter::repeat_n(1usize, repeat)
+        .chain([(n_groups / 100).max(1)])
+        .filter(|_| step("delta"))
+        .collect();
+    for (round, changed) in sizes.into_iter().enumerate() {
         for i in 0..changed {
             let g = gid(n_groups - 1 - i);
-            w.add_member(&g, &uid((i + changed) % n_users)).await;
+            add_new_member(&w, &g, &uid, i + changed + round * 101, n_users).await;
         }
         let t = Instant::now();
         let r = w.writeback(&["sync", "--json"]);
@@ -169,7 +182,70 @@ async fn main() {
         }
     }
 
+    // SCALE_HOLD (for profiling): keep the tenant and the state; each time a file `go`
+    // appears in the world's directory, change as many groups as it says, run one `sync`
+    // (under WB_E2E_WRAP if set), write its stderr to `out` and remove `go`. `q` stops.
+    if std::env::var_os("SCALE_HOLD").is_some() {
+        let go = w.dir.join("go");
+        println!(
+            "holding: write a number of groups to change into {}",
+            go.display()
+        );
+        let mut round = 1000;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Ok(text) = std::fs::read_to_string(&go) else {
+                continue;
+            };
+            let text = text.trim();
+            if text == "q" {
+                let _ = std::fs::remove_file(&go);
+                break;
+            }
+            let Ok(changed) = text.parse::<usize>() else {
+                continue;
+            };
+            round += 1;
+            for i in 0..changed {
+                let g = gid(n_groups - 1 - ((i + round * 7) % n_groups));
+                add_new_member(&w, &g, &uid, i + round * 101, n_users).await;
+            }
+            let t = Instant::now();
+            let r = w.writeback(&["sync", "--json"]);
+            let out = format!(
+                "wall {:.3}s exit {}\n{}",
+                t.elapsed().as_secs_f64(),
+                r.code,
+                r.stderr
+            );
+            std::fs::write(w.dir.join("out"), out).expect("out");
+            let _ = std::fs::remove_file(&go);
+        }
+    }
+
     // 4. Hand-made changes in AD, each put back by the next cycle.
+    if step("hand") {
+        hand_changes(&w, &gid, &users, n_big, n_users).await;
+    }
+
+    // 5. The daemon at this size (interval 1s): quiet cycles' cost, then latency.
+    if step("daemon") {
+        daemon(&w, &gid, &uid, n_groups, n_users).await;
+    }
+
+    let size = std::fs::metadata(w.dir.join("state.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("state store: {:.1} MiB", size as f64 / 1048576.0);
+}
+
+async fn hand_changes(
+    w: &World,
+    gid: &dyn Fn(usize) -> String,
+    users: &[BulkUser],
+    n_big: usize,
+    n_users: usize,
+) {
     let probe = gid(n_big + 7);
     let ad = w.ad_group_of(&probe).await.expect("written");
     let mut ldap = w.dc.ldap().await;
@@ -224,14 +300,30 @@ async fn main() {
         t.elapsed().as_secs_f64(),
         out["applied"]["creates"]
     );
+}
 
-    // 5. The daemon at this size (interval 1s): quiet cycles' cost, then latency.
-    daemon(&w, &gid, &uid, n_groups, n_users).await;
-
-    let size = std::fs::metadata(w.dir.join("state.db"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    println!("state store: {:.1} MiB", size as f64 / 1048576.0);
+/// Adds to `group` the first user from `start` on that is not a member yet.
+async fn add_new_member(
+    w: &World,
+    group: &str,
+    uid: &dyn Fn(usize) -> String,
+    start: usize,
+    n_users: usize,
+) {
+    for k in start..start + n_users {
+        let body = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", uid(k % n_users))});
+        let (status, _) = w
+            .graph(
+                "POST",
+                &format!("/v1.0/groups/{group}/members/$ref"),
+                Some(body),
+            )
+            .await;
+        if status == 204 {
+            return;
+        }
+    }
+    panic!("no user left to add to {group}");
 }
 
 /// CPU time (user + system) of a process, in seconds, from /proc.

@@ -9,11 +9,11 @@ use crate::config::Config;
 use crate::cycle::CycleError;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{debug, info};
 use wb_ad::{AdConnector, ChangedObject, DcState};
-use wb_engine::naming::{dn_key, is_under};
-use wb_model::{AdClass, AdGroup, AdSchema, AdSnapshot, CloudSnapshot, Joins, Lookup};
+use wb_engine::naming::{dn_key, is_at_or_under, is_under};
+use wb_model::{AdClass, AdGroup, AdSchema, AdSnapshot, CloudSnapshot, GroupAttr, Joins, Lookup};
 
 /// Above this many changed groups, the managed OUs are read again in one paged search
 /// rather than group by group.
@@ -81,10 +81,7 @@ pub fn read_bases(cfg: &Config) -> Vec<String> {
     ous.sort_by_key(|o| o.len());
     let mut bases: Vec<String> = Vec::new();
     for ou in ous {
-        if !bases
-            .iter()
-            .any(|r| is_under(&ou, r) || dn_key(&ou) == dn_key(r))
-        {
+        if !bases.iter().any(|r| is_at_or_under(&ou, r)) {
             bases.push(ou);
         }
     }
@@ -299,26 +296,54 @@ pub async fn changes_concern_us(
     ad: &mut AdConnector,
     cfg: &Config,
     store: &wb_store::Store,
+    interest: &mut Option<Interest>,
     since: u64,
 ) -> Result<bool, CycleError> {
     let changes = ad.changes_since(since).await?;
     if changes.is_empty() {
         return Ok(false);
     }
-    let interest = store.ad_interest()?;
-    let asked: BTreeSet<Lookup> = interest.lookups.iter().map(|(l, _)| canonical(l)).collect();
-    let found: BTreeSet<String> = interest
-        .lookups
-        .iter()
-        .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
-        .collect();
+    let interest = match interest {
+        Some(i) => i,
+        None => interest.insert(Interest::read(store)?),
+    };
     Ok(changes.iter().any(|c| {
         let guid = c.object.guid.to_ascii_lowercase();
         (c.object.class == AdClass::Group && in_managed_ou(cfg, &c.object.dn))
             || interest.guids.contains(&guid)
-            || found.contains(&guid)
-            || keys_of(c).iter().any(|k| asked.contains(&canonical(k)))
+            || interest.found.contains(&guid)
+            || keys_of(c)
+                .iter()
+                .any(|k| interest.asked.contains(&canonical(k)))
     }))
+}
+
+/// What AD objects concern writeback, as the store has it: read once by a Syncer's quiet
+/// cycles (a daemon whose domain changes every second does not re-read it each cycle) and
+/// forgotten when a cycle commits a new image.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// objectGUIDs (lower-case) of the AD image's groups and of the joins.
+    guids: HashSet<String>,
+    /// Every lookup of the resolution cache, canonical.
+    asked: HashSet<Lookup>,
+    /// objectGUIDs (lower-case) the lookups found.
+    found: HashSet<String>,
+}
+
+impl Interest {
+    fn read(store: &wb_store::Store) -> Result<Interest, CycleError> {
+        let stored = store.ad_interest()?;
+        Ok(Interest {
+            asked: stored.lookups.iter().map(|(l, _)| canonical(l)).collect(),
+            found: stored
+                .lookups
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().map(|o| o.guid.to_ascii_lowercase()))
+                .collect(),
+            guids: stored.guids.into_iter().collect(),
+        })
+    }
 }
 
 /// Brings `snapshot` along with AD changes: groups changed in the managed OUs (or joined)
@@ -605,19 +630,8 @@ pub async fn after_export(
 
 /// Sets one managed attribute of an image group as a modify left it.
 fn set_attr(g: &mut AdGroup, attr: &str, values: &[String]) {
-    let one = values.first().cloned();
-    match attr.to_ascii_lowercase().as_str() {
-        "displayname" => g.display_name = one,
-        "description" => g.description = one,
-        "grouptype" => g.group_type = one.and_then(|v| v.parse().ok()).unwrap_or(g.group_type),
-        "admindescription" => g.admin_description = one,
-        "msds-externaldirectoryobjectid" => g.external_directory_object_id = one,
-        "mail" => g.mail = one,
-        "mailnickname" => g.mail_nickname = one,
-        "proxyaddresses" => g.proxy_addresses = values.to_vec(),
-        "managedby" => g.managed_by = one,
-        "samaccountname" => g.sam_account_name = one,
-        _ => {}
+    if let Some(attr) = GroupAttr::parse(attr) {
+        attr.set(g, values);
     }
 }
 

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use wb_ad::AdConnector;
 use wb_engine::naming::dn_eq;
 use wb_model::{
-    anchor_value, Action, AdGroup, AdSnapshot, AttrChange, CloudGroup, Join, Operation, Plan,
-    PlanCounts,
+    anchor_value, Action, AdGroup, AdSnapshot, AttrChange, CloudGroup, GroupAttr, Join, Operation,
+    Plan, PlanCounts,
 };
 use wb_store::{Commit, RunRecord, RunStatus, Store};
 
@@ -112,22 +112,13 @@ async fn adopt(cfg: &Config, query: &str, dn: &str, yes: bool) -> Result<Report,
     let (decision, _) = wb_engine::decide(group, &cfg.engine);
     let anchor = anchor_value(&id);
     let mut changes = Vec::new();
-    let mut attrs = vec!["adminDescription"];
-    if schema.external_directory_object_id {
-        attrs.push("msDS-ExternalDirectoryObjectId");
-    }
-    for attr in attrs {
-        let before: Vec<String> = match attr {
-            "adminDescription" => target.admin_description.iter().cloned().collect(),
-            _ => target
-                .external_directory_object_id
-                .iter()
-                .cloned()
-                .collect(),
-        };
+    let anchors = GroupAttr::ALL
+        .into_iter()
+        .filter(|a| a.is_anchor() && a.in_schema(&schema));
+    for attr in anchors {
         changes.push(AttrChange {
-            attr: attr.to_string(),
-            before,
+            attr: attr.name().to_string(),
+            before: attr.values(&target),
             after: vec![anchor.clone()],
         });
     }

@@ -229,12 +229,6 @@ impl GroupRow {
             .as_ref()
             .and_then(|w| w.is_enabled)
     }
-
-    fn group_type(&self) -> Option<&str> {
-        self.writeback_configuration
-            .as_ref()
-            .and_then(|w| w.on_premises_group_type.as_deref())
-    }
 }
 
 /// Runs one `writeback cloud` command; returns the exit code.
@@ -262,17 +256,20 @@ pub async fn run(cfg: &Config, command: CloudCommand, json: bool) -> i32 {
                     kind,
                     group_type: group_type.map(Into::into),
                 };
-                enable_matching(&graph, &selection, yes, json).await
+                enable_matching(&graph, &cfg.engine, &selection, yes, json).await
             }
             (Some(group), None) => {
-                set_enabled(&graph, &group, true, group_type.map(Into::into), json).await
+                let group_type = group_type.map(Into::into);
+                set_enabled(&graph, &cfg.engine, &group, true, group_type, json).await
             }
             // clap requires one of the two.
             (None, None) => Err(CloudError::NoSuchGroup {
                 query: String::new(),
             }),
         },
-        CloudCommand::Disable { group } => set_enabled(&graph, &group, false, None, json).await,
+        CloudCommand::Disable { group } => {
+            set_enabled(&graph, &cfg.engine, &group, false, None, json).await
+        }
         CloudCommand::Status => status(&graph, &cfg.engine, json).await,
     };
     match result {
@@ -390,6 +387,7 @@ struct GroupChange {
 /// `writeback cloud enable|disable GROUP`.
 async fn set_enabled(
     graph: &GraphClient,
+    engine: &EngineConfig,
     query: &str,
     enable: bool,
     group_type: Option<OnPremGroupType>,
@@ -397,8 +395,12 @@ async fn set_enabled(
 ) -> Result<i32, CloudError> {
     let group = find_group(graph, query).await?;
     let kind = group.kind();
+    let before = group.writeback_configuration.clone().unwrap_or_default();
+    let (after, body) = target(&before, enable, group_type);
+    // What the next cycle will make of the group, decided by the engine itself.
+    let decision = decision_after(&group, &after, engine);
     if enable {
-        if let Some(reason) = type_refusal(&group, group_type) {
+        if let Some(reason) = refusal(&decision, &after) {
             return Err(CloudError::Refused {
                 id: group.id.clone(),
                 name: group.name().to_string(),
@@ -406,8 +408,6 @@ async fn set_enabled(
             });
         }
     }
-    let before = group.writeback_configuration.clone().unwrap_or_default();
-    let (after, body) = target(&before, enable, group_type);
     let written = after != before;
     if written {
         graph
@@ -448,23 +448,35 @@ async fn set_enabled(
             }
         );
     }
-    for warning in enable_warnings(&group, kind, enable) {
+    for warning in enable_warnings(&group, &decision, enable) {
         eprintln!("warning: {warning}");
     }
     Ok(0)
 }
 
-/// Why `group` cannot be enabled with `group_type` (SPEC §3): a security group can only be
-/// written back as universalSecurityGroup — the type given, else the one it already has.
-fn type_refusal(group: &GroupRow, group_type: Option<OnPremGroupType>) -> Option<String> {
-    if group.kind() != GroupKind::Security {
-        return None;
+/// The engine's decision for `group` once its writebackConfiguration is `after`: what the
+/// next cycle will do with it (one rule, one place: these commands never re-implement
+/// `decide`). Members are not read here, so the member limit is not weighed.
+fn decision_after(
+    group: &GroupRow,
+    after: &WritebackConfiguration,
+    engine: &EngineConfig,
+) -> Decision {
+    let mut cloud = group.cloud_group();
+    cloud.writeback = after.clone();
+    wb_engine::decide(&cloud, engine).0
+}
+
+/// Why enabling is refused: the engine finds the resulting configuration invalid (SPEC §3:
+/// a security group written back as anything but universalSecurityGroup).
+fn refusal(decision: &Decision, after: &WritebackConfiguration) -> Option<String> {
+    match decision {
+        Decision::Invalid { because } => Some(match &after.on_premises_group_type {
+            Some(t) if because == SECURITY_TYPE_ERROR => format!("{because} (asked for {t})"),
+            _ => because.clone(),
+        }),
+        _ => None,
     }
-    let resulting = group_type
-        .map(|t| t.as_str().to_string())
-        .or_else(|| group.group_type().map(str::to_string))?;
-    (resulting != OnPremGroupType::UniversalSecurityGroup.as_str())
-        .then(|| format!("{SECURITY_TYPE_ERROR} (asked for {resulting})"))
 }
 
 /// The writebackConfiguration `before` becomes with isEnabled = `enable` (and the type, when
@@ -484,29 +496,28 @@ fn target(
     (after, json!({ "writebackConfiguration": body }))
 }
 
-/// What an administrator should know after enabling a group that still won't be written back.
-fn enable_warnings(group: &GroupRow, kind: GroupKind, enable: bool) -> Vec<String> {
-    let mut out = Vec::new();
+/// What an administrator should know after enabling a group that still won't be written
+/// back, in the engine's words.
+fn enable_warnings(group: &GroupRow, decision: &Decision, enable: bool) -> Vec<String> {
     if !enable {
-        return out;
+        return Vec::new();
     }
-    if group.on_premises_sync_enabled == Some(true) {
-        out.push(format!(
+    match decision {
+        Decision::SyncedFromAd => vec![format!(
             "{} is synced from AD: it is never written back",
             group.name()
-        ));
-    }
-    if matches!(
-        kind,
-        GroupKind::Distribution | GroupKind::MailEnabledSecurity
-    ) {
-        out.push(format!(
-            "{} is a {} group: such groups are not written back (unsupported kind)",
+        )],
+        Decision::Unsupported { because } => vec![format!(
+            "{} is a {} group: such groups are not written back (unsupported kind: {because})",
             group.name(),
-            kind.as_str()
-        ));
+            group.kind().as_str()
+        )],
+        Decision::NotEnabled { because } => vec![format!(
+            "{} is still not written back: {because}",
+            group.name()
+        )],
+        _ => Vec::new(),
     }
-    out
 }
 
 fn config_text(w: &WritebackConfiguration) -> String {
@@ -1064,6 +1075,7 @@ struct EnableMatchingReport {
 /// yet as asked, so a run cut short is finished by running it again.
 async fn enable_matching(
     graph: &GraphClient,
+    engine: &EngineConfig,
     selection: &Selection,
     yes: bool,
     json: bool,
@@ -1107,20 +1119,24 @@ async fn enable_matching(
             id: row.id.clone(),
             display_name: row.name().to_string(),
         };
-        if row.on_premises_sync_enabled == Some(true) {
-            report.synced_from_ad.push(group_ref);
-            continue;
+        let before = row.writeback_configuration.clone().unwrap_or_default();
+        let (after, body) = target(&before, true, selection.group_type);
+        let decision = decision_after(row, &after, engine);
+        match &decision {
+            Decision::SyncedFromAd => {
+                report.synced_from_ad.push(group_ref);
+                continue;
+            }
+            Decision::Unsupported { .. } => {
+                report.unsupported.push(group_ref);
+                continue;
+            }
+            _ => {}
         }
-        if !matches!(kind, GroupKind::Microsoft365 | GroupKind::Security) {
-            report.unsupported.push(group_ref);
-            continue;
-        }
-        if let Some(reason) = type_refusal(row, selection.group_type) {
+        if let Some(reason) = refusal(&decision, &after) {
             refused.push(format!("{} ({}): {reason}", row.name(), row.id));
             continue;
         }
-        let before = row.writeback_configuration.clone().unwrap_or_default();
-        let (after, body) = target(&before, true, selection.group_type);
         if after == before {
             report.already_enabled += 1;
             continue;
@@ -1310,5 +1326,110 @@ mod tests {
         .expect("row");
         assert_eq!(row.is_enabled(), None);
         assert_eq!(row.kind(), GroupKind::Microsoft365);
+    }
+
+    const ID: &str = "0b9e3b43-6a55-4b53-9f56-5b4bd5f3d1a1";
+
+    fn row(
+        group_types: &[&str],
+        mail: bool,
+        security: bool,
+        synced: bool,
+        ty: Option<&str>,
+    ) -> GroupRow {
+        serde_json::from_value(json!({
+            "id": ID, "displayName": "Team", "groupTypes": group_types,
+            "mailEnabled": mail, "securityEnabled": security,
+            "onPremisesSyncEnabled": synced.then_some(true),
+            "writebackConfiguration": {"isEnabled": null, "onPremisesGroupType": ty},
+        }))
+        .expect("row")
+    }
+
+    #[test]
+    fn enabling_is_refused_exactly_when_the_engine_finds_the_result_invalid() {
+        let engine = EngineConfig::new("OU=G,DC=lab");
+        let types = [
+            None,
+            Some(OnPremGroupType::UniversalSecurityGroup),
+            Some(OnPremGroupType::UniversalDistributionGroup),
+            Some(OnPremGroupType::UniversalMailEnabledSecurityGroup),
+        ];
+        let existing = [
+            None,
+            Some("universalDistributionGroup"),
+            Some("universalSecurityGroup"),
+            Some("bogus"),
+        ];
+        for (types_, mail, security) in [
+            (&["Unified"][..], true, false),
+            (&[][..], false, true),
+            (&[][..], true, true),
+            (&[][..], true, false),
+            (&["DynamicMembership"][..], false, true),
+        ] {
+            for synced in [false, true] {
+                for had in existing {
+                    for asked in types {
+                        let r = row(types_, mail, security, synced, had);
+                        let before = r.writeback_configuration.clone().unwrap_or_default();
+                        let (after, _) = target(&before, true, asked);
+                        let decision = decision_after(&r, &after, &engine);
+                        // The next cycle's own verdict on the group as it would be.
+                        let mut cloud = r.cloud_group();
+                        cloud.writeback = after.clone();
+                        let cycle = wb_engine::decide(&cloud, &engine).0;
+                        assert_eq!(decision, cycle);
+                        assert_eq!(
+                            refusal(&decision, &after).is_some(),
+                            matches!(cycle, Decision::Invalid { .. }),
+                            "{types_:?} mail={mail} security={security} synced={synced} had={had:?} asked={asked:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_security_group_asked_for_a_distribution_type_is_refused_in_the_engines_words() {
+        let engine = EngineConfig::new("OU=G,DC=lab");
+        let r = row(&[], false, true, false, None);
+        let (after, _) = target(
+            &WritebackConfiguration::default(),
+            true,
+            Some(OnPremGroupType::UniversalDistributionGroup),
+        );
+        let reason = refusal(&decision_after(&r, &after, &engine), &after).expect("refused");
+        assert_eq!(
+            reason,
+            format!("{SECURITY_TYPE_ERROR} (asked for universalDistributionGroup)")
+        );
+        // A Microsoft 365 group may be a security group in AD.
+        let m = row(&["Unified"], true, false, false, None);
+        let (after, _) = target(
+            &WritebackConfiguration::default(),
+            true,
+            Some(OnPremGroupType::UniversalSecurityGroup),
+        );
+        assert_eq!(refusal(&decision_after(&m, &after, &engine), &after), None);
+    }
+
+    #[test]
+    fn enabling_a_group_the_engine_never_writes_warns_why() {
+        let engine = EngineConfig::new("OU=G,DC=lab");
+        let (after, _) = target(&WritebackConfiguration::default(), true, None);
+        let synced = row(&[], false, true, true, None);
+        let w = enable_warnings(&synced, &decision_after(&synced, &after, &engine), true);
+        assert!(w[0].contains("synced from AD"), "{w:?}");
+        let dl = row(&[], true, false, false, None);
+        let w = enable_warnings(&dl, &decision_after(&dl, &after, &engine), true);
+        assert!(w[0].contains("unsupported kind"), "{w:?}");
+        let mut legacy = engine.clone();
+        legacy.legacy_v1 = true;
+        let sg = row(&[], false, true, false, None);
+        let w = enable_warnings(&sg, &decision_after(&sg, &after, &legacy), true);
+        assert!(w[0].contains("legacy_v1"), "{w:?}");
+        assert!(enable_warnings(&sg, &decision_after(&sg, &after, &engine), true).is_empty());
     }
 }

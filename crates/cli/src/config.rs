@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wb_engine::naming::{is_at_or_under, is_valid_dn};
 use wb_engine::{EngineConfig, Naming, Rule, RuleKind, RuleMatch};
 
 /// A configuration mistake: the key and what is wrong with it.
@@ -303,18 +304,6 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))
 }
 
-/// Is `dn` equal to or below `base` (case-insensitive, on an RDN boundary)?
-pub fn dn_is_under(dn: &str, base: &str) -> bool {
-    let norm = |s: &str| {
-        s.split(',')
-            .map(|p| p.trim().to_ascii_lowercase())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let (dn, base) = (norm(dn), norm(base));
-    dn == base || dn.ends_with(&format!(",{base}"))
-}
-
 /// Whether validation reads the secrets (literal, env, file) or leaves them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Secrets {
@@ -490,11 +479,11 @@ impl Config {
             ));
         }
         for (k, v) in [("ad.base_dn", &a.base_dn), ("ad.ou", &a.ou)] {
-            if !v.contains('=') {
+            if !is_valid_dn(v) {
                 return Err(err(k, format!("{v:?} is not a distinguished name")));
             }
         }
-        if !dn_is_under(&a.ou, &a.base_dn) {
+        if !is_at_or_under(&a.ou, &a.base_dn) {
             return Err(err(
                 "ad.ou",
                 format!("{:?} is not under ad.base_dn {:?}", a.ou, a.base_dn),
@@ -525,32 +514,23 @@ impl Config {
         };
 
         let w = raw.writeback;
-        let naming = match w.naming.as_deref().unwrap_or("object-id") {
-            "object-id" => Naming::ObjectId,
-            "display-name" => Naming::DisplayName,
-            other => {
-                return Err(err(
-                    "writeback.naming",
-                    format!("{other:?}: expected \"object-id\" or \"display-name\""),
-                ))
-            }
-        };
+        // One rule, one place: the engine's parsers read the values it defines.
+        let naming: Naming = w
+            .naming
+            .as_deref()
+            .unwrap_or("object-id")
+            .parse()
+            .map_err(|e| err("writeback.naming", format!("{e}")))?;
         let mut rules = Vec::new();
         for (i, r) in w.rule.into_iter().enumerate() {
             let key = |k: &str| format!("writeback.rule[{i}].{k}");
-            let kind = match r.matcher.kind.as_deref() {
-                None => None,
-                Some("security") => Some(RuleKind::Security),
-                Some("microsoft365") | Some("m365") | Some("unified") => {
-                    Some(RuleKind::Microsoft365)
-                }
-                Some(other) => {
-                    return Err(err(
-                        key("match.kind"),
-                        format!("{other:?}: expected \"security\" or \"microsoft365\""),
-                    ))
-                }
-            };
+            let kind = r
+                .matcher
+                .kind
+                .as_deref()
+                .map(str::parse::<RuleKind>)
+                .transpose()
+                .map_err(|e| err(key("match.kind"), format!("{e}")))?;
             let name_regex = match &r.matcher.name_regex {
                 None => None,
                 Some(re) => Some(regex::Regex::new(re).map_err(|e| {
@@ -578,7 +558,13 @@ impl Config {
                 ));
             }
             if let Some(ou) = &r.ou {
-                if !dn_is_under(ou, &ad.base_dn) {
+                if !is_valid_dn(ou) {
+                    return Err(err(
+                        key("ou"),
+                        format!("{ou:?} is not a distinguished name"),
+                    ));
+                }
+                if !is_at_or_under(ou, &ad.base_dn) {
                     return Err(err(
                         key("ou"),
                         format!("{ou:?} is not under ad.base_dn {:?}", ad.base_dn),
@@ -911,8 +897,221 @@ ou = "OU=Security,OU=Writeback,DC=lab,DC=example,DC=test"
     }
 
     #[test]
-    fn dn_containment_is_on_rdn_boundaries() {
-        assert!(dn_is_under("CN=x,OU=A,DC=t", "ou=a, dc=t"));
-        assert!(!dn_is_under("CN=x,OU=BA,DC=t", "OU=A,DC=t"));
+    fn no_secret_shows_in_the_debug_output_of_any_configuration_struct() {
+        let dir = std::env::temp_dir().join(format!("wbcfg-debug-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("app.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("app.key"),
+            "-----BEGIN PRIVATE KEY-----\nkey-material-s3cret\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let text = format!("{GOOD}\n[dashboard]\ntoken = \"dash-s3cret\"\n")
+            .replace("password = \"pw\"", "password = \"ad-pw-s3cret\"");
+        let path = dir.join("writeback.toml");
+        let by_secret = Config::parse(&text, &path).unwrap();
+        let by_cert = Config::parse(
+            &text.replace(
+                "client_secret = \"s3cret-value\"",
+                "certificate = { cert = \"app.pem\", key = \"app.key\" }",
+            ),
+            &path,
+        )
+        .unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let ad_admin = Config::load_for_ad(&path).unwrap();
+        let state = Config::load_for_state(&path).unwrap();
+        let shown = [
+            format!("{by_secret:?}"),
+            format!("{by_secret:#?}"),
+            format!("{by_cert:?}"),
+            format!("{:?}", by_secret.graph),
+            format!("{:?}", by_secret.graph.credential),
+            format!("{:?}", by_cert.graph.credential),
+            format!("{:?}", by_secret.ad),
+            format!("{:?}", by_secret.ad.connector()),
+            format!("{:?}", by_secret.dashboard),
+            format!("{ad_admin:?}"),
+            format!("{state:?}"),
+            format!("{:?}", crate::cycle::graph_config(&by_secret)),
+            format!("{:?}", crate::cycle::graph_config(&by_cert)),
+            format!("{:?}", crate::cycle::graph_client(&by_secret).unwrap()),
+        ];
+        for text in &shown {
+            for secret in [
+                "s3cret-value",
+                "ad-pw-s3cret",
+                "dash-s3cret",
+                "key-material-s3cret",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(
+            shown[0].contains("ad.example") || shown[0].contains("lab"),
+            "Debug still shows the rest"
+        );
+    }
+
+    #[test]
+    fn a_configuration_error_never_echoes_a_secret() {
+        let text = GOOD.replace("password = \"pw\"", "password = \"ad-pw-s3cret\"");
+        for (broken, key) in [
+            (text.replace("\"ad-pw-s3cret\"", "\"ad-pw-s3cret"), None),
+            (
+                text.replace("\"ad-pw-s3cret\"", "\"ad-pw-s3cret\" oops"),
+                None,
+            ),
+            (
+                text.replace("\"ad-pw-s3cret\"", "[\"ad-pw-s3cret\", 1]"),
+                Some("ad.password"),
+            ),
+            (
+                text.replace("\"ad-pw-s3cret\"", "{ value = \"ad-pw-s3cret\" }"),
+                Some("ad.password"),
+            ),
+            (
+                text.replace(
+                    "\"s3cret-value\"",
+                    "\"s3cret-value\"\nclient_secret = \"s3cret-value\"",
+                ),
+                None,
+            ),
+        ] {
+            let e = parse(&broken).unwrap_err();
+            if let Some(key) = key {
+                assert_eq!(e.key, key, "{e}");
+            }
+            for secret in ["ad-pw-s3cret", "s3cret-value"] {
+                assert!(!e.to_string().contains(secret), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn dn_containment_is_the_engines_rfc_4514_one() {
+        let base = "DC=lab,DC=example,DC=test";
+        let with_ou = |ou: &str| {
+            GOOD.replace(
+                "ou = \"OU=Security,OU=Writeback,DC=lab,DC=example,DC=test\"",
+                &format!("ou = '{ou}'"),
+            )
+        };
+        // Case and spaces around separators do not matter.
+        parse(&with_ou("ou=security , dc=LAB,dc=example, dc=test")).unwrap();
+        // One RDN whose value holds an escaped comma is not under the base DN (the naive
+        // comparison, splitting the text at every comma, said it was).
+        for evil in [
+            r"OU=Evil\,DC=lab,DC=example,DC=test",
+            r"OU=Evil\2CDC=lab,DC=example,DC=test",
+        ] {
+            assert!(!is_at_or_under(evil, base), "{evil}");
+            let e = parse(&with_ou(evil)).unwrap_err();
+            assert_eq!(e.key, "writeback.rule[0].ou", "{evil}: {e}");
+        }
+        let e = parse(&with_ou(r"OU=a\zz,DC=lab,DC=example,DC=test")).unwrap_err();
+        assert_eq!(e.key, "writeback.rule[0].ou");
+        assert!(e.problem.contains("not a distinguished name"), "{e}");
+        let e = parse(&GOOD.replace(
+            "base_dn = \"DC=lab,DC=example,DC=test\"",
+            "base_dn = \"lab.example.test=\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "ad.base_dn");
+    }
+
+    #[test]
+    fn the_ad_ou_may_be_spelled_differently_from_the_base_dn() {
+        let c = parse(&GOOD.replace(
+            "ou = \"OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test\"",
+            "ou = 'ou=groups, ou=writeback, dc=Lab, 0.9.2342.19200300.100.1.25=example, DC=test'",
+        ))
+        .unwrap();
+        assert!(wb_engine::naming::dn_eq(
+            &c.engine.default_ou,
+            "OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test"
+        ));
+    }
+
+    fn with_kind(kind: &str) -> String {
+        GOOD.replace(
+            "kind = \"security\"",
+            &format!("kind = {}", toml_string(kind)),
+        )
+    }
+
+    fn toml_string(s: &str) -> String {
+        toml::Value::String(s.to_string()).to_string()
+    }
+
+    #[test]
+    fn the_config_accepts_exactly_the_rule_kinds_the_engine_accepts() {
+        // The CLI's own parser refused "M365" and "microsoft-365", which the engine accepts.
+        for kind in [
+            "M365",
+            "m365",
+            "Microsoft365",
+            "microsoft-365",
+            "unified",
+            "SECURITY",
+        ] {
+            let want: RuleKind = kind.parse().unwrap();
+            let c = parse(&with_kind(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(c.engine.rules[0].matcher.kind, Some(want), "{kind}");
+        }
+        let e = parse(&with_kind("dl")).unwrap_err();
+        assert_eq!(e.key, "writeback.rule[0].match.kind");
+        assert!(e.problem.contains("microsoft365, security"), "{e}");
+    }
+
+    #[test]
+    fn the_config_accepts_exactly_the_naming_modes_the_engine_accepts() {
+        for naming in [
+            "object-id",
+            "display-name",
+            " display-name",
+            "cn",
+            "Object-Id",
+            "",
+        ] {
+            let text = GOOD.replace(
+                "naming = \"display-name\"",
+                &format!("naming = {}", toml_string(naming)),
+            );
+            match (naming.parse::<Naming>(), parse(&text)) {
+                (Ok(want), Ok(c)) => assert_eq!(c.engine.naming, want),
+                (Err(_), Err(e)) => assert_eq!(e.key, "writeback.naming"),
+                (engine, config) => panic!(
+                    "{naming:?}: engine {:?}, config {:?}",
+                    engine.is_ok(),
+                    config.map(|_| ())
+                ),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_rule_kind_parses_in_the_config_iff_the_engine_parses_it(
+            kind in "[ a-zA-Z0-9_-]{0,14}|(?i:m365|microsoft365|microsoft-365|unified|security)",
+        ) {
+            let engine = kind.parse::<RuleKind>();
+            let config = parse(&with_kind(&kind));
+            match (engine, config) {
+                (Ok(want), Ok(c)) => proptest::prop_assert_eq!(c.engine.rules[0].matcher.kind, Some(want)),
+                (Err(_), Err(e)) => proptest::prop_assert_eq!(e.key, "writeback.rule[0].match.kind"),
+                (engine, config) => proptest::prop_assert!(
+                    false,
+                    "{:?}: engine {:?}, config {:?}",
+                    kind,
+                    engine,
+                    config.map(|_| ())
+                ),
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use crate::export::{export, ExportOutcome};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use time::OffsetDateTime;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 use wb_ad::{AdConnector, AdError};
 use wb_graph::{Credential, GraphClient, GraphConfig, GraphError};
 use wb_model::{CloudSnapshot, Decision, Plan, PlanCounts};
@@ -23,6 +23,9 @@ pub struct CycleOptions {
     pub allow_creates: bool,
     /// Plan only: nothing written to AD, nothing committed (the `plan` command).
     pub plan_only: bool,
+    /// The report carries every group's outcome (`sync --json`), not only the outcomes of
+    /// the groups this cycle planned. A daemon's reports always do.
+    pub all_outcomes: bool,
 }
 
 /// Why a cycle could not run at all.
@@ -86,6 +89,12 @@ impl CycleReport {
 }
 
 pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
+    GraphClient::new(graph_config(cfg))
+}
+
+/// The Graph client's settings from the configuration (the secret passed on, redacted in
+/// its Debug output as in ours).
+pub fn graph_config(cfg: &Config) -> GraphConfig {
     let credential = match &cfg.graph.credential {
         GraphCredential::Secret(s) => Credential::Secret(s.expose().to_string()),
         GraphCredential::Certificate { cert_pem, key_pem } => Credential::Certificate {
@@ -93,7 +102,7 @@ pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
             key_pem: key_pem.expose().to_string(),
         },
     };
-    GraphClient::new(GraphConfig {
+    GraphConfig {
         tenant: cfg.graph.tenant.clone(),
         client_id: cfg.graph.client_id.clone(),
         credential,
@@ -101,7 +110,7 @@ pub fn graph_client(cfg: &Config) -> Result<GraphClient, GraphError> {
         login_url: cfg.graph.login_url.clone(),
         timeout: cfg.graph.timeout,
         max_retries: 8,
-    })
+    }
 }
 
 /// The imported cloud side of a cycle and what changed in it.
@@ -406,6 +415,14 @@ pub struct Syncer<'c> {
     store: Store,
     ad: Option<AdConnector>,
     memory: Option<Memory>,
+    /// The last plan's outcomes as the store has them, read by the first quiet cycle of a
+    /// Syncer that has no `memory` yet (a daemon that started on a settled state).
+    quiet_plan: Option<std::sync::Arc<Plan>>,
+    /// Likewise, what AD objects concern writeback (see `adimage::Interest`).
+    quiet_interest: Option<crate::adimage::Interest>,
+    /// One cycle, then the process ends: the images are not freed piece by piece (at
+    /// 10,000 groups that is a tenth of the cycle), the process exit returns the memory.
+    one_shot: bool,
 }
 
 /// What the store holds, as of the last committed cycle.
@@ -423,6 +440,9 @@ impl<'c> Syncer<'c> {
             graph: graph_client(cfg)?,
             ad: None,
             memory: None,
+            quiet_plan: None,
+            quiet_interest: None,
+            one_shot: false,
         })
     }
 
@@ -442,6 +462,8 @@ impl<'c> Syncer<'c> {
         if let Err(e) = &result {
             // Whatever failed, the next cycle starts from the store and a new connection.
             self.memory = None;
+            self.quiet_plan = None;
+            self.quiet_interest = None;
             if matches!(e, CycleError::Ad(_) | CycleError::ExportAborted(_)) {
                 self.ad = None;
             }
@@ -460,12 +482,16 @@ impl<'c> Syncer<'c> {
         if let Some(ad) = self.ad.take() {
             let _ = ad.unbind().await;
         }
+        if self.one_shot {
+            std::mem::forget(self.memory.take());
+        }
     }
 }
 
 /// One cycle with a Syncer of its own (the one-shot commands).
 pub async fn run_cycle(cfg: &Config, opts: CycleOptions) -> Result<CycleReport, CycleError> {
     let mut syncer = Syncer::new(cfg)?;
+    syncer.one_shot = true;
     let result = syncer.cycle(opts).await;
     syncer.close().await;
     result
@@ -522,6 +548,21 @@ async fn cycle(
     let mode = if rounds.full { "full" } else { "delta" }.to_string();
     let mut phases: Vec<(&str, u128)> = vec![("graph", t0.elapsed().as_millis())];
 
+    // A connection kept from the last cycle may have died since (the DC restarted between
+    // two cycles): probe it with the rootDSE read a quiet cycle needs anyway, and on a lost
+    // connection start on a new one — rather than fail the cycle, and report an outage,
+    // for a DC that is back.
+    let mut root = None;
+    if let Some(ad) = sx.ad.as_mut() {
+        match ad.root_usn().await {
+            Ok(r) => root = Some(r),
+            Err(e) if e.is_unreachable_or_refused() => {
+                debug!(error = %e, "the LDAP connection kept from the last cycle is gone: connecting again");
+                sx.ad = None;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if sx.ad.is_none() {
         sx.ad = Some(AdConnector::connect(&cfg.ad.connector()).await?);
     }
@@ -542,7 +583,10 @@ async fn cycle(
         && !config_refresh_due(cfg, meta.last_config_refresh_at)
         && meta.quiet_fingerprint.is_some()
     {
-        let (service, usn) = ad.root_usn().await?;
+        let (service, usn) = match root.take() {
+            Some(r) => r,
+            None => ad.root_usn().await?,
+        };
         let since = meta
             .quiet_fingerprint
             .as_deref()
@@ -552,14 +596,27 @@ async fn cycle(
         let quiet = match since {
             Some(since) if since == usn => true,
             Some(since) if since < usn => {
-                !crate::adimage::changes_concern_us(ad, cfg, store, since).await?
+                !crate::adimage::changes_concern_us(ad, cfg, store, &mut sx.quiet_interest, since)
+                    .await?
             }
             _ => false,
         };
         if quiet {
-            let last = match &sx.memory {
-                Some(m) => m.last_plan.clone(),
-                None => std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default()),
+            // Read from the store once per Syncer: a daemon's quiet cycles reuse it.
+            let last = match (&sx.memory, &sx.quiet_plan) {
+                (Some(m), _) => m.last_plan.clone(),
+                (None, Some(p)) => p.clone(),
+                // A one-shot `sync` without --json shows the errors alone: only the
+                // outcomes with errors are read.
+                (None, None) if sx.one_shot && !opts.all_outcomes => std::sync::Arc::new(Plan {
+                    groups: store.outcomes_with_errors()?,
+                    ..Plan::default()
+                }),
+                (None, None) => {
+                    let p = std::sync::Arc::new(store.last_outcomes()?.unwrap_or_default());
+                    sx.quiet_plan = Some(p.clone());
+                    p
+                }
             };
             let errors = plan_errors(&last);
             let status = if errors.is_empty() {
@@ -674,18 +731,18 @@ async fn cycle(
         .as_deref()
         .and_then(|f| quiet_since(f, cfg, &image.meta.dc.service))
         .is_some();
-    let last_plan = match last_plan {
-        Some(p) => Some(p),
-        None if settled_before && !opts.plan_only => {
-            store.last_outcomes()?.map(std::sync::Arc::new)
-        }
-        None => None,
-    };
+    // The outcomes of the groups not planned stay as the store (or the memory) has them.
+    let outcomes_kept =
+        last_plan.is_some() || (settled_before && !opts.plan_only && store.outcomes_kept()?);
     let everything = opts.plan_only
         || import.full
         || image.changes.replaced
         || !settled_before
-        || last_plan.is_none();
+        || !outcomes_kept;
+    // The groups this plan covers: `None` for every group.
+    let mut planned: Option<std::collections::HashSet<String>> = None;
+    // Errors of the groups not planned, when the plan does not carry their outcomes.
+    let mut errors_not_planned = Vec::new();
     let plan = if everything {
         wb_engine::plan(&input)
     } else {
@@ -724,13 +781,36 @@ async fn cycle(
             planned = partial.groups.len(),
             "planned what changed"
         );
-        merge_outcomes(
-            partial,
-            last_plan
-                .map(std::sync::Arc::unwrap_or_clone)
-                .unwrap_or_default(),
-            &import.cloud,
-        )
+        planned = Some(partial.groups.iter().map(|g| g.id.clone()).collect());
+        match last_plan {
+            Some(last) => merge_outcomes(
+                partial,
+                std::sync::Arc::unwrap_or_clone(last),
+                &import.cloud,
+            ),
+            // A Syncer that lives on (a daemon) keeps the whole plan in memory.
+            None if opts.all_outcomes || !sx.one_shot => merge_outcomes(
+                partial,
+                store.last_outcomes()?.unwrap_or_default(),
+                &import.cloud,
+            ),
+            None => {
+                // Only the rows with errors are read: the run's errors stay whole.
+                let stored = Plan {
+                    groups: store
+                        .outcomes_with_errors()?
+                        .into_iter()
+                        .filter(|g| {
+                            import.cloud.groups.contains_key(&g.id)
+                                && !partial.groups.iter().any(|p| p.id == g.id)
+                        })
+                        .collect(),
+                    ..Plan::default()
+                };
+                errors_not_planned = plan_errors(&stored);
+                partial
+            }
+        }
     };
     let counts = plan.counts();
     phases.push(("plan", t0.elapsed().as_millis()));
@@ -761,7 +841,9 @@ async fn cycle(
 
     // Accident protection (SPEC §6, §10; crate::thresholds): over a threshold, what it
     // guards is held back.
-    let first_cycle = state.joins.is_empty() && !store.has_completed_run()?;
+    // The first export lasts until a cycle completes: one cut short (the DC lost mid-export,
+    // whose acknowledged creates were committed as joins) is resumed, not held back.
+    let first_cycle = !store.has_completed_run()?;
     let hold = crate::thresholds::decide(&counts, cfg, &opts, first_cycle);
     let stopped = hold.stopped();
     let mut message = hold.message.clone();
@@ -813,7 +895,7 @@ async fn cycle(
             ldap_writes,
             errors: outcome.errors.clone(),
             message: Some(message.clone()),
-            plan: Some(plan.slimmed()),
+            plan: Some(plan.for_history()),
         });
         commit.joins_upsert = joins_new
             .values()
@@ -855,6 +937,7 @@ async fn cycle(
         outcome.settle(&mut plan);
     }
     let mut errors = plan_errors(&plan);
+    errors.extend(errors_not_planned);
     errors.extend(outcome.errors.iter().cloned());
     let status = if stopped {
         RunStatus::StoppedByThreshold
@@ -878,7 +961,7 @@ async fn cycle(
         ldap_writes,
         errors: errors.clone(),
         message: message.clone(),
-        plan: Some(plan.slimmed()),
+        plan: Some(plan.for_history()),
     };
 
     // Commit the cloud image, the delta links and the joins in one transaction — only now,
@@ -895,6 +978,18 @@ async fn cycle(
         .filter(|j| state.joins.get(&j.group) != Some(j))
         .cloned()
         .collect();
+    // The outcomes of the groups planned, slimmed as the store keeps them.
+    let slim_outcomes: Vec<wb_model::GroupOutcome> = plan
+        .groups
+        .iter()
+        .filter(|g| planned.as_ref().is_none_or(|p| p.contains(&g.id)))
+        .map(|g| {
+            let mut g = g.clone();
+            g.slim();
+            g
+        })
+        .collect();
+    let remove_groups_outcomes = remove_groups.clone();
     let joins_remove = state
         .joins
         .keys()
@@ -938,6 +1033,13 @@ async fn cycle(
         } else {
             drift.clone()
         },
+        outcomes: Some(wb_store::OutcomesUpdate {
+            replace: planned.is_none(),
+            upsert: slim_outcomes.iter().collect(),
+            remove: remove_groups_outcomes,
+            foreign: &plan.foreign,
+            notices: &plan.notices,
+        }),
         run,
     };
     image.fill_commit(&mut commit);
@@ -959,15 +1061,22 @@ async fn cycle(
         ad_image: commit.ad_image.clone(),
     };
     drop(commit);
-    let last_plan = std::sync::Arc::new(plan.slimmed());
-    sx.memory = Some(Memory {
-        state: wb_store::SyncState {
-            cloud: import.cloud,
-            ..next_state
-        },
-        image: Some((image.meta, image.snapshot)),
-        last_plan,
-    });
+    sx.quiet_plan = None;
+    sx.quiet_interest = None;
+    if sx.one_shot {
+        // The process ends after this cycle: nothing is kept for a next one, and the
+        // images are not freed piece by piece (a tenth of the cycle at 10,000 groups).
+        std::mem::forget((state.cloud, import.cloud, image));
+    } else {
+        sx.memory = Some(Memory {
+            state: wb_store::SyncState {
+                cloud: import.cloud,
+                ..next_state
+            },
+            image: Some((image.meta, image.snapshot)),
+            last_plan: std::sync::Arc::new(plan.slimmed()),
+        });
+    }
     info!(
         run = run_id,
         status = status.as_str(),

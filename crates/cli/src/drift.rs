@@ -11,9 +11,7 @@
 use crate::thresholds::Hold;
 use tracing::warn;
 use wb_engine::naming::dn_key;
-use wb_model::{Action, CloudSnapshot, DriftEvent, DriftKind, Joins, Plan};
-
-const ANCHORS: [&str; 2] = ["adminDescription", "msDS-ExternalDirectoryObjectId"];
+use wb_model::{Action, CloudSnapshot, DriftEvent, DriftKind, GroupAttr, Joins, Plan};
 
 /// Every drift the plan puts back. `previous`: the cloud image of the previous cycle (as
 /// the engine got it); `joins`: as before this cycle; `hold`: what the thresholds hold back;
@@ -104,8 +102,9 @@ pub fn events(
             }
             Action::Modify { guid, changes, .. } => {
                 for c in changes {
-                    let anchor = ANCHORS.iter().any(|a| a.eq_ignore_ascii_case(&c.attr));
-                    let kind = if c.attr.eq_ignore_ascii_case("groupType") {
+                    let attr = GroupAttr::parse(&c.attr);
+                    let anchor = attr.is_some_and(GroupAttr::is_anchor);
+                    let kind = if attr == Some(GroupAttr::GroupType) {
                         DriftKind::Retyped
                     } else if anchor && !joined(guid) {
                         continue; // adopted through its other anchor: not drift
@@ -178,18 +177,9 @@ pub fn log(events: &[DriftEvent]) {
     }
 }
 
-/// The first RDN and the parent of a DN, split at the first comma not escaped.
+/// The first RDN and the parent of `dn`, split as the engine splits DNs.
 fn split_first_rdn(dn: &str) -> (&str, &str) {
-    let mut escaped = false;
-    for (i, c) in dn.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            ',' => return (dn[..i].trim(), dn[i + 1..].trim()),
-            _ => {}
-        }
-    }
-    (dn.trim(), "")
+    wb_engine::naming::split_dn(dn).unwrap_or((dn.trim(), ""))
 }
 
 /// Counts per kind, for the summary line (`2 member-added, 1 renamed`).

@@ -4,9 +4,9 @@
 use crate::config::Config;
 use crate::guard::OwnershipGuard;
 use std::collections::{BTreeMap, BTreeSet};
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 use wb_ad::AdConnector;
-use wb_model::{Action, AdSnapshot, AdState, Join, Joins, Plan, PlanCounts};
+use wb_model::{Action, AdSnapshot, AdState, GroupAttr, Join, Joins, Plan, PlanCounts};
 use wb_store::ObjectError;
 
 /// What an export did.
@@ -227,8 +227,9 @@ pub async fn export(
                     // The anchor stamped on an AD group taken over in place: the DC
                     // acknowledged it, so the group is joined from now on.
                     Action::Modify { guid, changes, .. }
-                        if changes.iter().any(|c| c.attr == "adminDescription")
-                            && !out.joins.contains_key(&op.group) =>
+                        if changes.iter().any(|c| {
+                            GroupAttr::parse(&c.attr) == Some(GroupAttr::AdminDescription)
+                        }) && !out.joins.contains_key(&op.group) =>
                     {
                         if let Some(adg) = snapshot
                             .groups
@@ -263,7 +264,9 @@ pub async fn export(
                     "connection to the DC lost after {} acknowledged writes: {e}",
                     ad.writes()
                 );
-                error!(group = %op.group, op = op.action.name(), %message, "export aborted");
+                // WARN, not ERROR: the cycle fails with this message, and its caller says so
+                // once (the daemon's one ERROR line per outage, `sync`'s `error:` line).
+                warn!(group = %op.group, op = op.action.name(), %message, "export aborted");
                 out.aborted = Some(message);
                 break;
             }

@@ -2,11 +2,12 @@
 //! Microsoft's `Set-ADSyncUnifiedGroupWritebackPermissions` does for Group Writeback), added
 //! to each OU's DACL over LDAP — idempotently, DACL only; `--dry-run` shows them in SDDL.
 
-use crate::config::{dn_is_under, AdAdminConfig};
+use crate::config::AdAdminConfig;
 use clap::Subcommand;
 use serde::Serialize;
 use wb_ad::acl::{group_writeback_aces, rights, AccessAce, Principal, SecurityDescriptor};
 use wb_ad::AdConnector;
+use wb_engine::naming::{dn_eq, is_at_or_under, is_valid_dn};
 
 /// Active Directory admin commands: they bind with the `[ad]` credentials of the
 /// configuration and need no Graph credential.
@@ -172,19 +173,16 @@ fn target_ous(cfg: &AdAdminConfig, given: Vec<String>) -> Result<Vec<String>, St
     let mut out: Vec<String> = Vec::with_capacity(given.len());
     for ou in given {
         let ou = ou.trim().to_string();
-        if !ou.contains('=') {
+        if !is_valid_dn(&ou) {
             return Err(usage(format!("--ou {ou:?} is not a distinguished name")));
         }
-        if !dn_is_under(&ou, &cfg.ad.base_dn) {
+        if !is_at_or_under(&ou, &cfg.ad.base_dn) {
             return Err(usage(format!(
                 "--ou {ou:?} is not under ad.base_dn {:?}",
                 cfg.ad.base_dn
             )));
         }
-        if !out
-            .iter()
-            .any(|o| dn_is_under(o, &ou) && dn_is_under(&ou, o))
-        {
+        if !out.iter().any(|o| dn_eq(o, &ou)) {
             out.push(ou);
         }
     }

@@ -5,29 +5,23 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wb_ad::Applied;
-use wb_engine::naming::{dn_eq, dn_key, is_under};
-use wb_model::{anchor_value, Action, AdSnapshot, CloudSnapshot, Joins, Operation, Plan};
+use wb_engine::naming::{dn_eq, dn_key, is_at_or_under, is_under};
+use wb_model::{
+    anchor_value, Action, AdSnapshot, CloudSnapshot, GroupAttr, Joins, Operation, Plan,
+};
 
-/// Attributes writeback may ever write on a group it owns (SPEC §4: nothing else).
-const WRITABLE: &[&str] = &[
-    "displayName",
-    "description",
-    "groupType",
-    "adminDescription",
-    "msDS-ExternalDirectoryObjectId",
-    "mail",
-    "mailNickname",
-    "proxyAddresses",
-    "managedBy",
-    "sAMAccountName",
-];
-/// Attributes a create may also carry.
+/// Attributes a create may carry besides the managed ones.
 const CREATE_ONLY: &[&str] = &["objectClass", "cn"];
-/// The anchor attributes: only ever set to the anchor of the group the operation serves.
-const ANCHORS: &[&str] = &["adminDescription", "msDS-ExternalDirectoryObjectId"];
 
+/// Whether writeback may ever write `attr` on a group it owns (SPEC §4: the managed
+/// attributes, [`GroupAttr::ALL`], and nothing else).
 fn writable(attr: &str) -> bool {
-    WRITABLE.iter().any(|a| a.eq_ignore_ascii_case(attr))
+    GroupAttr::parse(attr).is_some()
+}
+
+/// The anchor attributes: only ever set to the anchor of the group the operation serves.
+fn is_anchor(attr: &str) -> bool {
+    GroupAttr::parse(attr).is_some_and(GroupAttr::is_anchor)
 }
 
 /// An operation the guard approved, with its action as it must be sent: every action on an
@@ -182,9 +176,7 @@ impl OwnershipGuard {
     }
 
     fn is_managed_ou(&self, dn: &str) -> bool {
-        self.managed_ous
-            .iter()
-            .any(|ou| dn_eq(dn, ou) || is_under(dn, ou))
+        self.managed_ous.iter().any(|ou| is_at_or_under(dn, ou))
     }
 
     /// The object `guid`, owned by `group` and currently at `dn`.
@@ -231,8 +223,9 @@ impl OwnershipGuard {
                         op.group, self.owned[guid].dn
                     ));
                 }
-                match attrs.get("adminDescription") {
-                    Some(v) => Self::anchor_values_ok(&op.group, "adminDescription", v)?,
+                let admin_description = GroupAttr::AdminDescription.name();
+                match attrs.get(admin_description) {
+                    Some(v) => Self::anchor_values_ok(&op.group, admin_description, v)?,
                     None => {
                         return Err(format!(
                             "create of {dn} lacks the anchor {}",
@@ -241,7 +234,7 @@ impl OwnershipGuard {
                     }
                 }
                 for (attr, values) in attrs {
-                    if ANCHORS.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+                    if is_anchor(attr) {
                         Self::anchor_values_ok(&op.group, attr, values)?;
                     } else if !writable(attr)
                         && !CREATE_ONLY.iter().any(|a| a.eq_ignore_ascii_case(attr))
@@ -288,7 +281,7 @@ impl OwnershipGuard {
                     if !writable(&c.attr) {
                         return Err(format!("writeback does not manage attribute {}", c.attr));
                     }
-                    if ANCHORS.iter().any(|a| a.eq_ignore_ascii_case(&c.attr)) {
+                    if is_anchor(&c.attr) {
                         Self::anchor_values_ok(&op.group, &c.attr, &c.after)?;
                     }
                 }

@@ -266,6 +266,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 allow_deletes,
                 allow_creates,
                 plan_only: false,
+                all_outcomes: cli.json,
             };
             match run_cycle(&cfg, opts).await {
                 Ok(report) => {

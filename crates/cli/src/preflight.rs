@@ -6,7 +6,7 @@ use crate::cycle::graph_client;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use wb_ad::AdConnector;
-use wb_model::Action;
+use wb_model::{Action, GroupAttr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,16 +120,15 @@ pub async fn run(cfg: &Config) -> (Vec<Check>, i32) {
                     checks.push(if schema.mail && schema.proxy_addresses && schema.mail_nickname {
                         ok("ad.schema.mail", "mail, proxyAddresses and mailNickname present")
                     } else {
-                        let mut missing = Vec::new();
-                        if !schema.mail {
-                            missing.push("mail");
-                        }
-                        if !schema.proxy_addresses {
-                            missing.push("proxyAddresses");
-                        }
-                        if !schema.mail_nickname {
-                            missing.push("mailNickname");
-                        }
+                        let missing: Vec<&str> = [
+                            GroupAttr::Mail,
+                            GroupAttr::ProxyAddresses,
+                            GroupAttr::MailNickname,
+                        ]
+                        .into_iter()
+                        .filter(|a| !a.in_schema(&schema))
+                        .map(GroupAttr::name)
+                        .collect();
                         bad(
                             "ad.schema.mail",
                             Verdict::Warn,

@@ -12,10 +12,12 @@
 //! kind not held), the run is recorded as stopped by threshold (exit 4), and the message
 //! says how to let the cycle through.
 //!
-//! The *first cycle* — no join recorded and no run completed yet — is exempt from the create
-//! threshold: it creates everything in scope, which `writeback plan` previews. Once
-//! writeback has written anything (a join) or completed a cycle, a flood of creates (a rule
-//! or tenant-default change bringing a thousand groups into scope) needs a confirmation.
+//! The *first export* — every cycle until one completes — is exempt from the create
+//! threshold: it creates everything in scope, which `writeback plan` previews. A first
+//! export cut short (the DC lost mid-export, the process killed) is resumed by the next
+//! cycle, which is still exempt although it finds joins of the groups already made. Once a
+//! cycle has completed, a flood of creates (a rule or tenant-default change bringing a
+//! thousand groups into scope) needs a confirmation.
 
 use crate::config::Config;
 use crate::cycle::CycleOptions;
@@ -114,7 +116,7 @@ pub fn admit<'a>(plan: &'a Plan, hold: &Hold) -> Vec<Admitted<'a>> {
 }
 
 /// The verdict for a plan with `counts`, under `cfg`'s thresholds and the caller's
-/// `--allow-deletes` / `--allow-creates`; `first_cycle`: no join and no completed run yet.
+/// `--allow-deletes` / `--allow-creates`; `first_cycle`: no cycle has completed yet.
 pub fn decide(counts: &PlanCounts, cfg: &Config, opts: &CycleOptions, first_cycle: bool) -> Hold {
     decide_with(
         counts,

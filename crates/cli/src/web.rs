@@ -364,7 +364,22 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let last = lock(&shared.live).last_success;
+    let (last, failures, error) = {
+        let live = lock(&shared.live);
+        (live.last_success, live.failures, live.last_error.clone())
+    };
+    // Cycles failing (the DC or Graph unreachable): not ready from the first failure, not
+    // only once 3 intervals have passed — a check polling /readyz sees the outage at once.
+    if failures > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the last {failures} cycle(s) failed: {}\n",
+                error.as_deref().unwrap_or("unknown error")
+            ),
+        )
+            .into_response();
+    }
     let limit = lock(&shared.mode).interval * 3;
     match last {
         Some(at) if OffsetDateTime::now_utc() - at <= limit => {
@@ -948,7 +963,8 @@ fn because(d: &Decision) -> String {
 
 fn fate_dn(f: &Fate) -> Markup {
     match f {
-        Fate::DomainLocalGroup { dn } | Fate::ClassMismatch { dn, .. } => html! { code { (dn) } },
+        Fate::DomainLocalGroup { dn } => html! { code { (dn) } },
+        Fate::ClassMismatch(m) => html! { code { (m.dn) } },
         _ => html! { "-" },
     }
 }

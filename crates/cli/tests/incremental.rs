@@ -238,3 +238,74 @@ async fn the_kept_ad_image_follows_writebacks_own_writes_exactly() {
         );
     }
 }
+
+/// A cycle that plans one group keeps every other group's outcome: `status` still lists
+/// them all, and the error of a group it did not plan is still the run's error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_planning_one_group_keeps_the_others_outcomes_and_errors() {
+    let w = World::new("outcomes").await;
+    let ok = w.security_group("SG-Outcome-Ok", Some(true), None).await;
+    let bad = w
+        .security_group(
+            "SG-Outcome-Bad",
+            Some(true),
+            Some("universalDistributionGroup"),
+        )
+        .await;
+    let (user, _) = w.synced_user("outcome.user", "Outcome User").await;
+    let first = w.writeback(&["sync", "--json"]);
+    let v = first.json();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["group"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&v), vec![bad.clone()], "{v}");
+
+    // Only the good group changes: the cycle plans it alone.
+    w.add_member(&ok, &user).await;
+    let second = w.writeback(&["sync", "--json"]);
+    assert_eq!(second.code, first.code, "{}", second.stderr);
+    let v = second.json();
+    assert_eq!(v["applied"]["member_adds"], 1, "{v}");
+    assert_eq!(
+        names(&v),
+        vec![bad.clone()],
+        "the untouched group's error is kept: {v}"
+    );
+
+    // And without --json (the cycle then reads only the outcomes with errors).
+    let member = w.synced_user("outcome.user2", "Outcome User 2").await.0;
+    w.add_member(&ok, &member).await;
+    let third = w.writeback(&["sync"]);
+    assert_eq!(third.code, first.code, "{}", third.stderr);
+    assert!(
+        third.stdout.contains("SG-Outcome-Bad"),
+        "the untouched group's error is shown: {}",
+        third.stdout
+    );
+
+    let status = w.writeback(&["status", "--json"]).json();
+    let ids: Vec<&str> = status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&ok.as_str()) && ids.contains(&bad.as_str()),
+        "{status}"
+    );
+    let good = status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["id"] == ok.as_str())
+        .expect("the good group");
+    assert_eq!(good["member_count"], 2, "{good}");
+}

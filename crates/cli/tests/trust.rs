@@ -1,7 +1,9 @@
 //! End-to-end regressions for the trust defects hostile testing found (issue: deletes,
 //! duplicates, escalation, token leak): a changed OU moves groups, a contested anchor is
 //! never "fixed" with a third object, a lost DC aborts the export, a missing OU is a config
-//! error, the state file is private, a killed run stays visible, the daemon backs off.
+//! error, the state file is private, a killed run stays visible, the daemon backs off; and
+//! what scripts/reliability found: a first export cut by a lost DC resumes past the create
+//! threshold, a DC lost mid-export is one ERROR line and /readyz 503 until recovery.
 
 mod support;
 use ldap3::Mod;
@@ -474,4 +476,214 @@ async fn the_daemon_backs_off_during_an_outage_with_one_error_and_one_recovery_l
         w.ad_group_of(&g).await.is_some(),
         "converged after the outage"
     );
+}
+
+// ---- found by scripts/reliability (issue 12) ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_export_cut_by_a_lost_dc_is_resumed_past_the_create_threshold() {
+    // The DC lost mid-way through the first export: the groups it acknowledged are joined
+    // (committed with the failed run). The next cycle resumes the first export — it is not
+    // held back by create_threshold, or a daemon would stop after every such outage.
+    let mut w = World::new("firstcut").await;
+    w.writeback_toml = "create_threshold = 5".into();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(
+            w.security_group(&format!("SG-FirstCut-{i:02}"), Some(true), None)
+                .await,
+        );
+    }
+    let proxy = Proxy::start(&w.dc.url).await;
+    let direct = w.dc.url.clone();
+    w.dc.url = proxy.url.clone();
+    w.write_config();
+    proxy.cut_after(9_000);
+    let r = w.writeback(&["sync", "--json"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    w.dc.url = direct;
+    w.write_config();
+    let made = w.ad_groups().await.len();
+    assert!(
+        made > 0 && 60 - made > 5,
+        "the cut fell early in the export: {made} groups made"
+    );
+
+    let out = w.sync_ok();
+    assert_eq!(out["status"], "success", "{out}");
+    assert_eq!(out["heldBack"]["creates"], 0, "{out}");
+    let groups = w.ad_groups().await;
+    assert_eq!(groups.len(), 60);
+    for id in &ids {
+        assert_eq!(anchored(groups.values(), id).len(), 1);
+    }
+    // The first export is over: from now on the threshold holds.
+    for i in 0..6 {
+        w.security_group(&format!("SG-FirstCut-Late-{i}"), Some(true), None)
+            .await;
+    }
+    let r = w.writeback(&["sync", "--json"]);
+    assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_losing_its_dc_mid_export_logs_one_error_and_is_not_ready_until_it_recovers() {
+    let mut w = World::new("midcut").await;
+    let first = w.security_group("SG-MidCut-First", Some(true), None).await;
+    let proxy = Proxy::start(&w.dc.url).await;
+    let direct = w.dc.url.clone();
+    w.dc.url = proxy.url.clone();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").port()
+    };
+    w.writeback_toml = "interval = \"1s\"".into();
+    w.rules_toml = format!("\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n");
+    w.write_config();
+    w.dc.url = direct;
+    let log = w.dir.join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
+        .args(["run", "--config"])
+        .arg(w.config_path())
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon starts");
+    let http = reqwest::Client::new();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let status = |http: reqwest::Client, url: String| async move {
+        http.get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait = |what: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !log_text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "never logged {what:?}:\n{}",
+                log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(http.clone(), readyz.clone()).await != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.ad_group_of(&first).await.is_some());
+
+    // 60 new groups; the DC is lost in the middle of their export and stays away.
+    for i in 0..60 {
+        w.security_group(&format!("SG-MidCut-{i:02}"), Some(true), None)
+            .await;
+    }
+    proxy.cut_after(9_000);
+    wait("cycle failed", 60);
+    let made = w.ad_groups().await.len();
+    assert!(
+        made > 1 && made < 61,
+        "cut inside the export: {made} groups"
+    );
+    // Not ready from the first failed cycle on, for as long as the outage lasts.
+    for _ in 0..12 {
+        assert_eq!(
+            status(http.clone(), readyz.clone()).await,
+            503,
+            "{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    proxy.set_up(true);
+    wait("recovered", 90);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(http.clone(), readyz.clone()).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the outage:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log_text();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one ERROR line for the outage: {errors:#?}"
+    );
+    assert!(
+        errors[0].contains("connection to the DC lost"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(text.matches("recovered").count(), 1, "{text}");
+    assert_eq!(w.ad_groups().await.len(), 61, "converged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dc_restarted_between_two_cycles_costs_the_daemon_no_failed_cycle() {
+    // The daemon keeps its LDAP connection from cycle to cycle. A DC that restarts between
+    // two cycles leaves it dead: the next cycle connects again instead of failing (and
+    // logging an outage that is already over).
+    let mut w = World::new("dcbounce").await;
+    let g = w.security_group("SG-DcBounce", Some(true), None).await;
+    let proxy = Proxy::start(&w.dc.url).await;
+    let direct = w.dc.url.clone();
+    w.dc.url = proxy.url.clone();
+    w.writeback_toml = "interval = \"1s\"".into();
+    w.write_config();
+    w.dc.url = direct;
+    let log = w.dir.join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
+        .args(["run", "--config"])
+        .arg(w.config_path())
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon starts");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let cycles_done = || log_text().matches("cycle done").count();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cycles_done() < 2 {
+        assert!(Instant::now() < deadline, "no cycles:\n{}", log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(w.ad_group_of(&g).await.is_some());
+    // Right after a cycle: every connection cut, the DC back before the next cycle.
+    let n = cycles_done();
+    while cycles_done() == n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set_up(true);
+    let n = cycles_done();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cycles_done() < n + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon stopped cycling:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log_text();
+    assert!(!text.contains("cycle failed"), "{text}");
+    assert!(!text.contains("ERROR"), "{text}");
 }

@@ -8,10 +8,11 @@ use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupOutcome, Joins, Lookup, MemberKind, ObjectId,
-    OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Joins, Lookup, MemberKind,
+    ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -22,11 +23,17 @@ pub const DESCRIPTION_MAX_CHARS: usize = DESCRIPTION_MAX_UNITS;
 /// AD's limit on `displayName`, in UTF-16 code units.
 pub const DISPLAY_NAME_MAX_UNITS: usize = 256;
 
-const ATTR_GROUP_TYPE: &str = "groupType";
-const ATTR_ADMIN_DESCRIPTION: &str = "adminDescription";
-const ATTR_EXTERNAL_ID: &str = "msDS-ExternalDirectoryObjectId";
-const ATTR_MANAGED_BY: &str = "managedBy";
-const ATTR_PROXY_ADDRESSES: &str = "proxyAddresses";
+// The managed attributes by their LDAP names (`GroupAttr`: the one list).
+const ATTR_GROUP_TYPE: &str = GroupAttr::GroupType.name();
+const ATTR_ADMIN_DESCRIPTION: &str = GroupAttr::AdminDescription.name();
+const ATTR_EXTERNAL_ID: &str = GroupAttr::ExternalDirectoryObjectId.name();
+const ATTR_MANAGED_BY: &str = GroupAttr::ManagedBy.name();
+const ATTR_PROXY_ADDRESSES: &str = GroupAttr::ProxyAddresses.name();
+const ATTR_DISPLAY_NAME: &str = GroupAttr::DisplayName.name();
+const ATTR_DESCRIPTION: &str = GroupAttr::Description.name();
+const ATTR_MAIL: &str = GroupAttr::Mail.name();
+const ATTR_MAIL_NICKNAME: &str = GroupAttr::MailNickname.name();
+const ATTR_SAM_ACCOUNT_NAME: &str = GroupAttr::SamAccountName.name();
 
 /// What changed in the cloud since the previous cycle, to tell drift made by hand in AD from
 /// cloud changes. Computed once per plan: the users and groups (by id) whose data a member
@@ -170,7 +177,10 @@ pub struct Input<'a> {
 /// decided Written (synced users by SID, immutable id and DN; groups synced from AD by
 /// SID) and, when `write_owners`, their user owners.
 pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
-    let mut out = BTreeSet::new();
+    // Each distinct member once: a user in 500 groups is looked up once, not 500 times.
+    let mut users: HashSet<&str> = HashSet::default();
+    let mut groups: HashSet<&str> = HashSet::default();
+    let mut devices: HashSet<&str> = HashSet::default();
     for group in cloud
         .groups
         .values()
@@ -178,35 +188,31 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
     {
         for member in &group.members {
             match member.kind {
-                MemberKind::User => {
-                    if let Some(user) = cloud.users.get(&member.id) {
-                        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
-                    }
-                }
-                MemberKind::Group => {
-                    if let Some(nested) = cloud
-                        .groups
-                        .get(&member.id)
-                        .filter(|g| g.is_synced_from_ad())
-                    {
-                        out.extend(members::synced_group_lookup(nested));
-                    }
-                }
-                MemberKind::Device => {
-                    if let Some(device) = cloud.devices.get(&member.id) {
-                        out.extend(members::device_lookup(device));
-                    }
-                }
-                _ => {}
-            }
+                MemberKind::User => users.insert(&member.id),
+                MemberKind::Group => groups.insert(&member.id),
+                MemberKind::Device => devices.insert(&member.id),
+                _ => false,
+            };
         }
         if config.write_owners {
             for owner in group.owners.iter().filter(|o| o.kind == MemberKind::User) {
-                if let Some(user) = cloud.users.get(&owner.id) {
-                    out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
-                }
+                users.insert(&owner.id);
             }
         }
+    }
+    let mut out = BTreeSet::new();
+    for user in users.into_iter().filter_map(|id| cloud.users.get(id)) {
+        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
+    }
+    for nested in groups
+        .into_iter()
+        .filter_map(|id| cloud.groups.get(id))
+        .filter(|g| g.is_synced_from_ad())
+    {
+        out.extend(members::synced_group_lookup(nested));
+    }
+    for device in devices.into_iter().filter_map(|id| cloud.devices.get(id)) {
+        out.extend(members::device_lookup(device));
     }
     out
 }
@@ -274,7 +280,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .map(|(id, p)| {
             let placement = match p {
                 Place::Existing { dn, .. } | Place::Create { dn } => Placement::At {
-                    dn: dn.clone(),
+                    dn: Arc::from(dn.as_str()),
                     key: dn_key(dn),
                 },
                 Place::Blocked { .. } => Placement::Pending,
@@ -522,7 +528,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             .collect();
                         attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
                         attrs.insert("cn".into(), vec![cn]);
-                        attrs.insert("sAMAccountName".into(), vec![sam]);
+                        attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
@@ -1103,7 +1109,7 @@ fn wanted_attrs(
     let without_nul = |v: &str| v.replace('\0', "");
     let display_name = group.display_name.as_deref().map(without_nul);
     attrs.insert(
-        "displayName",
+        ATTR_DISPLAY_NAME,
         text(
             display_name
                 .as_deref()
@@ -1112,7 +1118,7 @@ fn wanted_attrs(
     );
     let description = group.description.as_deref().map(without_nul);
     attrs.insert(
-        "description",
+        ATTR_DESCRIPTION,
         text(
             description
                 .as_deref()
@@ -1121,10 +1127,10 @@ fn wanted_attrs(
     );
     if group_type.is_mail_enabled() {
         if schema.mail {
-            attrs.insert("mail", text(group.mail.as_deref()));
+            attrs.insert(ATTR_MAIL, text(group.mail.as_deref()));
         }
         if schema.mail_nickname {
-            attrs.insert("mailNickname", text(group.mail_nickname.as_deref()));
+            attrs.insert(ATTR_MAIL_NICKNAME, text(group.mail_nickname.as_deref()));
         }
         if schema.proxy_addresses {
             let set: BTreeSet<&String> = group
@@ -1142,24 +1148,9 @@ fn wanted_attrs(
 }
 
 fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
-    let one = |v: &Option<String>| {
-        v.iter()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    match attr {
-        ATTR_GROUP_TYPE => vec![g.group_type.to_string()],
-        ATTR_ADMIN_DESCRIPTION => one(&g.admin_description),
-        ATTR_EXTERNAL_ID => one(&g.external_directory_object_id),
-        "displayName" => one(&g.display_name),
-        "description" => one(&g.description),
-        "mail" => one(&g.mail),
-        "mailNickname" => one(&g.mail_nickname),
-        ATTR_PROXY_ADDRESSES => g.proxy_addresses.clone(),
-        ATTR_MANAGED_BY => one(&g.managed_by),
-        _ => Vec::new(),
-    }
+    GroupAttr::parse(attr)
+        .map(|a| a.values(g))
+        .unwrap_or_default()
 }
 
 fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
@@ -1356,11 +1347,12 @@ fn notices(decisions: &HashMap<&str, Decision>, schema: &AdSchema) -> Vec<String
         );
     }
     if written.iter().any(|t| t.is_mail_enabled()) {
-        for (has, attr) in [
-            (schema.mail, "mail"),
-            (schema.mail_nickname, "mailNickname"),
-            (schema.proxy_addresses, "proxyAddresses"),
+        for attr in [
+            GroupAttr::Mail,
+            GroupAttr::MailNickname,
+            GroupAttr::ProxyAddresses,
         ] {
+            let (has, attr) = (attr.in_schema(schema), attr.name());
             if !has {
                 out.push(format!(
                     "the AD schema has no {attr} attribute on groups: {attr} is not written for mail-enabled groups"

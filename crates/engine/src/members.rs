@@ -5,9 +5,11 @@ use crate::naming::dn_key;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use wb_model::{
-    AdClass, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, Fate, Lookup,
-    MemberKind, MemberOutcome, MemberRef, Resolutions, GROUP_TYPE_DOMAIN_LOCAL,
+    AdClass, AdObjectRef, ClassMismatch, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, Fate,
+    FoundBy, Lookup, MemberKind, MemberOutcome, MemberRef, OutcomeMember, Resolutions,
+    GROUP_TYPE_DOMAIN_LOCAL,
 };
 
 /// Exactly Microsoft's export error for a domain-local group nested in a universal one.
@@ -27,7 +29,7 @@ pub fn expected_class(kind: MemberKind) -> Option<AdClass> {
 
 /// The lookups that find a synced user in AD, in the order they are tried, each with the
 /// cloud property it comes from. Cloud-only users have none.
-pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, &'static str)> {
+pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, FoundBy)> {
     if user.on_premises_sync_enabled != Some(true) {
         return Vec::new();
     }
@@ -39,13 +41,13 @@ pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, &'static str)> {
     };
     let mut out = Vec::new();
     if let Some(sid) = given(&user.on_premises_security_identifier) {
-        out.push((Lookup::Sid(sid), "onPremisesSecurityIdentifier"));
+        out.push((Lookup::Sid(sid), FoundBy::OnPremisesSecurityIdentifier));
     }
     if let Some(id) = given(&user.on_premises_immutable_id) {
-        out.push((Lookup::ImmutableId(id), "onPremisesImmutableId"));
+        out.push((Lookup::ImmutableId(id), FoundBy::OnPremisesImmutableId));
     }
     if let Some(dn) = given(&user.on_premises_distinguished_name) {
-        out.push((Lookup::Dn(dn), "onPremisesDistinguishedName"));
+        out.push((Lookup::Dn(dn), FoundBy::OnPremisesDistinguishedName));
     }
     out
 }
@@ -69,7 +71,7 @@ pub(crate) fn synced_group_lookup(group: &CloudGroup) -> Option<Lookup> {
 /// Where every written-back group will be after this plan.
 pub(crate) enum Placement {
     /// Its AD DN once renames and creates of this plan are done, with the DN's key.
-    At { dn: String, key: String },
+    At { dn: Arc<str>, key: String },
     /// Written back, but its AD group cannot be made this cycle.
     Pending,
 }
@@ -77,10 +79,14 @@ pub(crate) enum Placement {
 /// The fate of a member that depends only on the cloud image and the lookups (a user, a
 /// group synced from AD), computed once per plan: a user is a member of many groups.
 struct Resolved<'a> {
+    /// The member's id and name, shared by all its outcomes.
+    id: Arc<str>,
     fate: Fate,
-    name: Option<String>,
+    name: Option<Arc<str>>,
     /// The DN of the object found, when the member is written (borrowed from the lookups).
     dn: Option<&'a str>,
+    /// Its [`dn_key`], computed once (by [`Directory::new`]) for all its memberships.
+    key: Option<String>,
 }
 
 /// What member resolution reads: the cloud image, the lookup answers, the placements.
@@ -138,7 +144,7 @@ impl<'a> Directory<'a> {
         };
         for (_, placement) in placements.iter() {
             if let Placement::At { dn, key } = placement {
-                dir.keys.insert(dn.as_str(), Cow::Borrowed(key.as_str()));
+                dir.keys.insert(dn, Cow::Borrowed(key.as_str()));
             }
         }
         for group in groups {
@@ -160,11 +166,12 @@ impl<'a> Directory<'a> {
                     }
                     _ => continue,
                 };
-                let Some((id, resolved)) = resolved else {
+                let Some((id, mut resolved)) = resolved else {
                     continue;
                 };
                 if let Some(dn) = resolved.dn {
-                    dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
+                    let key = dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
+                    resolved.key = Some(key.to_string());
                 }
                 match member.kind {
                     MemberKind::User => dir.users.insert(id, resolved),
@@ -180,41 +187,65 @@ impl<'a> Directory<'a> {
         let (id, user) = self.cloud.users.get_key_value(id)?;
         let name = user
             .display_name
-            .clone()
-            .or_else(|| user.user_principal_name.clone());
+            .as_deref()
+            .or(user.user_principal_name.as_deref())
+            .map(Arc::from);
         let (fate, dn) = if user.on_premises_sync_enabled == Some(true) {
             self.first_found(user_lookups(user), MemberKind::User)
                 .unwrap_or((Fate::NotFoundOnPremises, None))
         } else {
             (Fate::CloudOnly, None)
         };
-        Some((id.as_str(), Resolved { fate, name, dn }))
+        let resolved = Resolved {
+            id: Arc::from(id.as_str()),
+            fate,
+            name,
+            dn,
+            key: None,
+        };
+        Some((id.as_str(), resolved))
     }
 
     /// A device synced from AD is written as its computer account (found by SID, and of
     /// class `computer`); any other device is not written.
     fn resolve_device(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
         let (id, device) = self.cloud.devices.get_key_value(id)?;
-        let name = device.display_name.clone();
+        let name = device.display_name.as_deref().map(Arc::from);
         let (fate, dn) = match device_lookup(device) {
             None => (Fate::CloudOnlyDevice, None),
             Some(l) => self
                 .first_found(
-                    vec![(l, "onPremisesSecurityIdentifier")],
+                    vec![(l, FoundBy::OnPremisesSecurityIdentifier)],
                     MemberKind::Device,
                 )
                 .unwrap_or((Fate::NotFoundOnPremises, None)),
         };
-        Some((id.as_str(), Resolved { fate, name, dn }))
+        let resolved = Resolved {
+            id: Arc::from(id.as_str()),
+            fate,
+            name,
+            dn,
+            key: None,
+        };
+        Some((id.as_str(), resolved))
     }
 
     fn resolve_synced(&self, nested: &'a CloudGroup) -> Option<(&'a str, Resolved<'a>)> {
         let found = synced_group_lookup(nested).and_then(|l| {
-            self.first_found(vec![(l, "onPremisesSecurityIdentifier")], MemberKind::Group)
+            self.first_found(
+                vec![(l, FoundBy::OnPremisesSecurityIdentifier)],
+                MemberKind::Group,
+            )
         });
         let (fate, dn) = found.unwrap_or((Fate::SyncedGroupNotFound, None));
-        let name = nested.display_name.clone();
-        Some((nested.id.as_str(), Resolved { fate, name, dn }))
+        let resolved = Resolved {
+            id: Arc::from(nested.id.as_str()),
+            fate,
+            name: nested.display_name.as_deref().map(Arc::from),
+            dn,
+            key: None,
+        };
+        Some((nested.id.as_str(), resolved))
     }
 
     /// The key of a DN, without parsing it when it is one a member can be written as.
@@ -233,7 +264,7 @@ impl<'a> Directory<'a> {
         };
         let mut domain_local = false;
         for member in &group.members {
-            let (fate, name, written) = self.fate(member);
+            let (id, fate, name, written) = self.fate(member);
             match &fate {
                 Fate::Written { .. } => {
                     if let Some(dn) = written {
@@ -254,7 +285,10 @@ impl<'a> Directory<'a> {
                 _ => {}
             }
             m.outcomes.push(MemberOutcome {
-                member: member.clone(),
+                member: OutcomeMember {
+                    kind: member.kind,
+                    id: id.unwrap_or_else(|| Arc::from(member.id.as_str())),
+                },
                 name,
                 fate,
             });
@@ -262,15 +296,28 @@ impl<'a> Directory<'a> {
         m
     }
 
-    /// A member's fate, name, and the DN it is written as.
-    fn fate<'d>(&'d self, member: &'d MemberRef) -> (Fate, Option<String>, Option<MemberDn<'d>>) {
+    /// A member's fate, name, and the DN it is written as; and its shared id when it has
+    /// one (a resolved user, device or synced group).
+    #[allow(clippy::type_complexity)]
+    fn fate<'d>(
+        &'d self,
+        member: &'d MemberRef,
+    ) -> (
+        Option<Arc<str>>,
+        Fate,
+        Option<Arc<str>>,
+        Option<MemberDn<'d>>,
+    ) {
         let from = |r: &'d Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
                 dn,
-                key: self.key_of(dn),
+                key: match &r.key {
+                    Some(key) => Cow::Borrowed(key.as_str()),
+                    None => self.key_of(dn),
+                },
                 nested: None,
             });
-            (r.fate.clone(), r.name.clone(), dn)
+            (Some(r.id.clone()), r.fate.clone(), r.name.clone(), dn)
         };
         let owned = |r: Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
@@ -278,7 +325,7 @@ impl<'a> Directory<'a> {
                 key: self.key_of(dn),
                 nested: None,
             });
-            (r.fate, r.name, dn)
+            (Some(r.id), r.fate, r.name, dn)
         };
         match member.kind {
             MemberKind::User => match self.users.get(member.id.as_str()) {
@@ -286,27 +333,28 @@ impl<'a> Directory<'a> {
                 // Not resolved up front: not a member of the groups given to `new`.
                 None => match self.resolve_user(&member.id) {
                     Some((_, r)) => owned(r),
-                    None => (Fate::UnknownObject, None, None),
+                    None => (None, Fate::UnknownObject, None, None),
                 },
             },
             MemberKind::Group => match self.cloud.groups.get(&member.id) {
-                None => (Fate::UnknownObject, None, None),
+                None => (None, Fate::UnknownObject, None, None),
                 Some(nested) => {
                     if nested.is_synced_from_ad() {
                         return match self.synced.get(nested.id.as_str()) {
                             Some(r) => from(r),
                             None => match self.resolve_synced(nested) {
                                 Some((_, r)) => owned(r),
-                                None => (Fate::SyncedGroupNotFound, None, None),
+                                None => (None, Fate::SyncedGroupNotFound, None, None),
                             },
                         };
                     }
-                    let name = nested.display_name.clone();
+                    let name = nested.display_name.as_deref().map(Arc::from);
                     match self.placements.get(nested.id.as_str()) {
                         Some(Placement::At { dn, key }) => (
+                            None,
                             Fate::Written {
                                 dn: dn.clone(),
-                                by: "written-back group".into(),
+                                by: FoundBy::WrittenBackGroup,
                             },
                             name,
                             Some(MemberDn {
@@ -315,8 +363,8 @@ impl<'a> Directory<'a> {
                                 nested: Some(nested.id.as_str()),
                             }),
                         ),
-                        Some(Placement::Pending) => (Fate::NestedGroupPending, name, None),
-                        None => (Fate::NestedGroupNotEnabled, name, None),
+                        Some(Placement::Pending) => (None, Fate::NestedGroupPending, name, None),
+                        None => (None, Fate::NestedGroupNotEnabled, name, None),
                     }
                 }
             },
@@ -324,11 +372,11 @@ impl<'a> Directory<'a> {
                 Some(r) => from(r),
                 None => match self.resolve_device(&member.id) {
                     Some((_, r)) => owned(r),
-                    None => (Fate::UnknownObject, None, None),
+                    None => (None, Fate::UnknownObject, None, None),
                 },
             },
             MemberKind::OrgContact | MemberKind::ServicePrincipal | MemberKind::Other => {
-                (Fate::UnsupportedKind, None, None)
+                (None, Fate::UnsupportedKind, None, None)
             }
         }
     }
@@ -339,7 +387,7 @@ impl<'a> Directory<'a> {
     /// the cloud object's onPremises* values contradict each other.
     fn first_found(
         &self,
-        lookups: Vec<(Lookup, &'static str)>,
+        lookups: Vec<(Lookup, FoundBy)>,
         kind: MemberKind,
     ) -> Option<(Fate, Option<&'a str>)> {
         // A kind with no AD class matches nothing.
@@ -371,21 +419,21 @@ impl<'a> Directory<'a> {
     }
 }
 
-fn fate_of(obj: &AdObjectRef, by: &str, expected: &AdClass) -> Fate {
+fn fate_of(obj: &AdObjectRef, by: FoundBy, expected: &AdClass) -> Fate {
     if &obj.class != expected {
-        return Fate::ClassMismatch {
-            dn: obj.dn.clone(),
+        return Fate::ClassMismatch(Box::new(ClassMismatch {
+            dn: Arc::from(obj.dn.as_str()),
             expected: expected.clone(),
             found: obj.class.clone(),
-        };
+        }));
     }
     match obj.group_type {
-        Some(t) if t & GROUP_TYPE_DOMAIN_LOCAL != 0 => {
-            Fate::DomainLocalGroup { dn: obj.dn.clone() }
-        }
+        Some(t) if t & GROUP_TYPE_DOMAIN_LOCAL != 0 => Fate::DomainLocalGroup {
+            dn: Arc::from(obj.dn.as_str()),
+        },
         _ => Fate::Written {
-            dn: obj.dn.clone(),
-            by: by.to_string(),
+            dn: Arc::from(obj.dn.as_str()),
+            by,
         },
     }
 }

@@ -220,7 +220,11 @@ fn plain_dn_key(dn: &str) -> Option<String> {
     for (i, rdn) in dn.trim_matches(SPACE).split(',').enumerate() {
         let (t, v) = rdn.split_once('=')?;
         let (t, v) = (t.trim_matches(SPACE), v.trim_matches(' '));
-        if t.is_empty() || v.contains('=') {
+        // Numeric types (`2.5.4.3`, `OID.2.5.4.3`) and anything odd: the parsed form.
+        if v.contains('=')
+            || !t.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return None;
         }
         if i > 0 {
@@ -249,27 +253,38 @@ fn parsed_dn_key(dn: &str) -> String {
     }
 }
 
-/// Whether `dn` lies below `ou` (at any depth; `ou` itself is not below itself).
+/// Whether `dn` lies below `ou` (at any depth; `ou` itself is not below itself). RDN by
+/// RDN, as [`dn_eq`] compares: `OU=Evil\,OU=Managed,DC=lab` is one RDN whose value holds a
+/// comma, so it is *not* below `OU=Managed,DC=lab`. A DN that does not parse is below
+/// nothing (fail closed: ownership and scope depend on this answer).
 pub fn is_under(dn: &str, ou: &str) -> bool {
     // Plain DNs (the common case): their keys are their RDNs joined by commas that occur
     // nowhere else, so "below" is "the key ends with a comma and the OU's key".
     if let (Some(d), Some(o)) = (plain_dn_key(dn), plain_dn_key(ou)) {
-        return d.len() > o.len() && d.ends_with(&o) && d.as_bytes()[d.len() - o.len() - 1] == b',';
+        return !o.is_empty()
+            && d.len() > o.len()
+            && d.ends_with(&o)
+            && d.as_bytes()[d.len() - o.len() - 1] == b',';
     }
     match (parse_dn(dn), parse_dn(ou)) {
         (Some(d), Some(o)) => !o.is_empty() && d.len() > o.len() && d[d.len() - o.len()..] == o[..],
-        _ => {
-            let (d, o) = (
-                dn.trim_matches(SPACE).to_lowercase(),
-                ou.trim_matches(SPACE).to_lowercase(),
-            );
-            !o.is_empty() && d.ends_with(&format!(",{o}"))
-        }
+        _ => false,
     }
 }
 
+/// Whether `dn` is `base` itself or lies below it (see [`is_under`]).
+pub fn is_at_or_under(dn: &str, base: &str) -> bool {
+    dn_eq(dn, base) || is_under(dn, base)
+}
+
+/// Whether `dn` is a distinguished name RFC 4514 can read: at least one RDN, each
+/// `type=value` (several joined by `+`), values correctly escaped.
+pub fn is_valid_dn(dn: &str) -> bool {
+    parse_dn(dn).is_some_and(|rdns| !rdns.is_empty())
+}
+
 /// The first RDN and the parent DN, split at the first unescaped comma.
-pub(crate) fn split_dn(dn: &str) -> Option<(&str, &str)> {
+pub fn split_dn(dn: &str) -> Option<(&str, &str)> {
     let dn = trim_spaces(dn);
     let parts = split_unescaped(dn, ',');
     let first = parts.first()?;
@@ -300,10 +315,7 @@ fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
                 .into_iter()
                 .map(|ava| {
                     let (t, v) = ava.split_once('=')?;
-                    let t = t.trim_matches(SPACE).to_ascii_lowercase();
-                    if t.is_empty() {
-                        return None;
-                    }
+                    let t = attribute_type_key(t)?;
                     Some((t, value_text(v)?.to_lowercase()))
                 })
                 .collect::<Option<Vec<_>>>()?;
@@ -311,6 +323,35 @@ fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
             Some(avas)
         })
         .collect()
+}
+
+/// An attribute type as [`dn_key`] compares it: lower case, and the numeric form (`2.5.4.3`,
+/// `OID.2.5.4.3`) of the types AD puts in DNs replaced by their names (RFC 4514 §3).
+fn attribute_type_key(t: &str) -> Option<String> {
+    let t = t.trim_matches(SPACE).to_ascii_lowercase();
+    let oid = t.strip_prefix("oid.").unwrap_or(&t);
+    let named = match oid {
+        "2.5.4.3" => "cn",
+        "2.5.4.11" => "ou",
+        "2.5.4.10" => "o",
+        "2.5.4.6" => "c",
+        "2.5.4.7" => "l",
+        "2.5.4.8" => "st",
+        "2.5.4.9" => "street",
+        "0.9.2342.19200300.100.1.25" => "dc",
+        "0.9.2342.19200300.100.1.1" => "uid",
+        _ => oid,
+    };
+    let well_formed = match named.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            named.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        }
+        Some(c) if c.is_ascii_digit() => named
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        _ => false,
+    };
+    well_formed.then(|| named.to_string())
 }
 
 /// An RDN value as it appears in a DN, unescaped, unescaped spaces around it dropped.

@@ -6,8 +6,8 @@ use fixture::*;
 use wb_engine::naming::{dn_eq, rdn};
 use wb_engine::{lookups, Rule, RuleKind, RuleMatch, DOMAIN_LOCAL_ERROR};
 use wb_model::{
-    Action, AdGroup, AdObjectRef, AdState, CloudDeletion, CloudGroup, Fate, GroupOutcome, Join,
-    Lookup, MemberKind, Operation, Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL,
+    Action, AdGroup, AdObjectRef, AdState, CloudDeletion, CloudGroup, Fate, FoundBy, GroupOutcome,
+    Join, Lookup, MemberKind, Operation, Plan, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_GLOBAL,
     GROUP_TYPE_SECURITY, GROUP_TYPE_UNIVERSAL,
 };
 
@@ -577,7 +577,7 @@ fn fate_of(plan: &Plan, group: &str, member: &str) -> Fate {
     outcome(plan, group)
         .members
         .iter()
-        .find(|m| m.member.id == member)
+        .find(|m| &*m.member.id == member)
         .map(|m| m.fate.clone())
         .unwrap_or_else(|| panic!("no fate for {member}"))
 }
@@ -615,20 +615,20 @@ fn synced_user_is_found_by_sid_then_immutable_id_then_dn() {
     found.insert(Lookup::Dn(user_dn("Cid")), user_ref(&user_dn("Cid"), "g3"));
     let plan = t.plan();
     let by = |u: &str| match fate_of(&plan, &id, u) {
-        Fate::Written { dn, by } => (dn, by),
+        Fate::Written { dn, by } => (dn.to_string(), by),
         other => panic!("{other:?}"),
     };
     assert_eq!(
         by(&uid(1)),
-        (user_dn("Ann"), "onPremisesSecurityIdentifier".to_string())
+        (user_dn("Ann"), FoundBy::OnPremisesSecurityIdentifier)
     );
     assert_eq!(
         by(&uid(2)),
-        (user_dn("Bob"), "onPremisesImmutableId".to_string())
+        (user_dn("Bob"), FoundBy::OnPremisesImmutableId)
     );
     assert_eq!(
         by(&uid(3)),
-        (user_dn("Cid"), "onPremisesDistinguishedName".to_string())
+        (user_dn("Cid"), FoundBy::OnPremisesDistinguishedName)
     );
     assert_eq!(fate_of(&plan, &id, &uid(4)), Fate::NotFoundOnPremises);
     let Action::Create { members, .. } = &plan.operations[0].action else {
@@ -693,12 +693,12 @@ fn nested_groups_are_written_only_when_they_are_in_ad() {
     assert_eq!(
         fate_of(&plan, &id, &gid(11)),
         Fate::Written {
-            dn: team_dn("Nested", &gid(11)),
-            by: "written-back group".into()
+            dn: team_dn("Nested", &gid(11)).into(),
+            by: FoundBy::WrittenBackGroup
         }
     );
     assert_eq!(fate_of(&plan, &id, &gid(12)), Fate::NestedGroupNotEnabled);
-    assert!(matches!(fate_of(&plan, &id, &gid(13)), Fate::Written { dn, .. } if dn == synced_dn));
+    assert!(matches!(fate_of(&plan, &id, &gid(13)), Fate::Written { dn, .. } if &*dn == synced_dn));
     assert_eq!(fate_of(&plan, &id, &gid(14)), Fate::SyncedGroupNotFound);
     // The nested group is created in the same cycle: it is added after its creation.
     let kinds: Vec<&str> = ops_of(&plan, &id).iter().map(|o| o.action.name()).collect();
@@ -814,8 +814,8 @@ fn member_dn_of_a_renamed_nested_group_is_its_new_dn() {
     assert_eq!(
         fate_of(&plan, &id, &gid(11)),
         Fate::Written {
-            dn: new_dn.clone(),
-            by: "written-back group".into()
+            dn: new_dn.clone().into(),
+            by: FoundBy::WrittenBackGroup
         }
     );
     t.cycle();
@@ -1084,7 +1084,7 @@ fn assert_refused(plan: &Plan, id: &str, member: &str, target_dn: &str) {
     let fate = fate_of(plan, id, member);
     assert!(!matches!(fate, Fate::Written { .. }), "{fate:?}");
     assert!(
-        matches!(fate, Fate::ClassMismatch { ref dn, .. } if dn == target_dn),
+        matches!(fate, Fate::ClassMismatch(ref m) if &*m.dn == target_dn),
         "{fate:?}"
     );
     let errors = &outcome(plan, id).errors;
@@ -1131,11 +1131,11 @@ fn a_user_whose_sid_names_a_group_does_not_nest_that_group() {
     assert_refused(&plan, &id, &uid(66), DOMAIN_ADMINS);
     assert_eq!(
         fate_of(&plan, &id, &uid(66)),
-        Fate::ClassMismatch {
+        Fate::ClassMismatch(Box::new(wb_model::ClassMismatch {
             dn: DOMAIN_ADMINS.into(),
             expected: wb_model::AdClass::User,
             found: wb_model::AdClass::Group,
-        }
+        }))
     );
     assert!(fate_of(&plan, &id, &uid(66))
         .text()
@@ -1214,11 +1214,8 @@ fn a_group_synced_from_ad_whose_sid_names_a_user_is_not_written() {
     assert_refused(&plan, &id, &gid(30), &user_dn("Ann"));
     assert!(matches!(
         fate_of(&plan, &id, &gid(30)),
-        Fate::ClassMismatch {
-            expected: wb_model::AdClass::Group,
-            found: wb_model::AdClass::User,
-            ..
-        }
+        Fate::ClassMismatch(m) if (&m.expected, &m.found)
+            == (&wb_model::AdClass::Group, &wb_model::AdClass::User)
     ));
 }
 
@@ -1676,11 +1673,11 @@ fn a_hybrid_device_is_written_as_its_computer_account_and_others_are_not() {
     );
     assert!(lookups(&t.cloud, &t.config).contains(&Lookup::Sid("S-1-5-21-1-2-3-6001".into())));
     let plan = t.plan();
-    assert!(matches!(fate_of(&plan, &id, &uid(1)), Fate::Written { dn, .. } if dn == pc_dn));
+    assert!(matches!(fate_of(&plan, &id, &uid(1)), Fate::Written { dn, .. } if &*dn == pc_dn));
     assert_eq!(fate_of(&plan, &id, &uid(2)), Fate::CloudOnlyDevice);
     assert!(matches!(
         fate_of(&plan, &id, &uid(3)),
-        Fate::ClassMismatch { .. }
+        Fate::ClassMismatch(_)
     ));
     let Action::Create { members, .. } = &plan.operations[0].action else {
         panic!()

@@ -1,5 +1,6 @@
 //! The simulator's own control endpoints under `/_sim` (not Graph, no auth): fault
-//! switches, expiring every delta token, request statistics, and saving the tenant.
+//! switches, expiring every delta token, request statistics and the request log, and
+//! saving the tenant.
 
 use crate::faults::Faults;
 use crate::AppState;
@@ -53,7 +54,14 @@ pub async fn stats(State(app): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-/// `DELETE /_sim/stats`: start counting from zero.
+/// `GET /_sim/requests`: every Graph request answered since the last reset, in order:
+/// `{"requests": [{"at_ms", "method", "uri", "status", "retry_after"?}, ...]}`.
+pub async fn requests(State(app): State<Arc<AppState>>) -> Response {
+    let s = app.stats.lock().unwrap_or_else(|e| e.into_inner());
+    axum::Json(json!({ "requests": s.requests })).into_response()
+}
+
+/// `DELETE /_sim/stats`: start counting (and logging requests) from zero.
 pub async fn reset_stats(State(app): State<Arc<AppState>>) -> Response {
     *app.stats.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
     StatusCode::NO_CONTENT.into_response()

@@ -180,10 +180,73 @@ pub struct Stats {
     pub by_host: BTreeMap<String, u64>,
     pub throttled: u64,
     pub unavailable: u64,
+    /// Every Graph request answered, in order (at most [`REQUEST_LOG_CAP`]): what fault
+    /// harnesses read to measure how long a client waited before retrying.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// The request log keeps this many entries; later requests are counted, not logged.
+pub const REQUEST_LOG_CAP: usize = 200_000;
+
+/// One Graph request as the gate saw it (inner `$batch` requests each have their own).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// When it arrived: milliseconds since the Unix epoch (fractional).
+    pub at_ms: f64,
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    /// The status answered.
+    pub status: u16,
+    /// The `Retry-After` seconds answered, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Stats {
+    fn log(&mut self, record: RequestRecord) {
+        if self.requests.len() < REQUEST_LOG_CAP {
+            self.requests.push(record);
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
 }
 
 /// Middleware in front of every `/v1.0` and `/beta` route.
 pub async fn graph_gate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let at_ms = now_ms();
+    let method = req.method().to_string();
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let resp = gate(&app, req, next).await;
+    let retry_after = resp
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    app.stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .log(RequestRecord {
+            at_ms,
+            method,
+            uri,
+            status: resp.status().as_u16(),
+            retry_after,
+        });
+    resp
+}
+
+async fn gate(app: &Arc<AppState>, req: Request, next: Next) -> Response {
     {
         let mut stats = app.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.total += 1;

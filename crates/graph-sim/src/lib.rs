@@ -227,6 +227,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin::expire_delta_tokens),
         )
         .route("/_sim/stats", get(admin::stats).delete(admin::reset_stats))
+        .route("/_sim/requests", get(admin::requests))
         .route("/_sim/save", post(admin::save))
         .merge(graph)
         .with_state(state)

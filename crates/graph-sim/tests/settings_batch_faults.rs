@@ -170,6 +170,18 @@ async fn throttling_answers_429_with_retry_after_and_counts() {
     assert_eq!(stats["by_path"]["/v1.0/groups"], 2);
     assert_eq!(stats["throttled"], 1);
     assert_eq!(stats["unavailable"], 1);
+    // The request log says what was answered when, Retry-After included: what fault
+    // harnesses measure a client's waits with.
+    let log = sim.admin(Method::GET, "/_sim/requests", None).await;
+    let log = log["requests"].as_array().unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0]["uri"], "/v1.0/users");
+    assert_eq!(log[0]["status"], 429);
+    assert_eq!(log[0]["retry_after"], 7);
+    assert_eq!(log[1]["status"], 503);
+    assert_eq!(log[2]["status"], 200);
+    assert!(log[2].get("retry_after").is_none());
+    assert!(log[0]["at_ms"].as_f64().unwrap() <= log[2]["at_ms"].as_f64().unwrap());
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod attrs;
 pub mod drift;
 pub mod plan;
+pub use attrs::GroupAttr;
 pub use drift::{DriftEvent, DriftKind};
 pub use plan::*;
 

@@ -1,9 +1,10 @@
 //! The Plan: what one cycle will do to AD, as plain data, each operation with its reason,
 //! plus the outcome of every group and member (what `status`, `plan` and `explain` show).
 
-use crate::{AdClass, GroupKind, MemberRef, ObjectId, OnPremGroupType};
+use crate::{AdClass, GroupKind, MemberKind, ObjectId, OnPremGroupType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One change to one AD attribute: the values before and the values wanted after.
 /// An empty `after` means the attribute is removed.
@@ -130,14 +131,53 @@ impl Decision {
     }
 }
 
+/// What found the AD object a member is written as: the cloud property its lookup came
+/// from, or the plan's own placement of a nested written-back group. On the wire, the
+/// property name (or `written-back group`), as before this was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FoundBy {
+    #[serde(rename = "onPremisesSecurityIdentifier")]
+    OnPremisesSecurityIdentifier,
+    #[serde(rename = "onPremisesImmutableId")]
+    OnPremisesImmutableId,
+    #[serde(rename = "onPremisesDistinguishedName")]
+    OnPremisesDistinguishedName,
+    #[serde(rename = "written-back group")]
+    WrittenBackGroup,
+    /// A value this version does not know (a plan written by another version).
+    #[serde(other, rename = "unknown")]
+    Unknown,
+}
+
+impl FoundBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::OnPremisesSecurityIdentifier => "onPremisesSecurityIdentifier",
+            FoundBy::OnPremisesImmutableId => "onPremisesImmutableId",
+            FoundBy::OnPremisesDistinguishedName => "onPremisesDistinguishedName",
+            FoundBy::WrittenBackGroup => "written-back group",
+            FoundBy::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The fate of one cloud member of a written-back group.
+///
+/// DNs are `Arc<str>`: a user in a thousand groups has one DN, shared by the thousand
+/// outcomes (a plan holds one outcome per membership: a million at 100,000 groups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fate", rename_all = "kebab-case")]
 pub enum Fate {
     /// Written as this AD DN.
     Written {
-        dn: String,
-        by: String,
+        dn: Arc<str>,
+        by: FoundBy,
     },
     CloudOnly,
     NotFoundOnPremises,
@@ -146,15 +186,12 @@ pub enum Fate {
     NestedGroupPending,
     SyncedGroupNotFound,
     DomainLocalGroup {
-        dn: String,
+        dn: Arc<str>,
     },
     /// The AD object the member resolves to is not of the class of its cloud type (a
     /// "user" whose SID is Domain Admins', a "group" whose SID is a user's): not written.
-    ClassMismatch {
-        dn: String,
-        expected: AdClass,
-        found: AdClass,
-    },
+    /// Boxed: rare, and it would make every fate three times as large.
+    ClassMismatch(Box<ClassMismatch>),
     /// A device not synced from AD (cloud-only, Entra-joined or registered): it has no
     /// computer account to be written as.
     CloudOnlyDevice,
@@ -164,17 +201,26 @@ pub enum Fate {
     UnknownObject,
 }
 
+/// A member resolving to an AD object of another class than its cloud type's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassMismatch {
+    pub dn: Arc<str>,
+    pub expected: AdClass,
+    pub found: AdClass,
+}
+
 impl Fate {
     pub fn text(&self) -> String {
         let text = match self {
-            Fate::ClassMismatch {
-                dn,
-                expected,
-                found,
-            } => {
+            Fate::ClassMismatch(m) => {
+                let ClassMismatch {
+                    dn,
+                    expected,
+                    found,
+                } = &**m;
                 return format!(
                     "resolves to a {found} object, not a {expected}: not written ({dn})"
-                )
+                );
             }
             Fate::Written { .. } => "written",
             Fate::CloudOnly => "cloud-only user",
@@ -191,12 +237,29 @@ impl Fate {
         };
         text.to_string()
     }
+    /// The DN of the AD object the member resolved to, when the fate names one.
+    pub fn dn(&self) -> Option<&str> {
+        match self {
+            Fate::Written { dn, .. } | Fate::DomainLocalGroup { dn } => Some(dn),
+            Fate::ClassMismatch(m) => Some(&m.dn),
+            _ => None,
+        }
+    }
+}
+
+/// Which cloud member an outcome is about: a [`MemberRef`](crate::MemberRef) whose id is
+/// shared by every outcome of that member (same wire form: `{"kind": …, "id": …}`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OutcomeMember {
+    pub kind: MemberKind,
+    pub id: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberOutcome {
-    pub member: MemberRef,
-    pub name: Option<String>,
+    pub member: OutcomeMember,
+    /// The member's display name (shared, as its id, by all its outcomes).
+    pub name: Option<Arc<str>>,
     #[serde(flatten)]
     pub fate: Fate,
 }
@@ -248,6 +311,11 @@ pub struct GroupOutcome {
 impl GroupOutcome {
     /// Drops the fates of written members (the bulk of a big tenant's plan), keeping the
     /// counts and every member that is not written, with why.
+    /// Whether the group has an error: one of its own, or a decision that is invalid.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || matches!(self.decision, Decision::Invalid { .. })
+    }
+
     pub fn slim(&mut self) {
         self.members
             .retain(|m| !matches!(m.fate, Fate::Written { .. }));
@@ -255,7 +323,18 @@ impl GroupOutcome {
 }
 
 impl Plan {
-    /// The plan as stored in the run history: operations in full, outcomes slimmed.
+    /// The plan as a run keeps it: its operations, foreign objects and notices (the groups'
+    /// outcomes are kept once, as the latest of each group, not per run).
+    pub fn for_history(&self) -> Plan {
+        Plan {
+            operations: self.operations.clone(),
+            groups: Vec::new(),
+            foreign: self.foreign.clone(),
+            notices: self.notices.clone(),
+        }
+    }
+
+    /// The plan with its outcomes slimmed.
     pub fn slimmed(&self) -> Plan {
         let mut p = self.clone();
         p.groups.iter_mut().for_each(GroupOutcome::slim);
@@ -317,11 +396,10 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MemberKind, MemberRef};
 
     fn member(id: &str, fate: Fate) -> MemberOutcome {
         MemberOutcome {
-            member: MemberRef {
+            member: OutcomeMember {
                 kind: MemberKind::User,
                 id: id.into(),
             },
@@ -344,7 +422,7 @@ mod tests {
                     "a",
                     Fate::Written {
                         dn: "CN=a".into(),
-                        by: "sid".into(),
+                        by: FoundBy::OnPremisesSecurityIdentifier,
                     },
                 ),
                 member("b", Fate::CloudOnly),
@@ -371,5 +449,42 @@ mod tests {
             2,
             "the plan itself is untouched"
         );
+    }
+
+    #[test]
+    fn member_outcomes_keep_their_wire_form() {
+        let written = r#"{"member":{"kind":"user","id":"u1"},"name":"Ann","fate":"written","dn":"CN=Ann,DC=t","by":"onPremisesSecurityIdentifier"}"#;
+        let m: MemberOutcome = serde_json::from_str(written).unwrap();
+        assert_eq!(&*m.member.id, "u1");
+        assert_eq!(
+            m.fate,
+            Fate::Written {
+                dn: "CN=Ann,DC=t".into(),
+                by: FoundBy::OnPremisesSecurityIdentifier
+            }
+        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), written);
+        let nested = r#"{"fate":"written","dn":"CN=G,DC=t","by":"written-back group"}"#;
+        let f: Fate = serde_json::from_str(nested).unwrap();
+        assert_eq!(serde_json::to_string(&f).unwrap(), nested);
+        let mismatch = r#"{"fate":"class-mismatch","dn":"CN=Domain Admins,DC=t","expected":"user","found":"group"}"#;
+        let f: Fate = serde_json::from_str(mismatch).unwrap();
+        assert!(matches!(&f, Fate::ClassMismatch(m) if m.found == AdClass::Group));
+        assert_eq!(serde_json::to_string(&f).unwrap(), mismatch);
+        let other: Fate =
+            serde_json::from_str(r#"{"fate":"written","dn":"CN=X","by":"sid"}"#).unwrap();
+        assert!(matches!(
+            other,
+            Fate::Written {
+                by: FoundBy::Unknown,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_member_outcome_stays_small() {
+        // One per membership: a million in a plan of 100,000 groups (docs/BENCHMARKS.md).
+        assert!(std::mem::size_of::<MemberOutcome>() <= 64);
     }
 }

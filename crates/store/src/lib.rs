@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use wb_model::{
-    AdGroup, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, DriftEvent, Join,
-    Joins, Lookup, ObjectId, Plan, PlanCounts,
+    AdGroup, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, DriftEvent,
+    ForeignObject, GroupOutcome, Join, Joins, Lookup, ObjectId, Plan, PlanCounts,
 };
 
 /// Errors of the state store; each names the store file or the row and the operation.
@@ -146,7 +146,22 @@ pub struct Commit<'a> {
     pub ad_image: Option<String>,
     /// Drift this run found (and put back), recorded with the run's id and start time.
     pub drift: Vec<DriftEvent>,
+    /// The groups' latest outcomes this cycle planned; `None` leaves them.
+    pub outcomes: Option<OutcomesUpdate<'a>>,
     pub run: RunRecord,
+}
+
+/// A change of the stored outcomes (what `status`, the dashboard and the next quiet cycle
+/// read): the groups a cycle planned, the groups gone, and the plan-wide parts.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomesUpdate<'a> {
+    /// Forget every stored outcome first (the plan covered every group).
+    pub replace: bool,
+    /// Kept as given: slim them first (see [`GroupOutcome::slim`]).
+    pub upsert: Vec<&'a GroupOutcome>,
+    pub remove: Vec<ObjectId>,
+    pub foreign: &'a [ForeignObject],
+    pub notices: &'a [String],
 }
 
 /// One drift of the history: when, in which run, and what.
@@ -184,6 +199,7 @@ impl<'a> Commit<'a> {
             ad_lookups_remove: Vec::new(),
             ad_image: None,
             drift: Vec::new(),
+            outcomes: None,
             run,
         }
     }
@@ -208,6 +224,10 @@ const META_LAST_FULL_AT: &str = "last_full_at";
 const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
 const META_QUIET_FINGERPRINT: &str = "quiet_fingerprint";
 const META_AD_IMAGE: &str = "ad_image";
+/// JSON of the latest plan's foreign objects and notices; present once the outcomes table
+/// is kept (before, the latest run's plan held the outcomes).
+const META_PLAN_FOREIGN: &str = "plan_foreign";
+const META_PLAN_NOTICES: &str = "plan_notices";
 
 impl Store {
     /// Opens the store at `path`, creating it or migrating its schema as needed.
@@ -548,15 +568,19 @@ impl Store {
         raw.map(RawRun::decode).transpose()
     }
 
-    /// Whether any cycle has completed (success or completed-with-errors): until then a
-    /// cycle is the *first* one (the create threshold does not apply to it).
+    /// Whether any cycle has ever completed (success or completed-with-errors): until then a
+    /// cycle is part of the *first* export (the create threshold does not apply to it),
+    /// however many attempts it takes — a first export cut by a lost DC leaves joins but no
+    /// completed run. Remembered in `meta` too, so pruning the run history never forgets it.
     pub fn has_completed_run(&self) -> Result<bool, StoreError> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))",
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN (?1, ?2))
+                     OR EXISTS (SELECT 1 FROM meta WHERE key = ?3)",
                 params![
                     RunStatus::Success.as_str(),
-                    RunStatus::CompletedWithErrors.as_str()
+                    RunStatus::CompletedWithErrors.as_str(),
+                    META_FIRST_COMPLETED
                 ],
                 |r| r.get(0),
             )
@@ -565,17 +589,78 @@ impl Store {
 
     /// The plan of the latest run that recorded one (what `status` shows as outcomes).
     pub fn last_outcomes(&self) -> Result<Option<Plan>, StoreError> {
-        let row: Option<(i64, String)> = self
+        let Some(foreign) = self.meta(META_PLAN_FOREIGN)? else {
+            // A store from before the outcomes table: the latest run's plan has them.
+            let row: Option<(i64, String)> = self
+                .conn
+                .query_row(
+                    "SELECT id, plan FROM runs WHERE plan IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql("read latest plan"))?;
+            return row
+                .map(|(id, json)| decode(&format!("plan of run {id}"), &json))
+                .transpose();
+        };
+        let mut plan = Plan {
+            foreign: decode("the plan's foreign objects", &foreign)?,
+            notices: match self.meta(META_PLAN_NOTICES)? {
+                Some(n) => decode("the plan's notices", &n)?,
+                None => Vec::new(),
+            },
+            ..Plan::default()
+        };
+        plan.groups = self.read_outcomes(false)?;
+        plan.groups
+            .sort_by(|a, b| (a.name.as_str(), &a.id).cmp(&(b.name.as_str(), &b.id)));
+        Ok(Some(plan))
+    }
+
+    /// Whether the store keeps each group's latest outcome (every commit with outcomes
+    /// since schema 6 does).
+    pub fn outcomes_kept(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(META_PLAN_FOREIGN)?.is_some())
+    }
+
+    /// The stored outcomes of the groups that have errors (none decoded but those).
+    pub fn outcomes_with_errors(&self) -> Result<Vec<GroupOutcome>, StoreError> {
+        if self.meta(META_PLAN_FOREIGN)?.is_none() {
+            return Ok(self
+                .last_outcomes()?
+                .map(|p| {
+                    p.groups
+                        .into_iter()
+                        .filter(|g| !g.errors.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default());
+        }
+        let mut groups = self.read_outcomes(true)?;
+        groups.sort_by(|a, b| (a.name.as_str(), &a.id).cmp(&(b.name.as_str(), &b.id)));
+        Ok(groups)
+    }
+
+    fn read_outcomes(&self, only_errors: bool) -> Result<Vec<GroupOutcome>, StoreError> {
+        let what = "read group outcomes";
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT id, plan FROM runs WHERE plan IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql("read latest plan"))?;
-        row.map(|(id, json)| decode(&format!("plan of run {id}"), &json))
-            .transpose()
+            .prepare(if only_errors {
+                "SELECT group_id, json FROM outcomes WHERE errors > 0"
+            } else {
+                "SELECT group_id, json FROM outcomes"
+            })
+            .map_err(sql(what))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql(what))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(sql(what))?;
+            out.push(decode(&format!("outcome of group {id}"), &json)?);
+        }
+        Ok(out)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -648,6 +733,14 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
         meta.push((META_AD_IMAGE, a.clone()));
     }
     apply_ad_image(tx, c)?;
+    if let Some(o) = &c.outcomes {
+        apply_outcomes(tx, o)?;
+        meta.push((
+            META_PLAN_FOREIGN,
+            encode("the plan's foreign objects", &o.foreign)?,
+        ));
+        meta.push((META_PLAN_NOTICES, encode("the plan's notices", &o.notices)?));
+    }
     for (key, t) in times {
         if let Some(t) = t {
             meta.push((key, format_time(key, t)?));
@@ -720,6 +813,31 @@ fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             Ok((encode("a lookup", l)?, json))
         }),
     )?;
+    Ok(())
+}
+
+fn apply_outcomes(tx: &Transaction<'_>, o: &OutcomesUpdate) -> Result<(), StoreError> {
+    if o.replace {
+        tx.execute("DELETE FROM outcomes", [])
+            .map_err(sql("clear group outcomes"))?;
+    }
+    let mut del = tx
+        .prepare_cached("DELETE FROM outcomes WHERE group_id = ?1")
+        .map_err(sql("remove group outcome"))?;
+    for id in &o.remove {
+        del.execute([id]).map_err(sql("remove group outcome"))?;
+    }
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO outcomes (group_id, errors, json) VALUES (?1, ?2, ?3)
+             ON CONFLICT(group_id) DO UPDATE SET errors = excluded.errors, json = excluded.json",
+        )
+        .map_err(sql("write group outcome"))?;
+    for g in &o.upsert {
+        let json = encode(&format!("outcome of group {}", g.id), g)?;
+        put.execute(params![g.id, g.has_errors() as i64, json])
+            .map_err(sql("write group outcome"))?;
+    }
     Ok(())
 }
 
@@ -869,6 +987,8 @@ pub const PLANS_KEPT: usize = 50;
 /// Runs kept in the history.
 pub const RUNS_KEPT: usize = 20_000;
 const META_LAST_NOOP_PLAN: &str = "last_noop_plan_hash";
+/// When the first cycle completed (kept when the run history is pruned).
+const META_FIRST_COMPLETED: &str = "first_completed_run_at";
 
 /// A daemon repeats the same no-change plan every cycle: store such a plan only when it
 /// differs from the last one stored, so the history does not grow by a full tenant image
@@ -985,6 +1105,19 @@ fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<i64, StoreError> 
     )
     .map_err(sql("record run"))?;
     let id = tx.last_insert_rowid();
+    if matches!(
+        run.status,
+        RunStatus::Success | RunStatus::CompletedWithErrors
+    ) {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![
+                META_FIRST_COMPLETED,
+                format_time("run end", run.finished_at)?
+            ],
+        )
+        .map_err(sql("write metadata"))?;
+    }
     prune_history(tx)?;
     Ok(id)
 }

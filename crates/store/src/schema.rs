@@ -54,6 +54,14 @@ const MIGRATIONS: &[&str] = &[
     // joins of AD groups adopted in place (existed before writeback: never deleted).
     "CREATE TABLE cloud_devices (id TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
      ALTER TABLE joins ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;",
+    // 6: the latest outcome of each group, one row per group (a cycle writes the rows of
+    // the groups it planned; a run keeps only its own operations). `errors` (0 or 1) tells
+    // the rows with errors (GroupOutcome::has_errors) without decoding them.
+    "CREATE TABLE outcomes (
+         group_id TEXT PRIMARY KEY NOT NULL,
+         errors INTEGER NOT NULL,
+         json TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use wb_model::{
     Action, CloudDeletion, CloudGroup, CloudUser, Decision, GroupKind, Join, MemberKind, MemberRef,
     Operation, Plan, PlanCounts, WritebackConfiguration,
 };
-use wb_store::{Commit, ObjectError, RunRecord, RunStatus, Store, StoreError};
+use wb_store::{Commit, ObjectError, OutcomesUpdate, RunRecord, RunStatus, Store, StoreError};
 
 fn group(i: usize) -> CloudGroup {
     CloudGroup {
@@ -616,4 +616,73 @@ fn devices_and_adopted_joins_read_back_and_a_full_round_replaces_devices() {
     c.upsert_devices = vec![&devices[0]];
     store.commit(&c).unwrap();
     assert_eq!(store.load().unwrap().cloud.devices.len(), 1);
+}
+
+#[test]
+fn outcomes_are_kept_per_group_and_updated_by_the_groups_a_cycle_planned() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let outcome = |id: &str, name: &str, error: Option<&str>| {
+        let mut g = sample_plan(name).groups.remove(0);
+        g.id = id.into();
+        g.errors = error.map(|e| vec![e.to_string()]).unwrap_or_default();
+        g
+    };
+    let (a, b, c) = (
+        outcome("a", "Alpha", None),
+        outcome("b", "Beta", Some("cn taken")),
+        outcome("c", "Gamma", None),
+    );
+    let at = OffsetDateTime::UNIX_EPOCH;
+    // A legacy store (a run's plan only) reads its outcomes from that plan.
+    let mut legacy = run("full", RunStatus::Success, at);
+    legacy.plan = Some(sample_plan("legacy"));
+    store.record_run(&legacy).unwrap();
+    assert!(!store.outcomes_kept().unwrap());
+    assert_eq!(store.last_outcomes().unwrap(), Some(sample_plan("legacy")));
+
+    // A full plan replaces every outcome.
+    let notices = vec!["a notice".to_string()];
+    let mut commit = Commit::for_run(run("full", RunStatus::Success, at));
+    commit.outcomes = Some(OutcomesUpdate {
+        replace: true,
+        upsert: vec![&a, &b, &c],
+        remove: vec![],
+        foreign: &[],
+        notices: &notices,
+    });
+    store.commit(&commit).unwrap();
+    assert!(store.outcomes_kept().unwrap());
+    let plan = store.last_outcomes().unwrap().expect("outcomes");
+    assert_eq!(plan.groups, vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(plan.notices, notices);
+    assert_eq!(store.outcomes_with_errors().unwrap(), vec![b.clone()]);
+
+    // A partial plan rewrites its groups and removes the gone ones; the others stay.
+    let a2 = outcome("a", "Alpha", Some("member refused"));
+    let mut commit = Commit::for_run(run("delta", RunStatus::Success, at));
+    commit.outcomes = Some(OutcomesUpdate {
+        replace: false,
+        upsert: vec![&a2],
+        remove: vec!["c".into()],
+        foreign: &[],
+        notices: &[],
+    });
+    store.commit(&commit).unwrap();
+    let plan = store.last_outcomes().unwrap().expect("outcomes");
+    assert_eq!(plan.groups, vec![a2.clone(), b.clone()]);
+    assert_eq!(store.outcomes_with_errors().unwrap(), vec![a2, b]);
+    // A commit without outcomes (a quiet cycle) leaves them.
+    store
+        .commit(&Commit::for_run(run("delta", RunStatus::Success, at)))
+        .unwrap();
+    assert_eq!(
+        store
+            .last_outcomes()
+            .unwrap()
+            .expect("outcomes")
+            .groups
+            .len(),
+        2
+    );
 }

@@ -239,7 +239,18 @@ state = "state.db"
         // Tests check every incremental plan against the full one; benchmarks (release
         // binaries) measure the product as it runs.
         let check = std::env::var("WRITEBACK_BIN_PROFILE").as_deref() != Ok("release");
-        let out: Output = Command::new(target_bin("writeback"))
+        // WB_E2E_WRAP (benchmarks): a command the binary runs under, e.g. a profiler.
+        let wrap = std::env::var("WB_E2E_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match wrap.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(wrap).arg(target_bin("writeback"));
+                c
+            }
+            None => Command::new(target_bin("writeback")),
+        };
+        let out: Output = cmd
             .args(args)
             .arg("--config")
             .arg(self.config_path())
