@@ -55,26 +55,7 @@ fn fault_dc() -> LabDc {
     let path = std::env::var("REL_DC_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("lab/run/dc-fault.env"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run `lab/dc --instance fault start`)",
-            path.display()
-        )
-    });
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} missing from {}", path.display()))
-            .to_string()
-    };
-    LabDc {
-        url: get("WRITEBACK_LAB_LDAP_URL"),
-        ldaps_url: get("WRITEBACK_LAB_LDAPS_URL"),
-        ca_file: get("WRITEBACK_LAB_CA_FILE"),
-        bind_dn: get("WRITEBACK_LAB_BIND_DN"),
-        password: get("WRITEBACK_LAB_PASSWORD"),
-        base_dn: get("WRITEBACK_LAB_BASE_DN"),
-    }
+    LabDc::from_env_file(&path, "run `lab/dc --instance fault start`")
 }
 
 fn lab_dc(cmd: &str) {

@@ -781,8 +781,9 @@ async fn cycle(
             planned = partial.groups.len(),
             "planned what changed"
         );
-        planned = Some(partial.groups.iter().map(|g| g.id.clone()).collect());
-        match last_plan {
+        let ids: std::collections::HashSet<String> =
+            partial.groups.iter().map(|g| g.id.clone()).collect();
+        let plan = match last_plan {
             Some(last) => merge_outcomes(
                 partial,
                 std::sync::Arc::unwrap_or_clone(last),
@@ -800,17 +801,16 @@ async fn cycle(
                     groups: store
                         .outcomes_with_errors()?
                         .into_iter()
-                        .filter(|g| {
-                            import.cloud.groups.contains_key(&g.id)
-                                && !partial.groups.iter().any(|p| p.id == g.id)
-                        })
+                        .filter(|g| import.cloud.groups.contains_key(&g.id) && !ids.contains(&g.id))
                         .collect(),
                     ..Plan::default()
                 };
                 errors_not_planned = plan_errors(&stored);
                 partial
             }
-        }
+        };
+        planned = Some(ids);
+        plan
     };
     let counts = plan.counts();
     phases.push(("plan", t0.elapsed().as_millis()));

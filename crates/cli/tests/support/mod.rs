@@ -6,7 +6,7 @@ use ldap3::{Ldap, LdapConnAsync, Scope, SearchEntry};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use wb_ad::values::first_binary;
 
@@ -752,13 +752,17 @@ impl LabDc {
         } else {
             "lab/run/dc-2012.env"
         };
-        let env_text = std::fs::read_to_string(root.join(env_file))
-            .unwrap_or_else(|e| panic!("{env_file} written by lab/dc start: {e}"));
+        Self::from_env_file(&root.join(env_file), "run `lab/dc start`")
+    }
+
+    /// The DC an env file written by `lab/dc start` describes; `hint` says how to get one.
+    pub fn from_env_file(path: &Path, hint: &str) -> LabDc {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e} ({hint})", path.display()));
         let get = |k: &str| {
-            env_text
-                .lines()
+            text.lines()
                 .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("{k} missing from lab/run/dc.env"))
+                .unwrap_or_else(|| panic!("{k} missing from {}", path.display()))
                 .to_string()
         };
         LabDc {
