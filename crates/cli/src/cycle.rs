@@ -3,7 +3,7 @@
 
 use crate::config::{Config, GraphCredential};
 use crate::export::{export, ExportOutcome};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -116,12 +116,109 @@ pub fn graph_config(cfg: &Config) -> GraphConfig {
 /// The imported cloud side of a cycle and what changed in it.
 struct CloudImport {
     cloud: CloudSnapshot,
+    /// The ids this import may have changed (a superset), so a cycle compares those alone.
+    touched: Touched,
     full: bool,
     group_delta_link: Option<String>,
     user_delta_link: Option<String>,
     /// `None` when devices were not read this cycle (the stored link stays).
     device_delta_link: Option<String>,
     config_refreshed: bool,
+}
+
+/// The ids of the cloud image's objects an import may have changed, by kind: `None` when a
+/// kind was read in full (any of them may have changed). Every change made to the image
+/// between the store (or memory) and the commit goes through [`Touched`], so that a delta
+/// cycle compares, commits and copies the objects it touched, not the whole tenant.
+#[derive(Debug, Default)]
+struct Touched {
+    groups: Option<HashSet<String>>,
+    users: Option<HashSet<String>>,
+    devices: Option<HashSet<String>>,
+}
+
+impl Touched {
+    fn all() -> Self {
+        Touched {
+            groups: None,
+            users: None,
+            devices: None,
+        }
+    }
+
+    fn group(&mut self, id: &str) {
+        if let Some(set) = &mut self.groups {
+            set.insert(id.to_string());
+        }
+    }
+
+    fn has_group(&self, id: &str) -> bool {
+        self.groups.as_ref().is_none_or(|s| s.contains(id))
+    }
+}
+
+/// Of `after`'s entries, those that differ from `before` (all when `full`), and the keys
+/// `before` has that `after` lost — among `touched` only, when the import knows them.
+fn diff_map<'a, T: PartialEq>(
+    before: &BTreeMap<String, T>,
+    after: &'a BTreeMap<String, T>,
+    touched: Option<&HashSet<String>>,
+    full: bool,
+) -> (Vec<&'a String>, Vec<String>) {
+    let Some(touched) = touched.filter(|_| !full) else {
+        let upsert = after
+            .iter()
+            .filter(|(k, v)| full || before.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        let remove = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect();
+        return (upsert, remove);
+    };
+    let mut upsert = Vec::new();
+    let mut remove = Vec::new();
+    let mut ids: Vec<&String> = touched.iter().collect();
+    ids.sort();
+    for id in ids {
+        match (before.get(id), after.get_key_value(id)) {
+            (b, Some((k, v))) if b != Some(v) => upsert.push(k),
+            (Some(_), None) => remove.push(id.clone()),
+            _ => {}
+        }
+    }
+    (upsert, remove)
+}
+
+/// Brings `copy` (the image before this cycle) to `now` by the ids the cycle `touched`;
+/// `None` when it read a kind in full (the copy is dropped, and made again when needed).
+fn follow(
+    mut copy: CloudSnapshot,
+    now: &CloudSnapshot,
+    touched: &Touched,
+) -> Option<CloudSnapshot> {
+    fn one<T: Clone>(
+        copy: &mut BTreeMap<String, T>,
+        now: &BTreeMap<String, T>,
+        ids: &HashSet<String>,
+    ) {
+        for id in ids {
+            match now.get(id) {
+                Some(v) => {
+                    copy.insert(id.clone(), v.clone());
+                }
+                None => {
+                    copy.remove(id);
+                }
+            }
+        }
+    }
+    one(&mut copy.groups, &now.groups, touched.groups.as_ref()?);
+    one(&mut copy.users, &now.users, touched.users.as_ref()?);
+    one(&mut copy.devices, &now.devices, touched.devices.as_ref()?);
+    Some(copy)
 }
 
 /// The delta rounds of one cycle, read but not yet applied to the image.
@@ -238,16 +335,43 @@ async fn import_cloud(
     if users.full {
         cloud.users.clear();
     }
+    let ids = |full: bool, ids: &mut dyn Iterator<Item = &str>| -> Option<HashSet<String>> {
+        (!full).then(|| ids.map(str::to_string).collect())
+    };
+    let mut touched = Touched {
+        groups: ids(
+            groups.full,
+            &mut groups.changes.iter().map(wb_graph::GroupChange::id),
+        ),
+        users: ids(
+            users.full,
+            &mut users.changes.iter().map(wb_graph::UserChange::id),
+        ),
+        devices: match &devices {
+            Some(d) => ids(
+                d.full,
+                &mut d.changes.iter().map(wb_graph::DeviceChange::id),
+            ),
+            None => Some(HashSet::new()),
+        },
+    };
+    if full {
+        touched = Touched::all();
+    }
     wb_graph::apply_user_changes(&mut cloud, &users);
     if let Some(devices) = &devices {
         wb_graph::apply_device_changes(&mut cloud, devices);
     }
     let absent = wb_graph::apply_group_changes(&mut cloud, &groups);
+    for id in &absent {
+        touched.group(id);
+    }
     confirm_absent(graph, &mut cloud, &absent).await?;
     refresh_config(
         graph,
         cfg,
         cloud,
+        touched,
         full,
         [
             Some(groups.delta_link),
@@ -299,6 +423,7 @@ async fn refresh_config(
     graph: &GraphClient,
     cfg: &Config,
     mut cloud: CloudSnapshot,
+    mut touched: Touched,
     full: bool,
     [group_delta_link, user_delta_link, device_delta_link]: [Option<String>; 3],
     last_refresh: Option<OffsetDateTime>,
@@ -309,13 +434,17 @@ async fn refresh_config(
         let configs = graph.writeback_configurations().await?;
         for (id, wb) in configs {
             if let Some(g) = cloud.groups.get_mut(&id) {
-                g.writeback = wb;
+                if g.writeback != wb {
+                    g.writeback = wb;
+                    touched.group(&id);
+                }
             }
         }
         config_refreshed = true;
     }
     Ok(CloudImport {
         cloud,
+        touched,
         full,
         group_delta_link,
         user_delta_link,
@@ -338,13 +467,16 @@ async fn refresh_owners(
         .groups
         .values()
         .filter(|g| wb_engine::decide(g, &cfg.engine).0.is_written())
-        .filter(|g| import.full || before.groups.get(&g.id) != Some(*g))
+        .filter(|g| {
+            import.full || (import.touched.has_group(&g.id) && before.groups.get(&g.id) != Some(*g))
+        })
         .map(|g| g.id.clone())
         .collect();
     for id in ids {
         let owners = graph.group_owners(&id).await?;
         if let Some(g) = import.cloud.groups.get_mut(&id) {
             g.owners = owners.into_iter().collect();
+            import.touched.group(&id);
         }
     }
     Ok(())
@@ -363,17 +495,25 @@ async fn refresh_sync_behavior(
     let mut ids = Vec::new();
     for g in import.cloud.groups.values_mut() {
         if g.is_synced_from_ad() || g.ad_sid().is_none() || g.deleted.is_some() {
-            g.cloud_managed = None;
+            if g.cloud_managed.take().is_some() {
+                import.touched.group(&g.id);
+            }
             continue;
         }
-        if import.full || g.cloud_managed.is_none() || before.groups.get(&g.id) != Some(&*g) {
+        if import.full
+            || g.cloud_managed.is_none()
+            || (import.touched.has_group(&g.id) && before.groups.get(&g.id) != Some(&*g))
+        {
             ids.push(g.id.clone());
         }
     }
     for id in ids {
         let managed = graph.group_is_cloud_managed(&id).await?;
         if let Some(g) = import.cloud.groups.get_mut(&id) {
-            g.cloud_managed = Some(managed);
+            if g.cloud_managed != Some(managed) {
+                g.cloud_managed = Some(managed);
+                import.touched.group(&id);
+            }
         }
     }
     Ok(())
@@ -428,6 +568,9 @@ pub struct Syncer<'c> {
 /// What the store holds, as of the last committed cycle.
 struct Memory {
     state: wb_store::SyncState,
+    /// A second copy of `state.cloud`, kept equal to it by the ids each cycle touched: the
+    /// next cycle imports into it instead of copying the whole image.
+    spare: Option<CloudSnapshot>,
     image: Option<(crate::adimage::ImageMeta, wb_model::AdSnapshot)>,
     last_plan: std::sync::Arc<Plan>,
 }
@@ -676,19 +819,19 @@ async fn cycle(
         }
     }
 
-    let (state, stored_image, last_plan) = match sx.memory.take() {
-        Some(m) => (m.state, m.image, Some(m.last_plan)),
+    let (state, stored_image, last_plan, spare) = match sx.memory.take() {
+        Some(m) => (m.state, m.image, Some(m.last_plan), m.spare),
         None => {
             let state = store.load()?;
             let image = crate::adimage::load(store, state.ad_image.as_deref())?;
-            (state, image, None)
+            (state, image, None, None)
         }
     };
     phases.push(("load", t0.elapsed().as_millis()));
     let mut import = import_cloud(
         graph,
         cfg,
-        state.cloud.clone(),
+        spare.unwrap_or_else(|| state.cloud.clone()),
         rounds,
         state.last_config_refresh_at,
     )
@@ -746,8 +889,19 @@ async fn cycle(
     let plan = if everything {
         wb_engine::plan(&input)
     } else {
-        let (groups, gone_groups) = diff_map(&state.cloud.groups, &import.cloud.groups, false);
-        let (users, gone_users) = diff_map(&state.cloud.users, &import.cloud.users, false);
+        let t = &import.touched;
+        let (groups, gone_groups) = diff_map(
+            &state.cloud.groups,
+            &import.cloud.groups,
+            t.groups.as_ref(),
+            false,
+        );
+        let (users, gone_users) = diff_map(
+            &state.cloud.users,
+            &import.cloud.users,
+            t.users.as_ref(),
+            false,
+        );
         let c = &image.changes;
         let changes = wb_engine::Changes {
             everything: false,
@@ -906,12 +1060,20 @@ async fn cycle(
         store.commit(&commit)?;
         return Err(CycleError::ExportAborted(message.clone()));
     }
+    // The joins after the export: `state.joins` brought along by what the export changed.
+    let (joins_upsert, joins_remove) = outcome.join_changes(&state.joins);
+    let mut joins_new = state.joins;
+    for id in &joins_remove {
+        joins_new.remove(id);
+    }
+    for j in &joins_upsert {
+        joins_new.insert(j.group.clone(), j.clone());
+    }
     if !outcome.done.is_empty() || !outcome.unsure.is_empty() {
-        let joins_after = outcome.joins_after(&state.joins);
         crate::adimage::after_export(
             ad,
             cfg,
-            &joins_after,
+            &joins_new,
             &mut image,
             &outcome.done,
             &outcome.unsure,
@@ -966,18 +1128,25 @@ async fn cycle(
 
     // Commit the cloud image, the delta links and the joins in one transaction — only now,
     // after the export, so a crash before this point replays the same changes next time.
-    let (upsert_groups, remove_groups) =
-        diff_map(&state.cloud.groups, &import.cloud.groups, import.full);
-    let (upsert_users, remove_users) =
-        diff_map(&state.cloud.users, &import.cloud.users, import.full);
-    let (upsert_devices, remove_devices) =
-        diff_map(&state.cloud.devices, &import.cloud.devices, import.full);
-    let joins_new = outcome.joins_after(&state.joins);
-    let joins_upsert = joins_new
-        .values()
-        .filter(|j| state.joins.get(&j.group) != Some(j))
-        .cloned()
-        .collect();
+    let t = &import.touched;
+    let (upsert_groups, remove_groups) = diff_map(
+        &state.cloud.groups,
+        &import.cloud.groups,
+        t.groups.as_ref(),
+        import.full,
+    );
+    let (upsert_users, remove_users) = diff_map(
+        &state.cloud.users,
+        &import.cloud.users,
+        t.users.as_ref(),
+        import.full,
+    );
+    let (upsert_devices, remove_devices) = diff_map(
+        &state.cloud.devices,
+        &import.cloud.devices,
+        t.devices.as_ref(),
+        import.full,
+    );
     // The outcomes of the groups planned, slimmed as the store keeps them.
     let slim_outcomes: Vec<wb_model::GroupOutcome> = plan
         .groups
@@ -990,12 +1159,6 @@ async fn cycle(
         })
         .collect();
     let remove_groups_outcomes = remove_groups.clone();
-    let joins_remove = state
-        .joins
-        .keys()
-        .filter(|k| !joins_new.contains_key(*k))
-        .cloned()
-        .collect();
     let mut commit = Commit {
         replace_cloud: import.full,
         upsert_groups: upsert_groups
@@ -1068,7 +1231,19 @@ async fn cycle(
         // images are not freed piece by piece (a tenth of the cycle at 10,000 groups).
         std::mem::forget((state.cloud, import.cloud, image));
     } else {
+        let spare = follow(state.cloud, &import.cloud, &import.touched);
+        // The end-to-end tests check that the copy follows the image exactly.
+        if std::env::var_os("WRITEBACK_CHECK_INCREMENTAL").is_some_and(|v| !v.is_empty()) {
+            if let Some(spare) = &spare {
+                assert!(
+                    spare == &import.cloud,
+                    "the spare copy of the cloud image does not follow it (touched: {:?})",
+                    import.touched
+                );
+            }
+        }
         sx.memory = Some(Memory {
+            spare,
             state: wb_store::SyncState {
                 cloud: import.cloud,
                 ..next_state
@@ -1125,24 +1300,6 @@ fn merge_outcomes(mut partial: Plan, last: Plan, cloud: &CloudSnapshot) -> Plan 
 }
 
 /// Ids whose value is new or changed, and ids that are gone.
-fn diff_map<'a, T: PartialEq>(
-    before: &BTreeMap<String, T>,
-    after: &'a BTreeMap<String, T>,
-    full: bool,
-) -> (Vec<&'a String>, Vec<String>) {
-    let upsert = after
-        .iter()
-        .filter(|(k, v)| full || before.get(*k) != Some(*v))
-        .map(|(k, _)| k)
-        .collect();
-    let remove = before
-        .keys()
-        .filter(|k| !after.contains_key(*k))
-        .cloned()
-        .collect();
-    (upsert, remove)
-}
-
 /// Group-level errors the plan itself found: invalid writeback types, domain-local members.
 pub fn plan_errors(plan: &Plan) -> Vec<ObjectError> {
     let mut out = Vec::new();
@@ -1162,4 +1319,112 @@ pub fn plan_errors(plan: &Plan) -> Vec<ObjectError> {
         out.extend(g.errors.iter().map(|e| error(e)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_model::{CloudGroup, CloudUser, MemberKind, MemberRef};
+
+    fn group(id: &str, name: &str, members: &[&str]) -> CloudGroup {
+        CloudGroup {
+            id: id.into(),
+            display_name: Some(name.into()),
+            members: members
+                .iter()
+                .map(|m| MemberRef {
+                    id: m.to_string(),
+                    kind: MemberKind::User,
+                })
+                .collect(),
+            ..CloudGroup::default()
+        }
+    }
+
+    fn image(groups: &[CloudGroup], users: &[&str]) -> CloudSnapshot {
+        CloudSnapshot {
+            groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
+            users: users
+                .iter()
+                .map(|u| {
+                    (
+                        u.to_string(),
+                        CloudUser {
+                            id: u.to_string(),
+                            ..CloudUser::default()
+                        },
+                    )
+                })
+                .collect(),
+            devices: BTreeMap::new(),
+        }
+    }
+
+    fn ids(v: &[&str]) -> HashSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_delta_cycle_compares_the_ids_it_touched_and_finds_what_a_full_compare_finds() {
+        let before = image(
+            &[
+                group("g1", "One", &["u1"]),
+                group("g2", "Two", &["u1", "u2"]),
+                group("g3", "Three", &[]),
+            ],
+            &["u1", "u2"],
+        );
+        let after = image(
+            &[
+                group("g1", "One", &["u1", "u2"]),
+                group("g2", "Two", &["u1", "u2"]),
+                group("g4", "Four", &["u2"]),
+            ],
+            &["u1", "u2", "u3"],
+        );
+        // g2 was in a round but did not change; g3 left; g4 is new.
+        let touched = ids(&["g1", "g2", "g3", "g4"]);
+        let full = diff_map(&before.groups, &after.groups, None, false);
+        let by_ids = diff_map(&before.groups, &after.groups, Some(&touched), false);
+        assert_eq!(by_ids, full);
+        assert_eq!(by_ids.0, vec!["g1", "g4"]);
+        assert_eq!(by_ids.1, vec!["g3".to_string()]);
+        // A full round upserts everything, touched or not.
+        let all = diff_map(&before.groups, &after.groups, Some(&touched), true);
+        assert_eq!(all.0.len(), 3);
+    }
+
+    #[test]
+    fn the_spare_copy_follows_the_image_by_the_touched_ids_and_is_dropped_after_a_full_read() {
+        let before = image(
+            &[group("g1", "One", &["u1"]), group("g3", "Three", &[])],
+            &["u1"],
+        );
+        let after = image(
+            &[group("g1", "Uno", &["u1", "u2"]), group("g4", "Four", &[])],
+            &["u1", "u2"],
+        );
+        let touched = Touched {
+            groups: Some(ids(&["g1", "g3", "g4"])),
+            users: Some(ids(&["u2"])),
+            devices: Some(HashSet::new()),
+        };
+        let spare = follow(before.clone(), &after, &touched).expect("a copy");
+        assert_eq!(spare, after);
+        // Missing an id would leave the copy behind: that is what the check in the cycle
+        // (WRITEBACK_CHECK_INCREMENTAL) catches.
+        let partial = Touched {
+            groups: Some(ids(&["g1", "g3"])),
+            ..touched
+        };
+        assert_ne!(
+            follow(before.clone(), &after, &partial),
+            Some(after.clone())
+        );
+        let full_users = Touched {
+            users: None,
+            ..partial
+        };
+        assert_eq!(follow(before, &after, &full_users), None);
+    }
 }

@@ -59,6 +59,27 @@ impl ExportOutcome {
         }
     }
 
+    /// What this export changed in the joins `before` it: the joins to write, and the
+    /// groups whose join goes (their AD group was deleted and not re-created).
+    pub fn join_changes(&self, before: &Joins) -> (Vec<Join>, Vec<String>) {
+        if self.staged {
+            return (Vec::new(), Vec::new());
+        }
+        let upsert = self
+            .joins
+            .values()
+            .filter(|j| before.get(&j.group) != Some(*j))
+            .cloned()
+            .collect();
+        let remove = self
+            .deleted
+            .iter()
+            .filter(|id| !self.joins.contains_key(*id) && before.contains_key(*id))
+            .cloned()
+            .collect();
+        (upsert, remove)
+    }
+
     /// The joins after this export, from the joins before it.
     pub fn joins_after(&self, before: &Joins) -> Joins {
         if self.staged {
@@ -301,5 +322,63 @@ fn action_guid(a: &Action) -> Option<&str> {
         | Action::Modify { guid, .. }
         | Action::RemoveMembers { guid, .. }
         | Action::Delete { guid, .. } => Some(guid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(group: &str, guid: &str, dn: &str) -> Join {
+        Join {
+            group: group.into(),
+            guid: guid.into(),
+            sid: None,
+            dn: dn.into(),
+            adopted: false,
+        }
+    }
+
+    #[test]
+    fn join_changes_applied_to_the_joins_before_give_the_joins_after() {
+        let before: Joins = [
+            join("a", "1", "CN=A,OU=W"),
+            join("b", "2", "CN=B,OU=W"),
+            join("c", "3", "CN=C,OU=W"),
+            join("d", "4", "CN=D,OU=W"),
+        ]
+        .into_iter()
+        .map(|j| (j.group.clone(), j))
+        .collect();
+        let mut out = ExportOutcome::default();
+        // a: unchanged; b: renamed; c: deleted by hand; d: deleted then re-created; e: new.
+        for j in [
+            join("a", "1", "CN=A,OU=W"),
+            join("b", "2", "CN=B2,OU=W"),
+            join("d", "5", "CN=D,OU=W"),
+            join("e", "6", "CN=E,OU=W"),
+        ] {
+            out.joins.insert(j.group.clone(), j);
+        }
+        out.deleted = ["c", "d", "x"].iter().map(|s| s.to_string()).collect();
+        let (upsert, remove) = out.join_changes(&before);
+        assert_eq!(
+            upsert.iter().map(|j| j.group.as_str()).collect::<Vec<_>>(),
+            ["b", "d", "e"]
+        );
+        assert_eq!(remove, ["c"]);
+        let mut applied = before.clone();
+        for id in &remove {
+            applied.remove(id);
+        }
+        for j in upsert {
+            applied.insert(j.group.clone(), j);
+        }
+        assert_eq!(applied, out.joins_after(&before));
+        // Staging changes nothing.
+        assert_eq!(
+            ExportOutcome::staged().join_changes(&before),
+            (Vec::new(), Vec::new())
+        );
     }
 }

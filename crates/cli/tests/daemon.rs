@@ -6,6 +6,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
+fn uuid_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
 fn sigterm(pid: u32) {
     let ok = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -155,5 +165,140 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
         plan.json()["operations"].as_array().unwrap().len(),
         0,
         "nothing left to do"
+    );
+}
+
+/// Waits (up to 30 s) until `done` holds, failing with `what` and the daemon's log.
+async fn until<F, Fut>(child: &mut std::process::Child, log: &std::path::Path, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || Instant::now() >= deadline {
+            panic!(
+                "{what}: not seen (daemon exited: {exited:?}); its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A daemon keeps its cloud image (and a spare copy it imports into), its AD image and its
+/// plan from cycle to cycle, and plans only what changed. With WRITEBACK_CHECK_INCREMENTAL
+/// each cycle checks both against the slow way (a full plan; the spare copy equal to the
+/// image), so any kind of change it misses makes it fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemons_kept_images_follow_every_kind_of_change() {
+    let mut w = World::new("daemon-follow").await;
+    w.writeback_toml = "interval = \"1s\"\ndelete_out_of_scope = true".into();
+    w.write_config();
+    let (u1, u1_ad) = w.synced_user("df-u1", "Follow One").await;
+    let (u2, u2_ad) = w.synced_user("df-u2", "Follow Two").await;
+    let g1 = w.security_group("SG-Follow-1", Some(true), None).await;
+    let g2 = w.security_group("SG-Follow-2", Some(true), None).await;
+    w.add_member(&g1, &u1).await;
+    let log = w.dir.join("daemon-follow.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
+        .args(["run", "--config"])
+        .arg(w.config_path())
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+        .env("WRITEBACK_LOG", "writeback=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let members = |g: String| {
+        let w = &w;
+        async move { w.ad_group_of(&g).await.map(|x| x.member_set()) }
+    };
+
+    until(&mut child, &log, "both groups written", || async {
+        members(g1.clone()).await == Some(lower_sorted(&[&u1_ad.dn]))
+            && w.ad_group_of(&g2).await.is_some()
+    })
+    .await;
+    // A member added, then one removed (group rounds).
+    w.add_member(&g1, &u2).await;
+    until(&mut child, &log, "member added", || async {
+        members(g1.clone()).await == Some(lower_sorted(&[&u1_ad.dn, &u2_ad.dn]))
+    })
+    .await;
+    w.remove_member(&g1, &u1).await;
+    until(&mut child, &log, "member removed", || async {
+        members(g1.clone()).await == Some(lower_sorted(&[&u2_ad.dn]))
+    })
+    .await;
+    // A rename (a group's properties).
+    w.patch_group(&g2, serde_json::json!({"displayName": "SG-Follow-Renamed"}))
+        .await;
+    until(&mut child, &log, "rename", || async {
+        w.ad_group_of(&g2)
+            .await
+            .and_then(|x| x.display_name)
+            .as_deref()
+            == Some("SG-Follow-Renamed")
+    })
+    .await;
+    // Users created and changed (user rounds; a cloud-only user is not written), then a
+    // change that needs the image to have followed them.
+    let c = w.cloud_user(&format!("dfc{}", &uuid_suffix()[..6])).await;
+    let (st, v) = w
+        .graph(
+            "PATCH",
+            &format!("/v1.0/users/{c}"),
+            Some(serde_json::json!({"displayName": "Follow Cloud Renamed"})),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    w.add_member(&g2, &c).await;
+    w.add_member(&g2, &u1).await;
+    until(&mut child, &log, "member of the renamed group", || async {
+        members(g2.clone()).await == Some(lower_sorted(&[&u1_ad.dn]))
+    })
+    .await;
+    // A new group, and writeback turned off for another (its AD group deleted: SPEC §6,
+    // delete_out_of_scope).
+    let g3 = w.security_group("SG-Follow-3", Some(true), None).await;
+    w.add_member(&g3, &u2).await;
+    w.patch_group(
+        &g1,
+        serde_json::json!({"writebackConfiguration": {"isEnabled": false}}),
+    )
+    .await;
+    until(
+        &mut child,
+        &log,
+        "new group written, disabled one deleted",
+        || async {
+            members(g3.clone()).await == Some(lower_sorted(&[&u2_ad.dn]))
+                && w.ad_group_of(&g1).await.is_none()
+        },
+    )
+    .await;
+
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon stopped: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    sigterm(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("panicked"), "{text}");
+    // What it left is what a fresh one-shot plan finds: nothing to do.
+    let plan = w.writeback(&["plan", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_eq!(
+        plan.json()["operations"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        plan.stdout
     );
 }
