@@ -92,8 +92,17 @@ fn in_managed_ou(cfg: &Config, dn: &str) -> bool {
     cfg.engine.managed_ous().iter().any(|ou| is_under(dn, ou))
 }
 
+/// The lookups a cycle needs: all of them, or those the objects it touched can add.
+struct Wanted {
+    lookups: BTreeSet<Lookup>,
+    complete: bool,
+}
+
 /// Brings the image up to date: from `stored` by USN when it can, else by a full read.
 /// Every managed OU must exist (a missing one is a configuration error naming its key).
+/// `touched` (groups, users, devices): the only cloud objects changed since the stored image
+/// was taken, when the caller knows them — new lookups come from those alone, and lookups no
+/// longer needed stay cached until a cycle that looks at everything.
 pub async fn refresh(
     ad: &mut AdConnector,
     cfg: &Config,
@@ -101,6 +110,7 @@ pub async fn refresh(
     joins: &Joins,
     stored: Option<(ImageMeta, AdSnapshot)>,
     force_full: bool,
+    touched: Option<[&HashSet<String>; 3]>,
 ) -> Result<AdImage, CycleError> {
     for (key, ou) in managed_ou_keys(cfg) {
         if !ad.ou_exists(&ou).await? {
@@ -116,7 +126,6 @@ pub async fn refresh(
     }
     let dc = ad.dc_state().await?;
     let scope = image_scope(cfg);
-    let wanted = wb_engine::lookups(cloud, &cfg.engine);
     let adoption = wb_engine::adoption_sids(cloud, &cfg.engine);
     let usable = stored.filter(|(meta, _)| {
         let ok = !force_full && meta.scope == scope && dc.continues(&meta.dc);
@@ -131,9 +140,22 @@ pub async fn refresh(
     });
     let mut image = match usable {
         Some((meta, snapshot)) => {
+            let wanted = match touched {
+                Some([groups, users, devices]) => Wanted {
+                    lookups: wb_engine::lookups_of(cloud, &cfg.engine, groups, users, devices),
+                    complete: false,
+                },
+                None => Wanted {
+                    lookups: wb_engine::lookups(cloud, &cfg.engine),
+                    complete: true,
+                },
+            };
             incremental(ad, cfg, joins, meta, snapshot, dc, &wanted, &adoption).await?
         }
-        None => full(ad, cfg, joins, dc, scope, &wanted).await?,
+        None => {
+            let wanted = wb_engine::lookups(cloud, &cfg.engine);
+            full(ad, cfg, joins, dc, scope, &wanted).await?
+        }
     };
     read_adoption_candidates(ad, &mut image, &adoption).await?;
     image.adoption_sids = adoption;
@@ -230,7 +252,7 @@ async fn incremental(
     meta: ImageMeta,
     mut snapshot: AdSnapshot,
     dc: DcState,
-    wanted: &BTreeSet<Lookup>,
+    wanted: &Wanted,
     adoption: &BTreeSet<String>,
 ) -> Result<AdImage, CycleError> {
     let mut changes = ImageChanges::default();
@@ -248,6 +270,7 @@ async fn incremental(
         apply_ad_changes(ad, cfg, joins, adoption, &mut snapshot, all, &mut changes).await?;
 
     let new_lookups: BTreeSet<Lookup> = wanted
+        .lookups
         .iter()
         .filter(|l| !snapshot.resolutions.asked.contains(*l))
         .cloned()
@@ -262,14 +285,19 @@ async fn incremental(
             changes.lookups_upsert.insert(l.clone());
         }
     }
-    // Lookups no cloud member needs any more leave the cache.
-    let unused: Vec<Lookup> = snapshot
-        .resolutions
-        .asked
-        .iter()
-        .filter(|l| !wanted.contains(*l))
-        .cloned()
-        .collect();
+    // Lookups no cloud member needs any more leave the cache (known only when `wanted`
+    // is every lookup).
+    let unused: Vec<Lookup> = if wanted.complete {
+        snapshot
+            .resolutions
+            .asked
+            .iter()
+            .filter(|l| !wanted.lookups.contains(*l))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     for l in unused {
         snapshot.resolutions.asked.remove(&l);
         snapshot.resolutions.found.remove(&l);

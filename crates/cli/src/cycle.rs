@@ -526,6 +526,11 @@ fn quiet_fingerprint(cfg: &Config, service: &str, usn: u64) -> String {
 }
 
 fn quiet_prefix(cfg: &Config, service: &str) -> String {
+    format!("{}|{service}", config_hash(cfg))
+}
+
+/// What of the configuration shapes a plan, hashed (the first part of a fingerprint).
+fn config_hash(cfg: &Config) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!(
@@ -535,7 +540,7 @@ fn quiet_prefix(cfg: &Config, service: &str) -> String {
         crate::adimage::image_scope(cfg)
     )
     .hash(&mut h);
-    format!("{:016x}|{service}", h.finish())
+    format!("{:016x}", h.finish())
 }
 
 /// The USN a stored fingerprint was taken at, if it was taken with this configuration on
@@ -845,6 +850,18 @@ async fn cycle(
             .instrument(info_span!("import.owners"))
             .await?;
     }
+    // The lookups this cycle can add are those of the objects its import touched — when
+    // the last cycle settled with this configuration (else a rule may have brought other
+    // groups in, or the last cycle left something to retry: all of them).
+    let settled_config = meta
+        .quiet_fingerprint
+        .as_deref()
+        .is_some_and(|f| f.starts_with(&format!("{}|", config_hash(cfg))));
+    let t = &import.touched;
+    let touched = match (&t.groups, &t.users, &t.devices) {
+        (Some(g), Some(u), Some(d)) if settled_config && !import.full => Some([g, u, d]),
+        _ => None,
+    };
     let mut image = crate::adimage::refresh(
         ad,
         cfg,
@@ -852,6 +869,7 @@ async fn cycle(
         &state.joins,
         stored_image,
         import.full,
+        touched,
     )
     .instrument(info_span!("import.ad"))
     .await?;

@@ -492,6 +492,22 @@ proptest! {
             previous: t.previous.as_ref(),
         };
         let touched = touched_by(&input, &changes);
+        // The lookups a delta needs: each lookup of the new image was needed before, or
+        // comes from an object the delta touched (what a daemon's delta cycle resolves).
+        if config_after.is_none() {
+            let before = wb_engine::lookups(&previous, &t.config);
+            let ids = |s: &BTreeSet<String>| s.iter().cloned().collect::<std::collections::HashSet<_>>();
+            let added = wb_engine::lookups_of(
+                &t.cloud,
+                &t.config,
+                &ids(&changes.groups),
+                &ids(&changes.users),
+                &Default::default(),
+            );
+            for l in wb_engine::lookups(&t.cloud, &t.config) {
+                prop_assert!(before.contains(&l) || added.contains(&l), "lookup {:?} missed", l);
+            }
+        }
         let full = t.plan();
         let part = plan_groups(&input, &touched);
         prop_assert_eq!(&part.operations, &full.operations, "touched {:?}", touched);
