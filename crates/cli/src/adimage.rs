@@ -92,6 +92,16 @@ fn in_managed_ou(cfg: &Config, dn: &str) -> bool {
     cfg.engine.managed_ous().iter().any(|ou| is_under(dn, ou))
 }
 
+/// `s` in lower case, copied only when it has upper-case letters (objectGUIDs are kept in
+/// lower case: most need no copy).
+fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// The lookups a cycle needs: all of them, or those the objects it touched can add.
 struct Wanted {
     lookups: BTreeSet<Lookup>,
@@ -388,10 +398,13 @@ async fn apply_ad_changes(
 ) -> Result<usize, CycleError> {
     let (deleted, changed): (Vec<ChangedObject>, Vec<ChangedObject>) =
         all.into_iter().partition(|c| c.deleted);
-    let joined: BTreeSet<String> = joins
-        .values()
-        .map(|j| j.guid.to_ascii_lowercase())
-        .collect();
+    // Needed only when a group changed.
+    let joined: HashSet<std::borrow::Cow<str>> =
+        if changed.iter().any(|c| c.object.class == AdClass::Group) {
+            joins.values().map(|j| lower(&j.guid)).collect()
+        } else {
+            HashSet::new()
+        };
     // Groups: re-read those changed in the managed OUs or joined; drop those gone.
     let mut reread_guids: Vec<String> = Vec::new();
     let mut dropped: BTreeSet<String> = deleted
@@ -404,7 +417,7 @@ async fn apply_ad_changes(
             .sid
             .as_deref()
             .is_some_and(|s| adoption.contains(&s.to_ascii_uppercase()));
-        if in_managed_ou(cfg, &c.object.dn) || joined.contains(&guid) || candidate {
+        if in_managed_ou(cfg, &c.object.dn) || joined.contains(guid.as_str()) || candidate {
             reread_guids.push(guid);
         } else {
             // Moved out of the managed OUs and not writeback's: no longer in the image.
@@ -430,13 +443,13 @@ async fn apply_ad_changes(
         }
         let present: BTreeSet<String> = fresh.keys().cloned().collect();
         for g in &snapshot.groups {
-            let guid = g.guid.to_ascii_lowercase();
+            let guid = lower(&g.guid);
             let candidate = g
                 .sid
                 .as_deref()
                 .is_some_and(|s| adoption.contains(&s.to_ascii_uppercase()));
-            if !present.contains(&guid) && !joined.contains(&guid) && !candidate {
-                dropped.insert(guid);
+            if !present.contains(guid.as_ref()) && !joined.contains(&guid) && !candidate {
+                dropped.insert(guid.into_owned());
             }
         }
     } else {
@@ -454,20 +467,25 @@ async fn apply_ad_changes(
     for guid in &dropped {
         fresh.remove(guid);
     }
-    snapshot.groups.retain_mut(|g| {
-        let guid = g.guid.to_ascii_lowercase();
-        if dropped.contains(&guid) {
-            changes.groups_remove.insert(guid);
-            return false;
-        }
-        if let Some(new) = fresh.remove(&guid) {
-            if *g != new {
-                *g = new;
-                changes.groups_upsert.insert(guid);
+    if !dropped.is_empty() || !fresh.is_empty() {
+        snapshot.groups.retain_mut(|g| {
+            let (drop, new) = {
+                let guid = lower(&g.guid);
+                (dropped.contains(guid.as_ref()), fresh.remove(guid.as_ref()))
+            };
+            if drop {
+                changes.groups_remove.insert(g.guid.to_ascii_lowercase());
+                return false;
             }
-        }
-        true
-    });
+            if let Some(new) = new {
+                if *g != new {
+                    *g = new;
+                    changes.groups_upsert.insert(g.guid.to_ascii_lowercase());
+                }
+            }
+            true
+        });
+    }
     for (guid, g) in fresh {
         snapshot.groups.push(g);
         changes.groups_upsert.insert(guid);
@@ -703,6 +721,9 @@ fn update_resolutions(
     deleted: &[ChangedObject],
     changes: &mut ImageChanges,
 ) -> Vec<(String, Option<String>)> {
+    if changed.is_empty() && deleted.is_empty() {
+        return Vec::new();
+    }
     let res = &mut snapshot.resolutions;
     let mut by_key: HashMap<Lookup, Vec<Lookup>> = HashMap::new();
     for l in &res.asked {
