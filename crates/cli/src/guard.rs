@@ -679,4 +679,53 @@ mod tests {
         );
         assert!(guard.check(&add).is_err());
     }
+
+    #[test]
+    fn a_group_created_before_its_guid_is_read_back_is_owned_by_its_dn() {
+        let mut guard = guard();
+        let new = "aaaaaaaa-0000-0000-0000-000000000009";
+        let dn = format!("CN=New,{OU}");
+        let created = op(new, create(&dn, new));
+        let checked = guard.check(&created).expect("create approved");
+        guard.record(
+            &checked,
+            &Applied {
+                dn: dn.clone(),
+                ..Applied::default()
+            },
+        );
+        // Its members go to the DN it was just created at (spelled any way).
+        let add = |group: &str, dn: &str| {
+            op(
+                group,
+                Action::AddMembers {
+                    dn: dn.into(),
+                    guid: None,
+                    members: vec!["CN=u,DC=lab,DC=test".into()],
+                },
+            )
+        };
+        let o = add(new, &dn);
+        let checked = guard.check(&o).expect("approved");
+        assert!(matches!(
+            checked.action(),
+            Action::AddMembers { guid: None, .. }
+        ));
+        assert!(guard
+            .check(&add(new, &format!("cn=new, {}", OU.to_lowercase())))
+            .is_ok());
+        // Nobody else's, nor a DN it was not created at; and no second object for it.
+        assert!(guard.check(&add(G, &dn)).is_err());
+        assert!(guard.check(&add(new, &format!("CN=Other,{OU}"))).is_err());
+        let again = op(new, create(&format!("CN=New2,{OU}"), new));
+        assert!(guard.check(&again).unwrap_err().contains("duplicate"));
+        // Once its objectGUID is known, it is written by it.
+        let guid = "44444444-4444-4444-4444-444444444444";
+        guard.identify(&dn, guid);
+        let checked = guard.check(&o).expect("approved");
+        assert!(matches!(checked.action(), Action::AddMembers { guid: Some(g), .. } if g == guid));
+        let modify = op(new, modify(&dn, guid, "description", "d"));
+        assert!(guard.check(&modify).is_ok());
+        assert!(guard.check(&again).is_err());
+    }
 }
