@@ -238,6 +238,27 @@ impl AdConnector {
             .collect())
     }
 
+    /// The identity of the group at `dn` (one base search): for a created group the DN
+    /// comparison does not find among [`Self::read_back_created`]'s (the server may spell
+    /// an unusual name otherwise than it was sent). `None` when nothing is there.
+    pub async fn read_created(&mut self, dn: &str) -> Result<Option<CreatedGroup>, AdError> {
+        let entry = self
+            .base_entry(
+                dn,
+                "(objectClass=group)",
+                &["objectGUID", "objectSid"],
+                "read back created group",
+            )
+            .await?;
+        Ok(entry.and_then(|e| {
+            Some(CreatedGroup {
+                guid: first_binary(&e, "objectGUID").and_then(|b| guid_text(&b))?,
+                sid: first_binary(&e, "objectSid").and_then(|b| sid_text(&b)),
+                dn: dn.to_string(),
+            })
+        }))
+    }
+
     async fn create(
         &mut self,
         dn: &str,

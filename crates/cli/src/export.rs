@@ -392,7 +392,31 @@ async fn read_back(
             read.into_iter().map(|g| (dn_key(&g.dn), g)).collect();
         for c in groups {
             let key = dn_key(&c.dn);
-            let Some(g) = read.remove(&key) else {
+            // Not matched by DN (the server may spell an unusual name otherwise than it was
+            // sent): read that one by the DN it was created at.
+            let g = match read.remove(&key) {
+                Some(g) => Some(g),
+                None => match ad.read_created(&c.dn).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!(group = %c.group, dn = %c.dn, error = %e, "could not read back a created group");
+                        if e.is_unreachable_or_refused() && out.aborted.is_none() {
+                            out.aborted = Some(format!(
+                                "connection to the DC lost reading back the groups created: {e}"
+                            ));
+                        }
+                        out.errors.push(error(
+                            c,
+                            format!(
+                                "created, but its objectGUID could not be read back ({e}); the \
+                                 next cycle finds it by its anchor"
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let Some(g) = g else {
                 warn!(group = %c.group, dn = %c.dn, "created group not found when read back");
                 out.errors.push(error(
                     c,
