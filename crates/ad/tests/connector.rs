@@ -787,4 +787,18 @@ async fn created_groups_are_read_back_together_in_one_search() {
         assert!(g.sid.as_deref().is_some_and(|s| s.starts_with("S-1-5-21-")));
     }
     assert!(!read.iter().any(|g| g.dn.contains(&before_mark)));
+
+    // One at a time by DN (for a name the DN comparison misses), any spelling of it.
+    let one = ad
+        .read_created(&dns[0].to_lowercase())
+        .await
+        .expect("read")
+        .expect("found by DN");
+    let batch = read
+        .iter()
+        .find(|g| g.dn.eq_ignore_ascii_case(&dns[0]))
+        .expect("read back");
+    assert_eq!((&one.guid, &one.sid), (&batch.guid, &batch.sid));
+    let gone = format!("CN=never-created-{},{ou}", unique("x"));
+    assert_eq!(ad.read_created(&gone).await.expect("read"), None);
 }
