@@ -1,10 +1,11 @@
 //! Export: executes one plan `Action` as LDAP writes — add, modifyDN, modify, member
-//! add/remove in permissive chunks with per-value fallback, delete — and counts the writes.
+//! add/remove in permissive chunks with per-value fallback, delete — and counts the writes;
+//! reads back the identity of the groups created, all at once after the creates.
 
 use crate::values::{first_binary, guid_text, sid_text};
 use crate::{AdConnector, AdError};
 use ldap3::controls::RawControl;
-use ldap3::Mod;
+use ldap3::{Mod, Scope};
 use std::collections::HashSet;
 use wb_model::{Action, AttrChange, GroupAttr};
 
@@ -30,6 +31,8 @@ const SAM_TAKEN: &str = "00002071";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub dn: String,
+    /// The objectGUID; `None` after a create (the DC does not say: read the created groups
+    /// back together afterwards, [`AdConnector::read_back_created`]).
     pub guid: Option<String>,
     pub sid: Option<String>,
     pub member_errors: Vec<MemberError>,
@@ -43,6 +46,21 @@ pub struct MemberError {
     pub member: String,
     pub code: u32,
     pub message: String,
+}
+
+/// Where a run of creates starts: the DC's highest committed USN before the first of
+/// them. Every object created (or changed) after it carries a higher `uSNChanged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateMark {
+    usn: u64,
+}
+
+/// The identity the DC gave a group: where it is, its objectGUID and objectSid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedGroup {
+    pub dn: String,
+    pub guid: String,
+    pub sid: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -177,6 +195,70 @@ impl AdConnector {
         }
     }
 
+    /// Marks the start of a run of creates (one rootDSE read), for
+    /// [`Self::read_back_created`].
+    pub async fn mark_creates(&mut self) -> Result<CreateMark, AdError> {
+        let (_, usn) = self.root_usn().await?;
+        Ok(CreateMark { usn })
+    }
+
+    /// The groups directly under `parent` created or changed since `mark`, with their
+    /// objectGUID and objectSid: one paged one-level search however many were created
+    /// (`uSNChanged` is indexed). An add does not return the identity it gave and Samba
+    /// does not implement the post-read control (RFC 4527), so this replaces one base
+    /// search per created group. The caller matches the DNs it created.
+    pub async fn read_back_created(
+        &mut self,
+        parent: &str,
+        mark: CreateMark,
+    ) -> Result<Vec<CreatedGroup>, AdError> {
+        let filter = format!(
+            "(&(objectClass=group)(uSNChanged>={}))",
+            mark.usn.saturating_add(1)
+        );
+        let entries = self
+            .paged_search(
+                parent,
+                Scope::OneLevel,
+                &filter,
+                &["objectGUID", "objectSid"],
+                "read back created groups",
+            )
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let guid = first_binary(&e, "objectGUID").and_then(|b| guid_text(&b))?;
+                Some(CreatedGroup {
+                    sid: first_binary(&e, "objectSid").and_then(|b| sid_text(&b)),
+                    guid,
+                    dn: e.dn,
+                })
+            })
+            .collect())
+    }
+
+    /// The identity of the group at `dn` (one base search): for a created group the DN
+    /// comparison does not find among [`Self::read_back_created`]'s (the server may spell
+    /// an unusual name otherwise than it was sent). `None` when nothing is there.
+    pub async fn read_created(&mut self, dn: &str) -> Result<Option<CreatedGroup>, AdError> {
+        let entry = self
+            .base_entry(
+                dn,
+                "(objectClass=group)",
+                &["objectGUID", "objectSid"],
+                "read back created group",
+            )
+            .await?;
+        Ok(entry.and_then(|e| {
+            Some(CreatedGroup {
+                guid: first_binary(&e, "objectGUID").and_then(|b| guid_text(&b))?,
+                sid: first_binary(&e, "objectSid").and_then(|b| sid_text(&b)),
+                dn: dn.to_string(),
+            })
+        }))
+    }
+
     async fn create(
         &mut self,
         dn: &str,
@@ -251,26 +333,12 @@ impl AdConnector {
         let member_errors = self
             .change_members(&Target::dn(dn), &pending, Direction::Add)
             .await?;
-        let entry = self
-            .base_entry(
-                dn,
-                "(objectClass=*)",
-                &["objectGUID", "objectSid"],
-                "read back created group",
-            )
-            .await?;
-        let guid = entry
-            .as_ref()
-            .and_then(|e| first_binary(e, "objectGUID"))
-            .and_then(|b| guid_text(&b));
-        let sid = entry
-            .as_ref()
-            .and_then(|e| first_binary(e, "objectSid"))
-            .and_then(|b| sid_text(&b));
+        // No read-back here: the identity of every group created is read in one search
+        // after the creates (`read_back_created`).
         Ok(Applied {
             dn: dn.to_string(),
-            guid,
-            sid,
+            guid: None,
+            sid: None,
             member_errors,
             sam_account_name: attrs
                 .get(GroupAttr::SamAccountName.name())

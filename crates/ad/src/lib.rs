@@ -23,7 +23,7 @@ pub fn searches_total() -> u64 {
 
 pub use changes::{ChangedObject, DcState};
 pub use error::AdError;
-pub use export::{Applied, MemberError};
+pub use export::{Applied, CreateMark, CreatedGroup, MemberError};
 pub use identity::{BindName, BoundIdentity};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};

@@ -2,7 +2,7 @@
 //! through wb-lab's `LabDc::ensure()`); each test works in its own fresh OU.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use wb_ad::{AdConnector, AdError};
+use wb_ad::{AdConnector, AdError, Applied};
 use wb_lab::LabDc;
 use wb_model::{
     Action, AdClass, AttrChange, Lookup, GROUP_TYPE_DOMAIN_LOCAL, GROUP_TYPE_SECURITY,
@@ -42,6 +42,27 @@ fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
         members,
         sam_account_name_fallbacks: vec![format!("{sam}-fb")],
     }
+}
+
+/// Creates one group as the exporter does — mark, add, read back — and returns what the
+/// add did with the identity read back.
+async fn create(ad: &mut AdConnector, action: &Action) -> Result<Applied, AdError> {
+    let mark = ad.mark_creates().await?;
+    let mut applied = ad.apply(action).await?;
+    assert_eq!(applied.guid, None, "an add does not read back");
+    let parent = applied
+        .dn
+        .split_once(',')
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    let read = ad.read_back_created(parent, mark).await?;
+    let g = read
+        .into_iter()
+        .find(|g| g.dn.eq_ignore_ascii_case(&applied.dn))
+        .expect("the created group is read back");
+    applied.guid = Some(g.guid);
+    applied.sid = g.sid;
+    Ok(applied)
 }
 
 /// A short unique name (sAMAccountName must be unique in the domain, tests share one).
@@ -208,8 +229,7 @@ async fn group_lifecycle_keeps_guid_and_sid_through_rename_and_move() {
     let sam = unique("life");
     let dn = format!("CN={sam},{ou}");
 
-    let created = ad
-        .apply(&create_action(&dn, &sam, members.clone()))
+    let created = create(&mut ad, &create_action(&dn, &sam, members.clone()))
         .await
         .expect("create");
     let guid = created.guid.clone().expect("guid read back");
@@ -311,8 +331,7 @@ async fn range_retrieval_reads_all_3000_members() {
     let sam = unique("big");
     let dn = format!("CN={sam},{ou}");
     let before = ad.writes();
-    let created = ad
-        .apply(&create_action(&dn, &sam, members.clone()))
+    let created = create(&mut ad, &create_action(&dn, &sam, members.clone()))
         .await
         .expect("create with 3000 members");
     // One add with 1,000 inline, then two modifies of 1,000.
@@ -392,8 +411,7 @@ async fn a_missing_member_dn_is_reported_and_the_others_are_applied() {
     let dn = format!("CN={sam},{ou}");
     let mut with_bad = good.clone();
     with_bad.insert(1, missing.clone());
-    let created = ad
-        .apply(&create_action(&dn, &sam, with_bad.clone()))
+    let created = create(&mut ad, &create_action(&dn, &sam, with_bad.clone()))
         .await
         .expect("create");
     assert_eq!(created.member_errors.len(), 1);
@@ -450,8 +468,7 @@ async fn member_adds_and_removes_are_idempotent() {
     let schema = ad.detect_schema().await.expect("schema");
     let sam = unique("perm");
     let dn = format!("CN={sam},{ou}");
-    let guid = ad
-        .apply(&create_action(&dn, &sam, members[..2].to_vec()))
+    let guid = create(&mut ad, &create_action(&dn, &sam, members[..2].to_vec()))
         .await
         .expect("create")
         .guid
@@ -509,8 +526,7 @@ async fn a_taken_sam_account_name_falls_back() {
     let mut ad = connect(&dc).await;
     let schema = ad.detect_schema().await.expect("schema");
     let dn = format!("CN=Second {taken},{ou}");
-    let created = ad
-        .apply(&create_action(&dn, &taken, vec![]))
+    let created = create(&mut ad, &create_action(&dn, &taken, vec![]))
         .await
         .expect("create with fallback");
     let group = ad
@@ -532,8 +548,7 @@ async fn writes_counts_every_write_and_no_read() {
     assert_eq!(ad.writes(), 0);
     let sam = unique("w");
     let dn = format!("CN={sam},{ou}");
-    let guid = ad
-        .apply(&create_action(&dn, &sam, vec![]))
+    let guid = create(&mut ad, &create_action(&dn, &sam, vec![]))
         .await
         .expect("create")
         .guid
@@ -584,8 +599,7 @@ async fn without_the_permissive_control_duplicates_and_absentees_are_still_succe
     let schema = ad.detect_schema().await.expect("schema");
     let sam = unique("strict");
     let dn = format!("CN={sam},{ou}");
-    let guid = ad
-        .apply(&create_action(&dn, &sam, members[..2].to_vec()))
+    let guid = create(&mut ad, &create_action(&dn, &sam, members[..2].to_vec()))
         .await
         .expect("create")
         .guid
@@ -696,8 +710,7 @@ async fn create_tries_every_sam_account_name_candidate_and_names_them_when_all_a
     {
         *sam_account_name_fallbacks = vec![taken[1].clone(), free.clone(), unique("never")];
     }
-    let created = ad
-        .apply(&action)
+    let created = create(&mut ad, &action)
         .await
         .expect("create with a further candidate");
     let group = ad
@@ -726,4 +739,66 @@ async fn create_tries_every_sam_account_name_candidate_and_names_them_when_all_a
         }
         other => panic!("expected rc 68, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn created_groups_are_read_back_together_in_one_search() {
+    let dc = LabDc::ensure();
+    let ou = dc.fresh_ou("readback").await;
+    let before_mark = unique("old");
+    dc.create_group(&ou, &before_mark, UNIVERSAL_SECURITY).await;
+    let members = users(&dc, &ou, 3).await;
+    let mut ad = connect(&dc).await;
+    let schema = ad.detect_schema().await.expect("schema");
+    let mark = ad.mark_creates().await.expect("mark");
+
+    // Each create is one add: no read of any kind.
+    let (writes, searches) = (ad.writes(), ad.searches());
+    let mut dns = Vec::new();
+    for i in 0..5 {
+        let sam = unique(&format!("rb{i}"));
+        let dn = format!("CN={sam},{ou}");
+        let applied = ad
+            .apply(&create_action(&dn, &sam, members.clone()))
+            .await
+            .expect("create");
+        assert_eq!((applied.guid, applied.sid), (None, None));
+        dns.push(dn);
+    }
+    assert_eq!(ad.writes() - writes, 5, "one add per group");
+    assert_eq!(ad.searches() - searches, 0, "no read per group");
+
+    // One search reads them all back; the group there before the mark is not among them.
+    let read = ad.read_back_created(&ou, mark).await.expect("read back");
+    assert_eq!(ad.searches() - searches, 1);
+    assert_eq!(read.len(), 5, "{read:?}");
+    for dn in &dns {
+        let g = read
+            .iter()
+            .find(|g| g.dn.eq_ignore_ascii_case(dn))
+            .expect("read back");
+        let group = ad
+            .read_group(&g.guid, &schema)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert!(group.dn.eq_ignore_ascii_case(dn));
+        assert_eq!(group.sid, g.sid);
+        assert!(g.sid.as_deref().is_some_and(|s| s.starts_with("S-1-5-21-")));
+    }
+    assert!(!read.iter().any(|g| g.dn.contains(&before_mark)));
+
+    // One at a time by DN (for a name the DN comparison misses), any spelling of it.
+    let one = ad
+        .read_created(&dns[0].to_lowercase())
+        .await
+        .expect("read")
+        .expect("found by DN");
+    let batch = read
+        .iter()
+        .find(|g| g.dn.eq_ignore_ascii_case(&dns[0]))
+        .expect("read back");
+    assert_eq!((&one.guid, &one.sid), (&batch.guid, &batch.sid));
+    let gone = format!("CN=never-created-{},{ou}", unique("x"));
+    assert_eq!(ad.read_created(&gone).await.expect("read"), None);
 }

@@ -1,11 +1,13 @@
 //! The exporter: runs a Plan's operations against AD, one at a time, in plan order, each
-//! through the ownership guard; one failing object never stops the others.
+//! through the ownership guard; one failing object never stops the others. The identity of
+//! the groups it created is read back once, after the operations (`read_back`).
 
 use crate::config::Config;
 use crate::guard::OwnershipGuard;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
-use wb_ad::AdConnector;
+use wb_ad::{AdConnector, CreateMark};
+use wb_engine::naming::{dn_key, split_dn};
 use wb_model::{Action, AdSnapshot, AdState, GroupAttr, Join, Joins, Plan, PlanCounts};
 use wb_store::ObjectError;
 
@@ -179,6 +181,13 @@ pub async fn export(
         }
     }
 
+    // Groups created, joined once their identity is read back after the operations, from
+    // the DC's USN before the first create.
+    let mut mark: Option<CreateMark> = None;
+    let mut created: Vec<Created> = Vec::new();
+    // DN keys of groups created by this export that an operation failed on: read again.
+    let mut unsure_created: BTreeSet<String> = BTreeSet::new();
+
     let admitted = crate::thresholds::admit(plan, hold);
     let progress = crate::progress::bar(admitted.len(), "operations");
     progress.set_message("exporting");
@@ -209,7 +218,17 @@ pub async fn export(
                 continue;
             }
         };
-        match ad.apply(checked.action()).await {
+        let result = match (&op.action, mark) {
+            (Action::Create { .. }, None) => match ad.mark_creates().await {
+                Ok(m) => {
+                    mark = Some(m);
+                    ad.apply(checked.action()).await
+                }
+                Err(e) => Err(e),
+            },
+            _ => ad.apply(checked.action()).await,
+        };
+        match result {
             Ok(applied) => {
                 guard.record(&checked, &applied);
                 count(&mut out.applied, &op.action);
@@ -226,6 +245,14 @@ pub async fn export(
                 match &op.action {
                     Action::Create { .. } => {
                         out.created.insert(op.group.clone());
+                        if applied.guid.is_none() {
+                            created.push(Created {
+                                group: op.group.clone(),
+                                name: op.name.clone(),
+                                dn: applied.dn.clone(),
+                                done: out.done.len() - 1,
+                            });
+                        }
                         if let Some(guid) = &applied.guid {
                             out.deleted.remove(&op.group);
                             out.joins.insert(
@@ -293,8 +320,13 @@ pub async fn export(
             }
             Err(e) => {
                 warn!(group = %op.group, op = op.action.name(), error = %e, "export failed");
-                if let Some(guid) = action_guid(checked.action()) {
-                    out.unsure.insert(guid.to_ascii_lowercase());
+                match action_guid(checked.action()) {
+                    Some(guid) => {
+                        out.unsure.insert(guid.to_ascii_lowercase());
+                    }
+                    None => {
+                        unsure_created.insert(dn_key(checked.action().dn()));
+                    }
                 }
                 if matches!(op.action, Action::Create { .. } | Action::Rename { .. }) {
                     failed_groups.insert(op.group.clone());
@@ -310,7 +342,145 @@ pub async fn export(
         }
     }
     progress.finish_and_clear();
+    if let (Some(mark), None) = (mark, &out.aborted) {
+        read_back(ad, mark, &created, &unsure_created, &mut out).await;
+    }
     out
+}
+
+/// A group this export created, waiting for its identity.
+struct Created {
+    group: String,
+    name: String,
+    dn: String,
+    /// Its create in `ExportOutcome::done`.
+    done: usize,
+}
+
+/// Reads back the objectGUID and objectSid of the groups this export created — one paged
+/// search per OU they were created in, matched by DN — and joins them. The operations
+/// addressed to them by DN are completed with the objectGUID (the AD image follows them).
+/// A group not found, or whose OU could not be read, gets an error naming it and no join:
+/// the next cycle finds it by its anchor, as after a crash between create and read-back.
+async fn read_back(
+    ad: &mut AdConnector,
+    mark: CreateMark,
+    created: &[Created],
+    unsure: &BTreeSet<String>,
+    out: &mut ExportOutcome,
+) {
+    let mut by_parent: BTreeMap<String, (&str, Vec<&Created>)> = BTreeMap::new();
+    for c in created {
+        let parent = split_dn(&c.dn).map(|(_, p)| p).unwrap_or_default();
+        by_parent
+            .entry(dn_key(parent))
+            .or_insert((parent, Vec::new()))
+            .1
+            .push(c);
+    }
+    // DN key → objectGUID of each created group found.
+    let mut found: HashMap<String, String> = HashMap::with_capacity(created.len());
+    for (parent, groups) in by_parent.into_values() {
+        let error = |c: &Created, message: String| ObjectError {
+            group: Some(c.group.clone()),
+            name: Some(c.name.clone()),
+            dn: Some(c.dn.clone()),
+            operation: "read back created group".into(),
+            message,
+        };
+        let read = match ad.read_back_created(parent, mark).await {
+            Ok(read) => read,
+            Err(e) => {
+                warn!(ou = parent, error = %e, groups = groups.len(), "could not read back the groups created");
+                if e.is_unreachable_or_refused() && out.aborted.is_none() {
+                    out.aborted = Some(format!(
+                        "connection to the DC lost reading back the groups created: {e}"
+                    ));
+                }
+                for c in groups {
+                    out.errors.push(error(
+                        c,
+                        format!(
+                            "created, but its objectGUID could not be read back ({e}); the next \
+                             cycle finds it by its anchor"
+                        ),
+                    ));
+                }
+                continue;
+            }
+        };
+        let mut read: HashMap<String, wb_ad::CreatedGroup> =
+            read.into_iter().map(|g| (dn_key(&g.dn), g)).collect();
+        for c in groups {
+            let key = dn_key(&c.dn);
+            // Not matched by DN (the server may spell an unusual name otherwise than it was
+            // sent): read that one by the DN it was created at.
+            let g = match read.remove(&key) {
+                Some(g) => Some(g),
+                None => match ad.read_created(&c.dn).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!(group = %c.group, dn = %c.dn, error = %e, "could not read back a created group");
+                        if e.is_unreachable_or_refused() && out.aborted.is_none() {
+                            out.aborted = Some(format!(
+                                "connection to the DC lost reading back the groups created: {e}"
+                            ));
+                        }
+                        out.errors.push(error(
+                            c,
+                            format!(
+                                "created, but its objectGUID could not be read back ({e}); the \
+                                 next cycle finds it by its anchor"
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let Some(g) = g else {
+                warn!(group = %c.group, dn = %c.dn, "created group not found when read back");
+                out.errors.push(error(
+                    c,
+                    format!(
+                        "created, but not found under {parent} when read back (moved or \
+                         deleted meanwhile?); the next cycle finds it by its anchor"
+                    ),
+                ));
+                continue;
+            };
+            if let Some((_, applied)) = out.done.get_mut(c.done) {
+                applied.guid = Some(g.guid.clone());
+                applied.sid = g.sid.clone();
+            }
+            out.deleted.remove(&c.group);
+            out.joins.insert(
+                c.group.clone(),
+                Join {
+                    group: c.group.clone(),
+                    guid: g.guid.clone(),
+                    sid: g.sid,
+                    dn: c.dn.clone(),
+                    adopted: false,
+                },
+            );
+            found.insert(key, g.guid);
+        }
+    }
+    for (action, _) in &mut out.done {
+        if let Action::AddMembers {
+            dn,
+            guid: guid @ None,
+            ..
+        } = action
+        {
+            *guid = found.get(&dn_key(dn)).cloned();
+        }
+    }
+    for key in unsure {
+        if let Some(guid) = found.get(key) {
+            out.unsure.insert(guid.to_ascii_lowercase());
+        }
+    }
 }
 
 /// The objectGUID an action addresses, when it names one.

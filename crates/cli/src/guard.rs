@@ -45,19 +45,30 @@ struct Owned {
     dn: String,
 }
 
+/// What a cloud group owns: an object known by its objectGUID, or one this export created
+/// whose objectGUID is not read yet (the exporter reads them back after the creates).
+#[derive(Debug, Clone)]
+enum Holding {
+    /// lower-case objectGUID
+    Object(String),
+    /// DN key of the object created
+    Created(String),
+}
+
 /// Owned objects are those under a managed OU that carry the anchor of a group writeback
 /// writes back (or hold its join), the objects writeback made or adopted for a group
 /// wherever they are now (joined by objectGUID, anchor intact or cleared) — a changed OU
-/// moves them — and the AD groups cloud-managed groups name by SID ([`Self::adopting`]).
-/// Protected objects (critical, `adminCount = 1`, builtin or well-known SIDs) never are.
+/// moves them —, the AD groups cloud-managed groups name by SID ([`Self::adopting`]), and
+/// the groups this export created, from their create on. Protected objects (critical,
+/// `adminCount = 1`, builtin or well-known SIDs) never are.
 pub struct OwnershipGuard {
     managed_ous: Vec<String>,
     /// lower-case objectGUID → owner
     owned: BTreeMap<String, Owned>,
-    /// cloud id → lower-case objectGUID of the object it owns
-    by_group: BTreeMap<String, String>,
-    /// DN key of an object created by this export → lower-case objectGUID
-    created: BTreeMap<String, String>,
+    /// cloud id (lower case) → what it owns
+    by_group: BTreeMap<String, Holding>,
+    /// DN key of an object created by this export → its owner (the DN as created)
+    created: BTreeMap<String, Owned>,
 }
 
 impl OwnershipGuard {
@@ -104,16 +115,16 @@ impl OwnershipGuard {
             if let Some(first) = guard.by_group.get(&key) {
                 // A second object for one group: a joined one keeps it; between unjoined
                 // ones nobody is owned (the engine reports the conflict).
-                let first_joined = joins
-                    .get(group)
-                    .is_some_and(|j| j.guid.eq_ignore_ascii_case(first));
+                let first_joined = joins.get(group).is_some_and(
+                    |j| matches!(first, Holding::Object(g) if j.guid.eq_ignore_ascii_case(g)),
+                );
                 if !first_joined && !joined {
                     contested.insert(key);
                 }
                 continue;
             }
             let guid = g.guid.to_ascii_lowercase();
-            guard.by_group.insert(key, guid.clone());
+            guard.by_group.insert(key, Holding::Object(guid.clone()));
             guard.owned.insert(
                 guid,
                 Owned {
@@ -123,7 +134,7 @@ impl OwnershipGuard {
             );
         }
         for key in contested {
-            if let Some(guid) = guard.by_group.get(&key) {
+            if let Some(Holding::Object(guid)) = guard.by_group.get(&key) {
                 guard.owned.remove(guid);
             }
         }
@@ -157,7 +168,7 @@ impl OwnershipGuard {
                 && !self.by_group.contains_key(&group.to_ascii_lowercase());
             if free {
                 self.by_group
-                    .insert(group.to_ascii_lowercase(), guid.clone());
+                    .insert(group.to_ascii_lowercase(), Holding::Object(guid.clone()));
                 self.owned.insert(
                     guid,
                     Owned {
@@ -217,10 +228,17 @@ impl OwnershipGuard {
                 if !self.in_managed_ou(dn) {
                     return Err(format!("{dn} is not under a managed OU"));
                 }
-                if let Some(guid) = self.by_group.get(&op.group.to_ascii_lowercase()) {
+                if let Some(held) = self.by_group.get(&op.group.to_ascii_lowercase()) {
+                    let existing = match held {
+                        Holding::Object(guid) => self.owned.get(guid),
+                        Holding::Created(key) => self.created.get(key),
+                    };
                     return Err(format!(
                         "group {} already has an AD object ({}): a create would duplicate it",
-                        op.group, self.owned[guid].dn
+                        op.group,
+                        existing
+                            .map(|o| o.dn.as_str())
+                            .unwrap_or("created by this export")
                     ));
                 }
                 let admin_description = GroupAttr::AdminDescription.name();
@@ -292,21 +310,35 @@ impl OwnershipGuard {
                     self.owned_at(g, &op.group, dn)?;
                     Ok(approved(Cow::Borrowed(&op.action)))
                 }
-                // A group created earlier in this export: address it by the objectGUID the
-                // DC gave it.
-                None => match self.created.get(&dn_key(dn)) {
-                    Some(g) if self.owned.get(g).is_some_and(|o| o.group == op.group) => {
-                        Ok(approved(Cow::Owned(Action::AddMembers {
-                            dn: dn.clone(),
-                            guid: Some(g.clone()),
-                            members: members.clone(),
-                        })))
+                // A group created earlier in this export for this group: by the objectGUID
+                // the DC gave it when known; else by the DN it was just created at (its
+                // identity is read back after the creates).
+                None => {
+                    let created = self
+                        .created
+                        .get(&dn_key(dn))
+                        .filter(|o| o.group.eq_ignore_ascii_case(&op.group))
+                        .ok_or_else(|| {
+                            format!("{dn} was not created for group {} by this export", op.group)
+                        })?;
+                    match self.by_group.get(&created.group.to_ascii_lowercase()) {
+                        Some(Holding::Object(g)) => {
+                            self.owned_at(g, &op.group, dn)?;
+                            Ok(approved(Cow::Owned(Action::AddMembers {
+                                dn: dn.clone(),
+                                guid: Some(g.clone()),
+                                members: members.clone(),
+                            })))
+                        }
+                        Some(Holding::Created(key)) if *key == dn_key(dn) => {
+                            Ok(approved(Cow::Borrowed(&op.action)))
+                        }
+                        _ => Err(format!(
+                            "{dn} is no longer the object of group {}",
+                            op.group
+                        )),
                     }
-                    _ => Err(format!(
-                        "{dn} was not created for group {} by this export",
-                        op.group
-                    )),
-                },
+                }
             },
             Action::RemoveMembers { dn, guid, .. } | Action::Delete { dn, guid } => {
                 self.owned_at(guid, &op.group, dn)?;
@@ -315,24 +347,23 @@ impl OwnershipGuard {
         }
     }
 
-    /// Records what an approved operation did: a created object becomes owned, a renamed
-    /// one is at its new DN, a deleted one is gone.
+    /// Records what an approved operation did: a created object becomes owned — by its
+    /// DN until its objectGUID is known ([`Self::identify`]) —, a renamed one is at its new
+    /// DN, a deleted one is gone.
     pub fn record(&mut self, checked: &Checked, applied: &Applied) {
         let group = &checked.op.group;
         match checked.action() {
             Action::Create { .. } => {
+                let key = dn_key(&applied.dn);
+                let owner = Owned {
+                    group: group.clone(),
+                    dn: applied.dn.clone(),
+                };
+                self.created.insert(key.clone(), owner.clone());
+                self.by_group
+                    .insert(group.to_ascii_lowercase(), Holding::Created(key));
                 if let Some(guid) = &applied.guid {
-                    let guid = guid.to_ascii_lowercase();
-                    self.created.insert(dn_key(&applied.dn), guid.clone());
-                    self.by_group
-                        .insert(group.to_ascii_lowercase(), guid.clone());
-                    self.owned.insert(
-                        guid,
-                        Owned {
-                            group: group.clone(),
-                            dn: applied.dn.clone(),
-                        },
-                    );
+                    self.identify(&applied.dn, guid);
                 }
             }
             Action::Rename { guid, new_dn, .. } => {
@@ -347,6 +378,22 @@ impl OwnershipGuard {
             }
             _ => {}
         }
+    }
+
+    /// The objectGUID of an object this export created at `dn` (read back after the
+    /// creates): from now on it is owned, and written, by that objectGUID.
+    pub fn identify(&mut self, dn: &str, guid: &str) {
+        let key = dn_key(dn);
+        let Some(owner) = self.created.get(&key) else {
+            return;
+        };
+        let group = owner.group.to_ascii_lowercase();
+        if !matches!(self.by_group.get(&group), Some(Holding::Created(k)) if *k == key) {
+            return;
+        }
+        let guid = guid.to_ascii_lowercase();
+        self.owned.insert(guid.clone(), owner.clone());
+        self.by_group.insert(group, Holding::Object(guid));
     }
 }
 
@@ -631,5 +678,54 @@ mod tests {
             },
         );
         assert!(guard.check(&add).is_err());
+    }
+
+    #[test]
+    fn a_group_created_before_its_guid_is_read_back_is_owned_by_its_dn() {
+        let mut guard = guard();
+        let new = "aaaaaaaa-0000-0000-0000-000000000009";
+        let dn = format!("CN=New,{OU}");
+        let created = op(new, create(&dn, new));
+        let checked = guard.check(&created).expect("create approved");
+        guard.record(
+            &checked,
+            &Applied {
+                dn: dn.clone(),
+                ..Applied::default()
+            },
+        );
+        // Its members go to the DN it was just created at (spelled any way).
+        let add = |group: &str, dn: &str| {
+            op(
+                group,
+                Action::AddMembers {
+                    dn: dn.into(),
+                    guid: None,
+                    members: vec!["CN=u,DC=lab,DC=test".into()],
+                },
+            )
+        };
+        let o = add(new, &dn);
+        let checked = guard.check(&o).expect("approved");
+        assert!(matches!(
+            checked.action(),
+            Action::AddMembers { guid: None, .. }
+        ));
+        assert!(guard
+            .check(&add(new, &format!("cn=new, {}", OU.to_lowercase())))
+            .is_ok());
+        // Nobody else's, nor a DN it was not created at; and no second object for it.
+        assert!(guard.check(&add(G, &dn)).is_err());
+        assert!(guard.check(&add(new, &format!("CN=Other,{OU}"))).is_err());
+        let again = op(new, create(&format!("CN=New2,{OU}"), new));
+        assert!(guard.check(&again).unwrap_err().contains("duplicate"));
+        // Once its objectGUID is known, it is written by it.
+        let guid = "44444444-4444-4444-4444-444444444444";
+        guard.identify(&dn, guid);
+        let checked = guard.check(&o).expect("approved");
+        assert!(matches!(checked.action(), Action::AddMembers { guid: Some(g), .. } if g == guid));
+        let modify = op(new, modify(&dn, guid, "description", "d"));
+        assert!(guard.check(&modify).is_ok());
+        assert!(guard.check(&again).is_err());
     }
 }

@@ -273,13 +273,35 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
         members: vec![],
         sam_account_name_fallbacks: vec![format!("wbpf{tag}x")],
     };
-    let guid = match ad.apply(&create).await {
-        Ok(a) => {
+    // An add does not say which objectGUID it gave: read the probe back as the exporter
+    // reads the groups it creates.
+    let created = match ad.mark_creates().await {
+        Ok(mark) => match ad.apply(&create).await {
+            Ok(_) => ad.read_back_created(ou, mark).await.map(|read| {
+                read.into_iter()
+                    .find(|g| wb_engine::naming::dn_eq(&g.dn, &dn))
+                    .map(|g| g.guid)
+            }),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let guid = match created {
+        Ok(Some(guid)) => {
             out.push(ok(
                 "ad.rights.create",
                 format!("created a probe group in {ou}"),
             ));
-            a.guid.unwrap_or_default()
+            guid
+        }
+        Ok(None) => {
+            out.push(bad(
+                "ad.rights.create",
+                Verdict::Fail,
+                format!("created the probe {dn}, but could not read it back in {ou}"),
+                format!("grant the bind account 'Read' on the group objects in {ou}{GRANT_HINT}"),
+            ));
+            return out;
         }
         Err(e) => {
             out.push(bad(

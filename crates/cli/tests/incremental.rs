@@ -309,3 +309,94 @@ async fn a_cycle_planning_one_group_keeps_the_others_outcomes_and_errors() {
         .expect("the good group");
     assert_eq!(good["member_count"], 2, "{good}");
 }
+
+/// The LDAP searches and writes of the `cycle finished` log line.
+fn cycle_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("cycle finished"))
+        .unwrap_or_else(|| panic!("no cycle line: {log}"));
+    let field = |name: &str| -> u64 {
+        let at = line
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{name} in {line}"));
+        line[at + name.len() + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("a number")
+    };
+    (field("ldap_searches"), field("ldap_writes"))
+}
+
+/// Groups created are joined by the objectGUID and objectSid the DC gave them, read back
+/// together after the creates: a create costs one LDAP add and no read, however many
+/// groups a cycle creates — nested groups created in the same cycle included.
+#[tokio::test(flavor = "multi_thread")]
+async fn created_groups_are_joined_by_their_identity_read_back_after_the_creates() {
+    let w = World::new("readback").await;
+    let (user, _) = w.synced_user("rb.user", "Readback User").await;
+    // A first cycle with one group, then one with eight more (one nesting another, both
+    // new): the second reads no more than the first.
+    let first = w.security_group("SG-Readback-0", Some(true), None).await;
+    w.add_member(&first, &user).await;
+    let (_, log) = sync_logged(&w);
+    let (searches_one, writes_one) = cycle_counts(&log);
+    assert_eq!(writes_one, 1, "{log}");
+    let mut ids = vec![first];
+    for i in 1..9 {
+        let g = w
+            .security_group(&format!("SG-Readback-{i}"), Some(true), None)
+            .await;
+        w.add_member(&g, &user).await;
+        ids.push(g);
+    }
+    w.add_member(&ids[1], &ids[2]).await;
+    let (out, log) = sync_logged(&w);
+    assert_eq!(out["applied"]["creates"], 8, "{out}");
+    assert!(
+        out["errors"].as_array().is_none_or(|e| e.is_empty()),
+        "{out}"
+    );
+    let (searches_many, writes_many) = cycle_counts(&log);
+    // Eight adds, and the nested member added once the child exists.
+    assert_eq!(writes_many, 9, "{log}");
+    assert!(
+        searches_many <= searches_one + 1,
+        "8 creates read {searches_many} times, 1 create {searches_one}: {log}"
+    );
+
+    // Each join is the object AD holds for the group.
+    let db = rusqlite::Connection::open(w.dir.join("state.db")).expect("open state");
+    let mut stmt = db
+        .prepare("SELECT group_id, guid, sid, dn FROM joins")
+        .expect("prepare");
+    let joins: Vec<(String, String, Option<String>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(joins.len(), ids.len(), "{joins:?}");
+    for id in &ids {
+        let ad = w.ad_group_of(id).await.expect("written");
+        let (_, guid, sid, dn) = joins
+            .iter()
+            .find(|j| j.0 == *id)
+            .unwrap_or_else(|| panic!("no join for {id}: {joins:?}"));
+        assert_eq!(
+            Some(guid.to_ascii_lowercase()),
+            wb_ad::values::guid_text(&ad.guid).map(|g| g.to_ascii_lowercase()),
+            "{id}"
+        );
+        assert_eq!(sid.as_deref(), Some(sid_text(&ad.sid).as_str()), "{id}");
+        assert!(dn.eq_ignore_ascii_case(&ad.dn), "{dn} vs {}", ad.dn);
+    }
+    let child = w.ad_group_of(&ids[2]).await.expect("child");
+    assert_eq!(
+        w.ad_group_of(&ids[1]).await.expect("parent").member_set(),
+        lower_sorted(&[&child.dn, &w.ad_group_of(&ids[0]).await.unwrap().members[0]])
+    );
+    // Converged: nothing left to write, nothing read back by the next cycle.
+    assert_eq!(w.sync_ok()["ldapWrites"], 0);
+}
