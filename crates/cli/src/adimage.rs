@@ -94,7 +94,7 @@ fn in_managed_ou(cfg: &Config, dn: &str) -> bool {
 
 /// `s` in lower case, copied only when it has upper-case letters (objectGUIDs are kept in
 /// lower case: most need no copy).
-fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn lower(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(s.to_ascii_lowercase())
     } else {

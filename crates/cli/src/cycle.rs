@@ -1045,6 +1045,7 @@ async fn cycle(
             &state.joins,
             &import.cloud,
             &hold,
+            planned.as_ref(),
         )
         .instrument(info_span!("export"))
         .await

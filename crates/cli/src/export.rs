@@ -122,25 +122,51 @@ pub async fn export(
     joins: &Joins,
     cloud: &wb_model::CloudSnapshot,
     hold: &crate::thresholds::Hold,
+    planned: Option<&std::collections::HashSet<String>>,
 ) -> ExportOutcome {
-    let mut guard = OwnershipGuard::new(cfg.engine.managed_ous(), plan, snapshot, joins)
-        .adopting(cloud, snapshot);
+    use crate::adimage::lower;
+    let mut guard =
+        OwnershipGuard::for_groups(cfg.engine.managed_ous(), plan, snapshot, joins, planned)
+            .adopting(cloud, snapshot);
     let mut out = ExportOutcome::default();
     let mut failed_groups: BTreeSet<String> = BTreeSet::new();
+    // The groups whose outcomes this cycle computed (`planned`; all without it): the joins
+    // of the others stay as they are.
+    let in_plan = |id: &str| planned.is_none_or(|p| p.contains(id));
 
-    // Joins for groups that exist and are kept: the engine placed them in outcomes.
-    let by_dn: BTreeMap<String, &wb_model::AdGroup> = snapshot
+    // Joins for groups that exist and are kept: the engine placed them in outcomes. An AD
+    // group is found by its DN; a few planned groups look theirs up by their join's
+    // objectGUID first (no DN key computed for every group of the image).
+    let by_guid: std::collections::HashMap<std::borrow::Cow<str>, &wb_model::AdGroup> = snapshot
         .groups
         .iter()
-        .map(|g| (wb_engine::naming::dn_key(&g.dn), g))
+        .map(|g| (lower(&g.guid), g))
         .collect();
+    let mut by_dn: Option<BTreeMap<String, &wb_model::AdGroup>> = None;
     let joined_guid: BTreeMap<&str, &str> = joins
         .iter()
         .map(|(id, j)| (id.as_str(), j.guid.as_str()))
         .collect();
-    for g in &plan.groups {
+    for g in plan.groups.iter().filter(|g| in_plan(&g.id)) {
         if let Some(dn) = &g.ad_dn {
-            if let Some(adg) = by_dn.get(&wb_engine::naming::dn_key(dn)) {
+            let found = joined_guid
+                .get(g.id.as_str())
+                .and_then(|guid| by_guid.get(lower(guid).as_ref()))
+                .filter(|adg| wb_engine::naming::dn_eq(&adg.dn, dn))
+                .copied()
+                .or_else(|| {
+                    by_dn
+                        .get_or_insert_with(|| {
+                            snapshot
+                                .groups
+                                .iter()
+                                .map(|g| (wb_engine::naming::dn_key(&g.dn), g))
+                                .collect()
+                        })
+                        .get(&wb_engine::naming::dn_key(dn))
+                        .copied()
+                });
+            if let Some(adg) = found {
                 let anchored = adg.anchor().is_some_and(|a| a.eq_ignore_ascii_case(&g.id));
                 let joined = joined_guid
                     .get(g.id.as_str())
@@ -170,13 +196,8 @@ pub async fn export(
         .map(|g| g.id.as_str())
         .collect();
     // Joins whose AD object vanished (deleted by hand) are dropped unless re-created below.
-    let present: BTreeSet<String> = snapshot
-        .groups
-        .iter()
-        .map(|g| g.guid.to_ascii_lowercase())
-        .collect();
-    for (id, j) in joins {
-        if !present.contains(&j.guid.to_ascii_lowercase()) {
+    for (id, j) in joins.iter().filter(|(id, _)| in_plan(id)) {
+        if !by_guid.contains_key(lower(&j.guid).as_ref()) {
             out.deleted.insert(id.clone());
         }
     }

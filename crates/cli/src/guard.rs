@@ -73,12 +73,40 @@ pub struct OwnershipGuard {
 
 impl OwnershipGuard {
     pub fn new(managed_ous: Vec<String>, plan: &Plan, ad: &AdSnapshot, joins: &Joins) -> Self {
+        Self::for_groups(managed_ous, plan, ad, joins, None)
+    }
+
+    /// [`Self::new`] for the operations of the cloud groups `only` (ids) — a cycle that
+    /// planned a few groups: the objects considered are those joined to or anchored for
+    /// those groups, and those the plan's operations name. Every operation of those groups
+    /// is decided as with the whole view (an object another group holds is refused either
+    /// way; the refusal may name that group or not).
+    pub fn for_groups(
+        managed_ous: Vec<String>,
+        plan: &Plan,
+        ad: &AdSnapshot,
+        joins: &Joins,
+        only: Option<&std::collections::HashSet<String>>,
+    ) -> Self {
+        use crate::adimage::lower;
+        use std::collections::{HashMap, HashSet};
         let foreign: std::collections::BTreeSet<String> =
             plan.foreign.iter().map(|f| dn_key(&f.dn)).collect();
-        let joined: BTreeMap<String, &str> = joins
+        let joined: HashMap<std::borrow::Cow<str>, &str> = joins
             .iter()
-            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
+            .map(|(id, j)| (lower(&j.guid), id.as_str()))
             .collect();
+        let only: Option<HashSet<String>> =
+            only.map(|ids| ids.iter().map(|id| id.to_ascii_lowercase()).collect());
+        let targets: HashSet<String> = match &only {
+            Some(_) => plan
+                .operations
+                .iter()
+                .filter_map(|o| target_guid(&o.action))
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            None => HashSet::new(),
+        };
         let mut guard = OwnershipGuard {
             managed_ous,
             owned: BTreeMap::new(),
@@ -88,12 +116,24 @@ impl OwnershipGuard {
         // Joined objects first: a group's join outranks any other object with its anchor.
         let mut candidates: Vec<(&wb_model::AdGroup, &str, bool)> = Vec::new();
         for g in &ad.groups {
+            let guid = lower(&g.guid);
+            let joined_to = joined.get(guid.as_ref()).copied();
+            if let Some(only) = &only {
+                let theirs = |id: &str| only.contains(lower(id).as_ref());
+                if !(targets.contains(guid.as_ref())
+                    || joined_to.is_some_and(theirs)
+                    || g.anchor().is_some_and(theirs))
+                {
+                    continue;
+                }
+            }
             // Critical or protected objects (Domain Admins, adminCount = 1, builtin groups)
             // are never written, whatever the plan, the cloud or the joins say.
-            if foreign.contains(&dn_key(&g.dn)) || g.protection().is_some() {
+            if (!foreign.is_empty() && foreign.contains(&dn_key(&g.dn))) || g.protection().is_some()
+            {
                 continue;
             }
-            match joined.get(&g.guid.to_ascii_lowercase()) {
+            match joined_to {
                 // Made by writeback: its own wherever it is, unless its anchor now names
                 // another group.
                 Some(id) if g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)) => {
@@ -153,6 +193,9 @@ impl OwnershipGuard {
             .filter(|g| g.is_cloud_managed_ad_group())
             .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
             .collect();
+        if by_sid.is_empty() {
+            return self;
+        }
         for g in &ad.groups {
             let Some(group) = g
                 .sid
@@ -394,6 +437,18 @@ impl OwnershipGuard {
         let guid = guid.to_ascii_lowercase();
         self.owned.insert(guid.clone(), owner.clone());
         self.by_group.insert(group, Holding::Object(guid));
+    }
+}
+
+/// The objectGUID an operation names (a create names none yet).
+fn target_guid(a: &Action) -> Option<&str> {
+    match a {
+        Action::Create { .. } => None,
+        Action::AddMembers { guid, .. } => guid.as_deref(),
+        Action::Rename { guid, .. }
+        | Action::Modify { guid, .. }
+        | Action::RemoveMembers { guid, .. }
+        | Action::Delete { guid, .. } => Some(guid),
     }
 }
 
