@@ -3,7 +3,7 @@
 
 use crate::config::EngineConfig;
 use crate::members::{self, Directory, MemberDn, Membership, Placement};
-use crate::naming::{self, dn_eq, dn_key};
+use crate::naming::{self, dn_eq, dn_key, is_under_keyed, DnKey};
 use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
@@ -261,17 +261,31 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         previous,
     } = *input;
     let managed = config.managed_ous();
+    // Every AD group's DN key, and the managed OUs': computed once, compared many times.
+    let ad_keys: HashMap<&str, DnKey> = ad
+        .groups
+        .iter()
+        .map(|g| (g.dn.as_str(), DnKey::of(&g.dn)))
+        .collect();
+    let managed_keys: Vec<(&str, DnKey)> =
+        managed.iter().map(|m| (m.as_str(), DnKey::of(m))).collect();
     let decisions: HashMap<&str, Decision> = cloud
         .groups
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
         .collect();
-    let ownership = Ownership::claim(cloud, ad, joins, &decisions, &managed);
+    let ownership = Ownership::claim(cloud, ad, joins, &decisions, &ad_keys, &managed_keys);
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
     by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
     let placed = place(
-        &by_name, &decisions, &ownership, ad, joins, config, &managed,
+        &by_name,
+        &decisions,
+        &ownership,
+        joins,
+        config,
+        &ad_keys,
+        &managed_keys,
     );
     let scope = touched.map(|t| scope(t, cloud, &placed, &decisions, &ownership, config));
     let in_scope = |id: &str| scope.as_ref().is_none_or(|s| s.contains(id));
@@ -279,9 +293,9 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .iter()
         .map(|(id, p)| {
             let placement = match p {
-                Place::Existing { dn, .. } | Place::Create { dn } => Placement::At {
+                Place::Existing { dn, key, .. } | Place::Create { dn, key } => Placement::At {
                     dn: Arc::from(dn.as_str()),
-                    key: dn_key(dn),
+                    key: key.clone(),
                 },
                 Place::Blocked { .. } => Placement::Pending,
             };
@@ -292,11 +306,15 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .values()
         .filter_map(|p| match p {
             Place::Existing {
-                ad,
+                ad: current,
                 dn,
+                key,
                 rename: Some(_),
                 ..
-            } => Some((dn_key(&ad.dn), (dn.as_str(), dn_key(dn)))),
+            } => Some((
+                ad_keys[current.dn.as_str()].key.clone(),
+                (dn.as_str(), key.clone()),
+            )),
             _ => None,
         })
         .collect();
@@ -371,6 +389,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         dn,
                         rename,
                         error,
+                        ..
                     } => {
                         outcome.ad_state = AdState::Present;
                         outcome.ad_dn = Some(dn.clone());
@@ -506,7 +525,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             ops.removes.push(op(action, reason));
                         }
                     }
-                    Place::Create { dn } => {
+                    Place::Create { dn, .. } => {
                         outcome.ad_state = AdState::ToCreate;
                         outcome.ad_dn = Some(dn.clone());
                         let cn = naming::cn(group, config.naming);
@@ -688,10 +707,15 @@ impl<'a> Ownership<'a> {
         ad: &'a AdSnapshot,
         joins: &'a Joins,
         decisions: &HashMap<&str, Decision>,
-        managed: &[String],
+        ad_keys: &HashMap<&str, DnKey>,
+        managed: &[(&str, DnKey)],
     ) -> Self {
-        let mut groups: Vec<&AdGroup> = ad.groups.iter().collect();
-        groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
+        let mut groups: Vec<(&DnKey, &AdGroup)> = ad
+            .groups
+            .iter()
+            .map(|g| (&ad_keys[g.dn.as_str()], g))
+            .collect();
+        groups.sort_by(|(ka, a), (kb, b)| (&ka.key, &a.guid).cmp(&(&kb.key, &b.guid)));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
         let mut refused: BTreeMap<&str, String> = BTreeMap::new();
@@ -711,7 +735,7 @@ impl<'a> Ownership<'a> {
             })
             .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
             .collect();
-        for g in groups {
+        for (key, g) in groups {
             let named_by = g
                 .sid
                 .as_deref()
@@ -739,8 +763,9 @@ impl<'a> Ownership<'a> {
             // A group writeback made keeps its join (objectGUID) even if its anchor was
             // cleared by hand (the anchor is put back) or it sits outside the managed OUs
             // (it is moved back) — but not if its anchor now names another group.
+            let guid = g.guid.to_ascii_lowercase();
             let joined = joined_by_guid
-                .get(&g.guid.to_ascii_lowercase())
+                .get(&guid)
                 .copied()
                 .filter(|id| g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)));
             // The AD group a cloud-managed group names by SID, wherever it is, taken over
@@ -748,7 +773,7 @@ impl<'a> Ownership<'a> {
             let adoptable = named_by.filter(|id| {
                 let free = g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id))
                     && joined_by_guid
-                        .get(&g.guid.to_ascii_lowercase())
+                        .get(&guid)
                         .is_none_or(|j| j.eq_ignore_ascii_case(id));
                 if !free {
                     refused.insert(
@@ -765,7 +790,9 @@ impl<'a> Ownership<'a> {
                 }
                 free
             });
-            let in_managed = managed.iter().any(|ou| naming::is_under(&g.dn, ou));
+            let in_managed = managed
+                .iter()
+                .any(|(ou, ou_key)| is_under_keyed(&g.dn, key, ou, ou_key));
             match (joined.or(adoptable), in_managed) {
                 (Some(id), _) => by_anchor.entry(id).or_default().push(g),
                 (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
@@ -879,11 +906,14 @@ enum Place<'a> {
     Existing {
         ad: &'a AdGroup,
         dn: String,
+        /// The key of `dn`.
+        key: String,
         rename: Option<(Action, String)>,
         error: Option<String>,
     },
     Create {
         dn: String,
+        key: String,
     },
     /// No AD group and none can be created this cycle.
     Blocked {
@@ -897,15 +927,14 @@ fn place<'a>(
     by_name: &[&'a CloudGroup],
     decisions: &HashMap<&str, Decision>,
     ownership: &Ownership<'a>,
-    ad: &AdSnapshot,
     joins: &Joins,
     config: &EngineConfig,
-    managed: &[String],
+    ad_keys: &HashMap<&str, DnKey>,
+    managed_keys: &[(&str, DnKey)],
 ) -> HashMap<&'a str, Place<'a>> {
-    let occupied: HashSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
-    // The managed OUs and the groups' target OUs are few: their keys are computed once.
-    let managed_keys: Vec<(&String, String)> = managed.iter().map(|m| (m, dn_key(m))).collect();
-    let mut ou_keys: HashMap<String, String> = HashMap::default();
+    let occupied: HashSet<&str> = ad_keys.values().map(|k| k.key.as_str()).collect();
+    // The groups' target OUs are few: their keys are computed once.
+    let mut ou_keys: HashMap<&str, DnKey> = HashMap::default();
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
@@ -916,58 +945,58 @@ fn place<'a>(
     };
     let mut placed = HashMap::default();
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
-    // The OU a group belongs in, and what put it there (for the reason of a move).
-    let target_ou = |g: &CloudGroup| {
-        let ou = match &decisions[g.id.as_str()] {
-            Decision::Written { ou, .. } => ou.clone(),
-            _ => config.default_ou.clone(),
-        };
-        let placed_by = match config.first_matching_rule(g) {
-            Some(i) if config.rules[i].ou.is_some() => rule_text(config, i),
-            _ => "the default OU".to_string(),
-        };
-        (ou, placed_by)
+    // The OU a group belongs in.
+    let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
+        Decision::Written { ou, .. } => ou.as_str(),
+        _ => config.default_ou.as_str(),
+    };
+    // What put a group in its OU (for the reason of a move).
+    let placed_by = |g: &CloudGroup| match config.first_matching_rule(g) {
+        Some(i) if config.rules[i].ou.is_some() => rule_text(config, i),
+        _ => "the default OU".to_string(),
     };
 
     for group in by_name.iter().filter(written) {
         let Some(current) = ownership.owned.get(group.id.as_str()).copied() else {
             continue;
         };
-        let (ou, placed_by) = target_ou(group);
+        let current_key = &ad_keys[current.dn.as_str()];
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
         // An adopted AD group keeps its CN and stays where it is, unless a rule with an
         // `ou` matches its cloud group (then it moves there, CN kept).
         let adopted = ownership.adopted.contains(group.id.as_str());
-        let rule_ou = config
-            .first_matching_rule(group)
-            .and_then(|i| config.rules[i].ou.clone());
-        let (cn, ou) = match (adopted, rule_ou) {
-            (true, Some(rule_ou)) => (current_cn.clone(), rule_ou),
-            (true, None) => (current_cn.clone(), String::new()),
-            (false, _) => (naming::cn(group, config.naming), ou),
+        let (cn, ou) = if adopted {
+            let rule_ou = config
+                .first_matching_rule(group)
+                .and_then(|i| config.rules[i].ou.as_deref());
+            (current_cn.clone(), rule_ou.unwrap_or(""))
+        } else {
+            (naming::cn(group, config.naming), target_ou(group))
         };
         let home = managed_keys
             .iter()
-            .filter(|(m, _)| naming::is_under(&current.dn, m))
-            .max_by_key(|(_, key)| key.len());
-        let ou_key = ou_keys.entry(ou.clone()).or_insert_with(|| dn_key(&ou));
+            .filter(|(m, key)| is_under_keyed(&current.dn, current_key, m, key))
+            .max_by_key(|(_, key)| key.key.len());
+        let ou_key = &ou_keys.entry(ou).or_insert_with(|| DnKey::of(ou)).key;
         // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
-        let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| h != ou_key);
-        let parent = match naming::split_dn(&current.dn) {
-            Some((_, parent)) if !moving => parent.to_string(),
-            _ => ou.clone(),
-        };
+        let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| &h.key != ou_key);
         let mut place = Place::Existing {
             ad: current,
             dn: current.dn.clone(),
+            key: current_key.key.clone(),
             rename: None,
             error: None,
         };
         if cn != current_cn || moving {
+            let parent = match naming::split_dn(&current.dn) {
+                Some((_, parent)) if !moving => parent,
+                _ => ou,
+            };
             let new_rdn = naming::rdn(&cn);
             let new_dn = format!("{new_rdn},{parent}");
             let key = dn_key(&new_dn);
-            if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains_key(&key))
+            if key != current_key.key
+                && (occupied.contains(key.as_str()) || claimed.contains_key(&key))
             {
                 if let Place::Existing { error, .. } = &mut place {
                     let why = match claimed.get(&key) {
@@ -977,7 +1006,7 @@ fn place<'a>(
                     *error = Some(format!("cannot rename {} to {new_dn}: {why}", current.dn));
                 }
             } else {
-                claimed.insert(key, (group.id.as_str(), group.name()));
+                claimed.insert(key.clone(), (group.id.as_str(), group.name()));
                 let mut why = Vec::new();
                 if cn != current_cn {
                     let before = current
@@ -1002,27 +1031,28 @@ fn place<'a>(
                     }
                 }
                 if moving {
-                    why.push(format!("moved to {ou} ({placed_by})"));
+                    why.push(format!("moved to {ou} ({})", placed_by(group)));
                 }
                 let action = Action::Rename {
                     dn: current.dn.clone(),
                     guid: current.guid.clone(),
                     new_rdn,
-                    new_parent: moving.then(|| ou.clone()),
+                    new_parent: moving.then(|| ou.to_string()),
                     new_dn: new_dn.clone(),
                 };
                 place = Place::Existing {
                     ad: current,
                     dn: new_dn,
+                    key,
                     rename: Some((action, why.join("; "))),
                     error: None,
                 };
             }
         }
-        if let Place::Existing { dn, .. } = &place {
-            claimed
-                .entry(dn_key(dn))
-                .or_insert((group.id.as_str(), group.name()));
+        if let Place::Existing { key, .. } = &place {
+            if !claimed.contains_key(key) {
+                claimed.insert(key.clone(), (group.id.as_str(), group.name()));
+            }
         }
         placed.insert(group.id.as_str(), place);
     }
@@ -1063,16 +1093,16 @@ fn place<'a>(
             placed.insert(group.id.as_str(), Place::Blocked { error });
             continue;
         }
-        let (ou, _) = target_ou(group);
+        let ou = target_ou(group);
         let dn = format!("{},{ou}", naming::rdn(&naming::cn(group, config.naming)));
         let key = dn_key(&dn);
-        let place = if occupied.contains(&key) || claimed.contains_key(&key) {
+        let place = if occupied.contains(key.as_str()) || claimed.contains_key(&key) {
             Place::Blocked {
                 error: format!("cannot create {dn}: {}", held_by(&claimed, &key)),
             }
         } else {
-            claimed.insert(key, (group.id.as_str(), group.name()));
-            Place::Create { dn }
+            claimed.insert(key.clone(), (group.id.as_str(), group.name()));
+            Place::Create { dn, key }
         };
         placed.insert(group.id.as_str(), place);
     }

@@ -166,26 +166,49 @@ pub fn sam_account_name(cn: &str) -> String {
 /// when AD says one is taken, and reports only when all are.
 pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
     let id_part: String = sam_account_name(id).chars().filter(|c| *c != '-').collect();
-    let mut suffixes: Vec<String> = CANDIDATE_ID_CHARS
-        .iter()
-        .map(|n| left_utf16(&id_part, *n).to_string())
-        .collect();
-    let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
-    suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
+    let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]);
     let base = sam_account_name(cn);
-    let mut lower = vec![base.to_lowercase()];
-    let mut out = vec![base.clone()];
-    for suffix in suffixes {
+    let mut out: Vec<String> = Vec::with_capacity(1 + CANDIDATE_ID_CHARS.len() + 5);
+    let add = |out: &mut Vec<String>, suffix: &str| {
         let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
         let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
-        let candidate = sam_account_name(&format!("{name}_{suffix}"));
-        let candidate_lower = candidate.to_lowercase();
-        if !candidate.is_empty() && !lower.contains(&candidate_lower) {
-            out.push(candidate);
-            lower.push(candidate_lower);
+        let mut candidate = String::with_capacity(name.len() + 1 + suffix.len());
+        candidate.push_str(name);
+        candidate.push('_');
+        candidate.push_str(suffix);
+        // Built from clean parts, it is almost always clean already: no second copy.
+        if !is_clean_sam(&candidate) {
+            candidate = sam_account_name(&candidate);
         }
+        if !candidate.is_empty() && !out.iter().any(|c| same_ignoring_case(c, &candidate)) {
+            out.push(candidate);
+        }
+    };
+    out.push(base.clone());
+    for n in CANDIDATE_ID_CHARS {
+        add(&mut out, left_utf16(&id_part, n));
+    }
+    for n in CANDIDATE_COUNTERS {
+        add(&mut out, &format!("{short}_{n}"));
     }
     out
+}
+
+/// Whether `s` is its own [`sam_account_name`].
+fn is_clean_sam(s: &str) -> bool {
+    !s.chars()
+        .any(|c| SAM_FORBIDDEN.contains(&c) || is_stripped_from_names(c))
+        && (s.len() <= SAM_MAX_UNITS || s.encode_utf16().count() <= SAM_MAX_UNITS)
+        && !s.ends_with(['.', ' '])
+}
+
+/// Whether two names are equal lower-cased (as AD compares sAMAccountNames).
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
 }
 
 /// The first fallback sAMAccountName: the name + `_` + the first 8 characters of the object
@@ -206,6 +229,38 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
 /// A canonical form of a DN, equal for DNs that [`dn_eq`] finds equal; for use as a map key.
 pub fn dn_key(dn: &str) -> String {
     plain_dn_key(dn).unwrap_or_else(|| parsed_dn_key(dn))
+}
+
+/// A DN's [`dn_key`], and whether it is the plain form (see [`is_under_keyed`]): computed
+/// once per DN by planners that compare the same DNs many times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnKey {
+    pub key: String,
+    plain: bool,
+}
+
+impl DnKey {
+    pub fn of(dn: &str) -> Self {
+        match plain_dn_key(dn) {
+            Some(key) => DnKey { key, plain: true },
+            None => DnKey {
+                key: parsed_dn_key(dn),
+                plain: false,
+            },
+        }
+    }
+}
+
+/// [`is_under`] with both keys known: no key is computed again for plain DNs.
+pub(crate) fn is_under_keyed(dn: &str, d: &DnKey, ou: &str, o: &DnKey) -> bool {
+    if d.plain && o.plain {
+        let (d, o) = (&d.key, &o.key);
+        return !o.is_empty()
+            && d.len() > o.len()
+            && d.ends_with(o.as_str())
+            && d.as_bytes()[d.len() - o.len() - 1] == b',';
+    }
+    is_under(dn, ou)
 }
 
 /// The key of a DN without escapes, multi-valued RDNs or characters that need escaping:
@@ -481,6 +536,58 @@ mod tests {
                 prop_assert_eq!(is_under(&dn, &ou), parsed_is_under(&dn, &ou), "{} under {}", dn, ou);
                 prop_assert_eq!(is_under(&ou, &dn), parsed_is_under(&ou, &dn), "{} under {}", ou, dn);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn is_under_with_known_keys_agrees_with_is_under(
+            dn in "[ a-zA-Z=,é0-9#+\\\\]{0,30}",
+            ou in "[ a-zA-Z=,é0-9#+\\\\]{0,20}",
+        ) {
+            let dn = format!("{dn},{ou}");
+            let (d, o) = (DnKey::of(&dn), DnKey::of(&ou));
+            prop_assert_eq!(&d.key, &dn_key(&dn));
+            prop_assert_eq!(is_under_keyed(&dn, &d, &ou, &o), is_under(&dn, &ou));
+        }
+    }
+
+    /// The candidates as first written (one copy per step): what the faster version must
+    /// still give.
+    fn sam_account_name_candidates_reference(cn: &str, id: &str) -> Vec<String> {
+        let id_part: String = sam_account_name(id).chars().filter(|c| *c != '-').collect();
+        let mut suffixes: Vec<String> = CANDIDATE_ID_CHARS
+            .iter()
+            .map(|n| left_utf16(&id_part, *n).to_string())
+            .collect();
+        let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
+        suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
+        let base = sam_account_name(cn);
+        let mut lower = vec![base.to_lowercase()];
+        let mut out = vec![base.clone()];
+        for suffix in suffixes {
+            let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
+            let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
+            let candidate = sam_account_name(&format!("{name}_{suffix}"));
+            let candidate_lower = candidate.to_lowercase();
+            if !candidate.is_empty() && !lower.contains(&candidate_lower) {
+                out.push(candidate);
+                lower.push(candidate_lower);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn sam_account_name_candidates_are_those_of_the_reference(
+            cn in "[ -~éÉßİı\u{1}\u{202E}\u{1F600}]{0,70}",
+            id in "[0-9a-fA-F\\-.İ ]{0,40}",
+        ) {
+            prop_assert_eq!(
+                sam_account_name_candidates(&cn, &id),
+                sam_account_name_candidates_reference(&cn, &id)
+            );
         }
     }
 
