@@ -2,7 +2,7 @@
 //! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
 
 use crate::config::EngineConfig;
-use crate::members::{self, Directory, MemberDn, Membership, Placement};
+use crate::members::{self, Directory, DnOrder, MemberDn, Membership, Placement};
 use crate::naming::{self, dn_eq, dn_key, is_under_keyed, DnKey};
 use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -269,7 +269,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .collect();
     let managed_keys: Vec<(&str, DnKey)> =
         managed.iter().map(|m| (m.as_str(), DnKey::of(m))).collect();
-    let decisions: HashMap<&str, Decision> = cloud
+    let mut decisions: HashMap<&str, Decision> = cloud
         .groups
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
@@ -293,7 +293,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .iter()
         .map(|(id, p)| {
             let placement = match p {
-                Place::Existing { dn, key, .. } | Place::Create { dn, key } => Placement::At {
+                Place::Existing { dn, key, .. } | Place::Create { dn, key, .. } => Placement::At {
                     dn: Arc::from(dn.as_str()),
                     key: key.clone(),
                 },
@@ -302,19 +302,16 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             (*id, placement)
         })
         .collect();
-    let renamed: HashMap<String, (&str, String)> = placed
+    // Old key → new DN of the groups this plan renames.
+    let renamed: HashMap<String, &str> = placed
         .values()
         .filter_map(|p| match p {
             Place::Existing {
                 ad: current,
                 dn,
-                key,
                 rename: Some(_),
                 ..
-            } => Some((
-                ad_keys[current.dn.as_str()].key.clone(),
-                (dn.as_str(), key.clone()),
-            )),
+            } => Some((ad_keys[current.dn.as_str()].key.clone(), dn.as_str())),
             _ => None,
         })
         .collect();
@@ -334,21 +331,22 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     );
     let changes = CloudChanges::new(previous, cloud);
 
+    let mut notices = notices(&decisions, &ad.schema);
     let mut ops = Phases::default();
     let mut outcomes = Vec::new();
-    let mut sams: HashSet<String> = ad
-        .groups
-        .iter()
-        .filter_map(|g| g.sam_account_name.as_deref())
-        .map(str::to_lowercase)
-        .collect();
+    // The sAMAccountNames taken (lower case), read when the plan creates a group.
+    let mut sams: Option<HashSet<String>> = None;
     for group in by_name.iter().filter(|g| in_scope(&g.id)) {
-        let decision = &decisions[group.id.as_str()];
+        // Each group is planned once: its decision moves into its outcome.
+        let Some(decision) = decisions.remove(group.id.as_str()) else {
+            continue;
+        };
         let mut outcome = GroupOutcome {
             id: group.id.clone(),
             name: group.name().to_string(),
             kind: group.kind(),
-            decision: decision.clone(),
+            // Set below, once the match on the decision is done with it.
+            decision: Decision::SoftDeleted,
             ad_state: AdState::Absent,
             ad_dn: None,
             members: Vec::new(),
@@ -364,7 +362,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             action,
             reason,
         };
-        match (decision, placed.get(group.id.as_str())) {
+        match (&decision, placed.get(group.id.as_str())) {
             (
                 Decision::Written {
                     group_type,
@@ -479,7 +477,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             ));
                         }
                         let (add, remove) =
-                            member_changes(current, &unique_dns(&membership), &renamed, &dir);
+                            member_changes(current, &unique_dns(&membership, &dir), &renamed, &dir);
                         // Only when the cloud side did not change can a difference have been
                         // made by hand in AD (an adoption's first plan is none: the cloud
                         // takes over what AD held).
@@ -525,10 +523,17 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             ops.removes.push(op(action, reason));
                         }
                     }
-                    Place::Create { dn, .. } => {
+                    Place::Create { dn, cn, .. } => {
                         outcome.ad_state = AdState::ToCreate;
                         outcome.ad_dn = Some(dn.clone());
-                        let cn = naming::cn(group, config.naming);
+                        let cn = cn.clone();
+                        let sams = sams.get_or_insert_with(|| {
+                            ad.groups
+                                .iter()
+                                .filter_map(|g| g.sam_account_name.as_deref())
+                                .map(str::to_lowercase)
+                                .collect()
+                        });
                         // Skip the candidates known to be taken (by groups under the managed
                         // OUs or created earlier in this plan); the exporter tries the rest in
                         // order when AD says one is taken elsewhere in the domain.
@@ -548,7 +553,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
                         attrs.insert("cn".into(), vec![cn]);
                         attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
-                        let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
+                        let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
                         let reason = if joins.contains_key(&group.id) {
@@ -605,10 +610,10 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 }
             }
         }
+        outcome.decision = decision;
         outcomes.push(outcome);
     }
 
-    let mut notices = notices(&decisions, &ad.schema);
     for (id, current) in &ownership.owned {
         if !cloud.groups.contains_key(*id) && ownership.adopted.contains(id) {
             notices.push(format!(
@@ -633,8 +638,12 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
 
     let mut foreign = ownership.foreign;
     foreign.sort_by(|a, b| (dn_key(&a.dn), &a.reason).cmp(&(dn_key(&b.dn), &b.reason)));
+    let operations = ops.into_ordered(|dn| match ad_keys.get(dn) {
+        Some(k) => Cow::Borrowed(k.key.as_str()),
+        None => dir.key_of(dn),
+    });
     Plan {
-        operations: ops.into_ordered(),
+        operations,
         groups: outcomes,
         foreign,
         notices,
@@ -914,11 +923,11 @@ enum Place<'a> {
     Create {
         dn: String,
         key: String,
+        /// The CN (unescaped) of `dn`.
+        cn: String,
     },
     /// No AD group and none can be created this cycle.
-    Blocked {
-        error: String,
-    },
+    Blocked { error: String },
 }
 
 /// Decides renames, moves and creates for the written-back groups, refusing any target
@@ -1094,7 +1103,8 @@ fn place<'a>(
             continue;
         }
         let ou = target_ou(group);
-        let dn = format!("{},{ou}", naming::rdn(&naming::cn(group, config.naming)));
+        let cn = naming::cn(group, config.naming);
+        let dn = format!("{},{ou}", naming::rdn(&cn));
         let key = dn_key(&dn);
         let place = if occupied.contains(key.as_str()) || claimed.contains_key(&key) {
             Place::Blocked {
@@ -1102,7 +1112,7 @@ fn place<'a>(
             }
         } else {
             claimed.insert(key.clone(), (group.id.as_str(), group.name()));
-            Place::Create { dn, key }
+            Place::Create { dn, key, cn }
         };
         placed.insert(group.id.as_str(), place);
     }
@@ -1183,6 +1193,25 @@ fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `same_values(attr, &current_attr(current, attr), after)`, without copying the values of
+/// single-valued attributes (most groups have nothing to change).
+fn same_as_current(current: &AdGroup, attr: &str, after: &[String]) -> bool {
+    let one = |v: &Option<String>| match v.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => after.len() == 1 && after[0] == v,
+        None => after.is_empty(),
+    };
+    match GroupAttr::parse(attr) {
+        Some(GroupAttr::SamAccountName) => one(&current.sam_account_name),
+        Some(GroupAttr::AdminDescription) => one(&current.admin_description),
+        Some(GroupAttr::ExternalDirectoryObjectId) => one(&current.external_directory_object_id),
+        Some(GroupAttr::DisplayName) => one(&current.display_name),
+        Some(GroupAttr::Description) => one(&current.description),
+        Some(GroupAttr::Mail) => one(&current.mail),
+        Some(GroupAttr::MailNickname) => one(&current.mail_nickname),
+        _ => same_values(attr, &current_attr(current, attr), after),
+    }
+}
+
 fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
     match attr {
         ATTR_MANAGED_BY => {
@@ -1208,13 +1237,11 @@ fn attr_changes(
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
     let changes: Vec<AttrChange> = wanted
         .iter()
-        .filter_map(|(attr, after)| {
-            let before = current_attr(current, attr);
-            (!same_values(attr, &before, after)).then(|| AttrChange {
-                attr: attr.to_string(),
-                before,
-                after: after.clone(),
-            })
+        .filter(|(attr, after)| !same_as_current(current, attr, after))
+        .map(|(attr, after)| AttrChange {
+            attr: attr.to_string(),
+            before: current_attr(current, attr),
+            after: after.clone(),
         })
         .collect();
     if changes.is_empty() {
@@ -1260,10 +1287,10 @@ fn attr_changes(
 
 /// The members that should be values of `member`, one per DN (as AD compares DNs: the
 /// first in member order), in key order.
-fn unique_dns<'m, 'd>(membership: &'m Membership<'d>) -> Vec<&'m MemberDn<'d>> {
+fn unique_dns<'m, 'd>(membership: &'m Membership<'d>, dir: &Directory) -> Vec<&'m MemberDn<'d>> {
     let mut dns: Vec<&MemberDn> = membership.dns.iter().collect();
     // Stable: of equal keys the first in member order comes first and is kept.
-    dns.sort_by(|a, b| a.key.cmp(&b.key));
+    dns.sort_by(|a, b| dir.cmp_order(&a.key, &b.key));
     dns.dedup_by(|later, kept| later.key == kept.key);
     dns
 }
@@ -1274,21 +1301,24 @@ fn unique_dns<'m, 'd>(membership: &'m Membership<'d>) -> Vec<&'m MemberDn<'d>> {
 fn member_changes(
     current: &AdGroup,
     want: &[&MemberDn],
-    renamed: &HashMap<String, (&str, String)>,
+    renamed: &HashMap<String, &str>,
     dir: &Directory,
 ) -> (Vec<String>, Vec<String>) {
-    let mut have: Vec<(&str, Cow<str>)> = current
+    let mut have: Vec<(&str, DnOrder)> = current
         .members
         .iter()
         .map(|m| {
-            let key = dir.key_of(m);
-            match renamed.get(key.as_ref()) {
-                Some((dn, key)) => (*dn, Cow::Borrowed(key.as_str())),
+            let key = dir.order_of(m);
+            if renamed.is_empty() {
+                return (m.as_str(), key);
+            }
+            match renamed.get(dir.key_text(&key)) {
+                Some(dn) => (*dn, dir.order_of(dn)),
                 None => (m.as_str(), key),
             }
         })
         .collect();
-    have.sort_by(|a, b| a.1.cmp(&b.1));
+    have.sort_by(|a, b| dir.cmp_order(&a.1, &b.1));
     have.dedup_by(|later, kept| later.1 == kept.1);
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     let (mut w, mut h) = (want.iter().peekable(), have.iter().peekable());
@@ -1303,7 +1333,7 @@ fn member_changes(
                 remove.push(y.0.to_string());
                 h.next();
             }
-            (Some(x), Some(y)) => match x.key.as_ref().cmp(y.1.as_ref()) {
+            (Some(x), Some(y)) => match dir.cmp_order(&x.key, &y.1) {
                 std::cmp::Ordering::Less => {
                     add.push(x.dn.to_string());
                     w.next();
@@ -1405,7 +1435,9 @@ struct Phases {
 }
 
 impl Phases {
-    fn into_ordered(self) -> Vec<Operation> {
+    /// The operations phase after phase, each phase in the order of its DNs' keys (given by
+    /// `key`), then of group ids.
+    fn into_ordered<'k>(self, key: impl Fn(&str) -> Cow<'k, str>) -> Vec<Operation> {
         let Phases {
             renames,
             creates,
@@ -1414,12 +1446,16 @@ impl Phases {
             removes,
             deletes,
         } = self;
-        [renames, creates, modifies, adds, removes, deletes]
-            .into_iter()
-            .flat_map(|mut phase| {
-                phase.sort_by_cached_key(|o| (dn_key(o.action.dn()), o.group.clone()));
-                phase
-            })
-            .collect()
+        let phases = [renames, creates, modifies, adds, removes, deletes];
+        let mut out = Vec::with_capacity(phases.iter().map(Vec::len).sum());
+        for phase in phases {
+            let mut order: Vec<usize> = (0..phase.len()).collect();
+            let keys: Vec<Cow<str>> = phase.iter().map(|o| key(o.action.dn())).collect();
+            order.sort_by(|a, b| (&keys[*a], &phase[*a].group).cmp(&(&keys[*b], &phase[*b].group)));
+            drop(keys);
+            let mut slots: Vec<Option<Operation>> = phase.into_iter().map(Some).collect();
+            out.extend(order.into_iter().filter_map(|i| slots[i].take()));
+        }
+        out
     }
 }
