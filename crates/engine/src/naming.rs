@@ -2,6 +2,7 @@
 //! sAMAccountName, and DN comparison the way AD compares DNs (case-insensitive).
 
 use crate::config::Naming;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use wb_model::{anchor_value, CloudGroup};
 
@@ -25,7 +26,9 @@ const RDN_FORBIDDEN_RAW: [char; 7] = [',', '+', '"', ';', '<', '>', '\0'];
 /// The only character RFC 4514 lets a DN carry, unescaped, around its separators and at the
 /// ends of its values: U+0020. Other spaces (no-break, ideographic, ...) are part of values.
 const SPACE: char = ' ';
-/// Characters AD refuses in sAMAccountName (SPEC §4).
+/// Characters AD refuses in sAMAccountName (SPEC §4); `is_sam_forbidden` is the same list
+/// as a match (checked by a test).
+#[cfg(test)]
 const SAM_FORBIDDEN: [char; 16] = [
     '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
 ];
@@ -41,6 +44,13 @@ pub fn is_stripped_from_names(c: char) -> bool {
 /// The longest prefix of `s` that is at most `max` UTF-16 code units: never splits a
 /// surrogate pair (characters are kept or dropped whole).
 pub fn left_utf16(s: &str, max: usize) -> &str {
+    // A character takes at least as many UTF-8 bytes as UTF-16 units.
+    if s.len() <= max {
+        return s;
+    }
+    if s.is_ascii() {
+        return &s[..max];
+    }
     let mut units = 0;
     for (i, c) in s.char_indices() {
         units += c.len_utf16();
@@ -52,8 +62,11 @@ pub fn left_utf16(s: &str, max: usize) -> &str {
 }
 
 /// `s` without the characters [`is_stripped_from_names`] refuses.
-fn strip_for_names(s: &str) -> String {
-    s.chars().filter(|c| !is_stripped_from_names(*c)).collect()
+fn strip_for_names(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_stripped_from_names) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().filter(|c| !is_stripped_from_names(*c)).collect())
 }
 
 /// The CN (unescaped) of the AD group for `group` in the given naming mode: at most 64
@@ -69,14 +82,27 @@ pub fn cn(group: &CloudGroup, naming: Naming) -> String {
             if name.is_empty() {
                 anchor_value(&group.id)
             } else {
-                let id: Vec<char> = group.id.chars().collect();
-                let tail: String = id[id.len().saturating_sub(CN_ID_CHARS)..].iter().collect();
-                format!("{name}_{tail}")
+                // The last 12 characters of the id (all of it when shorter).
+                let start = group
+                    .id
+                    .char_indices()
+                    .rev()
+                    .nth(CN_ID_CHARS - 1)
+                    .map_or(0, |(i, _)| i);
+                let tail = &group.id[start..];
+                let mut cn = String::with_capacity(name.len() + 1 + tail.len());
+                cn.push_str(name);
+                cn.push('_');
+                cn.push_str(tail);
+                cn
             }
         }
     };
     // Only a group id that is not a GUID (refused by `decide`) can bring these here.
-    left_utf16(&strip_for_names(&cn), CN_MAX_UNITS).to_string()
+    match strip_for_names(&cn) {
+        Cow::Borrowed(clean) if left_utf16(clean, CN_MAX_UNITS).len() == cn.len() => cn,
+        clean => left_utf16(&clean, CN_MAX_UNITS).to_string(),
+    }
 }
 
 /// Escapes an attribute value for use in an RDN (RFC 4514 §2.4): `, + " \ < > ; =` with a
@@ -119,28 +145,10 @@ pub fn rdn(cn: &str) -> String {
 /// are dropped, at most 64 UTF-16 units, no trailing dot or space (AD refuses a trailing
 /// dot).
 pub fn sam_account_name(cn: &str) -> String {
-    let is_sam_forbidden = |c: char| {
-        matches!(
-            c,
-            '"' | '/'
-                | '\\'
-                | '['
-                | ']'
-                | ':'
-                | ';'
-                | '|'
-                | '='
-                | ','
-                | '+'
-                | '*'
-                | '?'
-                | '<'
-                | '>'
-                | '@'
-        )
-    };
-    debug_assert!(SAM_FORBIDDEN.iter().all(|c| is_sam_forbidden(*c)));
     // Most names need neither: no copy to filter (candidates are built from clean names).
+    if is_clean_sam(cn) {
+        return cn.to_string();
+    }
     if !cn
         .chars()
         .any(|c| is_sam_forbidden(c) || is_stripped_from_names(c))
@@ -152,11 +160,33 @@ pub fn sam_account_name(cn: &str) -> String {
     let replaced: String = cn
         .chars()
         .filter(|c| !is_stripped_from_names(*c))
-        .map(|c| if SAM_FORBIDDEN.contains(&c) { '_' } else { c })
+        .map(|c| if is_sam_forbidden(c) { '_' } else { c })
         .collect();
     left_utf16(&replaced, SAM_MAX_UNITS)
         .trim_end_matches(['.', ' '])
         .to_string()
+}
+
+/// The characters of [`SAM_FORBIDDEN`], as a match.
+fn is_sam_forbidden(c: char) -> bool {
+    matches!(
+        c,
+        '"' | '/'
+            | '\\'
+            | '['
+            | ']'
+            | ':'
+            | ';'
+            | '|'
+            | '='
+            | ','
+            | '+'
+            | '*'
+            | '?'
+            | '<'
+            | '>'
+            | '@'
+    )
 }
 
 /// The sAMAccountNames to try for a new group, in order: the default (from the CN), then
@@ -196,8 +226,14 @@ pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
 
 /// Whether `s` is its own [`sam_account_name`].
 fn is_clean_sam(s: &str) -> bool {
-    !s.chars()
-        .any(|c| SAM_FORBIDDEN.contains(&c) || is_stripped_from_names(c))
+    let clean_chars = if s.is_ascii() {
+        !s.bytes()
+            .any(|b| b < 0x20 || b == 0x7f || is_sam_forbidden(char::from(b)))
+    } else {
+        !s.chars()
+            .any(|c| is_sam_forbidden(c) || is_stripped_from_names(c))
+    };
+    clean_chars
         && (s.len() <= SAM_MAX_UNITS || s.encode_utf16().count() <= SAM_MAX_UNITS)
         && !s.ends_with(['.', ' '])
 }
@@ -268,7 +304,13 @@ pub(crate) fn is_under_keyed(dn: &str, d: &DnKey, ou: &str, o: &DnKey) -> bool {
 fn plain_dn_key(dn: &str) -> Option<String> {
     let needs_parsing =
         |c: char| matches!(c, '\\' | '+' | '"' | ';' | '<' | '>' | '#') || c.is_control();
-    if dn.chars().any(needs_parsing) {
+    let ascii = dn.is_ascii();
+    let plain = if ascii {
+        !dn.bytes().any(|b| needs_parsing(char::from(b)))
+    } else {
+        !dn.chars().any(needs_parsing)
+    };
+    if !plain {
         return None;
     }
     let mut key = String::with_capacity(dn.len());
@@ -285,9 +327,14 @@ fn plain_dn_key(dn: &str) -> Option<String> {
         if i > 0 {
             key.push(',');
         }
-        key.push_str(&t.to_ascii_lowercase());
+        // Lower case without a copy per part: `t` is ASCII (checked above).
+        key.extend(t.bytes().map(|b| char::from(b.to_ascii_lowercase())));
         key.push('=');
-        key.push_str(&v.to_lowercase());
+        if ascii {
+            key.extend(v.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            key.push_str(&v.to_lowercase());
+        }
     }
     Some(key)
 }
@@ -576,6 +623,13 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_forbidden_sam_characters_are_those_of_the_list() {
+        for c in (0..0x80u8).map(char::from) {
+            assert_eq!(is_sam_forbidden(c), SAM_FORBIDDEN.contains(&c), "{c:?}");
+        }
     }
 
     proptest! {
