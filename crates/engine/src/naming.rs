@@ -206,8 +206,9 @@ pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
         candidate.push_str(name);
         candidate.push('_');
         candidate.push_str(suffix);
-        // Built from clean parts, it is almost always clean already: no second copy.
-        if !is_clean_sam(&candidate) {
+        // `name` is part of a clean name: the candidate is clean when the suffix is (it is
+        // short) and the whole is short enough — almost always; else it is cleaned.
+        if !(is_clean_sam(suffix) && candidate.len() <= SAM_MAX_UNITS) {
             candidate = sam_account_name(&candidate);
         }
         if !candidate.is_empty() && !out.iter().any(|c| same_ignoring_case(c, &candidate)) {
@@ -219,7 +220,16 @@ pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
         add(&mut out, left_utf16(&id_part, n));
     }
     for n in CANDIDATE_COUNTERS {
-        add(&mut out, &format!("{short}_{n}"));
+        let mut suffix = String::with_capacity(short.len() + 3);
+        suffix.push_str(short);
+        suffix.push('_');
+        match char::from_digit(n, 10) {
+            Some(digit) => suffix.push(digit),
+            None => {
+                let _ = write!(suffix, "{n}");
+            }
+        }
+        add(&mut out, &suffix);
     }
     out
 }
@@ -241,7 +251,12 @@ fn is_clean_sam(s: &str) -> bool {
 /// Whether two names are equal lower-cased (as AD compares sAMAccountNames).
 fn same_ignoring_case(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
-        a.eq_ignore_ascii_case(b)
+        // From the end: candidates differ in their suffixes.
+        a.len() == b.len()
+            && a.bytes()
+                .rev()
+                .zip(b.bytes().rev())
+                .all(|(x, y)| x.eq_ignore_ascii_case(&y))
     } else {
         a.to_lowercase() == b.to_lowercase()
     }
@@ -313,6 +328,9 @@ fn plain_dn_key(dn: &str) -> Option<String> {
     if !plain {
         return None;
     }
+    if ascii && is_tight_ascii_dn(dn.as_bytes()) {
+        return Some(dn.to_ascii_lowercase());
+    }
     let mut key = String::with_capacity(dn.len());
     for (i, rdn) in dn.trim_matches(SPACE).split(',').enumerate() {
         let (t, v) = rdn.split_once('=')?;
@@ -337,6 +355,46 @@ fn plain_dn_key(dn: &str) -> Option<String> {
         }
     }
     Some(key)
+}
+
+/// Whether an ASCII DN (without the characters that need parsing) is `type=value` RDNs with
+/// alphanumeric types starting with a letter, one `=` each, and no space next to a
+/// separator or at the ends: its key is then the DN in lower case.
+fn is_tight_ascii_dn(b: &[u8]) -> bool {
+    if b.first().is_none_or(|c| *c == b' ') || b.last().is_none_or(|c| *c == b' ') {
+        return false;
+    }
+    let spaced = |i: usize| b[i - 1] == b' ' || b.get(i + 1) == Some(&b' ');
+    let (mut in_type, mut type_start) = (true, true);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b',' => {
+                if in_type || spaced(i) {
+                    return false;
+                }
+                (in_type, type_start) = (true, true);
+            }
+            b'=' => {
+                if !in_type || type_start || spaced(i) {
+                    return false;
+                }
+                in_type = false;
+            }
+            _ if in_type => {
+                let ok = if type_start {
+                    c.is_ascii_alphabetic()
+                } else {
+                    c.is_ascii_alphanumeric() || c == b'-'
+                };
+                if !ok {
+                    return false;
+                }
+                type_start = false;
+            }
+            _ => {}
+        }
+    }
+    !in_type
 }
 
 fn parsed_dn_key(dn: &str) -> String {
@@ -556,6 +614,18 @@ mod tests {
         fn plain_dn_key_agrees_with_the_parsed_key(dn in "[ a-zA-Z=,é0-9#+\\\\]{0,40}") {
             if let Some(plain) = plain_dn_key(&dn) {
                 prop_assert_eq!(plain, parsed_dn_key(&dn));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn keys_of_well_formed_dns_agree_with_the_parsed_key(
+            rdns in proptest::collection::vec("[ ]?[a-zA-Z0-9][a-zA-Z0-9-]{0,3}[ ]?=[ ]?[ a-zA-Z0-9é-]{0,6}", 1..5),
+        ) {
+            let dn = rdns.join(",");
+            if let Some(plain) = plain_dn_key(&dn) {
+                prop_assert_eq!(plain, parsed_dn_key(&dn), "{}", dn);
             }
         }
     }
