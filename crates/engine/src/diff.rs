@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Joins, Lookup, MemberKind,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup, MemberKind,
     ObjectId, OnPremGroupType, Operation, Plan,
 };
 
@@ -39,7 +39,8 @@ const ATTR_SAM_ACCOUNT_NAME: &str = GroupAttr::SamAccountName.name();
 /// cloud changes. Computed once per plan: the users and groups (by id) whose data a member
 /// outcome reads changed, by one merge of the two images.
 pub struct CloudChanges<'a> {
-    previous: Option<&'a CloudSnapshot>,
+    /// The previous image's groups, by id.
+    previous: Option<HashMap<&'a str, &'a CloudGroup>>,
     /// Ids of users that differ, and of groups whose name, writeback setting or deletion
     /// differs, between the two images (present in only one of them included).
     members: HashSet<&'a str>,
@@ -61,13 +62,15 @@ impl<'a> CloudChanges<'a> {
                 &mut members,
             );
         }
+        let previous =
+            previous.map(|p| p.groups.iter().map(|(id, g)| (id.as_str(), g)).collect());
         CloudChanges { previous, members }
     }
 
     /// Whether the cloud side of `group` (its properties, or its membership and the users
     /// in it) changed since the previous cycle; with no previous image, assume it did.
     pub fn of(&self, group: &CloudGroup) -> (bool, bool) {
-        let Some(pg) = self.previous.and_then(|p| p.groups.get(&group.id)) else {
+        let Some(pg) = self.previous.as_ref().and_then(|p| p.get(group.id.as_str())) else {
             return (true, true);
         };
         let properties = !same_properties(pg, group);
@@ -274,7 +277,19 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
         .collect();
-    let ownership = Ownership::claim(cloud, ad, joins, &decisions, &ad_keys, &managed_keys);
+    // Hash indexes of the images' maps, for the lookups by id done per group.
+    let groups_by_id: HashMap<&str, &CloudGroup> =
+        cloud.groups.iter().map(|(id, g)| (id.as_str(), g)).collect();
+    let joins_by_id: HashMap<&str, &Join> = joins.iter().map(|(id, j)| (id.as_str(), j)).collect();
+    let ownership = Ownership::claim(
+        cloud,
+        ad,
+        &joins_by_id,
+        &groups_by_id,
+        &decisions,
+        &ad_keys,
+        &managed_keys,
+    );
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
     by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
@@ -404,8 +419,8 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
                         let (props_changed, members_changed) = changes.of(group);
-                        let joined = joins
-                            .get(&group.id)
+                        let joined = joins_by_id
+                            .get(group.id.as_str())
                             .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
                         if let Some((_, reason)) = rename {
                             if reason.starts_with("drift:") {
@@ -556,7 +571,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
-                        let reason = if joins.contains_key(&group.id) {
+                        let reason = if joins_by_id.contains_key(group.id.as_str()) {
                             outcome
                                 .drift
                                 .push("re-created; the group's SID changes".into());
@@ -587,7 +602,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 }
             }
             (decision, _) => {
-                if let Some(current) = ownership.owned.get(group.id.as_str()) {
+                if let Some(current) = ownership.owned_by_id.get(group.id.as_str()) {
                     outcome.ad_dn = Some(current.dn.clone());
                     // An adopted AD group existed before writeback: never deleted, only
                     // left alone (orphaned), even with delete_out_of_scope.
@@ -615,12 +630,13 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     }
 
     for (id, current) in &ownership.owned {
-        if !cloud.groups.contains_key(*id) && ownership.adopted.contains(id) {
+        let in_cloud = groups_by_id.contains_key(id);
+        if !in_cloud && ownership.adopted.contains(id) {
             notices.push(format!(
                 "{} was adopted (it existed before writeback) for group {id}, which is gone                  from the cloud: kept, no longer updated",
                 current.dn
             ));
-        } else if !cloud.groups.contains_key(*id) {
+        } else if !in_cloud {
             ops.deletes.push(Operation {
                 group: id.to_string(),
                 name: current
@@ -637,7 +653,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     }
 
     let mut foreign = ownership.foreign;
-    foreign.sort_by(|a, b| (dn_key(&a.dn), &a.reason).cmp(&(dn_key(&b.dn), &b.reason)));
+    foreign.sort_by_cached_key(|f| (dn_key(&f.dn), f.reason.clone()));
     let operations = ops.into_ordered(|dn| match ad_keys.get(dn) {
         Some(k) => Cow::Borrowed(k.key.as_str()),
         None => dir.key_of(dn),
@@ -698,6 +714,8 @@ fn scope<'a>(
 /// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
 struct Ownership<'a> {
     owned: BTreeMap<&'a str, &'a AdGroup>,
+    /// `owned` as a hash map, for lookups.
+    owned_by_id: HashMap<&'a str, &'a AdGroup>,
     /// Owned groups that existed before writeback (adopted in place: a cloud-managed AD
     /// group, or a join recorded by `writeback adopt`).
     adopted: HashSet<&'a str>,
@@ -714,7 +732,8 @@ impl<'a> Ownership<'a> {
     fn claim(
         cloud: &'a CloudSnapshot,
         ad: &'a AdSnapshot,
-        joins: &'a Joins,
+        joins: &HashMap<&'a str, &'a Join>,
+        groups_by_id: &HashMap<&str, &CloudGroup>,
         decisions: &HashMap<&str, Decision>,
         ad_keys: &HashMap<&str, DnKey>,
         managed: &[(&str, DnKey)],
@@ -730,7 +749,7 @@ impl<'a> Ownership<'a> {
         let mut refused: BTreeMap<&str, String> = BTreeMap::new();
         let joined_by_guid: HashMap<String, &str> = joins
             .iter()
-            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
+            .map(|(id, j)| (j.guid.to_ascii_lowercase(), *id))
             .collect();
         // Cloud-managed AD groups written back, by the SID of the AD group they name.
         let cloud_managed: HashMap<String, &str> = cloud
@@ -872,8 +891,7 @@ impl<'a> Ownership<'a> {
             }
         }
         let sid_of = |id: &str| {
-            cloud
-                .groups
+            groups_by_id
                 .get(id)
                 .filter(|g| g.is_cloud_managed_ad_group())
                 .and_then(|g| g.ad_sid())
@@ -893,6 +911,7 @@ impl<'a> Ownership<'a> {
             .map(|(id, _)| *id)
             .collect();
         Ownership {
+            owned_by_id: owned.iter().map(|(id, g)| (*id, *g)).collect(),
             owned,
             adopted,
             refused,
@@ -966,7 +985,7 @@ fn place<'a>(
     };
 
     for group in by_name.iter().filter(written) {
-        let Some(current) = ownership.owned.get(group.id.as_str()).copied() else {
+        let Some(current) = ownership.owned_by_id.get(group.id.as_str()).copied() else {
             continue;
         };
         let current_key = &ad_keys[current.dn.as_str()];
@@ -1067,7 +1086,7 @@ fn place<'a>(
     }
 
     for group in by_name.iter().filter(written) {
-        if ownership.owned.contains_key(group.id.as_str()) {
+        if ownership.owned_by_id.contains_key(group.id.as_str()) {
             continue;
         }
         if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
