@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup, MemberKind,
-    ObjectId, OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup,
+    MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -62,15 +62,18 @@ impl<'a> CloudChanges<'a> {
                 &mut members,
             );
         }
-        let previous =
-            previous.map(|p| p.groups.iter().map(|(id, g)| (id.as_str(), g)).collect());
+        let previous = previous.map(|p| p.groups.iter().map(|(id, g)| (id.as_str(), g)).collect());
         CloudChanges { previous, members }
     }
 
     /// Whether the cloud side of `group` (its properties, or its membership and the users
     /// in it) changed since the previous cycle; with no previous image, assume it did.
     pub fn of(&self, group: &CloudGroup) -> (bool, bool) {
-        let Some(pg) = self.previous.as_ref().and_then(|p| p.get(group.id.as_str())) else {
+        let Some(pg) = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.get(group.id.as_str()))
+        else {
             return (true, true);
         };
         let properties = !same_properties(pg, group);
@@ -278,8 +281,11 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
         .collect();
     // Hash indexes of the images' maps, for the lookups by id done per group.
-    let groups_by_id: HashMap<&str, &CloudGroup> =
-        cloud.groups.iter().map(|(id, g)| (id.as_str(), g)).collect();
+    let groups_by_id: HashMap<&str, &CloudGroup> = cloud
+        .groups
+        .iter()
+        .map(|(id, g)| (id.as_str(), g))
+        .collect();
     let joins_by_id: HashMap<&str, &Join> = joins.iter().map(|(id, j)| (id.as_str(), j)).collect();
     let ownership = Ownership::claim(
         cloud,
@@ -348,7 +354,10 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
 
     let mut notices = notices(&decisions, &ad.schema);
     let mut ops = Phases::default();
-    let mut outcomes = Vec::new();
+    let mut outcomes = Vec::with_capacity(match &scope {
+        Some(scope) => scope.len(),
+        None => by_name.len(),
+    });
     // The sAMAccountNames taken (lower case), read when the plan creates a group.
     let mut sams: Option<HashSet<String>> = None;
     for group in by_name.iter().filter(|g| in_scope(&g.id)) {
@@ -1467,13 +1476,27 @@ impl Phases {
         } = self;
         let phases = [renames, creates, modifies, adds, removes, deletes];
         let mut out = Vec::with_capacity(phases.iter().map(Vec::len).sum());
-        for phase in phases {
-            let mut order: Vec<usize> = (0..phase.len()).collect();
-            let keys: Vec<Cow<str>> = phase.iter().map(|o| key(o.action.dn())).collect();
-            order.sort_by(|a, b| (&keys[*a], &phase[*a].group).cmp(&(&keys[*b], &phase[*b].group)));
-            drop(keys);
-            let mut slots: Vec<Option<Operation>> = phase.into_iter().map(Some).collect();
-            out.extend(order.into_iter().filter_map(|i| slots[i].take()));
+        for mut phase in phases {
+            // Sorted as `sort_by_cached_key` does (stable), with keys borrowed where known:
+            // the (key, index) pairs are sorted, then the operations permuted in place.
+            let mut order: Vec<(Cow<str>, usize)> = phase
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (key(o.action.dn()), i))
+                .collect();
+            order.sort_by(|(ka, a), (kb, b)| {
+                (ka, &phase[*a].group, a).cmp(&(kb, &phase[*b].group, b))
+            });
+            for i in 0..order.len() {
+                let mut index = order[i].1;
+                while index < i {
+                    index = order[index].1;
+                }
+                order[i].1 = index;
+                phase.swap(i, index);
+            }
+            drop(order);
+            out.append(&mut phase);
         }
         out
     }
