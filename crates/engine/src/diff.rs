@@ -8,7 +8,7 @@ use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::rc::Rc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
     CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup,
@@ -310,12 +310,16 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     );
     let scope = touched.map(|t| scope(t, cloud, &placed, &decisions, &ownership, config));
     let in_scope = |id: &str| scope.as_ref().is_none_or(|s| s.contains(id));
-    let placements: BTreeMap<&str, Placement> = placed
+    let placements: HashMap<&str, Placement> = placed
         .iter()
         .map(|(id, p)| {
             let placement = match p {
-                Place::Existing { dn, key, .. } | Place::Create { dn, key, .. } => Placement::At {
-                    dn: Arc::from(dn.as_str()),
+                Place::Existing { dn, key, .. } => Placement::At {
+                    dn,
+                    key: key.clone(),
+                },
+                Place::Create { dn, key, .. } => Placement::At {
+                    dn,
                     key: key.clone(),
                 },
                 Place::Blocked { .. } => Placement::Pending,
@@ -324,7 +328,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         })
         .collect();
     // Old key → new DN of the groups this plan renames.
-    let renamed: HashMap<String, &str> = placed
+    let renamed: HashMap<Rc<str>, &str> = placed
         .values()
         .filter_map(|p| match p {
             Place::Existing {
@@ -332,7 +336,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 dn,
                 rename: Some(_),
                 ..
-            } => Some((ad_keys[current.dn.as_str()].key.clone(), dn.as_str())),
+            } => Some((ad_keys[current.dn.as_str()].key.clone(), dn.as_ref())),
             _ => None,
         })
         .collect();
@@ -414,7 +418,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         ..
                     } => {
                         outcome.ad_state = AdState::Present;
-                        outcome.ad_dn = Some(dn.clone());
+                        outcome.ad_dn = Some(dn.to_string());
                         outcome.errors.extend(error.iter().cloned());
                         if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
                             outcome.errors.push(format!(
@@ -424,14 +428,14 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 dns.join("; ")
                             ));
                         }
-                        if let Some((action, reason)) = rename {
+                        if let Some((action, reason)) = rename.as_deref() {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
                         let (props_changed, members_changed) = changes.of(group);
                         let joined = joins_by_id
                             .get(group.id.as_str())
                             .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
-                        if let Some((_, reason)) = rename {
+                        if let Some((_, reason)) = rename.as_deref() {
                             if reason.starts_with("drift:") {
                                 outcome.drift.push(reason.clone());
                             }
@@ -463,7 +467,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             };
                             ops.modifies.push(op(
                                 Action::Modify {
-                                    dn: dn.clone(),
+                                    dn: dn.to_string(),
                                     guid: current.guid.clone(),
                                     changes,
                                 },
@@ -489,7 +493,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             };
                             ops.modifies.push(op(
                                 Action::Modify {
-                                    dn: dn.clone(),
+                                    dn: dn.to_string(),
                                     guid: current.guid.clone(),
                                     changes: vec![AttrChange {
                                         attr: ATTR_GROUP_TYPE.to_string(),
@@ -524,7 +528,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 format!("members: {} cloud member(s) added", add.len())
                             };
                             let action = Action::AddMembers {
-                                dn: dn.clone(),
+                                dn: dn.to_string(),
                                 guid: Some(current.guid.clone()),
                                 members: add,
                             };
@@ -540,7 +544,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 )
                             };
                             let action = Action::RemoveMembers {
-                                dn: dn.clone(),
+                                dn: dn.to_string(),
                                 guid: current.guid.clone(),
                                 members: remove,
                             };
@@ -664,7 +668,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     let mut foreign = ownership.foreign;
     foreign.sort_by_cached_key(|f| (dn_key(&f.dn), f.reason.clone()));
     let operations = ops.into_ordered(|dn| match ad_keys.get(dn) {
-        Some(k) => Cow::Borrowed(k.key.as_str()),
+        Some(k) => Cow::Borrowed(&*k.key),
         None => dir.key_of(dn),
     });
     Plan {
@@ -942,15 +946,17 @@ enum Place<'a> {
     /// An owned AD group; `dn` is its DN after the (optional) rename.
     Existing {
         ad: &'a AdGroup,
-        dn: String,
-        /// The key of `dn`.
-        key: String,
-        rename: Option<(Action, String)>,
+        /// Borrowed from `ad` unless renamed.
+        dn: Cow<'a, str>,
+        /// The key of `dn` (shared with the claims and placements).
+        key: Rc<str>,
+        /// Boxed: most groups have none.
+        rename: Option<Box<(Action, String)>>,
         error: Option<String>,
     },
     Create {
         dn: String,
-        key: String,
+        key: Rc<str>,
         /// The CN (unescaped) of `dn`.
         cn: String,
     },
@@ -969,14 +975,14 @@ fn place<'a>(
     ad_keys: &HashMap<&str, DnKey>,
     managed_keys: &[(&str, DnKey)],
 ) -> HashMap<&'a str, Place<'a>> {
-    let occupied: HashSet<&str> = ad_keys.values().map(|k| k.key.as_str()).collect();
+    let occupied: HashSet<&str> = ad_keys.values().map(|k| &*k.key).collect();
     // The groups' target OUs are few: their keys are computed once.
     let mut ou_keys: HashMap<&str, DnKey> = HashMap::default();
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
-    let mut claimed: HashMap<String, (&str, &str)> = HashMap::default();
-    let held_by = |claimed: &HashMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
+    let mut claimed: HashMap<Rc<str>, (&str, &str)> = HashMap::default();
+    let held_by = |claimed: &HashMap<Rc<str>, (&str, &str)>, key: &str| match claimed.get(key) {
         Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
         None => "that DN is taken by another object (see foreign objects)".to_string(),
     };
@@ -1019,7 +1025,7 @@ fn place<'a>(
         let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| &h.key != ou_key);
         let mut place = Place::Existing {
             ad: current,
-            dn: current.dn.clone(),
+            dn: Cow::Borrowed(current.dn.as_str()),
             key: current_key.key.clone(),
             rename: None,
             error: None,
@@ -1031,10 +1037,8 @@ fn place<'a>(
             };
             let new_rdn = naming::rdn(&cn);
             let new_dn = format!("{new_rdn},{parent}");
-            let key = dn_key(&new_dn);
-            if key != current_key.key
-                && (occupied.contains(key.as_str()) || claimed.contains_key(&key))
-            {
+            let key: Rc<str> = Rc::from(dn_key(&new_dn));
+            if key != current_key.key && (occupied.contains(&*key) || claimed.contains_key(&key)) {
                 if let Place::Existing { error, .. } = &mut place {
                     let why = match claimed.get(&key) {
                         Some(_) => held_by(&claimed, &key),
@@ -1079,9 +1083,9 @@ fn place<'a>(
                 };
                 place = Place::Existing {
                     ad: current,
-                    dn: new_dn,
+                    dn: Cow::Owned(new_dn),
                     key,
-                    rename: Some((action, why.join("; "))),
+                    rename: Some(Box::new((action, why.join("; ")))),
                     error: None,
                 };
             }
@@ -1133,8 +1137,8 @@ fn place<'a>(
         let ou = target_ou(group);
         let cn = naming::cn(group, config.naming);
         let dn = format!("{},{ou}", naming::rdn(&cn));
-        let key = dn_key(&dn);
-        let place = if occupied.contains(key.as_str()) || claimed.contains_key(&key) {
+        let key: Rc<str> = Rc::from(dn_key(&dn));
+        let place = if occupied.contains(&*key) || claimed.contains_key(&key) {
             Place::Blocked {
                 error: format!("cannot create {dn}: {}", held_by(&claimed, &key)),
             }
@@ -1329,7 +1333,7 @@ fn unique_dns<'m, 'd>(membership: &'m Membership<'d>, dir: &Directory) -> Vec<&'
 fn member_changes(
     current: &AdGroup,
     want: &[&MemberDn],
-    renamed: &HashMap<String, &str>,
+    renamed: &HashMap<Rc<str>, &str>,
     dir: &Directory,
 ) -> (Vec<String>, Vec<String>) {
     let mut have: Vec<(&str, DnOrder)> = current

@@ -5,7 +5,7 @@ use crate::naming::dn_key;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use wb_model::{
     AdClass, AdObjectRef, ClassMismatch, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, Fate,
@@ -70,9 +70,9 @@ pub(crate) fn synced_group_lookup(group: &CloudGroup) -> Option<Lookup> {
 }
 
 /// Where every written-back group will be after this plan.
-pub(crate) enum Placement {
+pub(crate) enum Placement<'p> {
     /// Its AD DN once renames and creates of this plan are done, with the DN's key.
-    At { dn: Arc<str>, key: String },
+    At { dn: &'p str, key: Rc<str> },
     /// Written back, but its AD group cannot be made this cycle.
     Pending,
 }
@@ -105,7 +105,7 @@ pub(crate) enum DnOrder<'d> {
 pub(crate) struct Directory<'a> {
     pub cloud: &'a CloudSnapshot,
     pub resolutions: &'a Resolutions,
-    pub placements: &'a BTreeMap<&'a str, Placement>,
+    pub placements: &'a HashMap<&'a str, Placement<'a>>,
     /// User members (by id) of the groups this plan resolves.
     users: HashMap<&'a str, Resolved<'a>>,
     /// Groups synced from AD (by id) among those members.
@@ -141,7 +141,7 @@ impl<'a> Directory<'a> {
     pub fn new<'g>(
         cloud: &'a CloudSnapshot,
         resolutions: &'a Resolutions,
-        placements: &'a BTreeMap<&'a str, Placement>,
+        placements: &'a HashMap<&'a str, Placement<'a>>,
         groups: impl IntoIterator<Item = &'g CloudGroup>,
     ) -> Self
     where
@@ -161,7 +161,7 @@ impl<'a> Directory<'a> {
         let mut keys: HashMap<&'a str, Cow<'a, str>> = HashMap::default();
         for (_, placement) in placements.iter() {
             if let Placement::At { dn, key } = placement {
-                keys.insert(dn, Cow::Borrowed(key.as_str()));
+                keys.insert(dn, Cow::Borrowed(&**key));
             }
         }
         for group in groups {
@@ -426,7 +426,7 @@ impl<'a> Directory<'a> {
                         Some(Placement::At { dn, .. }) => (
                             None,
                             Fate::Written {
-                                dn: dn.clone(),
+                                dn: Arc::from(*dn),
                                 by: FoundBy::WrittenBackGroup,
                             },
                             name,

@@ -4,6 +4,7 @@
 use crate::config::Naming;
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use wb_model::{anchor_value, CloudGroup};
 
 /// AD's `cn` is at most 64 UTF-16 code units (AD counts lengths in UTF-16: an emoji or a
@@ -286,16 +287,20 @@ pub fn dn_key(dn: &str) -> String {
 /// once per DN by planners that compare the same DNs many times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DnKey {
-    pub key: String,
+    /// Shared by the planner's maps that hold it.
+    pub key: Rc<str>,
     plain: bool,
 }
 
 impl DnKey {
     pub fn of(dn: &str) -> Self {
         match plain_dn_key(dn) {
-            Some(key) => DnKey { key, plain: true },
+            Some(key) => DnKey {
+                key: key.into(),
+                plain: true,
+            },
             None => DnKey {
-                key: parsed_dn_key(dn),
+                key: parsed_dn_key(dn).into(),
                 plain: false,
             },
         }
@@ -308,7 +313,7 @@ pub(crate) fn is_under_keyed(dn: &str, d: &DnKey, ou: &str, o: &DnKey) -> bool {
         let (d, o) = (&d.key, &o.key);
         return !o.is_empty()
             && d.len() > o.len()
-            && d.ends_with(o.as_str())
+            && d.ends_with(&**o)
             && d.as_bytes()[d.len() - o.len() - 1] == b',';
     }
     is_under(dn, ou)
@@ -664,7 +669,7 @@ mod tests {
         ) {
             let dn = format!("{dn},{ou}");
             let (d, o) = (DnKey::of(&dn), DnKey::of(&ou));
-            prop_assert_eq!(&d.key, &dn_key(&dn));
+            prop_assert_eq!(d.key.to_string(), dn_key(&dn));
             prop_assert_eq!(is_under_keyed(&dn, &d, &ou, &o), is_under(&dn, &ou));
         }
     }
