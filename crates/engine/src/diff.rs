@@ -1232,7 +1232,12 @@ fn same_as_current(current: &AdGroup, attr: &str, after: &[String]) -> bool {
         Some(v) => after.len() == 1 && after[0] == v,
         None => after.is_empty(),
     };
-    match GroupAttr::parse(attr) {
+    // `attr` is a `GroupAttr::name`: matched exactly first (cheap), case-insensitively else.
+    let parsed = GroupAttr::ALL
+        .into_iter()
+        .find(|a| a.name() == attr)
+        .or_else(|| GroupAttr::parse(attr));
+    match parsed {
         Some(GroupAttr::SamAccountName) => one(&current.sam_account_name),
         Some(GroupAttr::AdminDescription) => one(&current.admin_description),
         Some(GroupAttr::ExternalDirectoryObjectId) => one(&current.external_directory_object_id),

@@ -459,6 +459,24 @@ pub fn split_dn(dn: &str) -> Option<(&str, &str)> {
 
 /// The unescaped CN of a DN whose first RDN is `CN=...`.
 pub fn cn_of_dn(dn: &str) -> Option<String> {
+    // Without escapes in the first RDN (the common case), its value is its text: no
+    // parsing, one copy.
+    if let Some(first) = dn.split(',').next().filter(|f| !f.contains('\\')) {
+        if let Some((t, v)) = first.trim_matches(SPACE).split_once('=') {
+            let v = v.trim_matches(SPACE);
+            if !v.contains(RDN_FORBIDDEN_RAW) && !v.starts_with('#') {
+                return t
+                    .trim_matches(SPACE)
+                    .eq_ignore_ascii_case("cn")
+                    .then(|| v.to_string());
+            }
+        }
+    }
+    cn_of_dn_parsed(dn)
+}
+
+/// [`cn_of_dn`] by the parsed first RDN.
+fn cn_of_dn_parsed(dn: &str) -> Option<String> {
     let (first, _) = split_dn(dn).or(Some((trim_spaces(dn), "")))?;
     let (t, v) = first.split_once('=')?;
     if !t.trim_matches(SPACE).eq_ignore_ascii_case("cn") {
@@ -620,6 +638,15 @@ mod tests {
             if let Some(plain) = plain_dn_key(&dn) {
                 prop_assert_eq!(plain, parsed_dn_key(&dn));
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_cn_of_a_dn_is_that_of_its_parsed_first_rdn(
+            dn in "[ cCnNoOuU=,a-z#+\"\\\\;<>é\u{0}]{0,24}",
+        ) {
+            prop_assert_eq!(cn_of_dn(&dn), cn_of_dn_parsed(&dn), "{:?}", dn);
         }
     }
 
