@@ -206,19 +206,23 @@ fn config() -> EngineConfig {
     c
 }
 
-fn ad_image(t: &Tenant) -> AdSnapshot {
+/// The AD image the importer hands the engine: the lookups' answers (moved, not copied:
+/// the process holds one image, as the CLI does).
+fn ad_image(found: BTreeMap<Lookup, AdObjectRef>) -> AdSnapshot {
     let mut ad = AdSnapshot::default();
     ad.schema.external_directory_object_id = true;
-    ad.resolutions.found = t.found.clone();
+    ad.resolutions.found = found;
     ad
 }
 
 /// What AD holds once the first plan ran: every group at its DN with its anchors,
 /// attributes and member DNs; and the joins the exporter recorded.
-fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
+fn converge(cloud: &CloudSnapshot, ad: &mut AdSnapshot, naming: Naming) -> Joins {
     let dn_of = |g: &CloudGroup| format!("{},{OU}", rdn(&cn(g, naming)));
     let mut joins = Joins::new();
-    for (n, g) in t.cloud.groups.values().enumerate() {
+    let found = &ad.resolutions.found;
+    let mut groups = Vec::with_capacity(cloud.groups.len());
+    for (n, g) in cloud.groups.values().enumerate() {
         let cn = cn(g, naming);
         let dn = dn_of(g);
         let guid = format!("{:08x}-ffff-4eee-8ddd-{:012x}", n, n);
@@ -227,14 +231,13 @@ fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
             .members
             .iter()
             .filter_map(|m| match m.kind {
-                MemberKind::User => t
-                    .cloud
+                MemberKind::User => cloud
                     .users
                     .get(&m.id)
                     .and_then(|u| u.on_premises_security_identifier.clone())
-                    .and_then(|sid| t.found.get(&Lookup::Sid(sid)))
+                    .and_then(|sid| found.get(&Lookup::Sid(sid)))
                     .map(|o| o.dn.clone()),
-                MemberKind::Group => t.cloud.groups.get(&m.id).map(dn_of),
+                MemberKind::Group => cloud.groups.get(&m.id).map(dn_of),
                 _ => None,
             })
             .collect();
@@ -243,7 +246,7 @@ fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
             .as_deref()
             .map(|d| wb_engine::naming::left_utf16(d.trim(), wb_engine::DESCRIPTION_MAX_UNITS))
             .map(str::to_string);
-        ad.groups.push(AdGroup {
+        groups.push(AdGroup {
             dn: dn.clone(),
             guid: guid.clone(),
             sid: Some(sid.clone()),
@@ -268,6 +271,7 @@ fn converge(t: &Tenant, ad: &mut AdSnapshot, naming: Naming) -> Joins {
             },
         );
     }
+    ad.groups = groups;
     joins
 }
 
@@ -313,24 +317,24 @@ fn run(scenario: &str) {
         env("PLAN_BIG", 8),
     );
     let built = Instant::now();
-    let t = tenant(groups, memberships, users, big);
+    let Tenant { cloud, found } = tenant(groups, memberships, users, big);
     let config = config();
-    let mut ad = ad_image(&t);
+    let mut ad = ad_image(found);
     let converged = scenario == "converged";
     let joins = if converged {
-        converge(&t, &mut ad, config.naming)
+        converge(&cloud, &mut ad, config.naming)
     } else {
         Joins::new()
     };
     let build_secs = built.elapsed().as_secs_f64();
     let (inputs_rss, _) = rss();
     let input = Input {
-        cloud: &t.cloud,
+        cloud: &cloud,
         ad: &ad,
         joins: &joins,
         config: &config,
         // After a cycle the store holds the image just planned from.
-        previous: converged.then_some(&t.cloud),
+        previous: converged.then_some(&cloud),
     };
     let (started, cpu_before) = (Instant::now(), cpu());
     let plan = wb_engine::plan(&input);
@@ -338,7 +342,7 @@ fn run(scenario: &str) {
     let cpu_secs = cpu() - cpu_before;
     let (_, peak) = rss();
     let counts = plan.counts();
-    let member_total: usize = t.cloud.groups.values().map(|g| g.members.len()).sum();
+    let member_total: usize = cloud.groups.values().map(|g| g.members.len()).sum();
     println!(
         "{scenario:<9} groups {groups} memberships {member_total} users {users}: plan {secs:.2} s (cpu {cpu_secs:.2} s), \
          peak RSS {peak:.0} MiB (inputs {inputs_rss:.0} MiB, built in {build_secs:.1} s); \
@@ -350,8 +354,7 @@ fn run(scenario: &str) {
     if converged && scenario_incremental() {
         // A cycle after a delta round that changed 100 groups (the image is the same:
         // what is timed is planning them and what they drag along).
-        let touched: BTreeSet<String> = t
-            .cloud
+        let touched: BTreeSet<String> = cloud
             .groups
             .keys()
             .step_by(groups / 100 + 1)

@@ -2,17 +2,17 @@
 //! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
 
 use crate::config::EngineConfig;
-use crate::members::{self, Directory, MemberDn, Membership, Placement};
-use crate::naming::{self, dn_eq, dn_key};
+use crate::members::{self, Directory, DnOrder, MemberDn, Membership, Placement};
+use crate::naming::{self, dn_eq, dn_key, is_under_keyed, DnKey};
 use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::rc::Rc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Joins, Lookup, MemberKind,
-    ObjectId, OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup,
+    MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -39,7 +39,8 @@ const ATTR_SAM_ACCOUNT_NAME: &str = GroupAttr::SamAccountName.name();
 /// cloud changes. Computed once per plan: the users and groups (by id) whose data a member
 /// outcome reads changed, by one merge of the two images.
 pub struct CloudChanges<'a> {
-    previous: Option<&'a CloudSnapshot>,
+    /// The previous image's groups, by id.
+    previous: Option<HashMap<&'a str, &'a CloudGroup>>,
     /// Ids of users that differ, and of groups whose name, writeback setting or deletion
     /// differs, between the two images (present in only one of them included).
     members: HashSet<&'a str>,
@@ -61,13 +62,18 @@ impl<'a> CloudChanges<'a> {
                 &mut members,
             );
         }
+        let previous = previous.map(|p| p.groups.iter().map(|(id, g)| (id.as_str(), g)).collect());
         CloudChanges { previous, members }
     }
 
     /// Whether the cloud side of `group` (its properties, or its membership and the users
     /// in it) changed since the previous cycle; with no previous image, assume it did.
     pub fn of(&self, group: &CloudGroup) -> (bool, bool) {
-        let Some(pg) = self.previous.and_then(|p| p.groups.get(&group.id)) else {
+        let Some(pg) = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.get(group.id.as_str()))
+        else {
             return (true, true);
         };
         let properties = !same_properties(pg, group);
@@ -261,42 +267,76 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         previous,
     } = *input;
     let managed = config.managed_ous();
-    let decisions: HashMap<&str, Decision> = cloud
+    // Every AD group's DN key, and the managed OUs': computed once, compared many times.
+    let ad_keys: HashMap<&str, DnKey> = ad
+        .groups
+        .iter()
+        .map(|g| (g.dn.as_str(), DnKey::of(&g.dn)))
+        .collect();
+    let managed_keys: Vec<(&str, DnKey)> =
+        managed.iter().map(|m| (m.as_str(), DnKey::of(m))).collect();
+    let mut decisions: HashMap<&str, Decision> = cloud
         .groups
         .iter()
         .map(|(id, g)| (id.as_str(), decide(g, config).0))
         .collect();
-    let ownership = Ownership::claim(cloud, ad, joins, &decisions, &managed);
+    // Hash indexes of the images' maps, for the lookups by id done per group.
+    let groups_by_id: HashMap<&str, &CloudGroup> = cloud
+        .groups
+        .iter()
+        .map(|(id, g)| (id.as_str(), g))
+        .collect();
+    let joins_by_id: HashMap<&str, &Join> = joins.iter().map(|(id, j)| (id.as_str(), j)).collect();
+    let ownership = Ownership::claim(
+        cloud,
+        ad,
+        &joins_by_id,
+        &groups_by_id,
+        &decisions,
+        &ad_keys,
+        &managed_keys,
+    );
 
     let mut by_name: Vec<&CloudGroup> = cloud.groups.values().collect();
     by_name.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
     let placed = place(
-        &by_name, &decisions, &ownership, ad, joins, config, &managed,
+        &by_name,
+        &decisions,
+        &ownership,
+        joins,
+        config,
+        &ad_keys,
+        &managed_keys,
     );
     let scope = touched.map(|t| scope(t, cloud, &placed, &decisions, &ownership, config));
     let in_scope = |id: &str| scope.as_ref().is_none_or(|s| s.contains(id));
-    let placements: BTreeMap<&str, Placement> = placed
+    let placements: HashMap<&str, Placement> = placed
         .iter()
         .map(|(id, p)| {
             let placement = match p {
-                Place::Existing { dn, .. } | Place::Create { dn } => Placement::At {
-                    dn: Arc::from(dn.as_str()),
-                    key: dn_key(dn),
+                Place::Existing { dn, key, .. } => Placement::At {
+                    dn,
+                    key: key.clone(),
+                },
+                Place::Create { dn, key, .. } => Placement::At {
+                    dn,
+                    key: key.clone(),
                 },
                 Place::Blocked { .. } => Placement::Pending,
             };
             (*id, placement)
         })
         .collect();
-    let renamed: HashMap<String, (&str, String)> = placed
+    // Old key → new DN of the groups this plan renames.
+    let renamed: HashMap<Rc<str>, &str> = placed
         .values()
         .filter_map(|p| match p {
             Place::Existing {
-                ad,
+                ad: current,
                 dn,
                 rename: Some(_),
                 ..
-            } => Some((dn_key(&ad.dn), (dn.as_str(), dn_key(dn)))),
+            } => Some((ad_keys[current.dn.as_str()].key.clone(), dn.as_ref())),
             _ => None,
         })
         .collect();
@@ -316,21 +356,25 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     );
     let changes = CloudChanges::new(previous, cloud);
 
+    let mut notices = notices(&decisions, &ad.schema);
     let mut ops = Phases::default();
-    let mut outcomes = Vec::new();
-    let mut sams: HashSet<String> = ad
-        .groups
-        .iter()
-        .filter_map(|g| g.sam_account_name.as_deref())
-        .map(str::to_lowercase)
-        .collect();
+    let mut outcomes = Vec::with_capacity(match &scope {
+        Some(scope) => scope.len(),
+        None => by_name.len(),
+    });
+    // The sAMAccountNames taken (lower case), read when the plan creates a group.
+    let mut sams: Option<HashSet<String>> = None;
     for group in by_name.iter().filter(|g| in_scope(&g.id)) {
-        let decision = &decisions[group.id.as_str()];
+        // Each group is planned once: its decision moves into its outcome.
+        let Some(decision) = decisions.remove(group.id.as_str()) else {
+            continue;
+        };
         let mut outcome = GroupOutcome {
             id: group.id.clone(),
             name: group.name().to_string(),
             kind: group.kind(),
-            decision: decision.clone(),
+            // Set below, once the match on the decision is done with it.
+            decision: Decision::SoftDeleted,
             ad_state: AdState::Absent,
             ad_dn: None,
             members: Vec::new(),
@@ -346,7 +390,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             action,
             reason,
         };
-        match (decision, placed.get(group.id.as_str())) {
+        match (&decision, placed.get(group.id.as_str())) {
             (
                 Decision::Written {
                     group_type,
@@ -371,9 +415,10 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         dn,
                         rename,
                         error,
+                        ..
                     } => {
                         outcome.ad_state = AdState::Present;
-                        outcome.ad_dn = Some(dn.clone());
+                        outcome.ad_dn = Some(dn.to_string());
                         outcome.errors.extend(error.iter().cloned());
                         if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
                             outcome.errors.push(format!(
@@ -383,14 +428,14 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 dns.join("; ")
                             ));
                         }
-                        if let Some((action, reason)) = rename {
+                        if let Some((action, reason)) = rename.as_deref() {
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
                         let (props_changed, members_changed) = changes.of(group);
-                        let joined = joins
-                            .get(&group.id)
+                        let joined = joins_by_id
+                            .get(group.id.as_str())
                             .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
-                        if let Some((_, reason)) = rename {
+                        if let Some((_, reason)) = rename.as_deref() {
                             if reason.starts_with("drift:") {
                                 outcome.drift.push(reason.clone());
                             }
@@ -422,7 +467,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             };
                             ops.modifies.push(op(
                                 Action::Modify {
-                                    dn: dn.clone(),
+                                    dn: dn.to_string(),
                                     guid: current.guid.clone(),
                                     changes,
                                 },
@@ -448,7 +493,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             };
                             ops.modifies.push(op(
                                 Action::Modify {
-                                    dn: dn.clone(),
+                                    dn: dn.to_string(),
                                     guid: current.guid.clone(),
                                     changes: vec![AttrChange {
                                         attr: ATTR_GROUP_TYPE.to_string(),
@@ -460,7 +505,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             ));
                         }
                         let (add, remove) =
-                            member_changes(current, &unique_dns(&membership), &renamed, &dir);
+                            member_changes(current, &unique_dns(&membership, &dir), &renamed, &dir);
                         // Only when the cloud side did not change can a difference have been
                         // made by hand in AD (an adoption's first plan is none: the cloud
                         // takes over what AD held).
@@ -483,7 +528,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 format!("members: {} cloud member(s) added", add.len())
                             };
                             let action = Action::AddMembers {
-                                dn: dn.clone(),
+                                dn: dn.to_string(),
                                 guid: Some(current.guid.clone()),
                                 members: add,
                             };
@@ -499,17 +544,24 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 )
                             };
                             let action = Action::RemoveMembers {
-                                dn: dn.clone(),
+                                dn: dn.to_string(),
                                 guid: current.guid.clone(),
                                 members: remove,
                             };
                             ops.removes.push(op(action, reason));
                         }
                     }
-                    Place::Create { dn } => {
+                    Place::Create { dn, cn, .. } => {
                         outcome.ad_state = AdState::ToCreate;
                         outcome.ad_dn = Some(dn.clone());
-                        let cn = naming::cn(group, config.naming);
+                        let cn = cn.clone();
+                        let sams = sams.get_or_insert_with(|| {
+                            ad.groups
+                                .iter()
+                                .filter_map(|g| g.sam_account_name.as_deref())
+                                .map(str::to_lowercase)
+                                .collect()
+                        });
                         // Skip the candidates known to be taken (by groups under the managed
                         // OUs or created earlier in this plan); the exporter tries the rest in
                         // order when AD says one is taken elsewhere in the domain.
@@ -529,10 +581,10 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
                         attrs.insert("cn".into(), vec![cn]);
                         attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
-                        let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership)
+                        let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
-                        let reason = if joins.contains_key(&group.id) {
+                        let reason = if joins_by_id.contains_key(group.id.as_str()) {
                             outcome
                                 .drift
                                 .push("re-created; the group's SID changes".into());
@@ -563,7 +615,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 }
             }
             (decision, _) => {
-                if let Some(current) = ownership.owned.get(group.id.as_str()) {
+                if let Some(current) = ownership.owned_by_id.get(group.id.as_str()) {
                     outcome.ad_dn = Some(current.dn.clone());
                     // An adopted AD group existed before writeback: never deleted, only
                     // left alone (orphaned), even with delete_out_of_scope.
@@ -586,17 +638,18 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 }
             }
         }
+        outcome.decision = decision;
         outcomes.push(outcome);
     }
 
-    let mut notices = notices(&decisions, &ad.schema);
     for (id, current) in &ownership.owned {
-        if !cloud.groups.contains_key(*id) && ownership.adopted.contains(id) {
+        let in_cloud = groups_by_id.contains_key(id);
+        if !in_cloud && ownership.adopted.contains(id) {
             notices.push(format!(
                 "{} was adopted (it existed before writeback) for group {id}, which is gone                  from the cloud: kept, no longer updated",
                 current.dn
             ));
-        } else if !cloud.groups.contains_key(*id) {
+        } else if !in_cloud {
             ops.deletes.push(Operation {
                 group: id.to_string(),
                 name: current
@@ -613,9 +666,13 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     }
 
     let mut foreign = ownership.foreign;
-    foreign.sort_by(|a, b| (dn_key(&a.dn), &a.reason).cmp(&(dn_key(&b.dn), &b.reason)));
+    foreign.sort_by_cached_key(|f| (dn_key(&f.dn), f.reason.clone()));
+    let operations = ops.into_ordered(|dn| match ad_keys.get(dn) {
+        Some(k) => Cow::Borrowed(&*k.key),
+        None => dir.key_of(dn),
+    });
     Plan {
-        operations: ops.into_ordered(),
+        operations,
         groups: outcomes,
         foreign,
         notices,
@@ -670,6 +727,8 @@ fn scope<'a>(
 /// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
 struct Ownership<'a> {
     owned: BTreeMap<&'a str, &'a AdGroup>,
+    /// `owned` as a hash map, for lookups.
+    owned_by_id: HashMap<&'a str, &'a AdGroup>,
     /// Owned groups that existed before writeback (adopted in place: a cloud-managed AD
     /// group, or a join recorded by `writeback adopt`).
     adopted: HashSet<&'a str>,
@@ -686,18 +745,24 @@ impl<'a> Ownership<'a> {
     fn claim(
         cloud: &'a CloudSnapshot,
         ad: &'a AdSnapshot,
-        joins: &'a Joins,
+        joins: &HashMap<&'a str, &'a Join>,
+        groups_by_id: &HashMap<&str, &CloudGroup>,
         decisions: &HashMap<&str, Decision>,
-        managed: &[String],
+        ad_keys: &HashMap<&str, DnKey>,
+        managed: &[(&str, DnKey)],
     ) -> Self {
-        let mut groups: Vec<&AdGroup> = ad.groups.iter().collect();
-        groups.sort_by_cached_key(|g| (dn_key(&g.dn), g.guid.clone()));
+        let mut groups: Vec<(&DnKey, &AdGroup)> = ad
+            .groups
+            .iter()
+            .map(|g| (&ad_keys[g.dn.as_str()], g))
+            .collect();
+        groups.sort_by(|(ka, a), (kb, b)| (&ka.key, &a.guid).cmp(&(&kb.key, &b.guid)));
         let mut foreign = Vec::new();
         let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
         let mut refused: BTreeMap<&str, String> = BTreeMap::new();
         let joined_by_guid: HashMap<String, &str> = joins
             .iter()
-            .map(|(id, j)| (j.guid.to_ascii_lowercase(), id.as_str()))
+            .map(|(id, j)| (j.guid.to_ascii_lowercase(), *id))
             .collect();
         // Cloud-managed AD groups written back, by the SID of the AD group they name.
         let cloud_managed: HashMap<String, &str> = cloud
@@ -711,7 +776,7 @@ impl<'a> Ownership<'a> {
             })
             .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
             .collect();
-        for g in groups {
+        for (key, g) in groups {
             let named_by = g
                 .sid
                 .as_deref()
@@ -739,8 +804,9 @@ impl<'a> Ownership<'a> {
             // A group writeback made keeps its join (objectGUID) even if its anchor was
             // cleared by hand (the anchor is put back) or it sits outside the managed OUs
             // (it is moved back) — but not if its anchor now names another group.
+            let guid = g.guid.to_ascii_lowercase();
             let joined = joined_by_guid
-                .get(&g.guid.to_ascii_lowercase())
+                .get(&guid)
                 .copied()
                 .filter(|id| g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id)));
             // The AD group a cloud-managed group names by SID, wherever it is, taken over
@@ -748,7 +814,7 @@ impl<'a> Ownership<'a> {
             let adoptable = named_by.filter(|id| {
                 let free = g.anchor().is_none_or(|a| a.eq_ignore_ascii_case(id))
                     && joined_by_guid
-                        .get(&g.guid.to_ascii_lowercase())
+                        .get(&guid)
                         .is_none_or(|j| j.eq_ignore_ascii_case(id));
                 if !free {
                     refused.insert(
@@ -765,7 +831,9 @@ impl<'a> Ownership<'a> {
                 }
                 free
             });
-            let in_managed = managed.iter().any(|ou| naming::is_under(&g.dn, ou));
+            let in_managed = managed
+                .iter()
+                .any(|(ou, ou_key)| is_under_keyed(&g.dn, key, ou, ou_key));
             match (joined.or(adoptable), in_managed) {
                 (Some(id), _) => by_anchor.entry(id).or_default().push(g),
                 (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
@@ -836,8 +904,7 @@ impl<'a> Ownership<'a> {
             }
         }
         let sid_of = |id: &str| {
-            cloud
-                .groups
+            groups_by_id
                 .get(id)
                 .filter(|g| g.is_cloud_managed_ad_group())
                 .and_then(|g| g.ad_sid())
@@ -857,6 +924,7 @@ impl<'a> Ownership<'a> {
             .map(|(id, _)| *id)
             .collect();
         Ownership {
+            owned_by_id: owned.iter().map(|(id, g)| (*id, *g)).collect(),
             owned,
             adopted,
             refused,
@@ -878,17 +946,22 @@ enum Place<'a> {
     /// An owned AD group; `dn` is its DN after the (optional) rename.
     Existing {
         ad: &'a AdGroup,
-        dn: String,
-        rename: Option<(Action, String)>,
+        /// Borrowed from `ad` unless renamed.
+        dn: Cow<'a, str>,
+        /// The key of `dn` (shared with the claims and placements).
+        key: Rc<str>,
+        /// Boxed: most groups have none.
+        rename: Option<Box<(Action, String)>>,
         error: Option<String>,
     },
     Create {
         dn: String,
+        key: Rc<str>,
+        /// The CN (unescaped) of `dn`.
+        cn: String,
     },
     /// No AD group and none can be created this cycle.
-    Blocked {
-        error: String,
-    },
+    Blocked { error: String },
 }
 
 /// Decides renames, moves and creates for the written-back groups, refusing any target
@@ -897,78 +970,75 @@ fn place<'a>(
     by_name: &[&'a CloudGroup],
     decisions: &HashMap<&str, Decision>,
     ownership: &Ownership<'a>,
-    ad: &AdSnapshot,
     joins: &Joins,
     config: &EngineConfig,
-    managed: &[String],
+    ad_keys: &HashMap<&str, DnKey>,
+    managed_keys: &[(&str, DnKey)],
 ) -> HashMap<&'a str, Place<'a>> {
-    let occupied: HashSet<String> = ad.groups.iter().map(|g| dn_key(&g.dn)).collect();
-    // The managed OUs and the groups' target OUs are few: their keys are computed once.
-    let managed_keys: Vec<(&String, String)> = managed.iter().map(|m| (m, dn_key(m))).collect();
-    let mut ou_keys: HashMap<String, String> = HashMap::default();
+    let occupied: HashSet<&str> = ad_keys.values().map(|k| &*k.key).collect();
+    // The groups' target OUs are few: their keys are computed once.
+    let mut ou_keys: HashMap<&str, DnKey> = HashMap::default();
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
-    let mut claimed: HashMap<String, (&str, &str)> = HashMap::default();
-    let held_by = |claimed: &HashMap<String, (&str, &str)>, key: &str| match claimed.get(key) {
+    let mut claimed: HashMap<Rc<str>, (&str, &str)> = HashMap::default();
+    let held_by = |claimed: &HashMap<Rc<str>, (&str, &str)>, key: &str| match claimed.get(key) {
         Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
         None => "that DN is taken by another object (see foreign objects)".to_string(),
     };
     let mut placed = HashMap::default();
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
-    // The OU a group belongs in, and what put it there (for the reason of a move).
-    let target_ou = |g: &CloudGroup| {
-        let ou = match &decisions[g.id.as_str()] {
-            Decision::Written { ou, .. } => ou.clone(),
-            _ => config.default_ou.clone(),
-        };
-        let placed_by = match config.first_matching_rule(g) {
-            Some(i) if config.rules[i].ou.is_some() => rule_text(config, i),
-            _ => "the default OU".to_string(),
-        };
-        (ou, placed_by)
+    // The OU a group belongs in.
+    let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
+        Decision::Written { ou, .. } => ou.as_str(),
+        _ => config.default_ou.as_str(),
+    };
+    // What put a group in its OU (for the reason of a move).
+    let placed_by = |g: &CloudGroup| match config.first_matching_rule(g) {
+        Some(i) if config.rules[i].ou.is_some() => rule_text(config, i),
+        _ => "the default OU".to_string(),
     };
 
     for group in by_name.iter().filter(written) {
-        let Some(current) = ownership.owned.get(group.id.as_str()).copied() else {
+        let Some(current) = ownership.owned_by_id.get(group.id.as_str()).copied() else {
             continue;
         };
-        let (ou, placed_by) = target_ou(group);
+        let current_key = &ad_keys[current.dn.as_str()];
         let current_cn = naming::cn_of_dn(&current.dn).unwrap_or_else(|| current.cn.clone());
         // An adopted AD group keeps its CN and stays where it is, unless a rule with an
         // `ou` matches its cloud group (then it moves there, CN kept).
         let adopted = ownership.adopted.contains(group.id.as_str());
-        let rule_ou = config
-            .first_matching_rule(group)
-            .and_then(|i| config.rules[i].ou.clone());
-        let (cn, ou) = match (adopted, rule_ou) {
-            (true, Some(rule_ou)) => (current_cn.clone(), rule_ou),
-            (true, None) => (current_cn.clone(), String::new()),
-            (false, _) => (naming::cn(group, config.naming), ou),
+        let (cn, ou) = if adopted {
+            let rule_ou = config
+                .first_matching_rule(group)
+                .and_then(|i| config.rules[i].ou.as_deref());
+            (current_cn.clone(), rule_ou.unwrap_or(""))
+        } else {
+            (naming::cn(group, config.naming), target_ou(group))
         };
         let home = managed_keys
             .iter()
-            .filter(|(m, _)| naming::is_under(&current.dn, m))
-            .max_by_key(|(_, key)| key.len());
-        let ou_key = ou_keys.entry(ou.clone()).or_insert_with(|| dn_key(&ou));
+            .filter(|(m, key)| is_under_keyed(&current.dn, current_key, m, key))
+            .max_by_key(|(_, key)| key.key.len());
+        let ou_key = &ou_keys.entry(ou).or_insert_with(|| DnKey::of(ou)).key;
         // Outside every managed OU (the OU setting changed, or moved by hand): move it back.
-        let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| h != ou_key);
-        let parent = match naming::split_dn(&current.dn) {
-            Some((_, parent)) if !moving => parent.to_string(),
-            _ => ou.clone(),
-        };
+        let moving = !(adopted && ou.is_empty()) && home.is_none_or(|(_, h)| &h.key != ou_key);
         let mut place = Place::Existing {
             ad: current,
-            dn: current.dn.clone(),
+            dn: Cow::Borrowed(current.dn.as_str()),
+            key: current_key.key.clone(),
             rename: None,
             error: None,
         };
         if cn != current_cn || moving {
+            let parent = match naming::split_dn(&current.dn) {
+                Some((_, parent)) if !moving => parent,
+                _ => ou,
+            };
             let new_rdn = naming::rdn(&cn);
             let new_dn = format!("{new_rdn},{parent}");
-            let key = dn_key(&new_dn);
-            if key != dn_key(&current.dn) && (occupied.contains(&key) || claimed.contains_key(&key))
-            {
+            let key: Rc<str> = Rc::from(dn_key(&new_dn));
+            if key != current_key.key && (occupied.contains(&*key) || claimed.contains_key(&key)) {
                 if let Place::Existing { error, .. } = &mut place {
                     let why = match claimed.get(&key) {
                         Some(_) => held_by(&claimed, &key),
@@ -977,7 +1047,7 @@ fn place<'a>(
                     *error = Some(format!("cannot rename {} to {new_dn}: {why}", current.dn));
                 }
             } else {
-                claimed.insert(key, (group.id.as_str(), group.name()));
+                claimed.insert(key.clone(), (group.id.as_str(), group.name()));
                 let mut why = Vec::new();
                 if cn != current_cn {
                     let before = current
@@ -1002,33 +1072,34 @@ fn place<'a>(
                     }
                 }
                 if moving {
-                    why.push(format!("moved to {ou} ({placed_by})"));
+                    why.push(format!("moved to {ou} ({})", placed_by(group)));
                 }
                 let action = Action::Rename {
                     dn: current.dn.clone(),
                     guid: current.guid.clone(),
                     new_rdn,
-                    new_parent: moving.then(|| ou.clone()),
+                    new_parent: moving.then(|| ou.to_string()),
                     new_dn: new_dn.clone(),
                 };
                 place = Place::Existing {
                     ad: current,
-                    dn: new_dn,
-                    rename: Some((action, why.join("; "))),
+                    dn: Cow::Owned(new_dn),
+                    key,
+                    rename: Some(Box::new((action, why.join("; ")))),
                     error: None,
                 };
             }
         }
-        if let Place::Existing { dn, .. } = &place {
-            claimed
-                .entry(dn_key(dn))
-                .or_insert((group.id.as_str(), group.name()));
+        if let Place::Existing { key, .. } = &place {
+            if !claimed.contains_key(key) {
+                claimed.insert(key.clone(), (group.id.as_str(), group.name()));
+            }
         }
         placed.insert(group.id.as_str(), place);
     }
 
     for group in by_name.iter().filter(written) {
-        if ownership.owned.contains_key(group.id.as_str()) {
+        if ownership.owned_by_id.contains_key(group.id.as_str()) {
             continue;
         }
         if let Some(dns) = ownership.duplicates.get(group.id.as_str()) {
@@ -1063,16 +1134,17 @@ fn place<'a>(
             placed.insert(group.id.as_str(), Place::Blocked { error });
             continue;
         }
-        let (ou, _) = target_ou(group);
-        let dn = format!("{},{ou}", naming::rdn(&naming::cn(group, config.naming)));
-        let key = dn_key(&dn);
-        let place = if occupied.contains(&key) || claimed.contains_key(&key) {
+        let ou = target_ou(group);
+        let cn = naming::cn(group, config.naming);
+        let dn = format!("{},{ou}", naming::rdn(&cn));
+        let key: Rc<str> = Rc::from(dn_key(&dn));
+        let place = if occupied.contains(&*key) || claimed.contains_key(&key) {
             Place::Blocked {
                 error: format!("cannot create {dn}: {}", held_by(&claimed, &key)),
             }
         } else {
-            claimed.insert(key, (group.id.as_str(), group.name()));
-            Place::Create { dn }
+            claimed.insert(key.clone(), (group.id.as_str(), group.name()));
+            Place::Create { dn, key, cn }
         };
         placed.insert(group.id.as_str(), place);
     }
@@ -1153,6 +1225,30 @@ fn current_attr(g: &AdGroup, attr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `same_values(attr, &current_attr(current, attr), after)`, without copying the values of
+/// single-valued attributes (most groups have nothing to change).
+fn same_as_current(current: &AdGroup, attr: &str, after: &[String]) -> bool {
+    let one = |v: &Option<String>| match v.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => after.len() == 1 && after[0] == v,
+        None => after.is_empty(),
+    };
+    // `attr` is a `GroupAttr::name`: matched exactly first (cheap), case-insensitively else.
+    let parsed = GroupAttr::ALL
+        .into_iter()
+        .find(|a| a.name() == attr)
+        .or_else(|| GroupAttr::parse(attr));
+    match parsed {
+        Some(GroupAttr::SamAccountName) => one(&current.sam_account_name),
+        Some(GroupAttr::AdminDescription) => one(&current.admin_description),
+        Some(GroupAttr::ExternalDirectoryObjectId) => one(&current.external_directory_object_id),
+        Some(GroupAttr::DisplayName) => one(&current.display_name),
+        Some(GroupAttr::Description) => one(&current.description),
+        Some(GroupAttr::Mail) => one(&current.mail),
+        Some(GroupAttr::MailNickname) => one(&current.mail_nickname),
+        _ => same_values(attr, &current_attr(current, attr), after),
+    }
+}
+
 fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
     match attr {
         ATTR_MANAGED_BY => {
@@ -1178,13 +1274,11 @@ fn attr_changes(
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
     let changes: Vec<AttrChange> = wanted
         .iter()
-        .filter_map(|(attr, after)| {
-            let before = current_attr(current, attr);
-            (!same_values(attr, &before, after)).then(|| AttrChange {
-                attr: attr.to_string(),
-                before,
-                after: after.clone(),
-            })
+        .filter(|(attr, after)| !same_as_current(current, attr, after))
+        .map(|(attr, after)| AttrChange {
+            attr: attr.to_string(),
+            before: current_attr(current, attr),
+            after: after.clone(),
         })
         .collect();
     if changes.is_empty() {
@@ -1230,10 +1324,10 @@ fn attr_changes(
 
 /// The members that should be values of `member`, one per DN (as AD compares DNs: the
 /// first in member order), in key order.
-fn unique_dns<'m, 'd>(membership: &'m Membership<'d>) -> Vec<&'m MemberDn<'d>> {
+fn unique_dns<'m, 'd>(membership: &'m Membership<'d>, dir: &Directory) -> Vec<&'m MemberDn<'d>> {
     let mut dns: Vec<&MemberDn> = membership.dns.iter().collect();
     // Stable: of equal keys the first in member order comes first and is kept.
-    dns.sort_by(|a, b| a.key.cmp(&b.key));
+    dns.sort_by(|a, b| dir.cmp_order(&a.key, &b.key));
     dns.dedup_by(|later, kept| later.key == kept.key);
     dns
 }
@@ -1244,21 +1338,24 @@ fn unique_dns<'m, 'd>(membership: &'m Membership<'d>) -> Vec<&'m MemberDn<'d>> {
 fn member_changes(
     current: &AdGroup,
     want: &[&MemberDn],
-    renamed: &HashMap<String, (&str, String)>,
+    renamed: &HashMap<Rc<str>, &str>,
     dir: &Directory,
 ) -> (Vec<String>, Vec<String>) {
-    let mut have: Vec<(&str, Cow<str>)> = current
+    let mut have: Vec<(&str, DnOrder)> = current
         .members
         .iter()
         .map(|m| {
-            let key = dir.key_of(m);
-            match renamed.get(key.as_ref()) {
-                Some((dn, key)) => (*dn, Cow::Borrowed(key.as_str())),
+            let key = dir.order_of(m);
+            if renamed.is_empty() {
+                return (m.as_str(), key);
+            }
+            match renamed.get(dir.key_text(&key)) {
+                Some(dn) => (*dn, dir.order_of(dn)),
                 None => (m.as_str(), key),
             }
         })
         .collect();
-    have.sort_by(|a, b| a.1.cmp(&b.1));
+    have.sort_by(|a, b| dir.cmp_order(&a.1, &b.1));
     have.dedup_by(|later, kept| later.1 == kept.1);
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     let (mut w, mut h) = (want.iter().peekable(), have.iter().peekable());
@@ -1273,7 +1370,7 @@ fn member_changes(
                 remove.push(y.0.to_string());
                 h.next();
             }
-            (Some(x), Some(y)) => match x.key.as_ref().cmp(y.1.as_ref()) {
+            (Some(x), Some(y)) => match dir.cmp_order(&x.key, &y.1) {
                 std::cmp::Ordering::Less => {
                     add.push(x.dn.to_string());
                     w.next();
@@ -1375,7 +1472,9 @@ struct Phases {
 }
 
 impl Phases {
-    fn into_ordered(self) -> Vec<Operation> {
+    /// The operations phase after phase, each phase in the order of its DNs' keys (given by
+    /// `key`), then of group ids.
+    fn into_ordered<'k>(self, key: impl Fn(&str) -> Cow<'k, str>) -> Vec<Operation> {
         let Phases {
             renames,
             creates,
@@ -1384,12 +1483,30 @@ impl Phases {
             removes,
             deletes,
         } = self;
-        [renames, creates, modifies, adds, removes, deletes]
-            .into_iter()
-            .flat_map(|mut phase| {
-                phase.sort_by_cached_key(|o| (dn_key(o.action.dn()), o.group.clone()));
-                phase
-            })
-            .collect()
+        let phases = [renames, creates, modifies, adds, removes, deletes];
+        let mut out = Vec::with_capacity(phases.iter().map(Vec::len).sum());
+        for mut phase in phases {
+            // Sorted as `sort_by_cached_key` does (stable), with keys borrowed where known:
+            // the (key, index) pairs are sorted, then the operations permuted in place.
+            let mut order: Vec<(Cow<str>, usize)> = phase
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (key(o.action.dn()), i))
+                .collect();
+            order.sort_by(|(ka, a), (kb, b)| {
+                (ka, &phase[*a].group, a).cmp(&(kb, &phase[*b].group, b))
+            });
+            for i in 0..order.len() {
+                let mut index = order[i].1;
+                while index < i {
+                    index = order[index].1;
+                }
+                order[i].1 = index;
+                phase.swap(i, index);
+            }
+            drop(order);
+            out.append(&mut phase);
+        }
+        out
     }
 }

@@ -4,7 +4,8 @@
 use crate::naming::dn_key;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::rc::Rc;
 use std::sync::Arc;
 use wb_model::{
     AdClass, AdObjectRef, ClassMismatch, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, Fate,
@@ -69,9 +70,9 @@ pub(crate) fn synced_group_lookup(group: &CloudGroup) -> Option<Lookup> {
 }
 
 /// Where every written-back group will be after this plan.
-pub(crate) enum Placement {
+pub(crate) enum Placement<'p> {
     /// Its AD DN once renames and creates of this plan are done, with the DN's key.
-    At { dn: Arc<str>, key: String },
+    At { dn: &'p str, key: Rc<str> },
     /// Written back, but its AD group cannot be made this cycle.
     Pending,
 }
@@ -85,31 +86,44 @@ struct Resolved<'a> {
     name: Option<Arc<str>>,
     /// The DN of the object found, when the member is written (borrowed from the lookups).
     dn: Option<&'a str>,
-    /// Its [`dn_key`], computed once (by [`Directory::new`]) for all its memberships.
-    key: Option<String>,
+    /// Its rank (see [`DnOrder`]), found once (by [`Directory::new`]) for all its memberships.
+    rank: Option<u32>,
+}
+
+/// Where a DN falls in the order of DN keys ([`dn_key`]): its rank among the DNs a member
+/// can be written as (ranked once per plan: equal ranks ⇔ equal keys, rank order = key
+/// order), or, for any other DN, its key. Members are sorted and compared by this, so a
+/// plan compares integers where it compared strings, and parses each DN once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DnOrder<'d> {
+    Ranked(u32),
+    /// A key that no ranked DN has.
+    Other(Cow<'d, str>),
 }
 
 /// What member resolution reads: the cloud image, the lookup answers, the placements.
 pub(crate) struct Directory<'a> {
     pub cloud: &'a CloudSnapshot,
     pub resolutions: &'a Resolutions,
-    pub placements: &'a BTreeMap<&'a str, Placement>,
+    pub placements: &'a HashMap<&'a str, Placement<'a>>,
     /// User members (by id) of the groups this plan resolves.
     users: HashMap<&'a str, Resolved<'a>>,
     /// Groups synced from AD (by id) among those members.
     synced: HashMap<&'a str, Resolved<'a>>,
     /// Devices (by id) among those members.
     devices: HashMap<&'a str, Resolved<'a>>,
-    /// DN → [`dn_key`] of every DN a member can be written as: the found objects'
-    /// and the placements'. AD values are looked up here before any DN is parsed.
-    keys: HashMap<&'a str, Cow<'a, str>>,
+    /// DN → rank of every DN a member can be written as: the found objects' and the
+    /// placements'. AD values are looked up here before any DN is parsed.
+    ranks: HashMap<&'a str, u32>,
+    /// Rank → key: the distinct keys of those DNs, sorted.
+    ranked: Vec<Cow<'a, str>>,
 }
 
-/// A DN to be a value of `member`, with its key and the cloud id of the nested
-/// written-back group it names, if it is one.
+/// A DN to be a value of `member`, with its place in the key order and the cloud id of
+/// the nested written-back group it names, if it is one.
 pub(crate) struct MemberDn<'d> {
     pub dn: &'d str,
-    pub key: Cow<'d, str>,
+    pub key: DnOrder<'d>,
     pub nested: Option<&'d str>,
 }
 
@@ -127,7 +141,7 @@ impl<'a> Directory<'a> {
     pub fn new<'g>(
         cloud: &'a CloudSnapshot,
         resolutions: &'a Resolutions,
-        placements: &'a BTreeMap<&'a str, Placement>,
+        placements: &'a HashMap<&'a str, Placement<'a>>,
         groups: impl IntoIterator<Item = &'g CloudGroup>,
     ) -> Self
     where
@@ -140,11 +154,14 @@ impl<'a> Directory<'a> {
             users: HashMap::default(),
             synced: HashMap::default(),
             devices: HashMap::default(),
-            keys: HashMap::default(),
+            ranks: HashMap::default(),
+            ranked: Vec::new(),
         };
+        // DN → key of every DN a member can be written as, ranked below.
+        let mut keys: HashMap<&'a str, Cow<'a, str>> = HashMap::default();
         for (_, placement) in placements.iter() {
             if let Placement::At { dn, key } = placement {
-                dir.keys.insert(dn, Cow::Borrowed(key.as_str()));
+                keys.insert(dn, Cow::Borrowed(&**key));
             }
         }
         for group in groups {
@@ -166,12 +183,11 @@ impl<'a> Directory<'a> {
                     }
                     _ => continue,
                 };
-                let Some((id, mut resolved)) = resolved else {
+                let Some((id, resolved)) = resolved else {
                     continue;
                 };
                 if let Some(dn) = resolved.dn {
-                    let key = dir.keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
-                    resolved.key = Some(key.to_string());
+                    keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
                 }
                 match member.kind {
                     MemberKind::User => dir.users.insert(id, resolved),
@@ -180,7 +196,32 @@ impl<'a> Directory<'a> {
                 };
             }
         }
+        dir.rank(keys);
         dir
+    }
+
+    /// Ranks the keys of `keys` (DN → key) and gives each resolved member its DN's rank.
+    fn rank(&mut self, keys: HashMap<&'a str, Cow<'a, str>>) {
+        let mut by_key: Vec<(&'a str, Cow<'a, str>)> = keys.into_iter().collect();
+        by_key.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        self.ranks.reserve(by_key.len());
+        for (dn, key) in by_key {
+            if self.ranked.last() != Some(&key) {
+                self.ranked.push(key);
+            }
+            // Fewer DNs than u32::MAX: they are objects of one directory.
+            let rank = u32::try_from(self.ranked.len() - 1).unwrap_or(u32::MAX);
+            self.ranks.insert(dn, rank);
+        }
+        let ranks = &self.ranks;
+        for r in self
+            .users
+            .values_mut()
+            .chain(self.synced.values_mut())
+            .chain(self.devices.values_mut())
+        {
+            r.rank = r.dn.and_then(|dn| ranks.get(dn).copied());
+        }
     }
 
     fn resolve_user(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
@@ -201,7 +242,7 @@ impl<'a> Directory<'a> {
             fate,
             name,
             dn,
-            key: None,
+            rank: None,
         };
         Some((id.as_str(), resolved))
     }
@@ -225,7 +266,7 @@ impl<'a> Directory<'a> {
             fate,
             name,
             dn,
-            key: None,
+            rank: None,
         };
         Some((id.as_str(), resolved))
     }
@@ -243,16 +284,48 @@ impl<'a> Directory<'a> {
             fate,
             name: nested.display_name.as_deref().map(Arc::from),
             dn,
-            key: None,
+            rank: None,
         };
         Some((nested.id.as_str(), resolved))
     }
 
+    /// Where a DN falls in the key order, without parsing it when it is one a member can
+    /// be written as.
+    pub fn order_of<'k>(&'k self, dn: &'k str) -> DnOrder<'k> {
+        if let Some(rank) = self.ranks.get(dn) {
+            return DnOrder::Ranked(*rank);
+        }
+        let key = dn_key(dn);
+        match self
+            .ranked
+            .binary_search_by(|k| k.as_ref().cmp(key.as_str()))
+        {
+            Ok(rank) => DnOrder::Ranked(u32::try_from(rank).unwrap_or(u32::MAX)),
+            Err(_) => DnOrder::Other(Cow::Owned(key)),
+        }
+    }
+
     /// The key of a DN, without parsing it when it is one a member can be written as.
-    pub fn key_of<'k>(&'k self, dn: &'k str) -> Cow<'k, str> {
-        match self.keys.get(dn) {
-            Some(key) => Cow::Borrowed(key.as_ref()),
+    pub fn key_of(&self, dn: &str) -> Cow<'_, str> {
+        match self.ranks.get(dn) {
+            Some(rank) => Cow::Borrowed(&self.ranked[*rank as usize]),
             None => Cow::Owned(dn_key(dn)),
+        }
+    }
+
+    /// The key of a DN ordered by [`Directory::order_of`].
+    pub fn key_text<'k>(&'k self, order: &'k DnOrder) -> &'k str {
+        match order {
+            DnOrder::Ranked(rank) => &self.ranked[*rank as usize],
+            DnOrder::Other(key) => key,
+        }
+    }
+
+    /// The order of two DNs' keys.
+    pub fn cmp_order(&self, a: &DnOrder, b: &DnOrder) -> Ordering {
+        match (a, b) {
+            (DnOrder::Ranked(a), DnOrder::Ranked(b)) => a.cmp(b),
+            _ => self.key_text(a).cmp(self.key_text(b)),
         }
     }
 
@@ -311,9 +384,9 @@ impl<'a> Directory<'a> {
         let from = |r: &'d Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
                 dn,
-                key: match &r.key {
-                    Some(key) => Cow::Borrowed(key.as_str()),
-                    None => self.key_of(dn),
+                key: match r.rank {
+                    Some(rank) => DnOrder::Ranked(rank),
+                    None => self.order_of(dn),
                 },
                 nested: None,
             });
@@ -322,7 +395,7 @@ impl<'a> Directory<'a> {
         let owned = |r: Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
                 dn,
-                key: self.key_of(dn),
+                key: self.order_of(dn),
                 nested: None,
             });
             (Some(r.id), r.fate, r.name, dn)
@@ -350,16 +423,16 @@ impl<'a> Directory<'a> {
                     }
                     let name = nested.display_name.as_deref().map(Arc::from);
                     match self.placements.get(nested.id.as_str()) {
-                        Some(Placement::At { dn, key }) => (
+                        Some(Placement::At { dn, .. }) => (
                             None,
                             Fate::Written {
-                                dn: dn.clone(),
+                                dn: Arc::from(*dn),
                                 by: FoundBy::WrittenBackGroup,
                             },
                             name,
                             Some(MemberDn {
                                 dn,
-                                key: Cow::Borrowed(key),
+                                key: self.order_of(dn),
                                 nested: Some(nested.id.as_str()),
                             }),
                         ),

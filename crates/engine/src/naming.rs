@@ -2,7 +2,9 @@
 //! sAMAccountName, and DN comparison the way AD compares DNs (case-insensitive).
 
 use crate::config::Naming;
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use wb_model::{anchor_value, CloudGroup};
 
 /// AD's `cn` is at most 64 UTF-16 code units (AD counts lengths in UTF-16: an emoji or a
@@ -25,7 +27,9 @@ const RDN_FORBIDDEN_RAW: [char; 7] = [',', '+', '"', ';', '<', '>', '\0'];
 /// The only character RFC 4514 lets a DN carry, unescaped, around its separators and at the
 /// ends of its values: U+0020. Other spaces (no-break, ideographic, ...) are part of values.
 const SPACE: char = ' ';
-/// Characters AD refuses in sAMAccountName (SPEC §4).
+/// Characters AD refuses in sAMAccountName (SPEC §4); `is_sam_forbidden` is the same list
+/// as a match (checked by a test).
+#[cfg(test)]
 const SAM_FORBIDDEN: [char; 16] = [
     '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
 ];
@@ -41,6 +45,13 @@ pub fn is_stripped_from_names(c: char) -> bool {
 /// The longest prefix of `s` that is at most `max` UTF-16 code units: never splits a
 /// surrogate pair (characters are kept or dropped whole).
 pub fn left_utf16(s: &str, max: usize) -> &str {
+    // A character takes at least as many UTF-8 bytes as UTF-16 units.
+    if s.len() <= max {
+        return s;
+    }
+    if s.is_ascii() {
+        return &s[..max];
+    }
     let mut units = 0;
     for (i, c) in s.char_indices() {
         units += c.len_utf16();
@@ -52,8 +63,11 @@ pub fn left_utf16(s: &str, max: usize) -> &str {
 }
 
 /// `s` without the characters [`is_stripped_from_names`] refuses.
-fn strip_for_names(s: &str) -> String {
-    s.chars().filter(|c| !is_stripped_from_names(*c)).collect()
+fn strip_for_names(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_stripped_from_names) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().filter(|c| !is_stripped_from_names(*c)).collect())
 }
 
 /// The CN (unescaped) of the AD group for `group` in the given naming mode: at most 64
@@ -69,14 +83,27 @@ pub fn cn(group: &CloudGroup, naming: Naming) -> String {
             if name.is_empty() {
                 anchor_value(&group.id)
             } else {
-                let id: Vec<char> = group.id.chars().collect();
-                let tail: String = id[id.len().saturating_sub(CN_ID_CHARS)..].iter().collect();
-                format!("{name}_{tail}")
+                // The last 12 characters of the id (all of it when shorter).
+                let start = group
+                    .id
+                    .char_indices()
+                    .rev()
+                    .nth(CN_ID_CHARS - 1)
+                    .map_or(0, |(i, _)| i);
+                let tail = &group.id[start..];
+                let mut cn = String::with_capacity(name.len() + 1 + tail.len());
+                cn.push_str(name);
+                cn.push('_');
+                cn.push_str(tail);
+                cn
             }
         }
     };
     // Only a group id that is not a GUID (refused by `decide`) can bring these here.
-    left_utf16(&strip_for_names(&cn), CN_MAX_UNITS).to_string()
+    match strip_for_names(&cn) {
+        Cow::Borrowed(clean) if left_utf16(clean, CN_MAX_UNITS).len() == cn.len() => cn,
+        clean => left_utf16(&clean, CN_MAX_UNITS).to_string(),
+    }
 }
 
 /// Escapes an attribute value for use in an RDN (RFC 4514 §2.4): `, + " \ < > ; =` with a
@@ -119,28 +146,10 @@ pub fn rdn(cn: &str) -> String {
 /// are dropped, at most 64 UTF-16 units, no trailing dot or space (AD refuses a trailing
 /// dot).
 pub fn sam_account_name(cn: &str) -> String {
-    let is_sam_forbidden = |c: char| {
-        matches!(
-            c,
-            '"' | '/'
-                | '\\'
-                | '['
-                | ']'
-                | ':'
-                | ';'
-                | '|'
-                | '='
-                | ','
-                | '+'
-                | '*'
-                | '?'
-                | '<'
-                | '>'
-                | '@'
-        )
-    };
-    debug_assert!(SAM_FORBIDDEN.iter().all(|c| is_sam_forbidden(*c)));
     // Most names need neither: no copy to filter (candidates are built from clean names).
+    if is_clean_sam(cn) {
+        return cn.to_string();
+    }
     if !cn
         .chars()
         .any(|c| is_sam_forbidden(c) || is_stripped_from_names(c))
@@ -152,11 +161,33 @@ pub fn sam_account_name(cn: &str) -> String {
     let replaced: String = cn
         .chars()
         .filter(|c| !is_stripped_from_names(*c))
-        .map(|c| if SAM_FORBIDDEN.contains(&c) { '_' } else { c })
+        .map(|c| if is_sam_forbidden(c) { '_' } else { c })
         .collect();
     left_utf16(&replaced, SAM_MAX_UNITS)
         .trim_end_matches(['.', ' '])
         .to_string()
+}
+
+/// The characters of [`SAM_FORBIDDEN`], as a match.
+fn is_sam_forbidden(c: char) -> bool {
+    matches!(
+        c,
+        '"' | '/'
+            | '\\'
+            | '['
+            | ']'
+            | ':'
+            | ';'
+            | '|'
+            | '='
+            | ','
+            | '+'
+            | '*'
+            | '?'
+            | '<'
+            | '>'
+            | '@'
+    )
 }
 
 /// The sAMAccountNames to try for a new group, in order: the default (from the CN), then
@@ -166,26 +197,70 @@ pub fn sam_account_name(cn: &str) -> String {
 /// when AD says one is taken, and reports only when all are.
 pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
     let id_part: String = sam_account_name(id).chars().filter(|c| *c != '-').collect();
-    let mut suffixes: Vec<String> = CANDIDATE_ID_CHARS
-        .iter()
-        .map(|n| left_utf16(&id_part, *n).to_string())
-        .collect();
-    let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
-    suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
+    let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]);
     let base = sam_account_name(cn);
-    let mut lower = vec![base.to_lowercase()];
-    let mut out = vec![base.clone()];
-    for suffix in suffixes {
+    let mut out: Vec<String> = Vec::with_capacity(1 + CANDIDATE_ID_CHARS.len() + 5);
+    let add = |out: &mut Vec<String>, suffix: &str| {
         let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
         let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
-        let candidate = sam_account_name(&format!("{name}_{suffix}"));
-        let candidate_lower = candidate.to_lowercase();
-        if !candidate.is_empty() && !lower.contains(&candidate_lower) {
-            out.push(candidate);
-            lower.push(candidate_lower);
+        let mut candidate = String::with_capacity(name.len() + 1 + suffix.len());
+        candidate.push_str(name);
+        candidate.push('_');
+        candidate.push_str(suffix);
+        // `name` is part of a clean name: the candidate is clean when the suffix is (it is
+        // short) and the whole is short enough — almost always; else it is cleaned.
+        if !(is_clean_sam(suffix) && candidate.len() <= SAM_MAX_UNITS) {
+            candidate = sam_account_name(&candidate);
         }
+        if !candidate.is_empty() && !out.iter().any(|c| same_ignoring_case(c, &candidate)) {
+            out.push(candidate);
+        }
+    };
+    out.push(base.clone());
+    for n in CANDIDATE_ID_CHARS {
+        add(&mut out, left_utf16(&id_part, n));
+    }
+    for n in CANDIDATE_COUNTERS {
+        let mut suffix = String::with_capacity(short.len() + 3);
+        suffix.push_str(short);
+        suffix.push('_');
+        match char::from_digit(n, 10) {
+            Some(digit) => suffix.push(digit),
+            None => {
+                let _ = write!(suffix, "{n}");
+            }
+        }
+        add(&mut out, &suffix);
     }
     out
+}
+
+/// Whether `s` is its own [`sam_account_name`].
+fn is_clean_sam(s: &str) -> bool {
+    let clean_chars = if s.is_ascii() {
+        !s.bytes()
+            .any(|b| b < 0x20 || b == 0x7f || is_sam_forbidden(char::from(b)))
+    } else {
+        !s.chars()
+            .any(|c| is_sam_forbidden(c) || is_stripped_from_names(c))
+    };
+    clean_chars
+        && (s.len() <= SAM_MAX_UNITS || s.encode_utf16().count() <= SAM_MAX_UNITS)
+        && !s.ends_with(['.', ' '])
+}
+
+/// Whether two names are equal lower-cased (as AD compares sAMAccountNames).
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        // From the end: candidates differ in their suffixes.
+        a.len() == b.len()
+            && a.bytes()
+                .rev()
+                .zip(b.bytes().rev())
+                .all(|(x, y)| x.eq_ignore_ascii_case(&y))
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
 }
 
 /// The first fallback sAMAccountName: the name + `_` + the first 8 characters of the object
@@ -208,13 +283,58 @@ pub fn dn_key(dn: &str) -> String {
     plain_dn_key(dn).unwrap_or_else(|| parsed_dn_key(dn))
 }
 
+/// A DN's [`dn_key`], and whether it is the plain form (see [`is_under_keyed`]): computed
+/// once per DN by planners that compare the same DNs many times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnKey {
+    /// Shared by the planner's maps that hold it.
+    pub key: Rc<str>,
+    plain: bool,
+}
+
+impl DnKey {
+    pub fn of(dn: &str) -> Self {
+        match plain_dn_key(dn) {
+            Some(key) => DnKey {
+                key: key.into(),
+                plain: true,
+            },
+            None => DnKey {
+                key: parsed_dn_key(dn).into(),
+                plain: false,
+            },
+        }
+    }
+}
+
+/// [`is_under`] with both keys known: no key is computed again for plain DNs.
+pub(crate) fn is_under_keyed(dn: &str, d: &DnKey, ou: &str, o: &DnKey) -> bool {
+    if d.plain && o.plain {
+        let (d, o) = (&d.key, &o.key);
+        return !o.is_empty()
+            && d.len() > o.len()
+            && d.ends_with(&**o)
+            && d.as_bytes()[d.len() - o.len() - 1] == b',';
+    }
+    is_under(dn, ou)
+}
+
 /// The key of a DN without escapes, multi-valued RDNs or characters that need escaping:
 /// the common case, computed without building the parsed form (plans compare many DNs).
 fn plain_dn_key(dn: &str) -> Option<String> {
     let needs_parsing =
         |c: char| matches!(c, '\\' | '+' | '"' | ';' | '<' | '>' | '#') || c.is_control();
-    if dn.chars().any(needs_parsing) {
+    let ascii = dn.is_ascii();
+    let plain = if ascii {
+        !dn.bytes().any(|b| needs_parsing(char::from(b)))
+    } else {
+        !dn.chars().any(needs_parsing)
+    };
+    if !plain {
         return None;
+    }
+    if ascii && is_tight_ascii_dn(dn.as_bytes()) {
+        return Some(dn.to_ascii_lowercase());
     }
     let mut key = String::with_capacity(dn.len());
     for (i, rdn) in dn.trim_matches(SPACE).split(',').enumerate() {
@@ -230,11 +350,56 @@ fn plain_dn_key(dn: &str) -> Option<String> {
         if i > 0 {
             key.push(',');
         }
-        key.push_str(&t.to_ascii_lowercase());
+        // Lower case without a copy per part: `t` is ASCII (checked above).
+        key.extend(t.bytes().map(|b| char::from(b.to_ascii_lowercase())));
         key.push('=');
-        key.push_str(&v.to_lowercase());
+        if ascii {
+            key.extend(v.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            key.push_str(&v.to_lowercase());
+        }
     }
     Some(key)
+}
+
+/// Whether an ASCII DN (without the characters that need parsing) is `type=value` RDNs with
+/// alphanumeric types starting with a letter, one `=` each, and no space next to a
+/// separator or at the ends: its key is then the DN in lower case.
+fn is_tight_ascii_dn(b: &[u8]) -> bool {
+    if b.first().is_none_or(|c| *c == b' ') || b.last().is_none_or(|c| *c == b' ') {
+        return false;
+    }
+    let spaced = |i: usize| b[i - 1] == b' ' || b.get(i + 1) == Some(&b' ');
+    let (mut in_type, mut type_start) = (true, true);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b',' => {
+                if in_type || spaced(i) {
+                    return false;
+                }
+                (in_type, type_start) = (true, true);
+            }
+            b'=' => {
+                if !in_type || type_start || spaced(i) {
+                    return false;
+                }
+                in_type = false;
+            }
+            _ if in_type => {
+                let ok = if type_start {
+                    c.is_ascii_alphabetic()
+                } else {
+                    c.is_ascii_alphanumeric() || c == b'-'
+                };
+                if !ok {
+                    return false;
+                }
+                type_start = false;
+            }
+            _ => {}
+        }
+    }
+    !in_type
 }
 
 fn parsed_dn_key(dn: &str) -> String {
@@ -294,6 +459,24 @@ pub fn split_dn(dn: &str) -> Option<(&str, &str)> {
 
 /// The unescaped CN of a DN whose first RDN is `CN=...`.
 pub fn cn_of_dn(dn: &str) -> Option<String> {
+    // Without escapes in the first RDN (the common case), its value is its text: no
+    // parsing, one copy.
+    if let Some(first) = dn.split(',').next().filter(|f| !f.contains('\\')) {
+        if let Some((t, v)) = first.trim_matches(SPACE).split_once('=') {
+            let v = v.trim_matches(SPACE);
+            if !v.contains(RDN_FORBIDDEN_RAW) && !v.starts_with('#') {
+                return t
+                    .trim_matches(SPACE)
+                    .eq_ignore_ascii_case("cn")
+                    .then(|| v.to_string());
+            }
+        }
+    }
+    cn_of_dn_parsed(dn)
+}
+
+/// [`cn_of_dn`] by the parsed first RDN.
+fn cn_of_dn_parsed(dn: &str) -> Option<String> {
     let (first, _) = split_dn(dn).or(Some((trim_spaces(dn), "")))?;
     let (t, v) = first.split_once('=')?;
     if !t.trim_matches(SPACE).eq_ignore_ascii_case("cn") {
@@ -458,6 +641,27 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn the_cn_of_a_dn_is_that_of_its_parsed_first_rdn(
+            dn in "[ cCnNoOuU=,a-z#+\"\\\\;<>é\u{0}]{0,24}",
+        ) {
+            prop_assert_eq!(cn_of_dn(&dn), cn_of_dn_parsed(&dn), "{:?}", dn);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn keys_of_well_formed_dns_agree_with_the_parsed_key(
+            rdns in proptest::collection::vec("[ ]?[a-zA-Z0-9][a-zA-Z0-9-]{0,3}[ ]?=[ ]?[ a-zA-Z0-9é-]{0,6}", 1..5),
+        ) {
+            let dn = rdns.join(",");
+            if let Some(plain) = plain_dn_key(&dn) {
+                prop_assert_eq!(plain, parsed_dn_key(&dn), "{}", dn);
+            }
+        }
+    }
+
     fn parsed_is_under(dn: &str, ou: &str) -> bool {
         match (parse_dn(dn), parse_dn(ou)) {
             (Some(d), Some(o)) => {
@@ -481,6 +685,65 @@ mod tests {
                 prop_assert_eq!(is_under(&dn, &ou), parsed_is_under(&dn, &ou), "{} under {}", dn, ou);
                 prop_assert_eq!(is_under(&ou, &dn), parsed_is_under(&ou, &dn), "{} under {}", ou, dn);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn is_under_with_known_keys_agrees_with_is_under(
+            dn in "[ a-zA-Z=,é0-9#+\\\\]{0,30}",
+            ou in "[ a-zA-Z=,é0-9#+\\\\]{0,20}",
+        ) {
+            let dn = format!("{dn},{ou}");
+            let (d, o) = (DnKey::of(&dn), DnKey::of(&ou));
+            prop_assert_eq!(d.key.to_string(), dn_key(&dn));
+            prop_assert_eq!(is_under_keyed(&dn, &d, &ou, &o), is_under(&dn, &ou));
+        }
+    }
+
+    /// The candidates as first written (one copy per step): what the faster version must
+    /// still give.
+    fn sam_account_name_candidates_reference(cn: &str, id: &str) -> Vec<String> {
+        let id_part: String = sam_account_name(id).chars().filter(|c| *c != '-').collect();
+        let mut suffixes: Vec<String> = CANDIDATE_ID_CHARS
+            .iter()
+            .map(|n| left_utf16(&id_part, *n).to_string())
+            .collect();
+        let short = left_utf16(&id_part, CANDIDATE_ID_CHARS[0]).to_string();
+        suffixes.extend(CANDIDATE_COUNTERS.map(|n| format!("{short}_{n}")));
+        let base = sam_account_name(cn);
+        let mut lower = vec![base.to_lowercase()];
+        let mut out = vec![base.clone()];
+        for suffix in suffixes {
+            let room = SAM_MAX_UNITS.saturating_sub(1 + suffix.encode_utf16().count());
+            let name = left_utf16(&base, room).trim_end_matches(['.', ' ']);
+            let candidate = sam_account_name(&format!("{name}_{suffix}"));
+            let candidate_lower = candidate.to_lowercase();
+            if !candidate.is_empty() && !lower.contains(&candidate_lower) {
+                out.push(candidate);
+                lower.push(candidate_lower);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_forbidden_sam_characters_are_those_of_the_list() {
+        for c in (0..0x80u8).map(char::from) {
+            assert_eq!(is_sam_forbidden(c), SAM_FORBIDDEN.contains(&c), "{c:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn sam_account_name_candidates_are_those_of_the_reference(
+            cn in "[ -~éÉßİı\u{1}\u{202E}\u{1F600}]{0,70}",
+            id in "[0-9a-fA-F\\-.İ ]{0,40}",
+        ) {
+            prop_assert_eq!(
+                sam_account_name_candidates(&cn, &id),
+                sam_account_name_candidates_reference(&cn, &id)
+            );
         }
     }
 
