@@ -514,6 +514,85 @@ mod tests {
         }
     }
 
+    /// A guard built for a few groups decides their operations as the whole one does:
+    /// owned objects pass, an object joined to another group but anchored for this one, or
+    /// held by another group, or contested between two anchors, or foreign, is refused.
+    #[test]
+    fn a_guard_for_some_groups_decides_their_operations_as_the_whole_guard() {
+        const J: &str = "aaaaaaaa-0000-0000-0000-000000000003";
+        const K: &str = "aaaaaaaa-0000-0000-0000-000000000004";
+        const JOINED_ELSEWHERE: &str = "44444444-4444-4444-4444-444444444444";
+        const TWIN_A: &str = "55555555-5555-5555-5555-555555555555";
+        const TWIN_B: &str = "66666666-6666-6666-6666-666666666666";
+        let ad = AdSnapshot {
+            groups: vec![
+                group(&owned_dn(), OWNED_GUID, Some(G)),
+                group(&foreign_dn(), FOREIGN_GUID, None),
+                group(&format!("CN=H,{OU}"), OTHER_GUID, Some(H)),
+                // Anchored for J but joined to H: H's (its anchor names another group: nobody's).
+                group(&format!("CN=J,{OU}"), JOINED_ELSEWHERE, Some(J)),
+                // Two unjoined objects with K's anchor: contested, nobody's.
+                group(&format!("CN=K1,{OU}"), TWIN_A, Some(K)),
+                group(&format!("CN=K2,{OU}"), TWIN_B, Some(K)),
+            ],
+            ..AdSnapshot::default()
+        };
+        let joins: Joins = [Join {
+            group: H.into(),
+            guid: JOINED_ELSEWHERE.to_uppercase(),
+            sid: None,
+            dn: format!("CN=J,{OU}"),
+            adopted: false,
+        }]
+        .into_iter()
+        .map(|j| (j.group.clone(), j))
+        .collect();
+        let ops = vec![
+            op(G, modify(&owned_dn(), OWNED_GUID, "description", "d")),
+            op(G, modify(&foreign_dn(), FOREIGN_GUID, "description", "d")),
+            op(
+                G,
+                modify(&format!("CN=H,{OU}"), OTHER_GUID, "description", "d"),
+            ),
+            op(
+                J,
+                modify(&format!("CN=J,{OU}"), JOINED_ELSEWHERE, "description", "d"),
+            ),
+            op(
+                K,
+                modify(&format!("CN=K1,{OU}"), TWIN_A, "description", "d"),
+            ),
+            op(
+                K,
+                modify(&format!("CN=K2,{OU}"), TWIN_B, "description", "d"),
+            ),
+        ];
+        let plan = Plan {
+            operations: ops.clone(),
+            ..Plan::default()
+        };
+        let whole = OwnershipGuard::new(vec![OU.to_string()], &plan, &ad, &joins);
+        let only: std::collections::HashSet<String> =
+            [G, J, K].iter().map(|s| s.to_uppercase()).collect();
+        let some =
+            OwnershipGuard::for_groups(vec![OU.to_string()], &plan, &ad, &joins, Some(&only));
+        let verdicts: Vec<(bool, bool)> = ops
+            .iter()
+            .map(|o| (whole.check(o).is_ok(), some.check(o).is_ok()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (true, true),
+                (false, false),
+                (false, false),
+                (false, false),
+                (false, false),
+                (false, false)
+            ]
+        );
+    }
+
     #[test]
     fn an_owned_object_is_written_by_its_guid() {
         let o = op(G, modify(&owned_dn(), OWNED_GUID, "description", "d"));
