@@ -31,6 +31,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(250_000);
+    if std::env::var_os("WB_E2E_LOG").is_none() {
+        // The cycle's own timing line (info) with the warnings.
+        std::env::set_var("WB_E2E_LOG", "warn,writeback::cycle=info");
+    }
     let dc = LabDc::from_env_or_ensure();
     println!("DC: {}", dc.url);
     let t = Instant::now();
@@ -73,11 +77,10 @@ async fn main() {
     let w = World::build(dc, "big", sim, dir).await;
     let key = |dn: &str| dn.to_ascii_lowercase();
 
-    let t = Instant::now();
-    let first = w.sync_ok();
+    let (first, took) = timed_sync(&w);
     println!(
         "first write of a {n}-member group: {:.1}s, {} LDAP writes, {} member values",
-        t.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         first["ldapWrites"],
         first["applied"]["member_adds"]
     );
@@ -86,22 +89,23 @@ async fn main() {
         "members in AD (ranged reads of {RANGE_WINDOW}): {}",
         members.len()
     );
-    assert_eq!(members.len(), n, "the group's members in AD after its first write");
+    assert_eq!(
+        members.len(),
+        n,
+        "the group's members in AD after its first write"
+    );
     assert!(users[..n].iter().all(|u| members.contains(&key(&u.dn))));
 
-    let t = Instant::now();
-    let quiet = w.sync_ok();
+    let (quiet, took) = timed_sync(&w);
     println!(
         "next cycle (nothing changed): {:.2}s, {} LDAP writes",
-        t.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         quiet["ldapWrites"]
     );
     assert_eq!(quiet["ldapWrites"], 0, "a quiet cycle writes nothing");
 
     w.add_member(gid, &uid(n)).await;
-    let t = Instant::now();
-    let add = w.sync_ok();
-    let took = t.elapsed();
+    let (add, took) = timed_sync(&w);
     println!(
         "one member added in the cloud: {:.2}s, {} LDAP writes, {} member adds, {} removals",
         took.as_secs_f64(),
@@ -115,9 +119,7 @@ async fn main() {
     assert!(members.contains(&key(&users[n].dn)), "the added member");
 
     w.remove_member(gid, &uid(0)).await;
-    let t = Instant::now();
-    let remove = w.sync_ok();
-    let took = t.elapsed();
+    let (remove, took) = timed_sync(&w);
     println!(
         "one member removed in the cloud: {:.2}s, {} LDAP writes, {} member removals, {} adds",
         took.as_secs_f64(),
@@ -130,6 +132,145 @@ async fn main() {
     assert_eq!(members.len(), n, "members after one removal");
     assert!(!members.contains(&key(&users[0].dn)), "the removed member");
     println!("members in AD: {} (as the cloud says)", members.len());
+
+    // The same changes under the daemon (`writeback run`), which keeps the state and the AD
+    // image in memory between cycles: its first change cycle loads them, the next ones do not.
+    let daemon = Daemon::start(&w);
+    // Its first cycle: nothing changed since the last `sync` (quiet) — or a full one.
+    while daemon.lines("quiet cycle").is_empty() && daemon.lines("cycle finished").is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, (change, member)) in [("add", 0), ("remove", n), ("add", n)]
+        .into_iter()
+        .enumerate()
+    {
+        let seen = daemon.lines("cycle finished").len();
+        match change {
+            "add" => w.add_member(gid, &uid(member)).await,
+            _ => w.remove_member(gid, &uid(member)).await,
+        }
+        let line = daemon.wait_for("cycle finished", seen);
+        println!(
+            "daemon: one member {change}{}: cycle {}ms, {} LDAP writes{}\n  cycle {}",
+            if change == "add" { "ed" } else { "d" },
+            field(&line, "elapsed_ms").unwrap_or("?"),
+            field(&line, "ldap_writes").unwrap_or("?"),
+            if i == 0 {
+                " (loads the state)"
+            } else {
+                " (state in memory)"
+            },
+            phases(&line).unwrap_or_default()
+        );
+    }
+    drop(daemon);
+    let members = members_in_ad(&w, gid).await;
+    assert_eq!(members.len(), n + 1, "members after the daemon's cycles");
+}
+
+/// `writeback run` on the world's config, its log in a file; stopped (SIGTERM) on drop.
+struct Daemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(w: &World) -> Daemon {
+        let mut toml = std::fs::read_to_string(w.config_path()).expect("config");
+        toml = toml.replace("[writeback]\n", "[writeback]\ninterval = \"1s\"\n");
+        let config = w.dir.join("daemon.toml");
+        std::fs::write(&config, toml).expect("daemon config");
+        let log = w.dir.join("daemon.log");
+        let profile = std::env::var("WRITEBACK_BIN_PROFILE").unwrap_or_else(|_| "debug".into());
+        let child = std::process::Command::new(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target")
+                .join(profile)
+                .join("writeback"),
+        )
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_LOG", "warn,writeback::cycle=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("daemon log"))
+        .spawn()
+        .expect("writeback run starts");
+        Daemon { child, log }
+    }
+
+    /// The daemon's log lines that contain `what`.
+    fn lines(&self, what: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until the daemon has logged more than `seen` lines containing `what`; returns
+    /// the first new one.
+    fn wait_for(&self, what: &str, seen: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(line) = self.lines(what).into_iter().nth(seen) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon: no {what:?} in {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `phases=graph@…ms load@…ms …` of a cycle's log line, if any.
+fn phases(log: &str) -> Option<String> {
+    let at = log.find("phases=")?;
+    let words: Vec<&str> = log[at..]
+        .split_whitespace()
+        .enumerate()
+        .take_while(|(i, w)| w.contains("ms") && (*i == 0 || !w.contains('=')))
+        .map(|(_, w)| w.trim_matches('"'))
+        .collect();
+    Some(words.join(" "))
+}
+
+/// `key=value` from a log line.
+fn field<'l>(line: &'l str, key: &str) -> Option<&'l str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `writeback sync --json` (exit 0 asserted) and how long the process ran: its output —
+/// every member's outcome, megabytes at this size — is parsed after the clock stops.
+fn timed_sync(w: &World) -> (Value, Duration) {
+    let t = Instant::now();
+    let r = w.writeback(&["sync", "--json"]);
+    let took = t.elapsed();
+    // Where the time went, as the cycle logs it.
+    if let Some(p) = phases(&r.stderr) {
+        println!("  cycle {p}");
+    }
+    assert_eq!(
+        r.code, 0,
+        "sync\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    (r.json(), took)
 }
 
 /// One modify (`ldapWrites`) carrying one value of `kind`, nothing else, within the bound.

@@ -599,8 +599,13 @@ impl LabDc {
         for _ in 0..connections.max(1) {
             let ldap = self.ldap().await;
             for _ in 0..in_flight.max(1) {
-                let (mut ldap, next, ou, prefix, tag) =
-                    (ldap.clone(), next.clone(), ou.to_string(), prefix.to_string(), tag.clone());
+                let (mut ldap, next, ou, prefix, tag) = (
+                    ldap.clone(),
+                    next.clone(),
+                    ou.to_string(),
+                    prefix.to_string(),
+                    tag.clone(),
+                );
                 workers.spawn(async move {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -703,8 +708,10 @@ impl LabDc {
     pub async fn users_under(&self, base: &str) -> Vec<BulkUser> {
         use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
         let mut ldap = self.ldap().await;
-        let adapters: Vec<Box<dyn Adapter<_, _>>> =
-            vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(1000))];
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(1000)),
+        ];
         let mut stream = ldap
             .streaming_search_with(
                 adapters,
