@@ -1,6 +1,7 @@
 //! Benchmark: one security group at the 250,000-member limit (BIG_MEMBERS to resize).
 //! Measures its first write, then a cycle after one member is added in the cloud and one
-//! after one is removed: each must be one modify of one value, in ≤ 2 s (asserted).
+//! after one is removed: each must be one modify of one value, in ≤ 2 s (asserted, after
+//! every figure is printed); then the same changes under the daemon (`writeback run`).
 //! Run through `scripts/bench biggroup` (starts the lab DC, builds the release binaries).
 //!
 //! Environment:
@@ -114,7 +115,7 @@ async fn main() {
         add["applied"]["member_removes"]
     );
     let members = members_in_ad(&w, gid).await;
-    assert_one_value(&add, "member_adds", took);
+    let mut missed: Vec<String> = one_value(&add, "member_adds", took).into_iter().collect();
     assert_eq!(members.len(), n + 1, "members after one add");
     assert!(members.contains(&key(&users[n].dn)), "the added member");
 
@@ -128,7 +129,7 @@ async fn main() {
         remove["applied"]["member_adds"]
     );
     let members = members_in_ad(&w, gid).await;
-    assert_one_value(&remove, "member_removes", took);
+    missed.extend(one_value(&remove, "member_removes", took));
     assert_eq!(members.len(), n, "members after one removal");
     assert!(!members.contains(&key(&users[0].dn)), "the removed member");
     println!("members in AD: {} (as the cloud says)", members.len());
@@ -166,6 +167,8 @@ async fn main() {
     drop(daemon);
     let members = members_in_ad(&w, gid).await;
     assert_eq!(members.len(), n + 1, "members after the daemon's cycles");
+    // The one-shot cycles' bound, checked last so that every figure is printed first.
+    assert!(missed.is_empty(), "{}", missed.join("; "));
 }
 
 /// `writeback run` on the world's config, its log in a file; stopped (SIGTERM) on drop.
@@ -273,8 +276,9 @@ fn timed_sync(w: &World) -> (Value, Duration) {
     (r.json(), took)
 }
 
-/// One modify (`ldapWrites`) carrying one value of `kind`, nothing else, within the bound.
-fn assert_one_value(report: &Value, kind: &str, took: Duration) {
+/// One modify (`ldapWrites`) carrying one value of `kind`, nothing else (asserted), and
+/// what missed the bound (the cycle took longer), if it did.
+fn one_value(report: &Value, kind: &str, took: Duration) -> Option<String> {
     let other = if kind == "member_adds" {
         "member_removes"
     } else {
@@ -283,7 +287,7 @@ fn assert_one_value(report: &Value, kind: &str, took: Duration) {
     assert_eq!(report["ldapWrites"], 1, "one modify: {report}");
     assert_eq!(report["applied"][kind], 1, "one value: {report}");
     assert_eq!(report["applied"][other], 0, "nothing else: {report}");
-    assert!(took <= CYCLE_BOUND, "cycle took {took:?} > {CYCLE_BOUND:?}");
+    (took > CYCLE_BOUND).then(|| format!("{kind}: the cycle took {took:?} > {CYCLE_BOUND:?}"))
 }
 
 /// The written group's members as the DC gives them to a client that reads as AD requires:
