@@ -1,14 +1,30 @@
 //! Benchmark: one security group at the 250,000-member limit (BIG_MEMBERS to resize).
 //! Measures its first write, then a cycle after one member is added in the cloud and one
-//! after one is removed: each must be one modify of one value, in seconds.
+//! after one is removed: each must be one modify of one value, in ≤ 2 s (asserted, after
+//! every figure is printed); then the same changes under the daemon (`writeback run`).
 //! Run through `scripts/bench biggroup` (starts the lab DC, builds the release binaries).
+//!
+//! Environment:
+//! - `BIG_MEMBERS` — the group's size (default 250,000);
+//! - `WRITEBACK_LAB_ENV_FILE` — the DC to use, by the env file `lab/dc … start` wrote (e.g.
+//!   `lab/run/dc-fault.env`); default the lab's shared DC;
+//! - `BIG_USERS_OU` — an OU DN whose users are reused across runs (created there when
+//!   fewer than needed): creating 250,000 AD users takes far longer than the benchmark
+//!   (set-up, not measured); default a fresh OU per run.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use serde_json::json;
-use std::time::Instant;
+use ldap3::{Scope, SearchEntry};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 use support::*;
+
+/// SPEC's bound for a cycle that adds or removes one member of the big group.
+const CYCLE_BOUND: Duration = Duration::from_secs(2);
+/// Values per `member;range=` window (Windows' MaxValRange default).
+const RANGE_WINDOW: usize = 1500;
 
 #[tokio::main]
 async fn main() {
@@ -16,12 +32,27 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(250_000);
-    let dc = LabDc::ensure();
-    let users_ou = dc.fresh_ou("big-users").await;
+    if std::env::var_os("WB_E2E_LOG").is_none() {
+        // The cycle's own timing line (info) with the warnings.
+        std::env::set_var("WB_E2E_LOG", "warn,writeback::cycle=info");
+    }
+    let dc = LabDc::from_env_or_ensure();
+    println!("DC: {}", dc.url);
     let t = Instant::now();
-    let users = dc.create_users_in(&users_ou, "bg", n + 1).await;
+    let users = match std::env::var("BIG_USERS_OU") {
+        Ok(ou) if !ou.is_empty() => {
+            let mut pool = dc.user_pool(&ou, "bg", n + 1).await;
+            pool.truncate(n + 1);
+            pool
+        }
+        _ => {
+            let ou = dc.fresh_ou("big-users").await;
+            dc.create_users_in(&ou, "bg", n + 1).await
+        }
+    };
+    assert_eq!(users.len(), n + 1, "users for the group");
     println!(
-        "created {} AD users in {:.1}s",
+        "set-up: {} AD users ready in {:.1}s (not measured)",
         users.len(),
         t.elapsed().as_secs_f64()
     );
@@ -45,39 +76,263 @@ async fn main() {
     std::fs::write(&tenant_file, serde_json::to_vec(&tenant).expect("json")).expect("write");
     let sim = Sim::start_with(&["--tenant", tenant_file.to_str().expect("utf-8")]);
     let w = World::build(dc, "big", sim, dir).await;
+    let key = |dn: &str| dn.to_ascii_lowercase();
 
-    let t = Instant::now();
-    let first = w.sync_ok();
+    let (first, took) = timed_sync(&w);
     println!(
-        "first write of a {n}-member group: {:.1}s, {} LDAP writes",
-        t.elapsed().as_secs_f64(),
-        first["ldapWrites"]
+        "first write of a {n}-member group: {:.1}s, {} LDAP writes, {} member values",
+        took.as_secs_f64(),
+        first["ldapWrites"],
+        first["applied"]["member_adds"]
     );
-    let t = Instant::now();
-    let quiet = w.sync_ok();
+    let members = members_in_ad(&w, gid).await;
+    println!(
+        "members in AD (ranged reads of {RANGE_WINDOW}): {}",
+        members.len()
+    );
+    assert_eq!(
+        members.len(),
+        n,
+        "the group's members in AD after its first write"
+    );
+    assert!(users[..n].iter().all(|u| members.contains(&key(&u.dn))));
+
+    let (quiet, took) = timed_sync(&w);
     println!(
         "next cycle (nothing changed): {:.2}s, {} LDAP writes",
-        t.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         quiet["ldapWrites"]
     );
+    assert_eq!(quiet["ldapWrites"], 0, "a quiet cycle writes nothing");
+
     w.add_member(gid, &uid(n)).await;
-    let t = Instant::now();
-    let add = w.sync_ok();
+    let (add, took) = timed_sync(&w);
     println!(
-        "one member added in the cloud: {:.2}s, {} LDAP writes, {} member adds",
-        t.elapsed().as_secs_f64(),
+        "one member added in the cloud: {:.2}s, {} LDAP writes, {} member adds, {} removals",
+        took.as_secs_f64(),
         add["ldapWrites"],
-        add["applied"]["member_adds"]
+        add["applied"]["member_adds"],
+        add["applied"]["member_removes"]
     );
+    let members = members_in_ad(&w, gid).await;
+    let mut missed: Vec<String> = one_value(&add, "member_adds", took).into_iter().collect();
+    assert_eq!(members.len(), n + 1, "members after one add");
+    assert!(members.contains(&key(&users[n].dn)), "the added member");
+
     w.remove_member(gid, &uid(0)).await;
-    let t = Instant::now();
-    let remove = w.sync_ok();
+    let (remove, took) = timed_sync(&w);
     println!(
-        "one member removed in the cloud: {:.2}s, {} LDAP writes, {} member removals",
-        t.elapsed().as_secs_f64(),
+        "one member removed in the cloud: {:.2}s, {} LDAP writes, {} member removals, {} adds",
+        took.as_secs_f64(),
         remove["ldapWrites"],
-        remove["applied"]["member_removes"]
+        remove["applied"]["member_removes"],
+        remove["applied"]["member_adds"]
     );
-    let g = w.ad_group_of(gid).await.expect("written");
-    println!("members in AD: {}", g.members.len());
+    let members = members_in_ad(&w, gid).await;
+    missed.extend(one_value(&remove, "member_removes", took));
+    assert_eq!(members.len(), n, "members after one removal");
+    assert!(!members.contains(&key(&users[0].dn)), "the removed member");
+    println!("members in AD: {} (as the cloud says)", members.len());
+
+    // The same changes under the daemon (`writeback run`), which keeps the state and the AD
+    // image in memory between cycles: its first change cycle loads them, the next ones do not.
+    let daemon = Daemon::start(&w);
+    // Its first cycle: nothing changed since the last `sync` (quiet) — or a full one.
+    while daemon.lines("quiet cycle").is_empty() && daemon.lines("cycle finished").is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, (change, member)) in [("add", 0), ("remove", n), ("add", n)]
+        .into_iter()
+        .enumerate()
+    {
+        let seen = daemon.lines("cycle finished").len();
+        match change {
+            "add" => w.add_member(gid, &uid(member)).await,
+            _ => w.remove_member(gid, &uid(member)).await,
+        }
+        let line = daemon.wait_for("cycle finished", seen);
+        println!(
+            "daemon: one member {change}{}: cycle {}ms, {} LDAP writes{}\n  cycle {}",
+            if change == "add" { "ed" } else { "d" },
+            field(&line, "elapsed_ms").unwrap_or("?"),
+            field(&line, "ldap_writes").unwrap_or("?"),
+            if i == 0 {
+                " (loads the state)"
+            } else {
+                " (state in memory)"
+            },
+            phases(&line).unwrap_or_default()
+        );
+    }
+    drop(daemon);
+    let members = members_in_ad(&w, gid).await;
+    assert_eq!(members.len(), n + 1, "members after the daemon's cycles");
+    // The one-shot cycles' bound, checked last so that every figure is printed first.
+    assert!(missed.is_empty(), "{}", missed.join("; "));
+}
+
+/// `writeback run` on the world's config, its log in a file; stopped (SIGTERM) on drop.
+struct Daemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(w: &World) -> Daemon {
+        let mut toml = std::fs::read_to_string(w.config_path()).expect("config");
+        toml = toml.replace("[writeback]\n", "[writeback]\ninterval = \"1s\"\n");
+        let config = w.dir.join("daemon.toml");
+        std::fs::write(&config, toml).expect("daemon config");
+        let log = w.dir.join("daemon.log");
+        let profile = std::env::var("WRITEBACK_BIN_PROFILE").unwrap_or_else(|_| "debug".into());
+        let child = std::process::Command::new(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target")
+                .join(profile)
+                .join("writeback"),
+        )
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_LOG", "warn,writeback::cycle=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("daemon log"))
+        .spawn()
+        .expect("writeback run starts");
+        Daemon { child, log }
+    }
+
+    /// The daemon's log lines that contain `what`.
+    fn lines(&self, what: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until the daemon has logged more than `seen` lines containing `what`; returns
+    /// the first new one.
+    fn wait_for(&self, what: &str, seen: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(line) = self.lines(what).into_iter().nth(seen) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon: no {what:?} in {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `phases=graph@…ms load@…ms …` of a cycle's log line, if any.
+fn phases(log: &str) -> Option<String> {
+    let at = log.find("phases=")?;
+    let words: Vec<&str> = log[at..]
+        .split_whitespace()
+        .enumerate()
+        .take_while(|(i, w)| w.contains("ms") && (*i == 0 || !w.contains('=')))
+        .map(|(_, w)| w.trim_matches('"'))
+        .collect();
+    Some(words.join(" "))
+}
+
+/// `key=value` from a log line.
+fn field<'l>(line: &'l str, key: &str) -> Option<&'l str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `writeback sync --json` (exit 0 asserted) and how long the process ran: its output —
+/// every member's outcome, megabytes at this size — is parsed after the clock stops.
+fn timed_sync(w: &World) -> (Value, Duration) {
+    let t = Instant::now();
+    let r = w.writeback(&["sync", "--json"]);
+    let took = t.elapsed();
+    // Where the time went, as the cycle logs it.
+    if let Some(p) = phases(&r.stderr) {
+        println!("  cycle {p}");
+    }
+    assert_eq!(
+        r.code, 0,
+        "sync\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    (r.json(), took)
+}
+
+/// One modify (`ldapWrites`) carrying one value of `kind`, nothing else (asserted), and
+/// what missed the bound (the cycle took longer), if it did.
+fn one_value(report: &Value, kind: &str, took: Duration) -> Option<String> {
+    let other = if kind == "member_adds" {
+        "member_removes"
+    } else {
+        "member_adds"
+    };
+    assert_eq!(report["ldapWrites"], 1, "one modify: {report}");
+    assert_eq!(report["applied"][kind], 1, "one value: {report}");
+    assert_eq!(report["applied"][other], 0, "nothing else: {report}");
+    (took > CYCLE_BOUND).then(|| format!("{kind}: the cycle took {took:?} > {CYCLE_BOUND:?}"))
+}
+
+/// The written group's members as the DC gives them to a client that reads as AD requires:
+/// `member;range=a-b` windows of 1,500 until one ends in `*` (lower-case DNs).
+async fn members_in_ad(w: &World, gid: &str) -> HashSet<String> {
+    let mut ldap = w.ldap().await;
+    let anchor = format!("Group_{gid}");
+    let (found, _) = ldap
+        .search(
+            &w.groups_ou,
+            Scope::Subtree,
+            &format!("(&(objectClass=group)(adminDescription={anchor}))"),
+            vec!["distinguishedName"],
+        )
+        .await
+        .expect("search")
+        .success()
+        .expect("search ok");
+    assert_eq!(found.len(), 1, "one group carries {anchor}");
+    let dn = SearchEntry::construct(found.into_iter().next().expect("one")).dn;
+    let mut members = HashSet::new();
+    let mut start = 0;
+    loop {
+        let attr = format!("member;range={start}-{}", start + RANGE_WINDOW - 1);
+        let (rs, _) = ldap
+            .search(&dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
+            .await
+            .expect("ranged read")
+            .success()
+            .expect("ranged read ok");
+        let e = SearchEntry::construct(rs.into_iter().next().expect("the group"));
+        let Some((name, values)) = e
+            .attrs
+            .iter()
+            .find(|(k, _)| k.to_ascii_lowercase().starts_with("member;range="))
+        else {
+            break; // no members (or none from `start`)
+        };
+        members.extend(values.iter().map(|v| v.to_ascii_lowercase()));
+        match name.rsplit('-').next() {
+            Some("*") => break,
+            Some(end) => start = end.parse::<usize>().expect("range end") + 1,
+            None => panic!("range without an end: {name}"),
+        }
+    }
+    let _ = ldap.unbind().await;
+    members
 }

@@ -725,16 +725,50 @@ fn update_resolutions(
         return Vec::new();
     }
     let res = &mut snapshot.resolutions;
+    // The cache holds a lookup per member (250,000 for one big group) and a cycle brings a
+    // few changed objects: index only the entries those objects concern, and compare
+    // without allocating where the stored text is already in canonical form.
+    let keys: HashSet<Lookup> = changed
+        .iter()
+        .flat_map(keys_of)
+        .map(|k| canonical(&k))
+        .collect();
+    let sids: HashSet<&str> = keys
+        .iter()
+        .filter_map(|k| match k {
+            Lookup::Sid(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    let guids: HashSet<String> = changed
+        .iter()
+        .chain(deleted)
+        .map(|c| c.object.guid.to_ascii_lowercase())
+        .collect();
     let mut by_key: HashMap<Lookup, Vec<Lookup>> = HashMap::new();
     for l in &res.asked {
-        by_key.entry(canonical(l)).or_default().push(l.clone());
+        let concerned = match l {
+            // A SID without lower-case letters is its own canonical form (trimmed).
+            Lookup::Sid(s) if !s.bytes().any(|b| b.is_ascii_lowercase()) => sids.contains(s.trim()),
+            _ => keys.contains(&canonical(l)),
+        };
+        if concerned {
+            by_key.entry(canonical(l)).or_default().push(l.clone());
+        }
     }
     let mut by_guid: HashMap<String, Vec<Lookup>> = HashMap::new();
     for (l, o) in &res.found {
-        by_guid
-            .entry(o.guid.to_ascii_lowercase())
-            .or_default()
-            .push(l.clone());
+        let concerned = if o.guid.bytes().any(|b| b.is_ascii_uppercase()) {
+            guids.contains(&o.guid.to_ascii_lowercase())
+        } else {
+            guids.contains(o.guid.as_str())
+        };
+        if concerned {
+            by_guid
+                .entry(o.guid.to_ascii_lowercase())
+                .or_default()
+                .push(l.clone());
+        }
     }
     let mut renamed = Vec::new();
     for c in changed {
@@ -919,6 +953,55 @@ mod tests {
         );
         assert_eq!(s.resolutions.found[&sid].dn, "CN=New,OU=P,DC=t");
         assert!(ch.lookups_upsert.contains(&sid));
+    }
+
+    #[test]
+    fn a_change_concerns_only_the_lookups_of_its_own_objects_however_spelt() {
+        // The cache holds one entry per member (250,000 for one big group): a cycle indexes
+        // only the entries of the objects that changed, and must still find those written
+        // in another case (a lower-case SID asked, an upper-case objectGUID stored).
+        let other = AdObjectRef {
+            dn: "CN=Other,OU=P,DC=t".into(),
+            guid: "U-9".into(),
+            group_type: None,
+            class: AdClass::User,
+        };
+        let mut lookups: Vec<(Lookup, Option<AdObjectRef>)> = (0..1000)
+            .map(|i| {
+                let o = AdObjectRef {
+                    guid: format!("u-{}", 1000 + i),
+                    ..other.clone()
+                };
+                (Lookup::Sid(format!("S-1-5-21-1-2-3-{}", 2000 + i)), Some(o))
+            })
+            .collect();
+        let lower = Lookup::Sid("s-1-5-21-1-2-3-1105".into());
+        let moved = Lookup::Sid("S-1-5-21-1-2-3-1106".into());
+        lookups.push((lower.clone(), None));
+        lookups.push((moved.clone(), Some(other)));
+        let mut s = snapshot_with(&lookups, &[]);
+        let mut ch = ImageChanges::default();
+        update_resolutions(
+            &mut s,
+            &[
+                user("CN=New,OU=P,DC=t", "u-1", "S-1-5-21-1-2-3-1105"),
+                user("CN=Moved,OU=Q,DC=t", "u-9", "S-1-5-21-1-2-3-1106"),
+            ],
+            &[],
+            &mut ch,
+        );
+        assert_eq!(s.resolutions.found[&lower].dn, "CN=New,OU=P,DC=t");
+        assert_eq!(s.resolutions.found[&moved].dn, "CN=Moved,OU=Q,DC=t");
+        assert_eq!(
+            ch.lookups_upsert,
+            [lower, moved].into_iter().collect(),
+            "only the changed objects' entries are rewritten"
+        );
+        assert_eq!(s.resolutions.found.len(), 1002);
+        // Nothing changed: nothing to do.
+        let mut ch = ImageChanges::default();
+        assert!(update_resolutions(&mut s, &[], &[], &mut ch).is_empty());
+        assert!(ch.lookups_upsert.is_empty());
     }
 
     #[test]

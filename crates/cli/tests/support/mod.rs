@@ -571,26 +571,72 @@ impl World {
 }
 
 impl LabDc {
-    /// Creates `n` users in `ou` (which must exist) over one connection.
+    /// Creates `n` users in `ou` (which must exist); returns them with SIDs, sorted by
+    /// sAMAccountName (`<prefix><tag><i>`, `i` zero-padded, so that is creation order).
     pub async fn create_users_in(&self, ou: &str, prefix: &str, n: usize) -> Vec<BulkUser> {
-        use std::collections::HashSet;
-        let mut ldap = self.ldap().await;
-        let tag = &rand_suffix()[..6];
-        for i in 0..n {
-            let cn = format!("{prefix}{tag}{i:05}");
-            let dn = format!("CN={cn},{ou}");
-            ldap.add(
-                &dn,
-                vec![
-                    ("objectClass", HashSet::from(["user"])),
-                    ("sAMAccountName", HashSet::from([cn.as_str()])),
-                ],
-            )
+        self.create_users_with(ou, prefix, n, 1, USER_ADDS_IN_FLIGHT)
             .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+    }
+
+    /// `create_users_in` over `connections` LDAP connections, each with up to `in_flight`
+    /// adds outstanding (ldap3 multiplexes the operations of one connection's clones).
+    pub async fn create_users_with(
+        &self,
+        ou: &str,
+        prefix: &str,
+        n: usize,
+        connections: usize,
+        in_flight: usize,
+    ) -> Vec<BulkUser> {
+        use std::collections::HashSet;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let tag = rand_suffix()[..6].to_string();
+        let width = n.saturating_sub(1).to_string().len().max(5);
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        let mut conns = Vec::new();
+        for _ in 0..connections.max(1) {
+            let ldap = self.ldap().await;
+            for _ in 0..in_flight.max(1) {
+                let (mut ldap, next, ou, prefix, tag) = (
+                    ldap.clone(),
+                    next.clone(),
+                    ou.to_string(),
+                    prefix.to_string(),
+                    tag.clone(),
+                );
+                workers.spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return;
+                        }
+                        let cn = format!("{prefix}{tag}{i:0width$}");
+                        let dn = format!("CN={cn},{ou}");
+                        ldap.add(
+                            &dn,
+                            vec![
+                                ("objectClass", HashSet::from(["user"])),
+                                ("sAMAccountName", HashSet::from([cn.as_str()])),
+                            ],
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("add {dn}: {e}"))
+                        .success()
+                        .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+                    }
+                });
+            }
+            conns.push(ldap);
         }
+        while let Some(done) = workers.join_next().await {
+            done.expect("an add worker panicked");
+        }
+        for mut c in conns {
+            let _ = c.unbind().await;
+        }
+        let mut ldap = self.ldap().await;
         let (entries, _) = ldap
             .search(
                 ou,
@@ -619,6 +665,84 @@ impl LabDc {
         out
     }
 }
+
+impl LabDc {
+    /// The DC named by `WRITEBACK_LAB_ENV_FILE` (an env file `lab/dc … start` wrote, e.g.
+    /// `lab/run/dc-fault.env`), or else the default lab DC (`LabDc::ensure`).
+    pub fn from_env_or_ensure() -> LabDc {
+        match std::env::var_os("WRITEBACK_LAB_ENV_FILE") {
+            Some(path) if !path.is_empty() => Self::from_env_file(
+                Path::new(&path),
+                "WRITEBACK_LAB_ENV_FILE names the env file `lab/dc [--instance fault] start` writes",
+            ),
+            _ => Self::ensure(),
+        }
+    }
+
+    /// At least `n` users under `ou` (created if missing, with its parents' existence
+    /// assumed), reusing those earlier runs left there: a pool for benchmarks whose user
+    /// set-up takes longer than what they measure. New users go in sub-OUs of `chunk`
+    /// users each. Returns every user under `ou` (subtree), sorted by sAMAccountName.
+    pub async fn user_pool(&self, ou: &str, prefix: &str, n: usize) -> Vec<BulkUser> {
+        const CHUNK: usize = 10_000;
+        self.create_ou(ou).await;
+        let mut have = self.users_under(ou).await.len();
+        while have < n {
+            let count = CHUNK.min(n - have);
+            let sub = format!("OU={prefix}{}-{},{ou}", have / CHUNK, &rand_suffix()[..6]);
+            self.create_ou(&sub).await;
+            let t = std::time::Instant::now();
+            let made = self
+                .create_users_with(&sub, prefix, count, 1, USER_ADDS_IN_FLIGHT)
+                .await;
+            have += made.len();
+            println!(
+                "  user pool: {have} users under {ou} ({count} more in {:.1}s)",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        self.users_under(ou).await
+    }
+
+    /// Every user under `base` (subtree, paged), sorted by sAMAccountName.
+    pub async fn users_under(&self, base: &str) -> Vec<BulkUser> {
+        use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+        let mut ldap = self.ldap().await;
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(1000)),
+        ];
+        let mut stream = ldap
+            .streaming_search_with(
+                adapters,
+                base,
+                Scope::Subtree,
+                "(&(objectClass=user)(!(objectClass=computer)))",
+                vec!["sAMAccountName", "objectSid"],
+            )
+            .await
+            .expect("search users");
+        let mut out = Vec::new();
+        while let Some(e) = stream.next().await.expect("users page") {
+            let e = SearchEntry::construct(e);
+            let sid = first_binary(&e, "objectSid").expect("objectSid");
+            out.push(BulkUser {
+                sam: e.attrs["sAMAccountName"][0].clone(),
+                dn: e.dn,
+                sid: sid_text(&sid),
+            });
+        }
+        let done = stream.finish().await;
+        assert!(done.rc == 0 || done.rc == 32, "search users: {done:?}");
+        out.sort_by(|a, b| a.sam.cmp(&b.sam));
+        let _ = ldap.unbind().await;
+        out
+    }
+}
+
+/// Adds a bulk creation keeps outstanding on its connection: the DC works on one while the
+/// next request is already on the wire (measured in docs/BENCHMARKS.md, session 4).
+pub const USER_ADDS_IN_FLIGHT: usize = 8;
 
 /// Binary objectSid → S-1-5-21-... (the connector's own conversion).
 pub fn sid_text(b: &[u8]) -> String {
