@@ -114,6 +114,7 @@ fn count(c: &mut PlanCounts, a: &Action) {
 
 /// Runs the plan. `hold`: what the thresholds hold back (`crate::thresholds`): those
 /// operations are skipped (counted in `held_back`).
+#[allow(clippy::too_many_arguments)]
 pub async fn export(
     ad: &mut AdConnector,
     cfg: &Config,
