@@ -462,6 +462,8 @@ async fn daemon(
             if st == 204 {
                 break;
             }
+            // 400: already a member (Graph refuses a reference that exists); else a failure.
+            assert_eq!(st, 400, "adding a member to {g} failed");
             k += 1;
         }
         loop {

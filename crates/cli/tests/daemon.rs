@@ -168,6 +168,16 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
     );
 }
 
+/// A daemon stopped when the test ends, whatever way it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (up to 30 s) until `done` holds, failing with `what` and the daemon's log.
 async fn until<F, Fut>(child: &mut std::process::Child, log: &std::path::Path, what: &str, done: F)
 where
@@ -202,42 +212,45 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     let g2 = w.security_group("SG-Follow-2", Some(true), None).await;
     w.add_member(&g1, &u1).await;
     let log = w.dir.join("daemon-follow.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
-        .args(["run", "--config"])
-        .arg(w.config_path())
-        .env("WB_E2E_SECRET", CLIENT_SECRET)
-        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
-        .env("WRITEBACK_CHECK_INCREMENTAL", "1")
-        .env("WRITEBACK_LOG", "writeback=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_writeback"))
+            .args(["run", "--config"])
+            .arg(w.config_path())
+            .env("WB_E2E_SECRET", CLIENT_SECRET)
+            .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+            .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+            .env("WRITEBACK_LOG", "writeback=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut daemon.0;
     let members = |g: String| {
         let w = &w;
         async move { w.ad_group_of(&g).await.map(|x| x.member_set()) }
     };
 
-    until(&mut child, &log, "both groups written", || async {
+    until(child, &log, "both groups written", || async {
         members(g1.clone()).await == Some(lower_sorted(&[&u1_ad.dn]))
             && w.ad_group_of(&g2).await.is_some()
     })
     .await;
     // A member added, then one removed (group rounds).
     w.add_member(&g1, &u2).await;
-    until(&mut child, &log, "member added", || async {
+    until(child, &log, "member added", || async {
         members(g1.clone()).await == Some(lower_sorted(&[&u1_ad.dn, &u2_ad.dn]))
     })
     .await;
     w.remove_member(&g1, &u1).await;
-    until(&mut child, &log, "member removed", || async {
+    until(child, &log, "member removed", || async {
         members(g1.clone()).await == Some(lower_sorted(&[&u2_ad.dn]))
     })
     .await;
     // A rename (a group's properties).
     w.patch_group(&g2, serde_json::json!({"displayName": "SG-Follow-Renamed"}))
         .await;
-    until(&mut child, &log, "rename", || async {
+    until(child, &log, "rename", || async {
         w.ad_group_of(&g2)
             .await
             .and_then(|x| x.display_name)
@@ -258,7 +271,7 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     assert_eq!(st, 204, "{v}");
     w.add_member(&g2, &c).await;
     w.add_member(&g2, &u1).await;
-    until(&mut child, &log, "member of the renamed group", || async {
+    until(child, &log, "member of the renamed group", || async {
         members(g2.clone()).await == Some(lower_sorted(&[&u1_ad.dn]))
     })
     .await;
@@ -272,7 +285,7 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     )
     .await;
     until(
-        &mut child,
+        child,
         &log,
         "new group written, disabled one deleted",
         || async {
