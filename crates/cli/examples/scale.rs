@@ -256,7 +256,7 @@ async fn raw_floor(dc: &LabDc, users: &[BulkUser], groups: &[Vec<usize>], label:
         let member_dns: HashSet<&str> = members.iter().map(|&u| users[u].dn.as_str()).collect();
         let sam = format!(
             "fl{:04x}{i:05}",
-            (std::process::id() ^ label.len() as u32 * 7919) & 0xffff
+            (std::process::id() ^ (label.len() as u32 * 7919)) & 0xffff
         );
         ldap.add(
             &dn,
