@@ -32,15 +32,18 @@ async fn the_daemon_carries_a_change_to_ad_and_stops_on_sigterm() {
     let (u, u_ad) = w.synced_user("dm-u", "Daemon User").await;
     let g = w.security_group("SG-Daemon", Some(true), None).await;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
-        .args(["run", "--config"])
-        .arg(w.config_path())
-        .env("WB_E2E_SECRET", CLIENT_SECRET)
-        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_writeback"))
+            .args(["run", "--config"])
+            .arg(w.config_path())
+            .env("WB_E2E_SECRET", CLIENT_SECRET)
+            .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut daemon.0;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while w.ad_group_of(&g).await.is_none() {
