@@ -239,6 +239,23 @@ fn tristate<T: DeserializeOwned>(
     }
 }
 
+/// [`tristate`] for a property whose value is an object (a complex type): serde would also
+/// read a struct from an array of its fields in order (`[true, "x"]`), which Graph never
+/// sends — such a value is malformed, not a configuration.
+fn tristate_object<T: DeserializeOwned>(
+    obj: &Map<String, Value>,
+    id: &str,
+    key: &str,
+) -> Result<Tristate<T>, String> {
+    match obj.get(key) {
+        Some(v) if !v.is_null() && !v.is_object() => Err(format!(
+            "object {id}: property {key} is {}, not an object",
+            json_kind(v)
+        )),
+        _ => tristate(obj, id, key),
+    }
+}
+
 /// `"@removed": {"reason": ...}` → Some(reason) ("" when no reason is given). A `@removed`
 /// that is not an object, or a reason that is not a string, is malformed: the reason decides
 /// whether a group is deleted, so it is never guessed.
@@ -336,7 +353,7 @@ pub(crate) fn parse_group(item: &Value) -> Result<GroupChange, String> {
         proxy_addresses: tristate(obj, &id, "proxyAddresses")?,
         on_premises_sync_enabled: tristate(obj, &id, "onPremisesSyncEnabled")?,
         on_premises_security_identifier: tristate(obj, &id, "onPremisesSecurityIdentifier")?,
-        writeback_configuration: tristate(obj, &id, "writebackConfiguration")?,
+        writeback_configuration: tristate_object(obj, &id, "writebackConfiguration")?,
         members_added,
         members_removed,
         owners_added,
@@ -672,7 +689,8 @@ pub(crate) fn parse_writeback_item(
         return Err("a group entry is not a JSON object".to_string());
     };
     let id = object_id(obj)?;
-    let config: Tristate<WritebackConfiguration> = tristate(obj, &id, "writebackConfiguration")?;
+    let config: Tristate<WritebackConfiguration> =
+        tristate_object(obj, &id, "writebackConfiguration")?;
     into.insert(id, config.flatten().unwrap_or_default());
     Ok(())
 }
@@ -972,6 +990,34 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_writeback_configuration_that_is_not_an_object_is_malformed() {
+        // Found by the generated malformed pages (WB_SEED=1796035410567613951): serde reads
+        // a struct from an array of its fields, so `[true, "x"]` passed as a configuration.
+        for value in [
+            json!([null, "text"]),
+            json!([true]),
+            json!("enabled"),
+            json!(true),
+        ] {
+            let err =
+                parse_group(&json!({"id": "g9", "writebackConfiguration": value})).unwrap_err();
+            assert!(
+                err.contains("g9") && err.contains("writebackConfiguration"),
+                "{err}"
+            );
+            let body = json!({"value": [{"id": "g9", "writebackConfiguration": value}]});
+            let err = pages::writeback_configurations(body.to_string().as_bytes()).unwrap_err();
+            assert!(err.contains("writebackConfiguration"), "{err}");
+        }
+        // null (cleared) and an object still read.
+        assert!(parse_group(&json!({"id": "g9", "writebackConfiguration": null})).is_ok());
+        assert!(
+            parse_group(&json!({"id": "g9", "writebackConfiguration": {"isEnabled": true}}))
+                .is_ok()
+        );
     }
 
     #[test]
