@@ -342,7 +342,7 @@ pub async fn export(
             }
             Err(e) => {
                 warn!(group = %op.group, op = op.action.name(), error = %e, "export failed");
-                match action_guid(checked.action()) {
+                match checked.action().guid() {
                     Some(guid) => {
                         out.unsure.insert(guid.to_ascii_lowercase());
                     }
@@ -502,18 +502,6 @@ async fn read_back(
         if let Some(guid) = found.get(key) {
             out.unsure.insert(guid.to_ascii_lowercase());
         }
-    }
-}
-
-/// The objectGUID an action addresses, when it names one.
-fn action_guid(a: &Action) -> Option<&str> {
-    match a {
-        Action::Create { .. } => None,
-        Action::AddMembers { guid, .. } => guid.as_deref(),
-        Action::Rename { guid, .. }
-        | Action::Modify { guid, .. }
-        | Action::RemoveMembers { guid, .. }
-        | Action::Delete { guid, .. } => Some(guid),
     }
 }
 

@@ -102,7 +102,7 @@ impl OwnershipGuard {
             Some(_) => plan
                 .operations
                 .iter()
-                .filter_map(|o| target_guid(&o.action))
+                .filter_map(|o| o.action.guid())
                 .map(str::to_ascii_lowercase)
                 .collect(),
             None => HashSet::new(),
@@ -437,18 +437,6 @@ impl OwnershipGuard {
         let guid = guid.to_ascii_lowercase();
         self.owned.insert(guid.clone(), owner.clone());
         self.by_group.insert(group, Holding::Object(guid));
-    }
-}
-
-/// The objectGUID an operation names (a create names none yet).
-fn target_guid(a: &Action) -> Option<&str> {
-    match a {
-        Action::Create { .. } => None,
-        Action::AddMembers { guid, .. } => guid.as_deref(),
-        Action::Rename { guid, .. }
-        | Action::Modify { guid, .. }
-        | Action::RemoveMembers { guid, .. }
-        | Action::Delete { guid, .. } => Some(guid),
     }
 }
 

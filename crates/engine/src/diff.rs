@@ -2,7 +2,7 @@
 //! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
 
 use crate::config::EngineConfig;
-use crate::members::{self, Directory, DnOrder, MemberDn, Membership, Placement};
+use crate::members::{Directory, DnOrder, MemberDn, Membership, Placement};
 use crate::naming::{self, dn_eq, dn_key, is_under_keyed, DnKey};
 use crate::scope::{decide, rule_text};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, Lookup,
-    MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, MemberKind,
+    ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -177,50 +177,6 @@ pub struct Input<'a> {
     /// and the cloud for a group whose cloud side did not change since then was made by
     /// hand in AD: it is reported as drift.
     pub previous: Option<&'a CloudSnapshot>,
-}
-
-/// Every AD lookup [`plan`] will consult for this cloud image: the members of the groups
-/// decided Written (synced users by SID, immutable id and DN; groups synced from AD by
-/// SID) and, when `write_owners`, their user owners.
-pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
-    // Each distinct member once: a user in 500 groups is looked up once, not 500 times.
-    let mut users: HashSet<&str> = HashSet::default();
-    let mut groups: HashSet<&str> = HashSet::default();
-    let mut devices: HashSet<&str> = HashSet::default();
-    for group in cloud
-        .groups
-        .values()
-        .filter(|g| decide(g, config).0.is_written())
-    {
-        for member in &group.members {
-            match member.kind {
-                MemberKind::User => users.insert(&member.id),
-                MemberKind::Group => groups.insert(&member.id),
-                MemberKind::Device => devices.insert(&member.id),
-                _ => false,
-            };
-        }
-        if config.write_owners {
-            for owner in group.owners.iter().filter(|o| o.kind == MemberKind::User) {
-                users.insert(&owner.id);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    for user in users.into_iter().filter_map(|id| cloud.users.get(id)) {
-        out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
-    }
-    for nested in groups
-        .into_iter()
-        .filter_map(|id| cloud.groups.get(id))
-        .filter(|g| g.is_synced_from_ad())
-    {
-        out.extend(members::synced_group_lookup(nested));
-    }
-    for device in devices.into_iter().filter_map(|id| cloud.devices.get(id)) {
-        out.extend(members::device_lookup(device));
-    }
-    out
 }
 
 /// The SIDs (upper-case) of the AD groups the cloud-managed AD groups written back name:

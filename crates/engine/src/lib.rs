@@ -3,9 +3,9 @@
 //!
 //! Layout: [`config`](EngineConfig) (settings and scope rules), `scope` ([`decide`]: is a
 //! group written back, as what, where), [`naming`] (CN, RDN escaping, sAMAccountName, DN
-//! comparison), `members` (member resolution), `diff` ([`lookups`], [`plan`],
+//! comparison), `members` (member resolution), `diff` ([`plan`],
 //! [`plan_groups`]), `touched` ([`touched_by`]: what a change since the last cycle touches), `lookups`
-//! ([`lookups_of`]: the lookups the objects a delta touched can add).
+//! ([`lookups`] a plan consults; [`lookups_of`]: those the objects a delta touched can add).
 
 mod config;
 mod diff;
@@ -20,10 +20,10 @@ pub use config::{
     SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{
-    adoption_sids, lookups, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS,
+    adoption_sids, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS,
     DESCRIPTION_MAX_UNITS, DISPLAY_NAME_MAX_UNITS,
 };
-pub use lookups::lookups_of;
+pub use lookups::{lookups, lookups_of};
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, CLOUD_MANAGED, SECURITY_TYPE_ERROR};
 pub use touched::{touched_by, Changes};

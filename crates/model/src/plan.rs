@@ -73,6 +73,18 @@ impl Action {
             | Action::Delete { dn, .. } => dn,
         }
     }
+    /// The objectGUID the action names (a create names none yet; members added to a group
+    /// created in the same export may not know it).
+    pub fn guid(&self) -> Option<&str> {
+        match self {
+            Action::Create { .. } => None,
+            Action::AddMembers { guid, .. } => guid.as_deref(),
+            Action::Rename { guid, .. }
+            | Action::Modify { guid, .. }
+            | Action::RemoveMembers { guid, .. }
+            | Action::Delete { guid, .. } => Some(guid),
+        }
+    }
     pub fn name(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",
