@@ -6,14 +6,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-fn uuid_suffix() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
+/// `writeback VERB --config …` for world `w`, with its secrets; stdout discarded.
+fn writeback(w: &World, verb: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_writeback"));
+    cmd.args([verb, "--config"])
+        .arg(w.config_path())
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .stdout(Stdio::null());
+    cmd
 }
 
 fn sigterm(pid: u32) {
@@ -32,17 +33,7 @@ async fn the_daemon_carries_a_change_to_ad_and_stops_on_sigterm() {
     let (u, u_ad) = w.synced_user("dm-u", "Daemon User").await;
     let g = w.security_group("SG-Daemon", Some(true), None).await;
 
-    let mut daemon = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_writeback"))
-            .args(["run", "--config"])
-            .arg(w.config_path())
-            .env("WB_E2E_SECRET", CLIENT_SECRET)
-            .env("WB_E2E_AD_PASSWORD", &w.dc.password)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = KillOnDrop(writeback(&w, "run").stderr(Stdio::null()).spawn().unwrap());
     let child = &mut daemon.0;
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -113,15 +104,7 @@ async fn a_sync_killed_during_its_export_converges_on_the_next_cycle() {
         groups.push(g);
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writeback"))
-        .args(["sync", "--config"])
-        .arg(w.config_path())
-        .env("WB_E2E_SECRET", CLIENT_SECRET)
-        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = writeback(&w, "sync").stderr(Stdio::null()).spawn().unwrap();
     // Kill it once the export has started but before it has finished.
     let deadline = Instant::now() + Duration::from_secs(60);
     let partial = loop {
@@ -216,14 +199,9 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     w.add_member(&g1, &u1).await;
     let log = w.dir.join("daemon-follow.log");
     let mut daemon = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_writeback"))
-            .args(["run", "--config"])
-            .arg(w.config_path())
-            .env("WB_E2E_SECRET", CLIENT_SECRET)
-            .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        writeback(&w, "run")
             .env("WRITEBACK_CHECK_INCREMENTAL", "1")
             .env("WRITEBACK_LOG", "writeback=info")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
@@ -263,7 +241,7 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     .await;
     // Users created and changed (user rounds; a cloud-only user is not written), then a
     // change that needs the image to have followed them.
-    let c = w.cloud_user(&format!("dfc{}", &uuid_suffix()[..6])).await;
+    let c = w.cloud_user(&format!("dfc{}", &rand_suffix()[..6])).await;
     let (st, v) = w
         .graph(
             "PATCH",

@@ -793,7 +793,7 @@ fn nick_of(name: &str) -> String {
     }
 }
 
-fn rand_suffix() -> String {
+pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static SEQ: AtomicU32 = AtomicU32::new(0);
