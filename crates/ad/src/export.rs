@@ -7,6 +7,7 @@ use crate::{AdConnector, AdError};
 use ldap3::controls::RawControl;
 use ldap3::{Mod, Scope};
 use std::collections::HashSet;
+use std::sync::Arc;
 use wb_model::{Action, AttrChange, GroupAttr};
 
 /// Member values per modify (and inline in an add).
@@ -263,7 +264,7 @@ impl AdConnector {
         &mut self,
         dn: &str,
         attrs: &std::collections::BTreeMap<String, Vec<String>>,
-        members: &[String],
+        members: &[Arc<str>],
         sam_fallbacks: &[String],
     ) -> Result<Applied, AdError> {
         let (inline, rest) = members.split_at(members.len().min(CHUNK));
@@ -282,7 +283,10 @@ impl AdConnector {
                 .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
                 .collect();
             if with_inline {
-                entry.push(("member".to_string(), inline.iter().cloned().collect()));
+                entry.push((
+                    "member".to_string(),
+                    inline.iter().map(|m| m.to_string()).collect(),
+                ));
             }
             match check("create", dn, self.op().add(dn, entry).await) {
                 Ok(()) => {
@@ -325,13 +329,9 @@ impl AdConnector {
                 Err(e) => return Err(e),
             }
         }
-        let pending: Vec<String> = if with_inline {
-            rest.to_vec()
-        } else {
-            members.to_vec()
-        };
+        let pending = if with_inline { rest } else { members };
         let member_errors = self
-            .change_members(&Target::dn(dn), &pending, Direction::Add)
+            .change_members(&Target::dn(dn), pending, Direction::Add)
             .await?;
         // No read-back here: the identity of every group created is read in one search
         // after the creates (`read_back_created`).
@@ -402,7 +402,7 @@ impl AdConnector {
     async fn change_members(
         &mut self,
         target: &Target,
-        members: &[String],
+        members: &[Arc<str>],
         direction: Direction,
     ) -> Result<Vec<crate::MemberError>, AdError> {
         let mut refused = Vec::new();
@@ -425,7 +425,7 @@ impl AdConnector {
                                 if direction.is_idempotent_result(code) => {}
                             Err(AdError::Ldap { code, message, .. }) if is_value_refusal(code) => {
                                 refused.push(crate::MemberError {
-                                    member: value.clone(),
+                                    member: value.to_string(),
                                     code,
                                     message,
                                 });
@@ -443,10 +443,10 @@ impl AdConnector {
     async fn member_modify(
         &mut self,
         target: &Target,
-        values: &[String],
+        values: &[Arc<str>],
         direction: Direction,
     ) -> Result<(), AdError> {
-        let set: HashSet<String> = values.iter().cloned().collect();
+        let set: HashSet<String> = values.iter().map(|v| v.to_string()).collect();
         let m = match direction {
             Direction::Add => Mod::Add("member".to_string(), set),
             Direction::Remove => Mod::Delete("member".to_string(), set),

@@ -5,7 +5,8 @@ use crate::values::{first_binary, first_text, guid_text, sid_text, text_values};
 use crate::{AdConnector, AdError};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Scope, SearchEntry};
-use wb_model::{AdGroup, AdSchema, GroupAttr};
+use std::sync::Arc;
+use wb_model::{AdGroup, AdSchema, GroupAttr, Interner};
 
 /// Page size of every subtree search (Windows' MaxPageSize default).
 pub(crate) const PAGE_SIZE: i32 = 1000;
@@ -87,8 +88,12 @@ impl AdConnector {
             )
             .await?;
         let mut groups = Vec::with_capacity(entries.len());
+        let mut dns = Interner::default();
         for entry in entries {
-            groups.push(self.group_from_entry(entry, "read groups").await?);
+            groups.push(
+                self.group_from_entry(entry, "read groups", &mut dns)
+                    .await?,
+            );
         }
         Ok(groups)
     }
@@ -105,7 +110,10 @@ impl AdConnector {
             .base_entry(&base, "(objectClass=group)", &attrs, "read group")
             .await?
         {
-            Some(entry) => Ok(Some(self.group_from_entry(entry, "read group").await?)),
+            Some(entry) => Ok(Some(
+                self.group_from_entry(entry, "read group", &mut Interner::default())
+                    .await?,
+            )),
             None => Ok(None),
         }
     }
@@ -128,7 +136,8 @@ impl AdConnector {
             .await?
         {
             Some(entry) => Ok(Some(
-                self.group_from_entry(entry, "read group by SID").await?,
+                self.group_from_entry(entry, "read group by SID", &mut Interner::default())
+                    .await?,
             )),
             None => Ok(None),
         }
@@ -138,6 +147,7 @@ impl AdConnector {
         &mut self,
         entry: SearchEntry,
         operation: &str,
+        dns: &mut Interner,
     ) -> Result<AdGroup, AdError> {
         let dn = entry.dn.clone();
         let value_error = |attr: &str, message: &str| AdError::Value {
@@ -162,7 +172,7 @@ impl AdConnector {
                 .map_err(|e| value_error(GroupAttr::GroupType.name(), &e.to_string()))?,
             None => 0,
         };
-        let members = self.members_of(&entry, operation).await?;
+        let members = self.members_of(&entry, operation, dns).await?;
         let mut group = AdGroup {
             guid,
             sid,
@@ -189,14 +199,15 @@ impl AdConnector {
         &mut self,
         entry: &SearchEntry,
         operation: &str,
-    ) -> Result<Vec<String>, AdError> {
+        dns: &mut Interner,
+    ) -> Result<Vec<Arc<str>>, AdError> {
         let mut members = Vec::new();
         let mut window = ranged_values(entry);
         loop {
             match window {
                 None => return Ok(members),
                 Some((values, end)) => {
-                    members.extend(values);
+                    members.extend(values.iter().map(|v| dns.intern(v)));
                     let Some(last) = end else { return Ok(members) };
                     let next = format!("member;range={}-{}", last + 1, last + RANGE_WINDOW);
                     let more = self

@@ -2,6 +2,7 @@
 //! through wb-lab's `LabDc::ensure()`); each test works in its own fresh OU.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use wb_ad::{AdConnector, AdError, Applied};
 use wb_lab::LabDc;
 use wb_model::{
@@ -39,7 +40,7 @@ fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
     Action::Create {
         dn: dn.to_string(),
         attrs,
-        members,
+        members: shared(&members),
         sam_account_name_fallbacks: vec![format!("{sam}-fb")],
     }
 }
@@ -436,7 +437,7 @@ async fn a_missing_member_dn_is_reported_and_the_others_are_applied() {
         .apply(&Action::AddMembers {
             dn: dn.clone(),
             guid: Some(guid.clone()),
-            members: chunk,
+            members: shared(&chunk),
         })
         .await
         .expect("add members");
@@ -479,7 +480,7 @@ async fn member_adds_and_removes_are_idempotent() {
         let add = Action::AddMembers {
             dn: dn.clone(),
             guid: Some(guid.clone()),
-            members: members.clone(),
+            members: shared(&members),
         };
         assert!(ad.apply(&add).await.expect("add").member_errors.is_empty());
     }
@@ -498,7 +499,7 @@ async fn member_adds_and_removes_are_idempotent() {
         let remove = Action::RemoveMembers {
             dn: dn.clone(),
             guid: guid.clone(),
-            members: members[1..].to_vec(),
+            members: shared(&members[1..]),
         };
         assert!(ad
             .apply(&remove)
@@ -557,7 +558,7 @@ async fn writes_counts_every_write_and_no_read() {
     ad.apply(&Action::AddMembers {
         dn: dn.clone(),
         guid: Some(guid.clone()),
-        members,
+        members: shared(&members),
     })
     .await
     .expect("add");
@@ -607,7 +608,7 @@ async fn without_the_permissive_control_duplicates_and_absentees_are_still_succe
     let add = Action::AddMembers {
         dn: dn.clone(),
         guid: Some(guid.clone()),
-        members: members.clone(),
+        members: shared(&members),
     };
     assert!(ad
         .apply(&add)
@@ -627,7 +628,7 @@ async fn without_the_permissive_control_duplicates_and_absentees_are_still_succe
     let remove = Action::RemoveMembers {
         dn: dn.clone(),
         guid: guid.clone(),
-        members: members[..3].to_vec(),
+        members: shared(&members[..3]),
     };
     assert!(ad
         .apply(&remove)
@@ -801,4 +802,9 @@ async fn created_groups_are_read_back_together_in_one_search() {
     assert_eq!((&one.guid, &one.sid), (&batch.guid, &batch.sid));
     let gone = format!("CN=never-created-{},{ou}", unique("x"));
     assert_eq!(ad.read_created(&gone).await.expect("read"), None);
+}
+
+/// Member DNs as a plan holds them (shared strings).
+fn shared(members: &[String]) -> Vec<Arc<str>> {
+    members.iter().map(|m| Arc::from(m.as_str())).collect()
 }

@@ -10,6 +10,7 @@ use crate::cycle::CycleError;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use tracing::{debug, info};
 use wb_ad::{AdConnector, ChangedObject, DcState};
 use wb_engine::naming::{dn_key, is_at_or_under, is_under};
@@ -829,7 +830,7 @@ fn rewrite_member_values(
             touched = true;
             match new {
                 Some(n) => {
-                    *m = n.to_string();
+                    *m = Arc::from(n);
                     true
                 }
                 None => false,
@@ -934,7 +935,7 @@ mod tests {
         s.groups.push(AdGroup {
             dn: "CN=G,OU=W,DC=t".into(),
             guid: "g-1".into(),
-            members: members.iter().map(|m| m.to_string()).collect(),
+            members: members.iter().map(|m| Arc::from(*m)).collect(),
             ..AdGroup::default()
         });
         s
@@ -1036,7 +1037,7 @@ mod tests {
         for (o, n) in &renamed {
             rewrite_member_values(&mut s, o, n.as_deref(), &mut ch);
         }
-        assert_eq!(s.groups[0].members, vec!["CN=New,OU=P,DC=t".to_string()]);
+        assert_eq!(s.groups[0].members, vec![Arc::from("CN=New,OU=P,DC=t")]);
         assert!(ch.groups_upsert.contains("g-1"));
     }
 

@@ -136,7 +136,7 @@ pub fn events(
                         DriftKind::MemberRemoved,
                         "member",
                         vec![],
-                        vec![m.clone()],
+                        vec![m.to_string()],
                         fix("put back"),
                     ));
                 }
@@ -146,7 +146,7 @@ pub fn events(
                     out.push(event(
                         DriftKind::MemberAdded,
                         "member",
-                        vec![m.clone()],
+                        vec![m.to_string()],
                         vec![],
                         fix("removed"),
                     ));

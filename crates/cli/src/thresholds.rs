@@ -92,7 +92,7 @@ pub fn admit<'a>(plan: &'a Plan, hold: &Hold) -> Vec<Admitted<'a>> {
                 Action::AddMembers { dn, guid, members }
                     if members.iter().any(|m| not_created_dns.contains(&dn_key(m))) =>
                 {
-                    let members: Vec<String> = members
+                    let members: Vec<_> = members
                         .iter()
                         .filter(|m| !not_created_dns.contains(&dn_key(m)))
                         .cloned()
@@ -335,7 +335,7 @@ mod tests {
                     Action::AddMembers {
                         dn: format!("CN=new1,{ou}"),
                         guid: None,
-                        members: vec![format!("CN=new2,{ou}")],
+                        members: vec![format!("CN=new2,{ou}").into()],
                     },
                 ),
                 op(
@@ -343,7 +343,7 @@ mod tests {
                     Action::AddMembers {
                         dn: format!("CN=old,{ou}"),
                         guid: Some("g0".into()),
-                        members: vec![format!("cn=NEW1,{ou}"), "CN=u,DC=x".into()],
+                        members: vec![format!("cn=NEW1,{ou}").into(), "CN=u,DC=x".into()],
                     },
                 ),
                 op(
@@ -351,7 +351,7 @@ mod tests {
                     Action::AddMembers {
                         dn: format!("CN=old2,{ou}"),
                         guid: Some("g2".into()),
-                        members: vec![format!("CN=new2,{ou}")],
+                        members: vec![format!("CN=new2,{ou}").into()],
                     },
                 ),
                 op(

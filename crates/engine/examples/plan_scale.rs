@@ -17,7 +17,7 @@ use wb_engine::naming::{cn, rdn, sam_account_name_candidates};
 use wb_engine::{EngineConfig, Input, Naming};
 use wb_model::{
     anchor_value, AdClass, AdGroup, AdObjectRef, AdSnapshot, CloudGroup, CloudSnapshot, CloudUser,
-    Join, Joins, Lookup, MemberKind, MemberRef, OnPremGroupType, WritebackConfiguration,
+    Interner, Join, Joins, Lookup, MemberKind, MemberRef, OnPremGroupType, WritebackConfiguration,
 };
 
 const OU: &str = "OU=Groups,OU=Writeback,DC=corp,DC=example,DC=com";
@@ -222,6 +222,8 @@ fn converge(cloud: &CloudSnapshot, ad: &mut AdSnapshot, naming: Naming) -> Joins
     let mut joins = Joins::new();
     let found = &ad.resolutions.found;
     let mut groups = Vec::with_capacity(cloud.groups.len());
+    // The AD reader shares each distinct member DN among the groups (wb_model::Interner).
+    let mut dns = Interner::default();
     for (n, g) in cloud.groups.values().enumerate() {
         let cn = cn(g, naming);
         let dn = dn_of(g);
@@ -236,8 +238,8 @@ fn converge(cloud: &CloudSnapshot, ad: &mut AdSnapshot, naming: Naming) -> Joins
                     .get(&m.id)
                     .and_then(|u| u.on_premises_security_identifier.clone())
                     .and_then(|sid| found.get(&Lookup::Sid(sid)))
-                    .map(|o| o.dn.clone()),
-                MemberKind::Group => cloud.groups.get(&m.id).map(dn_of),
+                    .map(|o| dns.intern(&o.dn)),
+                MemberKind::Group => cloud.groups.get(&m.id).map(|g| dns.intern(&dn_of(g))),
                 _ => None,
             })
             .collect();

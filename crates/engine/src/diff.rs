@@ -9,6 +9,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
     CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, MemberKind,
@@ -551,7 +552,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         let action = Action::Create {
                             dn: dn.clone(),
                             attrs,
-                            members: inline.into_iter().map(|m| m.dn.to_string()).collect(),
+                            members: inline.into_iter().map(|m| m.value.clone()).collect(),
                             sam_account_name_fallbacks: fallbacks,
                         };
                         ops.creates.push(op(action, reason));
@@ -562,7 +563,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: None,
-                                members: later.into_iter().map(|m| m.dn.to_string()).collect(),
+                                members: later.into_iter().map(|m| m.value.clone()).collect(),
                             };
                             ops.adds.push(op(action, reason));
                         }
@@ -1296,18 +1297,18 @@ fn member_changes(
     want: &[&MemberDn],
     renamed: &HashMap<Rc<str>, &str>,
     dir: &Directory,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
     let mut have: Vec<(&str, DnOrder)> = current
         .members
         .iter()
         .map(|m| {
             let key = dir.order_of(m);
             if renamed.is_empty() {
-                return (m.as_str(), key);
+                return (&**m, key);
             }
             match renamed.get(dir.key_text(&key)) {
                 Some(dn) => (*dn, dir.order_of(dn)),
-                None => (m.as_str(), key),
+                None => (&**m, key),
             }
         })
         .collect();
@@ -1319,20 +1320,20 @@ fn member_changes(
         match (w.peek(), h.peek()) {
             (None, None) => break,
             (Some(x), None) => {
-                add.push(x.dn.to_string());
+                add.push(x.value.clone());
                 w.next();
             }
             (None, Some(y)) => {
-                remove.push(y.0.to_string());
+                remove.push(Arc::from(y.0));
                 h.next();
             }
             (Some(x), Some(y)) => match dir.cmp_order(&x.key, &y.1) {
                 std::cmp::Ordering::Less => {
-                    add.push(x.dn.to_string());
+                    add.push(x.value.clone());
                     w.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    remove.push(y.0.to_string());
+                    remove.push(Arc::from(y.0));
                     h.next();
                 }
                 std::cmp::Ordering::Equal => {

@@ -80,14 +80,32 @@ pub(crate) enum Placement<'p> {
 /// The fate of a member that depends only on the cloud image and the lookups (a user, a
 /// group synced from AD), computed once per plan: a user is a member of many groups.
 struct Resolved<'a> {
-    /// The member's id and name, shared by all its outcomes.
-    id: Arc<str>,
-    fate: Fate,
-    name: Option<Arc<str>>,
+    /// The member's outcome (id, name, fate), shared by all its memberships.
+    outcome: MemberOutcome,
     /// The DN of the object found, when the member is written (borrowed from the lookups).
     dn: Option<&'a str>,
     /// Its rank (see [`DnOrder`]), found once (by [`Directory::new`]) for all its memberships.
     rank: Option<u32>,
+}
+
+impl<'a> Resolved<'a> {
+    fn new(
+        kind: MemberKind,
+        id: &str,
+        fate: Fate,
+        name: Option<Arc<str>>,
+        dn: Option<&'a str>,
+    ) -> Self {
+        let member = OutcomeMember {
+            kind,
+            id: Arc::from(id),
+        };
+        Resolved {
+            outcome: MemberOutcome::new(member, name, fate),
+            dn,
+            rank: None,
+        }
+    }
 }
 
 /// Where a DN falls in the order of DN keys ([`dn_key`]): its rank among the DNs a member
@@ -122,7 +140,8 @@ pub(crate) struct Directory<'a> {
 /// A DN to be a value of `member`, with its place in the key order and the cloud id of
 /// the nested written-back group it names, if it is one.
 pub(crate) struct MemberDn<'d> {
-    pub dn: &'d str,
+    /// The DN, shared with the member's outcome.
+    pub value: Arc<str>,
     pub key: DnOrder<'d>,
     pub nested: Option<&'d str>,
 }
@@ -237,14 +256,10 @@ impl<'a> Directory<'a> {
         } else {
             (Fate::CloudOnly, None)
         };
-        let resolved = Resolved {
-            id: Arc::from(id.as_str()),
-            fate,
-            name,
-            dn,
-            rank: None,
-        };
-        Some((id.as_str(), resolved))
+        Some((
+            id.as_str(),
+            Resolved::new(MemberKind::User, id, fate, name, dn),
+        ))
     }
 
     /// A device synced from AD is written as its computer account (found by SID, and of
@@ -261,13 +276,7 @@ impl<'a> Directory<'a> {
                 )
                 .unwrap_or((Fate::NotFoundOnPremises, None)),
         };
-        let resolved = Resolved {
-            id: Arc::from(id.as_str()),
-            fate,
-            name,
-            dn,
-            rank: None,
-        };
+        let resolved = Resolved::new(MemberKind::Device, id, fate, name, dn);
         Some((id.as_str(), resolved))
     }
 
@@ -279,13 +288,8 @@ impl<'a> Directory<'a> {
             )
         });
         let (fate, dn) = found.unwrap_or((Fate::SyncedGroupNotFound, None));
-        let resolved = Resolved {
-            id: Arc::from(nested.id.as_str()),
-            fate,
-            name: nested.display_name.as_deref().map(Arc::from),
-            dn,
-            rank: None,
-        };
+        let name = nested.display_name.as_deref().map(Arc::from);
+        let resolved = Resolved::new(MemberKind::Group, &nested.id, fate, name, dn);
         Some((nested.id.as_str(), resolved))
     }
 
@@ -337,8 +341,8 @@ impl<'a> Directory<'a> {
         };
         let mut domain_local = false;
         for member in &group.members {
-            let (id, fate, name, written) = self.fate(member);
-            match &fate {
+            let (outcome, written) = self.fate(member);
+            match &outcome.fate {
                 Fate::Written { .. } => {
                     if let Some(dn) = written {
                         m.dns.push(dn);
@@ -351,54 +355,46 @@ impl<'a> Directory<'a> {
                 // Someone may be trying to nest a privileged group: the admin must see it.
                 Fate::ClassMismatch { .. } => m.errors.push(format!(
                     "member {} ({}) {}",
-                    name.as_deref().unwrap_or("?"),
+                    outcome.name.as_deref().unwrap_or("?"),
                     member.id,
-                    fate.text()
+                    outcome.fate.text()
                 )),
                 _ => {}
             }
-            m.outcomes.push(MemberOutcome {
-                member: OutcomeMember {
-                    kind: member.kind,
-                    id: id.unwrap_or_else(|| Arc::from(member.id.as_str())),
-                },
-                name,
-                fate,
-            });
+            m.outcomes.push(outcome);
         }
         m
     }
 
-    /// A member's fate, name, and the DN it is written as; and its shared id when it has
-    /// one (a resolved user, device or synced group).
-    #[allow(clippy::type_complexity)]
-    fn fate<'d>(
-        &'d self,
-        member: &'d MemberRef,
-    ) -> (
-        Option<Arc<str>>,
-        Fate,
-        Option<Arc<str>>,
-        Option<MemberDn<'d>>,
-    ) {
+    /// A member's outcome (shared with its other memberships when its fate does not
+    /// depend on the group: a resolved user, device or synced group), and the DN it is
+    /// written as.
+    fn fate<'d>(&'d self, member: &'d MemberRef) -> (MemberOutcome, Option<MemberDn<'d>>) {
+        let alone = |fate: Fate, name: Option<Arc<str>>| {
+            let who = OutcomeMember {
+                kind: member.kind,
+                id: Arc::from(member.id.as_str()),
+            };
+            MemberOutcome::new(who, name, fate)
+        };
         let from = |r: &'d Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
-                dn,
+                value: written_value(&r.outcome, dn),
                 key: match r.rank {
                     Some(rank) => DnOrder::Ranked(rank),
                     None => self.order_of(dn),
                 },
                 nested: None,
             });
-            (Some(r.id.clone()), r.fate.clone(), r.name.clone(), dn)
+            (r.outcome.clone(), dn)
         };
         let owned = |r: Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
-                dn,
+                value: written_value(&r.outcome, dn),
                 key: self.order_of(dn),
                 nested: None,
             });
-            (Some(r.id), r.fate, r.name, dn)
+            (r.outcome, dn)
         };
         match member.kind {
             MemberKind::User => match self.users.get(member.id.as_str()) {
@@ -406,38 +402,38 @@ impl<'a> Directory<'a> {
                 // Not resolved up front: not a member of the groups given to `new`.
                 None => match self.resolve_user(&member.id) {
                     Some((_, r)) => owned(r),
-                    None => (None, Fate::UnknownObject, None, None),
+                    None => (alone(Fate::UnknownObject, None), None),
                 },
             },
             MemberKind::Group => match self.cloud.groups.get(&member.id) {
-                None => (None, Fate::UnknownObject, None, None),
+                None => (alone(Fate::UnknownObject, None), None),
                 Some(nested) => {
                     if nested.is_synced_from_ad() {
                         return match self.synced.get(nested.id.as_str()) {
                             Some(r) => from(r),
                             None => match self.resolve_synced(nested) {
                                 Some((_, r)) => owned(r),
-                                None => (None, Fate::SyncedGroupNotFound, None, None),
+                                None => (alone(Fate::SyncedGroupNotFound, None), None),
                             },
                         };
                     }
                     let name = nested.display_name.as_deref().map(Arc::from);
                     match self.placements.get(nested.id.as_str()) {
-                        Some(Placement::At { dn, .. }) => (
-                            None,
-                            Fate::Written {
-                                dn: Arc::from(*dn),
+                        Some(Placement::At { dn, .. }) => {
+                            let value: Arc<str> = Arc::from(*dn);
+                            let fate = Fate::Written {
+                                dn: value.clone(),
                                 by: FoundBy::WrittenBackGroup,
-                            },
-                            name,
-                            Some(MemberDn {
-                                dn,
+                            };
+                            let at = MemberDn {
+                                value,
                                 key: self.order_of(dn),
                                 nested: Some(nested.id.as_str()),
-                            }),
-                        ),
-                        Some(Placement::Pending) => (None, Fate::NestedGroupPending, name, None),
-                        None => (None, Fate::NestedGroupNotEnabled, name, None),
+                            };
+                            (alone(fate, name), Some(at))
+                        }
+                        Some(Placement::Pending) => (alone(Fate::NestedGroupPending, name), None),
+                        None => (alone(Fate::NestedGroupNotEnabled, name), None),
                     }
                 }
             },
@@ -445,11 +441,11 @@ impl<'a> Directory<'a> {
                 Some(r) => from(r),
                 None => match self.resolve_device(&member.id) {
                     Some((_, r)) => owned(r),
-                    None => (None, Fate::UnknownObject, None, None),
+                    None => (alone(Fate::UnknownObject, None), None),
                 },
             },
             MemberKind::OrgContact | MemberKind::ServicePrincipal | MemberKind::Other => {
-                (None, Fate::UnsupportedKind, None, None)
+                (alone(Fate::UnsupportedKind, None), None)
             }
         }
     }
@@ -489,6 +485,14 @@ impl<'a> Directory<'a> {
                     .filter(|obj| Some(&obj.class) == expected_class(MemberKind::User).as_ref())
                     .map(|obj| obj.dn.clone())
             })
+    }
+}
+
+/// The DN a written member's outcome holds (its shared copy), or a new copy of `dn`.
+fn written_value(outcome: &MemberOutcome, dn: &str) -> Arc<str> {
+    match &outcome.fate {
+        Fate::Written { dn: shared, .. } => shared.clone(),
+        _ => Arc::from(dn),
     }
 }
 

@@ -295,7 +295,9 @@ fn apply_drift(t: &mut Tenant, d: &Drift) -> BTreeSet<String> {
         changed.insert(t.ad.groups[i % n].guid.clone());
     }
     if let Some(i) = d.hand_member {
-        t.ad.groups[i % n].members.push(user_dn("Hand Added"));
+        t.ad.groups[i % n]
+            .members
+            .push(user_dn("Hand Added").into());
         changed.insert(t.ad.groups[i % n].guid.clone());
     }
     if let Some(i) = d.drop_member {
@@ -311,7 +313,7 @@ fn apply_drift(t: &mut Tenant, d: &Drift) -> BTreeSet<String> {
         let new = g.dn.clone();
         for other in t.ad.groups.iter_mut() {
             for m in other.members.iter_mut().filter(|m| dn_eq(m, &old)) {
-                *m = new.clone();
+                *m = new.as_str().into();
             }
         }
     }

@@ -636,7 +636,7 @@ fn synced_user_is_found_by_sid_then_immutable_id_then_dn() {
     };
     assert_eq!(
         members,
-        &vec![user_dn("Ann"), user_dn("Bob"), user_dn("Cid")]
+        &shared([user_dn("Ann"), user_dn("Bob"), user_dn("Cid")])
     );
 }
 
@@ -745,7 +745,7 @@ fn domain_local_nested_group_gives_microsofts_error() {
     };
     assert_eq!(
         members,
-        &vec![user_dn("Ann")],
+        &shared([user_dn("Ann")]),
         "the rest of the group's changes still happen"
     );
 }
@@ -766,14 +766,16 @@ fn membership_is_authoritative_from_the_cloud() {
             .find(|g| g.anchor() == Some(id.as_str()))
     {
         g.members.retain(|m| !dn_eq(m, &user_dn("Bob")));
-        g.members.push(by_hand.clone());
-        g.members.iter_mut().for_each(|m| *m = m.to_uppercase()); // AD may return another case
+        g.members.push(by_hand.as_str().into());
+        g.members
+            .iter_mut()
+            .for_each(|m| *m = m.to_uppercase().into()); // AD may return another case
     }
     let plan = t.cycle();
     let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
     assert_eq!(kinds, vec!["add-members", "remove-members"]);
     assert!(
-        matches!(&plan.operations[0].action, Action::AddMembers { members, .. } if members == &vec![user_dn("Bob")])
+        matches!(&plan.operations[0].action, Action::AddMembers { members, .. } if members == &shared([user_dn("Bob")]))
     );
     assert!(
         matches!(&plan.operations[1].action, Action::RemoveMembers { members, .. } if dn_eq(&members[0], &by_hand))
@@ -900,7 +902,7 @@ fn operations_come_in_phase_order() {
         dn: format!("CN=Gone,{OU}"),
         guid: "guid-gone".into(),
         admin_description: Some(format!("Group_{}", gid(3))),
-        members: vec![user_dn("Hand")],
+        members: shared([user_dn("Hand")]),
         ..Default::default()
     };
     t.joins.insert(
@@ -919,7 +921,7 @@ fn operations_come_in_phase_order() {
             .iter_mut()
             .find(|g| g.anchor() == Some(id.as_str()))
     {
-        g.members.push(user_dn("Hand"));
+        g.members.push(user_dn("Hand").into());
     }
     let plan = t.cycle();
     let kinds: Vec<&str> = plan.operations.iter().map(|o| o.action.name()).collect();
@@ -1458,7 +1460,7 @@ fn soa_tenant() -> (Tenant, String) {
         cn: "Share-Finance".into(),
         sam_account_name: Some("Share-Finance".into()),
         group_type: GROUP_TYPE_GLOBAL | GROUP_TYPE_SECURITY,
-        members: vec![user_dn("Ann"), user_dn("Old")],
+        members: shared([user_dn("Ann"), user_dn("Old")]),
         ..Default::default()
     });
     (t, id)
@@ -1507,7 +1509,7 @@ fn a_cloud_managed_group_adopts_its_ad_group_in_place() {
     );
     assert!(modifies.iter().all(|(g, _, _)| g.as_str() == "guid-share"));
     // Members follow the cloud.
-    assert!(ops.iter().any(|op| matches!(&op.action, Action::RemoveMembers { members, .. } if members == &vec![user_dn("Old")])));
+    assert!(ops.iter().any(|op| matches!(&op.action, Action::RemoveMembers { members, .. } if members == &shared([user_dn("Old")]))));
 
     let ad = t.ad_group(&id).expect("anchored");
     assert_eq!(ad.guid, "guid-share");
@@ -1682,5 +1684,10 @@ fn a_hybrid_device_is_written_as_its_computer_account_and_others_are_not() {
     let Action::Create { members, .. } = &plan.operations[0].action else {
         panic!()
     };
-    assert_eq!(members, &vec![pc_dn.to_string()]);
+    assert_eq!(members, &shared([pc_dn.to_string()]));
+}
+
+/// DNs as plans and AD images hold them (shared strings).
+fn shared<const N: usize>(dns: [String; N]) -> Vec<std::sync::Arc<str>> {
+    dns.into_iter().map(Into::into).collect()
 }

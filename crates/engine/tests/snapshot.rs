@@ -147,7 +147,7 @@ fn seed_tenant_after_cloud_changes_and_hand_edits_plan() {
     // By hand in AD: a member added, a groupType changed.
     for g in t.ad.groups.iter_mut() {
         match g.anchor() {
-            Some(SAP) => g.members.push(user_dn("Intruder")),
+            Some(SAP) => g.members.push(user_dn("Intruder").into()),
             Some(NESTING) => g.group_type = 0x2 | GROUP_TYPE_SECURITY,
             _ => {}
         }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub mod attrs;
 pub mod drift;
@@ -16,6 +17,26 @@ pub use plan::*;
 
 /// A Graph object id (a GUID in its canonical lower-case text form).
 pub type ObjectId = String;
+
+/// One shared copy of each distinct string: the readers of AD values and Graph ids give
+/// every repeated value (a user's DN in a thousand groups' `member`, a user's id in a
+/// thousand groups' members) one allocation, held by all its places.
+#[derive(Debug, Default)]
+pub struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    /// The shared copy of `s`, made on first sight.
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        match self.0.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(s);
+                self.0.insert(shared.clone());
+                shared
+            }
+        }
+    }
+}
 
 /// The kind of directory object a cloud member is, from its `@odata.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -275,7 +296,8 @@ pub struct AdGroup {
     pub proxy_addresses: Vec<String>,
     pub managed_by: Option<String>,
     /// Full member list (read with range retrieval), DNs as the server returns them.
-    pub members: Vec<String>,
+    /// Shared ([`Interner`]): a user in a thousand groups is one DN in memory.
+    pub members: Vec<Arc<str>>,
     /// `isCriticalSystemObject = TRUE` (Domain Admins, Administrators, …).
     #[serde(default)]
     pub critical: bool,

@@ -26,7 +26,8 @@ pub enum Action {
     Create {
         dn: String,
         attrs: BTreeMap<String, Vec<String>>,
-        members: Vec<String>,
+        /// Member DNs are shared (`Arc<str>`) with the outcomes and images that name them.
+        members: Vec<Arc<str>>,
         /// sAMAccountNames to try, in order, when `attrs["sAMAccountName"]` is taken in the
         /// domain (AD says rc 68 `00002071`); the create fails only when all are taken.
         #[serde(default)]
@@ -49,12 +50,12 @@ pub enum Action {
     AddMembers {
         dn: String,
         guid: Option<String>,
-        members: Vec<String>,
+        members: Vec<Arc<str>>,
     },
     RemoveMembers {
         dn: String,
         guid: String,
-        members: Vec<String>,
+        members: Vec<Arc<str>>,
     },
     Delete {
         dn: String,
@@ -267,13 +268,36 @@ pub struct OutcomeMember {
     pub id: Arc<str>,
 }
 
+/// What became of one member of one group: a shared handle (one pointer per membership).
+/// A member's outcome is the same in every group whose fate of it does not depend on the
+/// group (a user written as its account, a cloud-only user): the engine makes it once and
+/// every group holds the same one — a plan holds a million memberships at 100,000 groups.
+/// Reads go through [`Deref`](std::ops::Deref) (`outcome.fate`, `outcome.member.id`); the
+/// wire form is the fields', as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberOutcome {
+#[serde(transparent)]
+pub struct MemberOutcome(Arc<MemberOutcomeData>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberOutcomeData {
     pub member: OutcomeMember,
     /// The member's display name (shared, as its id, by all its outcomes).
     pub name: Option<Arc<str>>,
     #[serde(flatten)]
     pub fate: Fate,
+}
+
+impl MemberOutcome {
+    pub fn new(member: OutcomeMember, name: Option<Arc<str>>, fate: Fate) -> Self {
+        MemberOutcome(Arc::new(MemberOutcomeData { member, name, fate }))
+    }
+}
+
+impl std::ops::Deref for MemberOutcome {
+    type Target = MemberOutcomeData;
+    fn deref(&self) -> &MemberOutcomeData {
+        &self.0
+    }
 }
 
 /// Lifecycle state of the AD group of a cloud group.
@@ -410,14 +434,14 @@ mod tests {
     use super::*;
 
     fn member(id: &str, fate: Fate) -> MemberOutcome {
-        MemberOutcome {
-            member: OutcomeMember {
+        MemberOutcome::new(
+            OutcomeMember {
                 kind: MemberKind::User,
                 id: id.into(),
             },
-            name: None,
+            None,
             fate,
-        }
+        )
     }
 
     #[test]
