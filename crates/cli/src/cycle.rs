@@ -1352,7 +1352,7 @@ mod tests {
             members: members
                 .iter()
                 .map(|m| MemberRef {
-                    id: m.to_string(),
+                    id: (*m).into(),
                     kind: MemberKind::User,
                 })
                 .collect(),

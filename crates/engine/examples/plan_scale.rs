@@ -138,6 +138,9 @@ fn tenant(groups: usize, memberships: usize, users: usize, big: usize) -> Tenant
     let big_total: usize = big_sizes.iter().sum();
     let small_total = memberships.saturating_sub(big_total);
     let small_groups = groups.saturating_sub(big).max(1);
+    // The Graph reader shares each distinct member id among the groups (as a delta round
+    // does: wb_model::Interner).
+    let mut ids = Interner::default();
     for n in 0..groups {
         let id = group_id(n);
         let size = if let Some(size) = big_sizes.get(n) {
@@ -157,7 +160,7 @@ fn tenant(groups: usize, memberships: usize, users: usize, big: usize) -> Tenant
         for k in 0..size {
             members.insert(MemberRef {
                 kind: MemberKind::User,
-                id: user_id((start + k * stride) % users),
+                id: ids.intern(&user_id((start + k * stride) % users)),
             });
         }
         if n % 100 == 50 && groups > 1 {
@@ -166,7 +169,7 @@ fn tenant(groups: usize, memberships: usize, users: usize, big: usize) -> Tenant
                 if nested != n {
                     members.insert(MemberRef {
                         kind: MemberKind::Group,
-                        id: group_id(nested),
+                        id: ids.intern(&group_id(nested)),
                     });
                 }
             }
@@ -235,11 +238,11 @@ fn converge(cloud: &CloudSnapshot, ad: &mut AdSnapshot, naming: Naming) -> Joins
             .filter_map(|m| match m.kind {
                 MemberKind::User => cloud
                     .users
-                    .get(&m.id)
+                    .get(&*m.id)
                     .and_then(|u| u.on_premises_security_identifier.clone())
                     .and_then(|sid| found.get(&Lookup::Sid(sid)))
                     .map(|o| dns.intern(&o.dn)),
-                MemberKind::Group => cloud.groups.get(&m.id).map(|g| dns.intern(&dn_of(g))),
+                MemberKind::Group => cloud.groups.get(&*m.id).map(|g| dns.intern(&dn_of(g))),
                 _ => None,
             })
             .collect();

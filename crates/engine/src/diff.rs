@@ -80,10 +80,7 @@ impl<'a> CloudChanges<'a> {
         let properties = !same_properties(pg, group);
         let members = pg.members != group.members
             || (!self.members.is_empty()
-                && group
-                    .members
-                    .iter()
-                    .any(|m| self.members.contains(m.id.as_str())));
+                && group.members.iter().any(|m| self.members.contains(&*m.id)));
         (properties, members)
     }
 }
@@ -663,7 +660,7 @@ fn scope<'a>(
         let nests_moved = group
             .members
             .iter()
-            .any(|m| m.kind == MemberKind::Group && moved.contains(m.id.as_str()));
+            .any(|m| m.kind == MemberKind::Group && moved.contains(&*m.id));
         if nests_moved {
             scope.insert(group.id.as_str());
         }

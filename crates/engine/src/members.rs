@@ -186,14 +186,14 @@ impl<'a> Directory<'a> {
         for group in groups {
             for member in &group.members {
                 let resolved = match member.kind {
-                    MemberKind::User if !dir.users.contains_key(member.id.as_str()) => {
+                    MemberKind::User if !dir.users.contains_key(&*member.id) => {
                         dir.resolve_user(&member.id)
                     }
-                    MemberKind::Device if !dir.devices.contains_key(member.id.as_str()) => {
+                    MemberKind::Device if !dir.devices.contains_key(&*member.id) => {
                         dir.resolve_device(&member.id)
                     }
-                    MemberKind::Group if !dir.synced.contains_key(member.id.as_str()) => {
-                        match cloud.groups.get_key_value(&member.id) {
+                    MemberKind::Group if !dir.synced.contains_key(&*member.id) => {
+                        match cloud.groups.get_key_value(&*member.id) {
                             Some((_, nested)) if nested.is_synced_from_ad() => {
                                 dir.resolve_synced(nested)
                             }
@@ -373,7 +373,7 @@ impl<'a> Directory<'a> {
         let alone = |fate: Fate, name: Option<Arc<str>>| {
             let who = OutcomeMember {
                 kind: member.kind,
-                id: Arc::from(member.id.as_str()),
+                id: member.id.clone(),
             };
             MemberOutcome::new(who, name, fate)
         };
@@ -397,7 +397,7 @@ impl<'a> Directory<'a> {
             (r.outcome, dn)
         };
         match member.kind {
-            MemberKind::User => match self.users.get(member.id.as_str()) {
+            MemberKind::User => match self.users.get(&*member.id) {
                 Some(r) => from(r),
                 // Not resolved up front: not a member of the groups given to `new`.
                 None => match self.resolve_user(&member.id) {
@@ -405,7 +405,7 @@ impl<'a> Directory<'a> {
                     None => (alone(Fate::UnknownObject, None), None),
                 },
             },
-            MemberKind::Group => match self.cloud.groups.get(&member.id) {
+            MemberKind::Group => match self.cloud.groups.get(&*member.id) {
                 None => (alone(Fate::UnknownObject, None), None),
                 Some(nested) => {
                     if nested.is_synced_from_ad() {
@@ -437,7 +437,7 @@ impl<'a> Directory<'a> {
                     }
                 }
             },
-            MemberKind::Device => match self.devices.get(member.id.as_str()) {
+            MemberKind::Device => match self.devices.get(&*member.id) {
                 Some(r) => from(r),
                 None => match self.resolve_device(&member.id) {
                     Some((_, r)) => owned(r),
@@ -477,7 +477,7 @@ impl<'a> Directory<'a> {
             .owners
             .iter()
             .filter(|o| o.kind == MemberKind::User)
-            .filter_map(|o| self.cloud.users.get(&o.id))
+            .filter_map(|o| self.cloud.users.get(&*o.id))
             .find_map(|user| {
                 user_lookups(user)
                     .into_iter()

@@ -64,7 +64,7 @@ pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
                 .members
                 .iter()
                 .chain(&group.owners)
-                .any(|m| users.contains(m.id.as_str()));
+                .any(|m| users.contains(&*m.id));
             if has_user {
                 out.insert(group.id.clone());
             }

@@ -111,16 +111,16 @@ fn build_group(i: u32, s: &GroupSpec) -> CloudGroup {
         .iter()
         .map(|u| MemberRef {
             kind: MemberKind::User,
-            id: uid(*u),
+            id: uid(*u).into(),
         })
         .chain(s.groups.iter().filter(|n| **n != i).map(|n| MemberRef {
             kind: MemberKind::Group,
-            id: gid(*n),
+            id: gid(*n).into(),
         }))
         .chain(
             std::iter::once(MemberRef {
                 kind: MemberKind::Device,
-                id: uid(99),
+                id: uid(99).into(),
             })
             .filter(|_| s.kind == 1),
         )
@@ -130,7 +130,7 @@ fn build_group(i: u32, s: &GroupSpec) -> CloudGroup {
         .iter()
         .map(|u| MemberRef {
             kind: MemberKind::User,
-            id: uid(*u),
+            id: uid(*u).into(),
         })
         .collect();
     g

@@ -841,7 +841,7 @@ fn owner_resolving_to_an_ad_user_becomes_managed_by() {
         for n in [1, 2] {
             g.owners.insert(wb_model::MemberRef {
                 kind: MemberKind::User,
-                id: uid(n),
+                id: uid(n).into(),
             });
         }
     }
@@ -1248,7 +1248,7 @@ fn an_owner_resolving_to_a_group_or_a_computer_never_becomes_managed_by() {
         for n in [1, 2] {
             g.owners.insert(wb_model::MemberRef {
                 kind: MemberKind::User,
-                id: uid(n),
+                id: uid(n).into(),
             });
         }
     }

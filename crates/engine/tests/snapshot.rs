@@ -130,7 +130,7 @@ fn seed_tenant_after_cloud_changes_and_hand_edits_plan() {
         g.display_name = Some("SG-NL-Finance".into());
     }
     if let Some(g) = t.cloud.groups.get_mut(SAP) {
-        g.members.retain(|m| m.id != uid(5));
+        g.members.retain(|m| *m.id != *uid(5));
     }
     if let Some(g) = t.cloud.groups.get_mut(TEAM_ON) {
         g.writeback.is_enabled = Some(false);

@@ -43,15 +43,13 @@ fn apply_refs(set: &mut BTreeSet<MemberRef>, added: &[MemberRef], removed: &[Mem
     // By id: a removal entry may carry a less precise @odata.type than the addition did.
     // An added id keeps only the kind of its last addition. One pass over the set, whatever
     // the number of changes: groups reach 250,000 members.
-    let removed: HashSet<&str> = removed.iter().map(|r| r.id.as_str()).collect();
-    let kinds: HashMap<&str, MemberKind> = added.iter().map(|a| (a.id.as_str(), a.kind)).collect();
-    set.retain(|m| {
-        !removed.contains(m.id.as_str()) && kinds.get(m.id.as_str()).is_none_or(|k| *k == m.kind)
-    });
+    let removed: HashSet<&str> = removed.iter().map(|r| &*r.id).collect();
+    let kinds: HashMap<&str, MemberKind> = added.iter().map(|a| (&*a.id, a.kind)).collect();
+    set.retain(|m| !removed.contains(&*m.id) && kinds.get(&*m.id).is_none_or(|k| *k == m.kind));
     set.extend(
         added
             .iter()
-            .filter(|a| kinds.get(a.id.as_str()) == Some(&a.kind))
+            .filter(|a| kinds.get(&*a.id) == Some(&a.kind))
             .cloned(),
     );
 }
@@ -332,9 +330,7 @@ mod tests {
         apply_refs_one_by_one(&mut slow, &added, &removed);
         assert_eq!(fast, slow);
         assert_eq!(
-            fast.iter()
-                .map(|m| (m.kind, m.id.as_str()))
-                .collect::<Vec<_>>(),
+            fast.iter().map(|m| (m.kind, &*m.id)).collect::<Vec<_>>(),
             vec![
                 (MemberKind::User, "a"),
                 (MemberKind::User, "b"),
@@ -466,7 +462,7 @@ mod tests {
         let g = &s.groups["g1"];
         assert_eq!(g.display_name.as_deref(), Some("Renamed"));
         assert_eq!(
-            g.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            g.members.iter().map(|m| &*m.id).collect::<Vec<_>>(),
             vec!["u2", "u9"]
         );
     }

@@ -715,7 +715,7 @@ impl GraphClient {
                     .map_or(MemberKind::User, MemberKind::from_odata_type);
                 owners.push(MemberRef {
                     kind,
-                    id: oid.to_string(),
+                    id: oid.into(),
                 });
                 Ok(())
             },

@@ -5,7 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use wb_model::{MemberKind, MemberRef, ObjectId, WritebackConfiguration};
+use std::sync::Arc;
+use wb_model::{Interner, MemberKind, MemberRef, ObjectId, WritebackConfiguration};
 
 /// The changes of one delta round and the link that starts the next one.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,7 +311,7 @@ fn member_delta(
         };
         let member = MemberRef {
             kind,
-            id: member_id,
+            id: member_id.into(),
         };
         match e.get("@removed") {
             None => added.push(member),
@@ -414,14 +415,14 @@ fn merge_refs(
 pub(crate) struct RefMerge {
     added: Vec<Option<MemberRef>>,
     removed: Vec<Option<MemberRef>>,
-    added_at: HashMap<String, Vec<usize>>,
-    removed_at: HashMap<String, Vec<usize>>,
+    added_at: HashMap<Arc<str>, Vec<usize>>,
+    removed_at: HashMap<Arc<str>, Vec<usize>>,
 }
 
 impl RefMerge {
     fn new(added: Vec<MemberRef>, removed: Vec<MemberRef>) -> Self {
         let index = |refs: &[MemberRef]| {
-            let mut at: HashMap<String, Vec<usize>> = HashMap::new();
+            let mut at: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
             for (i, r) in refs.iter().enumerate() {
                 at.entry(r.id.clone()).or_default().push(i);
             }
@@ -542,6 +543,9 @@ pub(crate) struct RoundChanges<T> {
     /// Groups seen more than once: their member and owner changes, merged by id, put
     /// back into the group's change at the end of the round.
     refs: HashMap<ObjectId, [RefMerge; 2]>,
+    /// Member and owner ids: one shared copy of each over the round (a first round lists
+    /// every membership of the tenant).
+    ids: Interner,
 }
 
 impl<T: DeltaItem> RoundChanges<T> {
@@ -550,6 +554,7 @@ impl<T: DeltaItem> RoundChanges<T> {
             order: Vec::new(),
             by_id: HashMap::new(),
             refs: HashMap::new(),
+            ids: Interner::default(),
         }
     }
 
@@ -579,7 +584,17 @@ impl<T: DeltaItem> RoundChanges<T> {
 }
 
 impl RoundChanges<GroupChange> {
-    pub(crate) fn add(&mut self, change: GroupChange) {
+    pub(crate) fn add(&mut self, mut change: GroupChange) {
+        if let GroupChange::Upsert(patch) = &mut change {
+            for refs in [
+                &mut patch.members_added,
+                &mut patch.members_removed,
+                &mut patch.owners_added,
+                &mut patch.owners_removed,
+            ] {
+                self.ids.share_refs(refs);
+            }
+        }
         let id = change.id().to_string();
         match (self.by_id.get_mut(&id), change) {
             (Some(GroupChange::Upsert(earlier)), GroupChange::Upsert(mut later)) => {
@@ -843,6 +858,33 @@ mod tests {
         assert_eq!(p.members_added.len(), 249_999);
         assert_eq!(p.members_added[7], user(&id(8)));
         assert_eq!(p.members_removed, vec![user(&id(7))]);
+    }
+
+    #[test]
+    fn a_round_holds_one_copy_of_each_member_id() {
+        let mut round = RoundChanges::<GroupChange>::new();
+        for g in ["g1", "g2"] {
+            round.add(
+                parse_group(&json!({"id": g,
+                "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}],
+                "owners@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}]}))
+                .unwrap(),
+            );
+        }
+        let changes = round.into_changes();
+        let ids: Vec<&std::sync::Arc<str>> = changes
+            .iter()
+            .flat_map(|c| match c {
+                GroupChange::Upsert(p) => p.members_added.iter().chain(&p.owners_added),
+                _ => panic!("expected upserts"),
+            })
+            .map(|m| &m.id)
+            .collect();
+        assert_eq!(ids.len(), 4);
+        assert!(
+            ids.iter().all(|id| Arc::ptr_eq(id, ids[0])),
+            "one allocation for u1 in both groups' members and owners"
+        );
     }
 
     #[test]

@@ -166,7 +166,7 @@ async fn full_round_reads_every_group_and_a_membership_over_a_thousand() {
     assert!(marketing
         .members
         .iter()
-        .any(|m| m.kind == MemberKind::Group && m.id == id(0xbbbb, 2)));
+        .any(|m| m.kind == MemberKind::Group && *m.id == *id(0xbbbb, 2)));
 
     assert_eq!(snapshot.users.len(), 1_500);
     let u7 = &snapshot.users[&id(0xaaaa, 7)];
@@ -245,8 +245,11 @@ async fn changes_read_by_delta_give_the_same_image_as_a_fresh_full_round() {
     let finance = &snapshot.groups[&g(1)];
     assert_eq!(finance.display_name.as_deref(), Some("SG-NL-Finance"));
     assert_eq!(finance.description, None);
-    assert!(finance.members.iter().any(|m| m.id == u(10)));
-    assert!(!snapshot.groups[&g(2)].members.iter().any(|m| m.id == u(3)));
+    assert!(finance.members.iter().any(|m| *m.id == *u(10)));
+    assert!(!snapshot.groups[&g(2)]
+        .members
+        .iter()
+        .any(|m| *m.id == *u(3)));
     assert_eq!(snapshot.groups[&g(3)].writeback.is_enabled, Some(false));
     assert_eq!(
         snapshot.groups[&g(4)].deleted,

@@ -36,6 +36,35 @@ impl Interner {
             }
         }
     }
+
+    /// The shared copy of `s`; `s` itself becomes it on first sight.
+    pub fn share(&mut self, s: Arc<str>) -> Arc<str> {
+        match self.0.get(&*s) {
+            Some(shared) => shared.clone(),
+            None => {
+                self.0.insert(s.clone());
+                s
+            }
+        }
+    }
+
+    /// Every member id of `refs` as its shared copy.
+    pub fn share_refs(&mut self, refs: &mut [MemberRef]) {
+        for r in refs {
+            r.id = self.share(std::mem::take(&mut r.id));
+        }
+    }
+}
+
+/// Gives each distinct member DN of `groups` one shared copy (what the AD reader does;
+/// groups read back from the store have one copy per membership).
+pub fn share_member_dns(groups: &mut [AdGroup]) {
+    let mut dns = Interner::default();
+    for g in groups {
+        for m in &mut g.members {
+            *m = dns.share(std::mem::take(m));
+        }
+    }
 }
 
 /// The kind of directory object a cloud member is, from its `@odata.type`.
@@ -82,7 +111,8 @@ impl MemberKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MemberRef {
     pub kind: MemberKind,
-    pub id: ObjectId,
+    /// Shared ([`Interner`]): a user in a thousand groups is one id in memory.
+    pub id: Arc<str>,
 }
 
 /// `writebackConfiguration` of a group (beta only).
@@ -273,6 +303,25 @@ pub struct CloudSnapshot {
     /// Devices (members of groups); absent from images stored before devices were read.
     #[serde(default)]
     pub devices: BTreeMap<ObjectId, CloudDevice>,
+}
+
+impl CloudSnapshot {
+    /// Gives each distinct member and owner id one shared copy (what a delta round does;
+    /// an image read back from the store has one copy per membership).
+    pub fn share_ids(&mut self) {
+        let mut ids = Interner::default();
+        for g in self.groups.values_mut() {
+            for set in [&mut g.members, &mut g.owners] {
+                *set = std::mem::take(set)
+                    .into_iter()
+                    .map(|m| MemberRef {
+                        kind: m.kind,
+                        id: ids.share(m.id),
+                    })
+                    .collect();
+            }
+        }
+    }
 }
 
 /// A group found in AD under a managed OU (owned or not).
@@ -479,7 +528,51 @@ pub type Joins = BTreeMap<ObjectId, Join>;
 
 #[cfg(test)]
 mod tests {
-    use super::AdClass;
+    use super::*;
+
+    #[test]
+    fn share_passes_leave_one_copy_of_each_value_and_the_values_unchanged() {
+        let r = |kind, id: &str| MemberRef {
+            kind,
+            id: Arc::from(id),
+        };
+        let mut cloud = CloudSnapshot::default();
+        for g in ["g1", "g2"] {
+            cloud.groups.insert(
+                g.into(),
+                CloudGroup {
+                    id: g.into(),
+                    members: [r(MemberKind::User, "u1"), r(MemberKind::Group, "g9")].into(),
+                    owners: [r(MemberKind::User, "u1")].into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let before = cloud.clone();
+        cloud.share_ids();
+        assert_eq!(cloud, before);
+        let u1: Vec<&Arc<str>> = cloud
+            .groups
+            .values()
+            .flat_map(|g| g.members.iter().chain(&g.owners))
+            .filter(|m| &*m.id == "u1")
+            .map(|m| &m.id)
+            .collect();
+        assert_eq!(u1.len(), 4);
+        assert!(u1.iter().all(|id| Arc::ptr_eq(id, u1[0])));
+
+        let group = |dn: &str, members: &[&str]| AdGroup {
+            dn: dn.into(),
+            members: members.iter().map(|m| Arc::from(*m)).collect(),
+            ..Default::default()
+        };
+        let mut groups = vec![group("CN=A", &["CN=u", "CN=v"]), group("CN=B", &["CN=u"])];
+        let before = groups.clone();
+        share_member_dns(&mut groups);
+        assert_eq!(groups, before);
+        assert!(Arc::ptr_eq(&groups[0].members[0], &groups[1].members[0]));
+        assert!(!Arc::ptr_eq(&groups[0].members[1], &groups[1].members[0]));
+    }
 
     #[test]
     fn the_most_specific_object_class_wins_case_insensitively() {

@@ -262,6 +262,9 @@ impl Store {
         let mut state = SyncState::default();
 
         state.cloud.groups = self.read_rows(&Table::CLOUD_GROUPS, "cloud group")?;
+        // One copy of each member id, as when the image was made (a row per group holds
+        // its own copies).
+        state.cloud.share_ids();
         state.cloud.users = self.read_rows(&Table::CLOUD_USERS, "cloud user")?;
         state.cloud.devices = self.read_rows(&Table::CLOUD_DEVICES, "cloud device")?;
 
@@ -395,6 +398,7 @@ impl Store {
             rows.groups
                 .push(decode(&format!("AD group {guid}"), &json)?);
         }
+        wb_model::share_member_dns(&mut rows.groups);
         rows.lookups = self.load_lookups()?;
         Ok(rows)
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use wb_model::{
-    Action, CloudDeletion, CloudGroup, CloudUser, Decision, GroupKind, Join, MemberKind, MemberRef,
-    Operation, Plan, PlanCounts, WritebackConfiguration,
+    Action, AdGroup, CloudDeletion, CloudGroup, CloudUser, Decision, GroupKind, Join, MemberKind,
+    MemberRef, Operation, Plan, PlanCounts, WritebackConfiguration,
 };
 use wb_store::{Commit, ObjectError, OutcomesUpdate, RunRecord, RunStatus, Store, StoreError};
 
@@ -42,7 +42,7 @@ fn group(i: usize) -> CloudGroup {
                 } else {
                     MemberKind::User
                 },
-                id: format!("user-{i}-{m}"),
+                id: format!("user-{i}-{m}").into(),
             })
             .collect(),
         owners: BTreeSet::new(),
@@ -187,6 +187,64 @@ fn committed_state_reads_back_identically() {
     expected_run.id = id;
     assert_eq!(store.run(id).unwrap(), Some(expected_run));
     assert_eq!(store.last_outcomes().unwrap(), Some(sample_plan("SG-A")));
+}
+
+#[test]
+fn images_read_back_hold_one_copy_of_each_member_id_and_dn() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let shared = |mut g: CloudGroup| {
+        g.members.insert(MemberRef {
+            kind: MemberKind::User,
+            id: "user-everywhere".into(),
+        });
+        g
+    };
+    let groups: Vec<CloudGroup> = (0..3).map(group).map(shared).collect();
+    let ad: Vec<AdGroup> = (0..3)
+        .map(|i| AdGroup {
+            dn: format!("CN=G{i},OU=W,DC=t"),
+            guid: format!("guid-{i}"),
+            members: vec![
+                "CN=Everywhere,OU=U,DC=t".into(),
+                format!("CN=Only{i},DC=t").into(),
+            ],
+            ..AdGroup::default()
+        })
+        .collect();
+    let mut c = Commit::for_run(run(
+        "full",
+        RunStatus::Success,
+        datetime!(2026-01-02 03:04:05 UTC),
+    ));
+    c.replace_cloud = true;
+    c.upsert_groups = groups.iter().collect();
+    c.replace_ad = true;
+    c.ad_groups_upsert = ad.iter().collect();
+    store.commit(&c).unwrap();
+
+    let state = store.load().unwrap();
+    let ids: Vec<&std::sync::Arc<str>> = state
+        .cloud
+        .groups
+        .values()
+        .flat_map(|g| &g.members)
+        .filter(|m| &*m.id == "user-everywhere")
+        .map(|m| &m.id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| std::sync::Arc::ptr_eq(id, ids[0])));
+    for g in &groups {
+        assert_eq!(state.cloud.groups.get(&g.id), Some(g));
+    }
+
+    let rows = store.load_ad().unwrap();
+    assert_eq!(rows.groups.len(), 3);
+    let first: Vec<&std::sync::Arc<str>> = rows.groups.iter().map(|g| &g.members[0]).collect();
+    assert!(first.iter().all(|dn| std::sync::Arc::ptr_eq(dn, first[0])));
+    for g in &ad {
+        assert!(rows.groups.contains(g));
+    }
 }
 
 #[test]
