@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::guard::OwnershipGuard;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
 use wb_ad::{AdConnector, CreateMark};
@@ -244,10 +245,13 @@ pub async fn export(
             (Action::Create { .. }, None) => match ad.mark_creates().await {
                 Ok(m) => {
                     mark = Some(m);
-                    ad.apply(checked.action()).await
+                    ad.apply(&with_fallbacks(checked.action(), &op.group)).await
                 }
                 Err(e) => Err(e),
             },
+            (Action::Create { .. }, _) => {
+                ad.apply(&with_fallbacks(checked.action(), &op.group)).await
+            }
             _ => ad.apply(checked.action()).await,
         };
         match result {
@@ -520,6 +524,40 @@ mod tests {
     }
 
     #[test]
+    fn a_create_runs_with_the_candidates_after_the_sam_account_name_it_chose() {
+        let id = "7a9e4d21-0b3c-4f5e-8d6a-1e2f3a4b5c60";
+        let candidates = wb_engine::naming::sam_account_name_candidates("Team", id);
+        let create = |sam: &str, fallbacks: Vec<String>| Action::Create {
+            dn: "CN=Team,OU=W".into(),
+            attrs: BTreeMap::from([
+                ("cn".to_string(), vec!["Team".to_string()]),
+                ("sAMAccountName".to_string(), vec![sam.to_string()]),
+            ]),
+            members: vec!["CN=u,OU=U".into()],
+            sam_account_name_fallbacks: fallbacks,
+        };
+        let plain = create(&candidates[1], vec![]);
+        let Action::Create {
+            sam_account_name_fallbacks,
+            members,
+            ..
+        } = &*with_fallbacks(&plain, id)
+        else {
+            panic!("a create")
+        };
+        assert_eq!(sam_account_name_fallbacks[..], candidates[2..]);
+        assert_eq!(members.len(), 1);
+        // Given ones are tried as they are; other actions are untouched.
+        let given = create(&candidates[0], vec!["Mine".into()]);
+        assert!(matches!(with_fallbacks(&given, id), Cow::Borrowed(a) if *a == given));
+        let delete = Action::Delete {
+            dn: "CN=Team,OU=W".into(),
+            guid: "g".into(),
+        };
+        assert!(matches!(with_fallbacks(&delete, id), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn join_changes_applied_to_the_joins_before_give_the_joins_after() {
         let before: Joins = [
             join("a", "1", "CN=A,OU=W"),
@@ -561,4 +599,33 @@ mod tests {
             (Vec::new(), Vec::new())
         );
     }
+}
+
+/// A create with the sAMAccountNames to try after the one it chose (the engine's plans
+/// name only that one: see `Action::Create`); other actions as they are.
+fn with_fallbacks<'a>(action: &'a Action, group: &str) -> Cow<'a, Action> {
+    let Action::Create {
+        dn,
+        attrs,
+        members,
+        sam_account_name_fallbacks,
+    } = action
+    else {
+        return Cow::Borrowed(action);
+    };
+    let first = |attr: &str| attrs.get(attr).and_then(|v| v.first());
+    let (Some(cn), Some(chosen)) = (first("cn"), first("sAMAccountName")) else {
+        return Cow::Borrowed(action);
+    };
+    if !sam_account_name_fallbacks.is_empty() {
+        return Cow::Borrowed(action);
+    }
+    Cow::Owned(Action::Create {
+        dn: dn.clone(),
+        attrs: attrs.clone(),
+        members: members.clone(),
+        sam_account_name_fallbacks: wb_engine::naming::sam_account_name_fallbacks(
+            cn, group, chosen,
+        ),
+    })
 }

@@ -312,6 +312,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
 
     let mut notices = notices(&decisions, &ad.schema);
     let mut ops = Phases::default();
+    ops.creates.reserve_exact(created.len());
     let mut outcomes = Vec::with_capacity(match &scope {
         Some(scope) => scope.len(),
         None => by_name.len(),
@@ -517,15 +518,22 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 .collect()
                         });
                         // Skip the candidates known to be taken (by groups under the managed
-                        // OUs or created earlier in this plan); the exporter tries the rest in
-                        // order when AD says one is taken elsewhere in the domain.
-                        let mut candidates = naming::sam_account_name_candidates(&cn, &group.id);
-                        let first_free = candidates
-                            .iter()
-                            .position(|c| !sams.contains(&c.to_lowercase()))
-                            .unwrap_or(candidates.len() - 1);
-                        let fallbacks = candidates.split_off(first_free + 1);
-                        let sam = candidates.pop().unwrap_or_default();
+                        // OUs or created earlier in this plan); the exporter tries those after
+                        // the one chosen (naming::sam_account_name_fallbacks) when AD says it
+                        // is taken elsewhere in the domain. The default alone is made when
+                        // it is free, as it almost always is.
+                        let default = naming::sam_account_name(&cn);
+                        let sam = if sams.contains(&default.to_lowercase()) {
+                            let mut candidates =
+                                naming::sam_account_name_candidates(&cn, &group.id);
+                            let first_free = candidates
+                                .iter()
+                                .position(|c| !sams.contains(&c.to_lowercase()))
+                                .unwrap_or(candidates.len() - 1);
+                            candidates.swap_remove(first_free)
+                        } else {
+                            default
+                        };
                         sams.insert(sam.to_lowercase());
                         let mut attrs: BTreeMap<String, Vec<String>> = wanted
                             .into_iter()
@@ -550,7 +558,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             dn: dn.clone(),
                             attrs,
                             members: inline.into_iter().map(|m| m.value.clone()).collect(),
-                            sam_account_name_fallbacks: fallbacks,
+                            sam_account_name_fallbacks: Vec::new(),
                         };
                         ops.creates.push(op(action, reason));
                         if !later.is_empty() {
@@ -1437,9 +1445,8 @@ impl Phases {
             removes,
             deletes,
         } = self;
-        let phases = [renames, creates, modifies, adds, removes, deletes];
-        let mut out = Vec::with_capacity(phases.iter().map(Vec::len).sum());
-        for mut phase in phases {
+        let mut phases = [renames, creates, modifies, adds, removes, deletes];
+        for phase in &mut phases {
             // Sorted as `sort_by_cached_key` does (stable), with keys borrowed where known:
             // the (key, index) pairs are sorted, then the operations permuted in place.
             let mut order: Vec<(Cow<str>, usize)> = phase
@@ -1458,8 +1465,22 @@ impl Phases {
                 order[i].1 = index;
                 phase.swap(i, index);
             }
-            drop(order);
-            out.append(&mut phase);
+        }
+        // Joined in the largest phase's vector (grown in place — a first plan's creates are
+        // most of it — rather than copied into a new one beside it).
+        let total: usize = phases.iter().map(Vec::len).sum();
+        let biggest = (0..phases.len())
+            .max_by_key(|i| (phases[*i].len(), std::cmp::Reverse(*i)))
+            .unwrap_or(0);
+        let mut out = std::mem::take(&mut phases[biggest]);
+        out.reserve_exact(total - out.len());
+        let before: Vec<Operation> = phases[..biggest]
+            .iter_mut()
+            .flat_map(|p| p.drain(..))
+            .collect();
+        out.splice(0..0, before);
+        for phase in &mut phases[biggest + 1..] {
+            out.append(phase);
         }
         out
     }

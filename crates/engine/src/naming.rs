@@ -235,6 +235,21 @@ pub fn sam_account_name_candidates(cn: &str, id: &str) -> Vec<String> {
     out
 }
 
+/// The sAMAccountNames to try after `chosen` when AD says it is taken: the candidates of
+/// [`sam_account_name_candidates`] that follow it (none when it is not one of them). A plan
+/// names the candidate it chose; the exporter derives the rest with this, so that a plan of
+/// 100,000 creates does not carry 800,000 names it almost never needs.
+pub fn sam_account_name_fallbacks(cn: &str, id: &str, chosen: &str) -> Vec<String> {
+    let mut candidates = sam_account_name_candidates(cn, id);
+    match candidates
+        .iter()
+        .position(|c| same_ignoring_case(c, chosen))
+    {
+        Some(at) => candidates.split_off(at + 1),
+        None => Vec::new(),
+    }
+}
+
 /// Whether `s` is its own [`sam_account_name`].
 fn is_clean_sam(s: &str) -> bool {
     let clean_chars = if s.is_ascii() {
@@ -744,6 +759,22 @@ mod tests {
                 sam_account_name_candidates(&cn, &id),
                 sam_account_name_candidates_reference(&cn, &id)
             );
+        }
+
+        #[test]
+        fn the_fallbacks_of_a_candidate_are_the_candidates_after_it(
+            cn in "[ -~éÉßİı\u{1F600}]{0,70}",
+            id in "[0-9a-f\\-]{0,40}",
+            pick in 0usize..9,
+        ) {
+            let candidates = sam_account_name_candidates(&cn, &id);
+            let at = pick % candidates.len();
+            prop_assert_eq!(
+                sam_account_name_fallbacks(&cn, &id, &candidates[at].to_ascii_uppercase()),
+                candidates[at + 1..].to_vec()
+            );
+            let none = sam_account_name_fallbacks(&cn, &id, "\u{0}not a candidate");
+            prop_assert!(none.is_empty(), "{:?}", none);
         }
     }
 

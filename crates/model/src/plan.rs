@@ -30,7 +30,10 @@ pub enum Action {
         members: Vec<Arc<str>>,
         /// sAMAccountNames to try, in order, when `attrs["sAMAccountName"]` is taken in the
         /// domain (AD says rc 68 `00002071`); the create fails only when all are taken.
-        #[serde(default)]
+        /// Empty in the engine's plans: the exporter derives them from the naming rule
+        /// (`wb_engine::naming::sam_account_name_fallbacks`: the candidates after the one
+        /// chosen) when it runs the create.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sam_account_name_fallbacks: Vec<String>,
     },
     /// modifyDN: new RDN, and a new parent when the group moves to another managed OU.
