@@ -509,6 +509,35 @@ async fn read_back(
     }
 }
 
+/// A create with the sAMAccountNames to try after the one it chose (the engine's plans
+/// name only that one: see `Action::Create`); other actions as they are.
+fn with_fallbacks<'a>(action: &'a Action, group: &str) -> Cow<'a, Action> {
+    let Action::Create {
+        dn,
+        attrs,
+        members,
+        sam_account_name_fallbacks,
+    } = action
+    else {
+        return Cow::Borrowed(action);
+    };
+    let first = |attr: &str| attrs.get(attr).and_then(|v| v.first());
+    let (Some(cn), Some(chosen)) = (first("cn"), first("sAMAccountName")) else {
+        return Cow::Borrowed(action);
+    };
+    if !sam_account_name_fallbacks.is_empty() {
+        return Cow::Borrowed(action);
+    }
+    Cow::Owned(Action::Create {
+        dn: dn.clone(),
+        attrs: attrs.clone(),
+        members: members.clone(),
+        sam_account_name_fallbacks: wb_engine::naming::sam_account_name_fallbacks(
+            cn, group, chosen,
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,33 +628,4 @@ mod tests {
             (Vec::new(), Vec::new())
         );
     }
-}
-
-/// A create with the sAMAccountNames to try after the one it chose (the engine's plans
-/// name only that one: see `Action::Create`); other actions as they are.
-fn with_fallbacks<'a>(action: &'a Action, group: &str) -> Cow<'a, Action> {
-    let Action::Create {
-        dn,
-        attrs,
-        members,
-        sam_account_name_fallbacks,
-    } = action
-    else {
-        return Cow::Borrowed(action);
-    };
-    let first = |attr: &str| attrs.get(attr).and_then(|v| v.first());
-    let (Some(cn), Some(chosen)) = (first("cn"), first("sAMAccountName")) else {
-        return Cow::Borrowed(action);
-    };
-    if !sam_account_name_fallbacks.is_empty() {
-        return Cow::Borrowed(action);
-    }
-    Cow::Owned(Action::Create {
-        dn: dn.clone(),
-        attrs: attrs.clone(),
-        members: members.clone(),
-        sam_account_name_fallbacks: wb_engine::naming::sam_account_name_fallbacks(
-            cn, group, chosen,
-        ),
-    })
 }
