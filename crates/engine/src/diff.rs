@@ -1297,17 +1297,17 @@ fn unique_dns<'m, 'd>(membership: &'m Membership<'d>, dir: &Directory) -> Vec<&'
 /// Values to add and to remove so `member` equals the cloud's resolved members, each in
 /// key order. Current values naming a group renamed by this plan are read under their new
 /// DN, as AD will show them after the rename.
-fn member_changes(
-    current: &AdGroup,
+fn member_changes<'a>(
+    current: &'a AdGroup,
     want: &[&MemberDn],
     renamed: &HashMap<Rc<str>, &str>,
-    dir: &Directory,
+    dir: &Directory<'a>,
 ) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
     let mut have: Vec<(&str, DnOrder)> = current
         .members
         .iter()
         .map(|m| {
-            let key = dir.order_of(m);
+            let key = dir.order_of_value(m);
             if renamed.is_empty() {
                 return (&**m, key);
             }

@@ -4,6 +4,7 @@
 use crate::naming::dn_key;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -108,6 +109,16 @@ impl<'a> Resolved<'a> {
     }
 }
 
+/// A member's id as the directory's maps key it: the address of its shared copy. The
+/// readers give each id one copy (`wb_model::Interner`), so a plan hashes a pointer, not a
+/// 36-character string, per membership; an id held in two copies is resolved twice, to
+/// the same outcome. The cloud image is borrowed for the whole plan: addresses are stable.
+type IdKey = usize;
+
+fn id_key(member: &MemberRef) -> IdKey {
+    Arc::as_ptr(&member.id) as *const u8 as usize
+}
+
 /// Where a DN falls in the order of DN keys ([`dn_key`]): its rank among the DNs a member
 /// can be written as (ranked once per plan: equal ranks ⇔ equal keys, rank order = key
 /// order), or, for any other DN, its key. Members are sorted and compared by this, so a
@@ -119,22 +130,35 @@ pub(crate) enum DnOrder<'d> {
     Other(Cow<'d, str>),
 }
 
+impl DnOrder<'_> {
+    fn into_owned<'o>(self) -> DnOrder<'o> {
+        match self {
+            DnOrder::Ranked(rank) => DnOrder::Ranked(rank),
+            DnOrder::Other(key) => DnOrder::Other(Cow::Owned(key.into_owned())),
+        }
+    }
+}
+
 /// What member resolution reads: the cloud image, the lookup answers, the placements.
 pub(crate) struct Directory<'a> {
     pub cloud: &'a CloudSnapshot,
     pub resolutions: &'a Resolutions,
     pub placements: &'a HashMap<&'a str, Placement<'a>>,
     /// User members (by id) of the groups this plan resolves.
-    users: HashMap<&'a str, Resolved<'a>>,
+    users: HashMap<IdKey, Resolved<'a>>,
     /// Groups synced from AD (by id) among those members.
-    synced: HashMap<&'a str, Resolved<'a>>,
+    synced: HashMap<IdKey, Resolved<'a>>,
     /// Devices (by id) among those members.
-    devices: HashMap<&'a str, Resolved<'a>>,
+    devices: HashMap<IdKey, Resolved<'a>>,
     /// DN → rank of every DN a member can be written as: the found objects' and the
     /// placements'. AD values are looked up here before any DN is parsed.
     ranks: HashMap<&'a str, u32>,
     /// Rank → key: the distinct keys of those DNs, sorted.
     ranked: Vec<Cow<'a, str>>,
+    /// The rank of the `member` values of AD groups seen so far, by the address of their
+    /// shared copy (`None`: not a DN a member can be written as). The AD reader gives each
+    /// value one copy, so a converged plan looks up each distinct value once.
+    values: RefCell<HashMap<usize, Option<u32>>>,
 }
 
 /// A DN to be a value of `member`, with its place in the key order and the cloud id of
@@ -175,6 +199,7 @@ impl<'a> Directory<'a> {
             devices: HashMap::default(),
             ranks: HashMap::default(),
             ranked: Vec::new(),
+            values: RefCell::default(),
         };
         // DN → key of every DN a member can be written as, ranked below.
         let mut keys: HashMap<&'a str, Cow<'a, str>> = HashMap::default();
@@ -186,13 +211,13 @@ impl<'a> Directory<'a> {
         for group in groups {
             for member in &group.members {
                 let resolved = match member.kind {
-                    MemberKind::User if !dir.users.contains_key(&*member.id) => {
+                    MemberKind::User if !dir.users.contains_key(&id_key(member)) => {
                         dir.resolve_user(&member.id)
                     }
-                    MemberKind::Device if !dir.devices.contains_key(&*member.id) => {
+                    MemberKind::Device if !dir.devices.contains_key(&id_key(member)) => {
                         dir.resolve_device(&member.id)
                     }
-                    MemberKind::Group if !dir.synced.contains_key(&*member.id) => {
+                    MemberKind::Group if !dir.synced.contains_key(&id_key(member)) => {
                         match cloud.groups.get_key_value(&*member.id) {
                             Some((_, nested)) if nested.is_synced_from_ad() => {
                                 dir.resolve_synced(nested)
@@ -202,9 +227,10 @@ impl<'a> Directory<'a> {
                     }
                     _ => continue,
                 };
-                let Some((id, resolved)) = resolved else {
+                let Some((_, resolved)) = resolved else {
                     continue;
                 };
+                let id = id_key(member);
                 if let Some(dn) = resolved.dn {
                     keys.entry(dn).or_insert_with(|| Cow::Owned(dn_key(dn)));
                 }
@@ -309,6 +335,26 @@ impl<'a> Directory<'a> {
         }
     }
 
+    /// [`Directory::order_of`] for a `member` value of an AD group of the image (borrowed
+    /// for as long as the directory: its address stays its own).
+    pub fn order_of_value(&self, value: &'a Arc<str>) -> DnOrder<'a> {
+        let address = Arc::as_ptr(value) as *const u8 as usize;
+        let known = self.values.borrow().get(&address).copied();
+        match known {
+            Some(Some(rank)) => DnOrder::Ranked(rank),
+            Some(None) => self.order_of(value).into_owned(),
+            None => {
+                let order = self.order_of(value).into_owned();
+                let rank = match order {
+                    DnOrder::Ranked(rank) => Some(rank),
+                    DnOrder::Other(_) => None,
+                };
+                self.values.borrow_mut().insert(address, rank);
+                order
+            }
+        }
+    }
+
     /// The key of a DN, without parsing it when it is one a member can be written as.
     pub fn key_of(&self, dn: &str) -> Cow<'_, str> {
         match self.ranks.get(dn) {
@@ -397,7 +443,7 @@ impl<'a> Directory<'a> {
             (r.outcome, dn)
         };
         match member.kind {
-            MemberKind::User => match self.users.get(&*member.id) {
+            MemberKind::User => match self.users.get(&id_key(member)) {
                 Some(r) => from(r),
                 // Not resolved up front: not a member of the groups given to `new`.
                 None => match self.resolve_user(&member.id) {
@@ -409,7 +455,7 @@ impl<'a> Directory<'a> {
                 None => (alone(Fate::UnknownObject, None), None),
                 Some(nested) => {
                     if nested.is_synced_from_ad() {
-                        return match self.synced.get(nested.id.as_str()) {
+                        return match self.synced.get(&id_key(member)) {
                             Some(r) => from(r),
                             None => match self.resolve_synced(nested) {
                                 Some((_, r)) => owned(r),
@@ -437,7 +483,7 @@ impl<'a> Directory<'a> {
                     }
                 }
             },
-            MemberKind::Device => match self.devices.get(&*member.id) {
+            MemberKind::Device => match self.devices.get(&id_key(member)) {
                 Some(r) => from(r),
                 None => match self.resolve_device(&member.id) {
                     Some((_, r)) => owned(r),
