@@ -263,7 +263,7 @@ impl AdConnector {
     async fn create(
         &mut self,
         dn: &str,
-        attrs: &std::collections::BTreeMap<String, Vec<String>>,
+        attrs: &std::collections::BTreeMap<std::borrow::Cow<'static, str>, Vec<String>>,
         members: &[Arc<str>],
         sam_fallbacks: &[String],
     ) -> Result<Applied, AdError> {
@@ -280,7 +280,7 @@ impl AdConnector {
             let mut entry: Vec<(String, HashSet<String>)> = attrs
                 .iter()
                 .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+                .map(|(k, v)| (k.to_string(), v.iter().cloned().collect()))
                 .collect();
             if with_inline {
                 entry.push((
@@ -301,10 +301,7 @@ impl AdConnector {
                 }) if message.contains(SAM_TAKEN) => match fallbacks.next() {
                     Some(next) => {
                         tracing::info!(dn, next, "sAMAccountName taken, trying the next candidate");
-                        attrs.insert(
-                            GroupAttr::SamAccountName.name().to_string(),
-                            vec![next.clone()],
-                        );
+                        attrs.insert(GroupAttr::SamAccountName.name().into(), vec![next.clone()]);
                         tried.push(next.clone());
                     }
                     None => {

@@ -22,20 +22,17 @@ fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
     let id = uuid::Uuid::new_v4();
     let attrs = BTreeMap::from([
         (
-            "objectClass".to_string(),
+            "objectClass".into(),
             vec!["top".to_string(), "group".to_string()],
         ),
-        ("sAMAccountName".to_string(), vec![sam.to_string()]),
+        ("sAMAccountName".into(), vec![sam.to_string()]),
+        ("groupType".into(), vec![UNIVERSAL_SECURITY.to_string()]),
+        ("adminDescription".into(), vec![format!("Group_{id}")]),
         (
-            "groupType".to_string(),
-            vec![UNIVERSAL_SECURITY.to_string()],
-        ),
-        ("adminDescription".to_string(), vec![format!("Group_{id}")]),
-        (
-            "msDS-ExternalDirectoryObjectId".to_string(),
+            "msDS-ExternalDirectoryObjectId".into(),
             vec![format!("Group_{id}")],
         ),
-        ("displayName".to_string(), vec![sam.to_string()]),
+        ("displayName".into(), vec![sam.to_string()]),
     ]);
     Action::Create {
         dn: dn.to_string(),

@@ -559,8 +559,8 @@ mod tests {
         let create = |sam: &str, fallbacks: Vec<String>| Action::Create {
             dn: "CN=Team,OU=W".into(),
             attrs: BTreeMap::from([
-                ("cn".to_string(), vec!["Team".to_string()]),
-                ("sAMAccountName".to_string(), vec![sam.to_string()]),
+                ("cn".into(), vec!["Team".to_string()]),
+                ("sAMAccountName".into(), vec![sam.to_string()]),
             ]),
             members: vec!["CN=u,OU=U".into()],
             sam_account_name_fallbacks: fallbacks,

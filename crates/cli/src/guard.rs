@@ -643,12 +643,9 @@ mod tests {
 
     fn create(dn: &str, group: &str) -> Action {
         let mut attrs = BTreeMap::new();
-        attrs.insert(
-            "objectClass".to_string(),
-            vec!["top".into(), "group".into()],
-        );
-        attrs.insert("cn".to_string(), vec!["X".into()]);
-        attrs.insert("adminDescription".to_string(), vec![anchor_value(group)]);
+        attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
+        attrs.insert("cn".into(), vec!["X".into()]);
+        attrs.insert("adminDescription".into(), vec![anchor_value(group)]);
         Action::Create {
             dn: dn.into(),
             attrs,

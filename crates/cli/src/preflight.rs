@@ -253,18 +253,18 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
     let dn = format!("CN={cn},{ou}");
     let mut attrs = BTreeMap::new();
     attrs.insert(
-        "objectClass".to_string(),
+        "objectClass".into(),
         vec!["top".to_string(), "group".to_string()],
     );
-    attrs.insert("cn".to_string(), vec![cn.clone()]);
+    attrs.insert("cn".into(), vec![cn.clone()]);
     // sAMAccountName within the 20 characters older DCs accept.
-    attrs.insert("sAMAccountName".to_string(), vec![format!("wbpf-{tag}")]);
+    attrs.insert("sAMAccountName".into(), vec![format!("wbpf-{tag}")]);
     attrs.insert(
-        "groupType".to_string(),
+        "groupType".into(),
         vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()],
     );
     attrs.insert(
-        "description".to_string(),
+        "description".into(),
         vec!["writeback preflight probe; safe to delete".to_string()],
     );
     let create = Action::Create {

@@ -730,12 +730,12 @@ mod tests {
         let ou = "OU=Groups,OU=Writeback,DC=lab,DC=example,DC=test";
         let mut attrs = BTreeMap::new();
         attrs.insert(
-            "objectClass".to_string(),
+            "objectClass".into(),
             vec!["top".to_string(), "group".to_string()],
         );
-        attrs.insert("groupType".to_string(), vec!["-2147483640".to_string()]);
+        attrs.insert("groupType".into(), vec!["-2147483640".to_string()]);
         attrs.insert(
-            "adminDescription".to_string(),
+            "adminDescription".into(),
             vec!["Group_e27129bc-c041-4ba7-9fee-06ae22d147bd".to_string()],
         );
         let plan = Plan {

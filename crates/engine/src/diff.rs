@@ -511,11 +511,15 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         outcome.ad_dn = Some(dn.clone());
                         let cn = cn.clone();
                         let sams = sams.get_or_insert_with(|| {
-                            ad.groups
-                                .iter()
-                                .filter_map(|g| g.sam_account_name.as_deref())
-                                .map(str::to_lowercase)
-                                .collect()
+                            let mut taken = HashSet::default();
+                            taken.reserve(ad.groups.len() + created.len());
+                            taken.extend(
+                                ad.groups
+                                    .iter()
+                                    .filter_map(|g| g.sam_account_name.as_deref())
+                                    .map(str::to_lowercase),
+                            );
+                            taken
                         });
                         // Skip the candidates known to be taken (by groups under the managed
                         // OUs or created earlier in this plan); the exporter tries those after
@@ -535,11 +539,8 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             default
                         };
                         sams.insert(sam.to_lowercase());
-                        let mut attrs: BTreeMap<String, Vec<String>> = wanted
-                            .into_iter()
-                            .filter(|(_, v)| !v.is_empty())
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect();
+                        let mut attrs = wanted;
+                        attrs.retain(|_, v| !v.is_empty());
                         attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
                         attrs.insert("cn".into(), vec![cn]);
                         attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
@@ -943,12 +944,16 @@ fn place<'a>(
     // DN keys claimed by a group of this plan, with the group's id and name: two cloud
     // groups whose CNs are equal as AD compares them (case-insensitively, after truncation)
     // cannot both have the DN, and the one left out is told which group holds it.
+    // Sized once (a hash map grown by doubling leaves its former tables as holes in the
+    // heap: at 100,000 groups, tens of MiB of peak memory).
     let mut claimed: HashMap<Rc<str>, (&str, &str)> = HashMap::default();
+    claimed.reserve(by_name.len());
     let held_by = |claimed: &HashMap<Rc<str>, (&str, &str)>, key: &str| match claimed.get(key) {
         Some((id, name)) => format!("the group '{name}' ({id}) of this plan has the same name"),
         None => "that DN is taken by another object (see foreign objects)".to_string(),
     };
     let mut placed = HashMap::default();
+    placed.reserve(by_name.len());
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
     // The OU a group belongs in.
     let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
@@ -1122,28 +1127,34 @@ fn wanted_attrs(
     dir: &Directory,
     config: &EngineConfig,
     schema: &AdSchema,
-) -> BTreeMap<&'static str, Vec<String>> {
+) -> BTreeMap<Cow<'static, str>, Vec<String>> {
     let text = |v: Option<&str>| {
         v.filter(|v| !v.is_empty())
             .map(str::to_string)
             .into_iter()
             .collect::<Vec<_>>()
     };
-    let mut attrs = BTreeMap::new();
+    let mut attrs: BTreeMap<Cow<'static, str>, Vec<String>> = BTreeMap::new();
     attrs.insert(
-        ATTR_GROUP_TYPE,
+        Cow::Borrowed(ATTR_GROUP_TYPE),
         vec![group_type.ad_group_type().to_string()],
     );
-    attrs.insert(ATTR_ADMIN_DESCRIPTION, vec![anchor_value(&group.id)]);
+    attrs.insert(
+        Cow::Borrowed(ATTR_ADMIN_DESCRIPTION),
+        vec![anchor_value(&group.id)],
+    );
     if schema.external_directory_object_id {
-        attrs.insert(ATTR_EXTERNAL_ID, vec![anchor_value(&group.id)]);
+        attrs.insert(
+            Cow::Borrowed(ATTR_EXTERNAL_ID),
+            vec![anchor_value(&group.id)],
+        );
     }
     // Display names and descriptions keep what AD accepts, cut to AD's length in UTF-16
     // units; NUL is dropped (Windows AD refuses it in a string value).
     let without_nul = |v: &str| v.replace('\0', "");
     let display_name = group.display_name.as_deref().map(without_nul);
     attrs.insert(
-        ATTR_DISPLAY_NAME,
+        Cow::Borrowed(ATTR_DISPLAY_NAME),
         text(
             display_name
                 .as_deref()
@@ -1152,7 +1163,7 @@ fn wanted_attrs(
     );
     let description = group.description.as_deref().map(without_nul);
     attrs.insert(
-        ATTR_DESCRIPTION,
+        Cow::Borrowed(ATTR_DESCRIPTION),
         text(
             description
                 .as_deref()
@@ -1161,10 +1172,13 @@ fn wanted_attrs(
     );
     if group_type.is_mail_enabled() {
         if schema.mail {
-            attrs.insert(ATTR_MAIL, text(group.mail.as_deref()));
+            attrs.insert(Cow::Borrowed(ATTR_MAIL), text(group.mail.as_deref()));
         }
         if schema.mail_nickname {
-            attrs.insert(ATTR_MAIL_NICKNAME, text(group.mail_nickname.as_deref()));
+            attrs.insert(
+                Cow::Borrowed(ATTR_MAIL_NICKNAME),
+                text(group.mail_nickname.as_deref()),
+            );
         }
         if schema.proxy_addresses {
             let set: BTreeSet<&String> = group
@@ -1172,11 +1186,17 @@ fn wanted_attrs(
                 .iter()
                 .filter(|p| !p.is_empty())
                 .collect();
-            attrs.insert(ATTR_PROXY_ADDRESSES, set.into_iter().cloned().collect());
+            attrs.insert(
+                Cow::Borrowed(ATTR_PROXY_ADDRESSES),
+                set.into_iter().cloned().collect(),
+            );
         }
     }
     if config.write_owners {
-        attrs.insert(ATTR_MANAGED_BY, dir.manager(group).into_iter().collect());
+        attrs.insert(
+            Cow::Borrowed(ATTR_MANAGED_BY),
+            dir.manager(group).into_iter().collect(),
+        );
     }
     attrs
 }
@@ -1230,7 +1250,7 @@ fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
 /// without a type change, which is reported the same way).
 fn attr_changes(
     current: &AdGroup,
-    wanted: &BTreeMap<&'static str, Vec<String>>,
+    wanted: &BTreeMap<Cow<'static, str>, Vec<String>>,
     joined: bool,
     cloud_unchanged: bool,
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {

@@ -203,6 +203,7 @@ impl<'a> Directory<'a> {
         };
         // DN → key of every DN a member can be written as, ranked below.
         let mut keys: HashMap<&'a str, Cow<'a, str>> = HashMap::default();
+        keys.reserve(placements.len() + resolutions.found.len());
         for (_, placement) in placements.iter() {
             if let Placement::At { dn, key } = placement {
                 keys.insert(dn, Cow::Borrowed(&**key));

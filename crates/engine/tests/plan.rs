@@ -1274,7 +1274,10 @@ fn utf16(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-fn create_attrs(plan: &Plan, id: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+fn create_attrs(
+    plan: &Plan,
+    id: &str,
+) -> std::collections::BTreeMap<std::borrow::Cow<'static, str>, Vec<String>> {
     ops_of(plan, id)
         .iter()
         .find_map(|op| match &op.action {

@@ -3,6 +3,7 @@
 
 use crate::{AdClass, GroupKind, MemberKind, ObjectId, OnPremGroupType};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -25,7 +26,9 @@ pub enum Action {
     /// `members` are written inline where possible and in chunks after the add.
     Create {
         dn: String,
-        attrs: BTreeMap<String, Vec<String>>,
+        /// Attribute names are most often writeback's own constants: borrowed, not copied
+        /// into every create.
+        attrs: BTreeMap<Cow<'static, str>, Vec<String>>,
         /// Member DNs are shared (`Arc<str>`) with the outcomes and images that name them.
         members: Vec<Arc<str>>,
         /// sAMAccountNames to try, in order, when `attrs["sAMAccountName"]` is taken in the
