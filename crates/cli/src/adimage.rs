@@ -67,10 +67,10 @@ pub fn image_scope(cfg: &Config) -> String {
 
 /// Every managed OU with the configuration key that names it.
 fn managed_ou_keys(cfg: &Config) -> Vec<(String, String)> {
-    let mut out = vec![("ad.ou".to_string(), cfg.engine.default_ou.clone())];
+    let mut out = vec![("ad.ou".to_string(), cfg.engine.default_ou.to_string())];
     for (i, rule) in cfg.engine.rules.iter().enumerate() {
         if let Some(ou) = &rule.ou {
-            out.push((format!("writeback.rule[{i}].ou"), ou.clone()));
+            out.push((format!("writeback.rule[{i}].ou"), ou.to_string()));
         }
     }
     out

@@ -971,7 +971,7 @@ async fn status(graph: &GraphClient, engine: &EngineConfig, json: bool) -> Resul
                     GroupKind::Microsoft365 => next.microsoft365 += 1,
                     _ => next.security += 1,
                 }
-                *next.because.entry(because).or_default() += 1;
+                *next.because.entry(because.into_owned()).or_default() += 1;
             }
             Decision::Invalid { because } => next.invalid.push(GroupFailure {
                 id: row.id.clone(),

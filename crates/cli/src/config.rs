@@ -579,13 +579,13 @@ impl Config {
                     ids: ids.iter().map(|s| s.to_ascii_lowercase()).collect(),
                 },
                 enable: r.enable,
-                ou: r.ou,
+                ou: r.ou.map(Into::into),
             });
         }
         let dashboard = dashboard_settings(raw.dashboard, &resolve)?;
         let engine = EngineConfig {
             naming,
-            default_ou: ad.ou.clone(),
+            default_ou: ad.ou.clone().into(),
             rules,
             delete_out_of_scope: w.delete_out_of_scope.unwrap_or(false),
             legacy_v1: w.legacy_v1.unwrap_or(false),

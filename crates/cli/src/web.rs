@@ -951,8 +951,8 @@ async fn group_page(
 /// The setting or rule behind a decision.
 fn because(d: &Decision) -> String {
     match d {
-        Decision::Written { because, .. }
-        | Decision::NotEnabled { because }
+        Decision::Written { because, .. } => because.to_string(),
+        Decision::NotEnabled { because }
         | Decision::Unsupported { because }
         | Decision::Invalid { because } => because.clone(),
         Decision::SyncedFromAd => "onPremisesSyncEnabled: the group is mastered in AD".into(),

@@ -6,6 +6,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use wb_model::{CloudGroup, GroupKind};
 
 /// How the CN of a written-back group is formed (SPEC §4).
@@ -156,7 +157,7 @@ pub struct Rule {
     /// `None` leaves the Microsoft default (the rule then only places groups in `ou`).
     pub enable: Option<bool>,
     /// The OU for the groups this rule matches; `None` means the default OU.
-    pub ou: Option<String>,
+    pub ou: Option<Arc<str>>,
 }
 
 /// Everything the rules depend on.
@@ -164,7 +165,8 @@ pub struct Rule {
 pub struct EngineConfig {
     pub naming: Naming,
     /// DN of the OU where written-back groups live unless a rule says otherwise.
-    pub default_ou: String,
+    /// Shared with the decisions that place groups there.
+    pub default_ou: Arc<str>,
     /// Scope rules, in the order of the config file; the first match wins.
     pub rules: Vec<Rule>,
     pub delete_out_of_scope: bool,
@@ -182,7 +184,7 @@ pub const SECURITY_MEMBER_LIMIT: usize = 250_000;
 impl EngineConfig {
     /// Microsoft's defaults: object-id naming, no rules, keep out-of-scope groups, V2 mode,
     /// no owners, the documented member limits.
-    pub fn new(default_ou: impl Into<String>) -> Self {
+    pub fn new(default_ou: impl Into<Arc<str>>) -> Self {
         EngineConfig {
             naming: Naming::ObjectId,
             default_ou: default_ou.into(),
@@ -199,7 +201,7 @@ impl EngineConfig {
     /// compared as AD compares them: case-insensitively) and without empty ones.
     pub fn managed_ous(&self) -> Vec<String> {
         let mut seen = BTreeSet::new();
-        std::iter::once(self.default_ou.as_str())
+        std::iter::once(&*self.default_ou)
             .chain(self.rules.iter().filter_map(|r| r.ou.as_deref()))
             .map(str::trim)
             .filter(|ou| !ou.is_empty() && seen.insert(dn_key(ou)))

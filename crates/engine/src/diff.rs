@@ -957,8 +957,8 @@ fn place<'a>(
     let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
     // The OU a group belongs in.
     let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
-        Decision::Written { ou, .. } => ou.as_str(),
-        _ => config.default_ou.as_str(),
+        Decision::Written { ou, .. } => &**ou,
+        _ => &*config.default_ou,
     };
     // What put a group in its OU (for the reason of a move).
     let placed_by = |g: &CloudGroup| match config.first_matching_rule(g) {

@@ -2,6 +2,7 @@
 //! type, into which OU, and which setting or rule decided it.
 
 use crate::config::EngineConfig;
+use std::borrow::Cow;
 use wb_model::{CloudDeletion, CloudGroup, Decision, GroupKind, OnPremGroupType};
 
 /// The text of Microsoft's per-group error for a security group with another type.
@@ -74,7 +75,7 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
         return within_limit(group, config, kind).unwrap_or(Decision::Written {
             group_type: OnPremGroupType::UniversalDistributionGroup,
             ou,
-            because: "legacy_v1".into(),
+            because: Cow::Borrowed("legacy_v1"),
         });
     }
 
@@ -84,21 +85,21 @@ fn decide_with(group: &CloudGroup, config: &EngineConfig, rule: Option<usize>) -
     ) {
         // A group converted to cloud management that names its AD group is written back
         // by default (onto that AD group): its AD object would otherwise go stale.
-        (None, None) if group.is_cloud_managed_ad_group() => CLOUD_MANAGED.to_string(),
+        (None, None) if group.is_cloud_managed_ad_group() => Cow::Borrowed(CLOUD_MANAGED),
         (Some(false), _) => {
             return Decision::NotEnabled {
                 because: "writebackConfiguration.isEnabled = false".into(),
             }
         }
-        (Some(true), _) => "writebackConfiguration.isEnabled = true".to_string(),
-        (None, Some((i, true))) => rule_text(config, i),
+        (Some(true), _) => Cow::Borrowed("writebackConfiguration.isEnabled = true"),
+        (None, Some((i, true))) => Cow::Owned(rule_text(config, i)),
         (None, Some((i, false))) => {
             return Decision::NotEnabled {
                 because: rule_text(config, i),
             }
         }
         (None, None) if kind == GroupKind::Microsoft365 => {
-            "Microsoft 365 default (isEnabled null)".to_string()
+            Cow::Borrowed("Microsoft 365 default (isEnabled null)")
         }
         (None, None) => return Decision::NotEnabled {
             because:

@@ -180,7 +180,7 @@ fn build_config(s: &ConfigSpec) -> EngineConfig {
             ..Default::default()
         },
         enable,
-        ou: ou.map(str::to_string),
+        ou: ou.map(Into::into),
     };
     match s.rule {
         1 => c

@@ -16,8 +16,8 @@ fn written_type(d: &Decision) -> Option<OnPremGroupType> {
 
 fn because(d: &Decision) -> String {
     match d {
-        Decision::Written { because, .. }
-        | Decision::NotEnabled { because }
+        Decision::Written { because, .. } => because.to_string(),
+        Decision::NotEnabled { because }
         | Decision::Unsupported { because }
         | Decision::Invalid { because } => because.clone(),
         other => format!("{other:?}"),
@@ -32,7 +32,7 @@ fn security_rule(enable: Option<bool>, ou: Option<&str>) -> Rule {
             ..Default::default()
         },
         enable,
-        ou: ou.map(str::to_string),
+        ou: ou.map(Into::into),
     }
 }
 
@@ -144,7 +144,7 @@ fn first_matching_rule_wins_and_chooses_the_ou() {
     let (d, rule) = decide(&g, &c);
     assert_eq!(rule, Some(0));
     match d {
-        Decision::Written { ou, .. } => assert_eq!(ou, SEC_OU),
+        Decision::Written { ou, .. } => assert_eq!(&*ou, SEC_OU),
         other => panic!("{other:?}"),
     }
     // The first rule has no `enable`, so a null isEnabled keeps Microsoft's default.
@@ -155,7 +155,7 @@ fn first_matching_rule_wins_and_chooses_the_ou() {
 fn group_without_rule_goes_to_the_default_ou() {
     let (d, _) = decide(&m365(&gid(1), "Team"), &config());
     match d {
-        Decision::Written { ou, .. } => assert_eq!(ou, OU),
+        Decision::Written { ou, .. } => assert_eq!(&*ou, OU),
         other => panic!("{other:?}"),
     }
 }

@@ -125,10 +125,12 @@ pub struct Operation {
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Decision {
     /// Written back as `group_type` under `ou`; `because` says which setting or rule.
+    /// `ou` is the configuration's (shared by every group placed there); `because` is one
+    /// of writeback's texts, or a rule's (owned).
     Written {
         group_type: OnPremGroupType,
-        ou: String,
-        because: String,
+        ou: Arc<str>,
+        because: Cow<'static, str>,
     },
     /// Not enabled for writeback (isEnabled false/null without rule).
     NotEnabled { because: String },
