@@ -237,7 +237,7 @@ mod tests {
                     group: "g".into(),
                     name: "SG-G".into(),
                     action,
-                    reason: String::new(),
+                    reason: "".into(),
                 })
                 .collect(),
             ..Plan::default()

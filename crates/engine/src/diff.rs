@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use wb_model::{
     anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Join, Joins, MemberKind,
-    ObjectId, OnPremGroupType, Operation, Plan,
+    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Interner, Join, Joins,
+    MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -319,6 +319,8 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
     });
     // The sAMAccountNames taken (lower case), read when the plan creates a group.
     let mut sams: Option<HashSet<String>> = None;
+    // One copy of each reason text: a first export's creates mostly share theirs.
+    let mut reasons = Interner::default();
     for group in by_name.iter().filter(|g| in_scope(&g.id)) {
         // Each group is planned once: its decision moves into its outcome.
         let Some(decision) = decisions.remove(group.id.as_str()) else {
@@ -339,11 +341,11 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
             written_count: 0,
             adopted: ownership.adopted.contains(group.id.as_str()),
         };
-        let op = |action: Action, reason: String| Operation {
+        let mut op = |action: Action, reason: String| Operation {
             group: group.id.clone(),
             name: group.name().to_string(),
             action,
-            reason,
+            reason: reasons.intern(&reason),
         };
         match (&decision, placed.get(group.id.as_str())) {
             (

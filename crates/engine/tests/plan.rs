@@ -97,7 +97,7 @@ fn written_group_is_created_with_its_anchor_and_attributes() {
     );
     assert!(fallbacks[0].ends_with("_00000000"), "{fallbacks:?}");
     assert_eq!(
-        op.reason,
+        &*op.reason,
         "created: writeback enabled (Microsoft 365 default (isEnabled null))"
     );
     let o = outcome(&plan, &id);
@@ -199,7 +199,7 @@ fn renamed_group_is_renamed_in_place() {
     assert_eq!(new_parent, &None);
     assert_eq!(new_dn, &team_dn("Team, renamed", &id));
     assert_eq!(
-        plan.operations[0].reason,
+        &*plan.operations[0].reason,
         "renamed: display name changed 'Team' → 'Team, renamed'"
     );
     let Action::Modify { dn, changes, .. } = &plan.operations[1].action else {
@@ -512,7 +512,7 @@ fn permanently_deleted_group_is_deleted_only_when_joined() {
     let plan = t.plan();
     let [op] = &plan.operations[..] else { panic!() };
     assert!(matches!(&op.action, Action::Delete { dn, .. } if dn_eq(dn, &team_dn("Team", &id))));
-    assert_eq!(op.reason, "deleted: permanently deleted in the cloud");
+    assert_eq!(&*op.reason, "deleted: permanently deleted in the cloud");
     t.joins.clear();
     let plan = t.plan();
     assert!(plan.is_empty());
@@ -964,7 +964,7 @@ fn group_anchored_by_admin_description_alone_gets_the_second_anchor_without_drif
     let [op] = &plan.operations[..] else {
         panic!("{:#?}", plan.operations)
     };
-    assert_eq!(op.reason, "anchor msDS-ExternalDirectoryObjectId added");
+    assert_eq!(&*op.reason, "anchor msDS-ExternalDirectoryObjectId added");
     assert!(outcome(&plan, &id).drift.is_empty());
     assert!(t.plan().is_empty());
 }

@@ -117,7 +117,8 @@ pub struct Operation {
     pub name: String,
     #[serde(flatten)]
     pub action: Action,
-    pub reason: String,
+    /// Shared by the operations with the same reason (most of a first export's creates).
+    pub reason: Arc<str>,
 }
 
 /// Why a group is or is not written back.
