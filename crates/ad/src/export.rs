@@ -263,7 +263,7 @@ impl AdConnector {
     async fn create(
         &mut self,
         dn: &str,
-        attrs: &std::collections::BTreeMap<std::borrow::Cow<'static, str>, Vec<String>>,
+        attrs: &std::collections::BTreeMap<std::borrow::Cow<'static, str>, wb_model::AttrValues>,
         members: &[Arc<str>],
         sam_fallbacks: &[String],
     ) -> Result<Applied, AdError> {
@@ -272,7 +272,7 @@ impl AdConnector {
         // sAMAccountNames tried so far, for the error when every candidate is taken.
         let mut tried: Vec<String> = attrs
             .get(GroupAttr::SamAccountName.name())
-            .cloned()
+            .map(|v| v.to_vec())
             .unwrap_or_default();
         let mut fallbacks = sam_fallbacks.iter();
         let mut with_inline = !inline.is_empty();
@@ -301,7 +301,7 @@ impl AdConnector {
                 }) if message.contains(SAM_TAKEN) => match fallbacks.next() {
                     Some(next) => {
                         tracing::info!(dn, next, "sAMAccountName taken, trying the next candidate");
-                        attrs.insert(GroupAttr::SamAccountName.name().into(), vec![next.clone()]);
+                        attrs.insert(GroupAttr::SamAccountName.name().into(), next.clone().into());
                         tried.push(next.clone());
                     }
                     None => {

@@ -36,7 +36,7 @@ fn create_action(dn: &str, sam: &str, members: Vec<String>) -> Action {
     ]);
     Action::Create {
         dn: dn.to_string(),
-        attrs,
+        attrs: attrs.into_iter().map(|(k, v)| (k, v.into())).collect(),
         members: shared(&members),
         sam_account_name_fallbacks: vec![format!("{sam}-fb")],
     }

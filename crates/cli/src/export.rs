@@ -559,8 +559,8 @@ mod tests {
         let create = |sam: &str, fallbacks: Vec<String>| Action::Create {
             dn: "CN=Team,OU=W".into(),
             attrs: BTreeMap::from([
-                ("cn".into(), vec!["Team".to_string()]),
-                ("sAMAccountName".into(), vec![sam.to_string()]),
+                ("cn".into(), "Team".to_string().into()),
+                ("sAMAccountName".into(), sam.to_string().into()),
             ]),
             members: vec!["CN=u,OU=U".into()],
             sam_account_name_fallbacks: fallbacks,

@@ -305,7 +305,7 @@ impl OwnershipGuard {
                         ));
                     }
                 }
-                let classes = attrs.get("objectClass").map(Vec::as_slice).unwrap_or(&[]);
+                let classes = attrs.get("objectClass").map(|v| &**v).unwrap_or(&[]);
                 if !classes.iter().any(|c| c.eq_ignore_ascii_case("group"))
                     || classes
                         .iter()
@@ -643,9 +643,12 @@ mod tests {
 
     fn create(dn: &str, group: &str) -> Action {
         let mut attrs = BTreeMap::new();
-        attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
-        attrs.insert("cn".into(), vec!["X".into()]);
-        attrs.insert("adminDescription".into(), vec![anchor_value(group)]);
+        attrs.insert(
+            "objectClass".into(),
+            vec!["top".into(), "group".into()].into(),
+        );
+        attrs.insert("cn".into(), vec!["X".into()].into());
+        attrs.insert("adminDescription".into(), vec![anchor_value(group)].into());
         Action::Create {
             dn: dn.into(),
             attrs,
@@ -688,13 +691,16 @@ mod tests {
         if let Action::Create { attrs, .. } = &mut c {
             attrs.insert(
                 "msDS-ExternalDirectoryObjectId".into(),
-                vec![anchor_value(H)],
+                vec![anchor_value(H)].into(),
             );
         }
         assert!(guard().check(&op(new, c)).is_err());
         let mut c = create(&format!("CN=New,{OU}"), new);
         if let Action::Create { attrs, .. } = &mut c {
-            attrs.insert("objectClass".into(), vec!["top".into(), "user".into()]);
+            attrs.insert(
+                "objectClass".into(),
+                vec!["top".into(), "user".into()].into(),
+            );
         }
         assert!(guard().check(&op(new, c)).is_err());
     }

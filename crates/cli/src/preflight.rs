@@ -254,18 +254,18 @@ async fn probe_rights(ad: &mut AdConnector, ou: &str) -> Vec<Check> {
     let mut attrs = BTreeMap::new();
     attrs.insert(
         "objectClass".into(),
-        vec!["top".to_string(), "group".to_string()],
+        vec!["top".to_string(), "group".to_string()].into(),
     );
-    attrs.insert("cn".into(), vec![cn.clone()]);
+    attrs.insert("cn".into(), vec![cn.clone()].into());
     // sAMAccountName within the 20 characters older DCs accept.
-    attrs.insert("sAMAccountName".into(), vec![format!("wbpf-{tag}")]);
+    attrs.insert("sAMAccountName".into(), vec![format!("wbpf-{tag}")].into());
     attrs.insert(
         "groupType".into(),
-        vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()],
+        vec![(wb_model::GROUP_TYPE_UNIVERSAL | wb_model::GROUP_TYPE_SECURITY).to_string()].into(),
     );
     attrs.insert(
         "description".into(),
-        vec!["writeback preflight probe; safe to delete".to_string()],
+        vec!["writeback preflight probe; safe to delete".to_string()].into(),
     );
     let create = Action::Create {
         dn: dn.clone(),

@@ -731,12 +731,12 @@ mod tests {
         let mut attrs = BTreeMap::new();
         attrs.insert(
             "objectClass".into(),
-            vec!["top".to_string(), "group".to_string()],
+            vec!["top".to_string(), "group".to_string()].into(),
         );
-        attrs.insert("groupType".into(), vec!["-2147483640".to_string()]);
+        attrs.insert("groupType".into(), vec!["-2147483640".to_string()].into());
         attrs.insert(
             "adminDescription".into(),
-            vec!["Group_e27129bc-c041-4ba7-9fee-06ae22d147bd".to_string()],
+            vec!["Group_e27129bc-c041-4ba7-9fee-06ae22d147bd".to_string()].into(),
         );
         let plan = Plan {
             operations: vec![

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use wb_model::{
-    anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, CloudGroup,
-    CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Interner, Join, Joins,
-    MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
+    anchor_value, Action, AdGroup, AdSchema, AdSnapshot, AdState, AttrChange, AttrValues,
+    CloudGroup, CloudSnapshot, Decision, ForeignObject, GroupAttr, GroupOutcome, Interner, Join,
+    Joins, MemberKind, ObjectId, OnPremGroupType, Operation, Plan,
 };
 
 /// Longest description written to AD (Microsoft: `Left(Trim(description), 448)`), in
@@ -455,7 +455,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                     changes: vec![AttrChange {
                                         attr: ATTR_GROUP_TYPE.to_string(),
                                         before,
-                                        after,
+                                        after: after.into_vec(),
                                     }],
                                 },
                                 reason,
@@ -543,9 +543,10 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         sams.insert(sam.to_lowercase());
                         let mut attrs = wanted;
                         attrs.retain(|_, v| !v.is_empty());
-                        attrs.insert("objectClass".into(), vec!["top".into(), "group".into()]);
-                        attrs.insert("cn".into(), vec![cn]);
-                        attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), vec![sam]);
+                        let object_class = vec!["top".to_string(), "group".to_string()];
+                        attrs.insert("objectClass".into(), object_class.into());
+                        attrs.insert("cn".into(), cn.into());
+                        attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), sam.into());
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));
@@ -1129,34 +1130,27 @@ fn wanted_attrs(
     dir: &Directory,
     config: &EngineConfig,
     schema: &AdSchema,
-) -> BTreeMap<Cow<'static, str>, Vec<String>> {
-    let text = |v: Option<&str>| {
-        v.filter(|v| !v.is_empty())
-            .map(str::to_string)
-            .into_iter()
-            .collect::<Vec<_>>()
+) -> BTreeMap<Cow<'static, str>, AttrValues> {
+    let text = |v: Option<&str>| match v.filter(|v| !v.is_empty()) {
+        Some(v) => AttrValues::One(v.to_string()),
+        None => AttrValues::default(),
     };
-    let mut attrs: BTreeMap<Cow<'static, str>, Vec<String>> = BTreeMap::new();
-    attrs.insert(
-        Cow::Borrowed(ATTR_GROUP_TYPE),
-        vec![group_type.ad_group_type().to_string()],
-    );
-    attrs.insert(
-        Cow::Borrowed(ATTR_ADMIN_DESCRIPTION),
-        vec![anchor_value(&group.id)],
-    );
+    let one = AttrValues::One;
+    let mut attrs: BTreeMap<Cow<'static, str>, AttrValues> = BTreeMap::new();
+    let mut put = |attr: &'static str, values: AttrValues| {
+        attrs.insert(Cow::Borrowed(attr), values);
+    };
+    put(ATTR_GROUP_TYPE, one(group_type.ad_group_type().to_string()));
+    put(ATTR_ADMIN_DESCRIPTION, one(anchor_value(&group.id)));
     if schema.external_directory_object_id {
-        attrs.insert(
-            Cow::Borrowed(ATTR_EXTERNAL_ID),
-            vec![anchor_value(&group.id)],
-        );
+        put(ATTR_EXTERNAL_ID, one(anchor_value(&group.id)));
     }
     // Display names and descriptions keep what AD accepts, cut to AD's length in UTF-16
     // units; NUL is dropped (Windows AD refuses it in a string value).
     let without_nul = |v: &str| v.replace('\0', "");
     let display_name = group.display_name.as_deref().map(without_nul);
-    attrs.insert(
-        Cow::Borrowed(ATTR_DISPLAY_NAME),
+    put(
+        ATTR_DISPLAY_NAME,
         text(
             display_name
                 .as_deref()
@@ -1164,8 +1158,8 @@ fn wanted_attrs(
         ),
     );
     let description = group.description.as_deref().map(without_nul);
-    attrs.insert(
-        Cow::Borrowed(ATTR_DESCRIPTION),
+    put(
+        ATTR_DESCRIPTION,
         text(
             description
                 .as_deref()
@@ -1174,13 +1168,10 @@ fn wanted_attrs(
     );
     if group_type.is_mail_enabled() {
         if schema.mail {
-            attrs.insert(Cow::Borrowed(ATTR_MAIL), text(group.mail.as_deref()));
+            put(ATTR_MAIL, text(group.mail.as_deref()));
         }
         if schema.mail_nickname {
-            attrs.insert(
-                Cow::Borrowed(ATTR_MAIL_NICKNAME),
-                text(group.mail_nickname.as_deref()),
-            );
+            put(ATTR_MAIL_NICKNAME, text(group.mail_nickname.as_deref()));
         }
         if schema.proxy_addresses {
             let set: BTreeSet<&String> = group
@@ -1188,17 +1179,15 @@ fn wanted_attrs(
                 .iter()
                 .filter(|p| !p.is_empty())
                 .collect();
-            attrs.insert(
-                Cow::Borrowed(ATTR_PROXY_ADDRESSES),
-                set.into_iter().cloned().collect(),
+            put(
+                ATTR_PROXY_ADDRESSES,
+                AttrValues::Many(set.into_iter().cloned().collect()),
             );
         }
     }
     if config.write_owners {
-        attrs.insert(
-            Cow::Borrowed(ATTR_MANAGED_BY),
-            dir.manager(group).into_iter().collect(),
-        );
+        let manager = dir.manager(group).into_iter().collect::<Vec<_>>();
+        put(ATTR_MANAGED_BY, manager.into());
     }
     attrs
 }
@@ -1252,7 +1241,7 @@ fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
 /// without a type change, which is reported the same way).
 fn attr_changes(
     current: &AdGroup,
-    wanted: &BTreeMap<Cow<'static, str>, Vec<String>>,
+    wanted: &BTreeMap<Cow<'static, str>, AttrValues>,
     joined: bool,
     cloud_unchanged: bool,
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
@@ -1262,7 +1251,7 @@ fn attr_changes(
         .map(|(attr, after)| AttrChange {
             attr: attr.to_string(),
             before: current_attr(current, attr),
-            after: after.clone(),
+            after: after.to_vec(),
         })
         .collect();
     if changes.is_empty() {

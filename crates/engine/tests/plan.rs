@@ -1277,7 +1277,7 @@ fn utf16(s: &str) -> usize {
 fn create_attrs(
     plan: &Plan,
     id: &str,
-) -> std::collections::BTreeMap<std::borrow::Cow<'static, str>, Vec<String>> {
+) -> std::collections::BTreeMap<std::borrow::Cow<'static, str>, wb_model::AttrValues> {
     ops_of(plan, id)
         .iter()
         .find_map(|op| match &op.action {

@@ -16,6 +16,84 @@ pub struct AttrChange {
     pub after: Vec<String>,
 }
 
+/// The values of one attribute of a create. Most attributes have one value, held as it
+/// is (a list of one would be another allocation per attribute: a million at 100,000
+/// creates). Reads go through [`Deref`](std::ops::Deref) to a slice; the wire form is the
+/// list of values; equal values are equal however held.
+#[derive(Debug, Clone, Eq)]
+pub enum AttrValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AttrValues {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            AttrValues::One(v) => vec![v],
+            AttrValues::Many(v) => v,
+        }
+    }
+}
+
+impl Default for AttrValues {
+    fn default() -> Self {
+        AttrValues::Many(Vec::new())
+    }
+}
+
+impl std::ops::Deref for AttrValues {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        match self {
+            AttrValues::One(v) => std::slice::from_ref(v),
+            AttrValues::Many(v) => v,
+        }
+    }
+}
+
+impl PartialEq for AttrValues {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+/// Values compare with a list of values (`attrs["cn"] == vec!["Team"]`).
+impl<T> PartialEq<Vec<T>> for AttrValues
+where
+    String: PartialEq<T>,
+{
+    fn eq(&self, other: &Vec<T>) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b)
+    }
+}
+
+impl From<Vec<String>> for AttrValues {
+    fn from(mut values: Vec<String>) -> Self {
+        match values.len() {
+            1 => AttrValues::One(values.pop().unwrap_or_default()),
+            _ => AttrValues::Many(values),
+        }
+    }
+}
+
+impl From<String> for AttrValues {
+    fn from(value: String) -> Self {
+        AttrValues::One(value)
+    }
+}
+
+impl Serialize for AttrValues {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for AttrValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(AttrValues::from)
+    }
+}
+
 /// An LDAP-level action. DNs are those valid at the moment the action runs: the exporter
 /// runs actions in plan order, and the engine orders them (renames, creates, attribute
 /// changes, member changes, deletes) so every DN it names exists by then.
@@ -28,7 +106,7 @@ pub enum Action {
         dn: String,
         /// Attribute names are most often writeback's own constants: borrowed, not copied
         /// into every create.
-        attrs: BTreeMap<Cow<'static, str>, Vec<String>>,
+        attrs: BTreeMap<Cow<'static, str>, AttrValues>,
         /// Member DNs are shared (`Arc<str>`) with the outcomes and images that name them.
         members: Vec<Arc<str>>,
         /// sAMAccountNames to try, in order, when `attrs["sAMAccountName"]` is taken in the
@@ -451,6 +529,21 @@ mod tests {
             None,
             fate,
         )
+    }
+
+    #[test]
+    fn attribute_values_are_a_list_on_the_wire_however_held() {
+        let one = AttrValues::from(vec!["Team".to_string()]);
+        assert!(matches!(one, AttrValues::One(_)));
+        assert_eq!(serde_json::to_string(&one).unwrap(), r#"["Team"]"#);
+        let many: AttrValues = serde_json::from_str(r#"["top","group"]"#).unwrap();
+        assert_eq!(many, vec!["top", "group"]);
+        assert_eq!(serde_json::to_string(&many).unwrap(), r#"["top","group"]"#);
+        let none: AttrValues = serde_json::from_str("[]").unwrap();
+        assert!(none.is_empty());
+        assert_eq!(AttrValues::Many(vec!["Team".into()]), one);
+        assert_ne!(one, AttrValues::default());
+        assert_eq!(one.into_vec(), vec!["Team".to_string()]);
     }
 
     #[test]
