@@ -561,7 +561,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         let action = Action::Create {
                             dn: dn.clone(),
                             attrs,
-                            members: inline.into_iter().map(|m| m.value.clone()).collect(),
+                            members: inline.into_iter().map(|m| Arc::clone(&m.value)).collect(),
                             sam_account_name_fallbacks: Vec::new(),
                         };
                         ops.creates.push(op(action, reason));
@@ -572,7 +572,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                             let action = Action::AddMembers {
                                 dn: dn.clone(),
                                 guid: None,
-                                members: later.into_iter().map(|m| m.value.clone()).collect(),
+                                members: later.into_iter().map(|m| Arc::clone(&m.value)).collect(),
                             };
                             ops.adds.push(op(action, reason));
                         }
@@ -691,6 +691,32 @@ fn scope<'a>(
 /// Which AD groups writeback owns, by cloud id; the rest is foreign. Owned: under a managed
 /// OU with the anchor of a cloud group, or joined (made by writeback, recorded by
 /// objectGUID) wherever it is now — so a changed OU moves a group instead of duplicating it.
+/// A string compared and hashed as AD compares GUIDs (ASCII case-insensitively), without
+/// a lower-case copy.
+#[derive(Clone, Copy)]
+struct Caseless<'s>(&'s str);
+
+impl PartialEq for Caseless<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for Caseless<'_> {}
+
+impl std::hash::Hash for Caseless<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut buf = [0u8; 64];
+        for chunk in self.0.as_bytes().chunks(buf.len()) {
+            let lower = &mut buf[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        }
+        state.write_u8(0xff);
+    }
+}
+
 struct Ownership<'a> {
     owned: BTreeMap<&'a str, &'a AdGroup>,
     /// `owned` as a hash map, for lookups.
@@ -724,11 +750,19 @@ impl<'a> Ownership<'a> {
             .collect();
         groups.sort_by(|(ka, a), (kb, b)| (&ka.key, &a.guid).cmp(&(&kb.key, &b.guid)));
         let mut foreign = Vec::new();
-        let mut by_anchor: BTreeMap<&str, Vec<&AdGroup>> = BTreeMap::new();
+        // Anchor → the AD groups holding it (almost always one: kept without a list).
+        let mut by_anchor: HashMap<&str, (&AdGroup, Vec<&AdGroup>)> = HashMap::default();
+        by_anchor.reserve(ad.groups.len());
+        let mut hold = |id: &'a str, g: &'a AdGroup| match by_anchor.entry(id) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((g, Vec::new()));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().1.push(g),
+        };
         let mut refused: BTreeMap<&str, String> = BTreeMap::new();
-        let joined_by_guid: HashMap<String, &str> = joins
+        let joined_by_guid: HashMap<Caseless, &str> = joins
             .iter()
-            .map(|(id, j)| (j.guid.to_ascii_lowercase(), *id))
+            .map(|(id, j)| (Caseless(&j.guid), *id))
             .collect();
         // Cloud-managed AD groups written back, by the SID of the AD group they name.
         let cloud_managed: HashMap<String, &str> = cloud
@@ -770,7 +804,7 @@ impl<'a> Ownership<'a> {
             // A group writeback made keeps its join (objectGUID) even if its anchor was
             // cleared by hand (the anchor is put back) or it sits outside the managed OUs
             // (it is moved back) — but not if its anchor now names another group.
-            let guid = g.guid.to_ascii_lowercase();
+            let guid = Caseless(&g.guid);
             let joined = joined_by_guid
                 .get(&guid)
                 .copied()
@@ -801,20 +835,25 @@ impl<'a> Ownership<'a> {
                 .iter()
                 .any(|(ou, ou_key)| is_under_keyed(&g.dn, key, ou, ou_key));
             match (joined.or(adoptable), in_managed) {
-                (Some(id), _) => by_anchor.entry(id).or_default().push(g),
+                (Some(id), _) => hold(id, g),
                 (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
                 (None, true) => match g.anchor() {
                     None => foreign.push(foreign_object(
                         g,
                         "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
                     )),
-                    Some(id) => by_anchor.entry(id).or_default().push(g),
+                    Some(id) => hold(id, g),
                 },
             }
         }
         let mut owned = BTreeMap::new();
         let mut duplicates: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (id, candidates) in by_anchor {
+        for (id, (first, more)) in by_anchor {
+            let candidates: Vec<&AdGroup> = if more.is_empty() {
+                vec![first]
+            } else {
+                std::iter::once(first).chain(more).collect()
+            };
             let joined = joins.get(id).map(|j| j.guid.as_str());
             let is_joined =
                 |g: &AdGroup| joined.is_some_and(|guid| guid.eq_ignore_ascii_case(&g.guid));
@@ -1336,7 +1375,7 @@ fn member_changes<'a>(
         match (w.peek(), h.peek()) {
             (None, None) => break,
             (Some(x), None) => {
-                add.push(x.value.clone());
+                add.push(Arc::clone(&x.value));
                 w.next();
             }
             (None, Some(y)) => {
@@ -1345,7 +1384,7 @@ fn member_changes<'a>(
             }
             (Some(x), Some(y)) => match dir.cmp_order(&x.key, &y.1) {
                 std::cmp::Ordering::Less => {
-                    add.push(x.value.clone());
+                    add.push(Arc::clone(&x.value));
                     w.next();
                 }
                 std::cmp::Ordering::Greater => {

@@ -164,8 +164,9 @@ pub(crate) struct Directory<'a> {
 /// A DN to be a value of `member`, with its place in the key order and the cloud id of
 /// the nested written-back group it names, if it is one.
 pub(crate) struct MemberDn<'d> {
-    /// The DN, shared with the member's outcome.
-    pub value: Arc<str>,
+    /// The DN, shared with the member's outcome (borrowed when the outcome is the
+    /// directory's: a plan with nothing to write copies no pointer per membership).
+    pub value: Cow<'d, Arc<str>>,
     pub key: DnOrder<'d>,
     pub nested: Option<&'d str>,
 }
@@ -437,7 +438,7 @@ impl<'a> Directory<'a> {
         };
         let owned = |r: Resolved<'a>| {
             let dn = r.dn.map(|dn| MemberDn {
-                value: written_value(&r.outcome, dn),
+                value: Cow::Owned(written_value(&r.outcome, dn).into_owned()),
                 key: self.order_of(dn),
                 nested: None,
             });
@@ -473,7 +474,7 @@ impl<'a> Directory<'a> {
                                 by: FoundBy::WrittenBackGroup,
                             };
                             let at = MemberDn {
-                                value,
+                                value: Cow::Owned(value),
                                 key: self.order_of(dn),
                                 nested: Some(nested.id.as_str()),
                             };
@@ -536,10 +537,10 @@ impl<'a> Directory<'a> {
 }
 
 /// The DN a written member's outcome holds (its shared copy), or a new copy of `dn`.
-fn written_value(outcome: &MemberOutcome, dn: &str) -> Arc<str> {
+fn written_value<'o>(outcome: &'o MemberOutcome, dn: &str) -> Cow<'o, Arc<str>> {
     match &outcome.fate {
-        Fate::Written { dn: shared, .. } => shared.clone(),
-        _ => Arc::from(dn),
+        Fate::Written { dn: shared, .. } => Cow::Borrowed(shared),
+        _ => Cow::Owned(Arc::from(dn)),
     }
 }
 
