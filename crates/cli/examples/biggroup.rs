@@ -9,8 +9,10 @@
 //! - `WRITEBACK_LAB_ENV_FILE` — the DC to use, by the env file `lab/dc … start` wrote (e.g.
 //!   `lab/run/dc-fault.env`); default the lab's shared DC;
 //! - `BIG_USERS_OU` — an OU DN whose users are reused across runs (created there when
-//!   fewer than needed): creating 250,000 AD users takes far longer than the benchmark
-//!   (set-up, not measured); default a fresh OU per run.
+//!   fewer than needed); default a fresh OU per run. Set-up, not measured: from 10,000 users
+//!   on they are bulk-loaded (`lab/dc … bulk-users`, which restarts the DC; ~9 min for
+//!   250,001 on the lab machine, hours over LDAP); `WRITEBACK_LAB_BULK_USERS=0` adds them
+//!   over LDAP instead.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
