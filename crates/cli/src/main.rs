@@ -18,6 +18,12 @@ mod render;
 mod thresholds;
 mod web;
 
+/// jemalloc, not the system allocator: a plan at 100,000 groups makes millions of small
+/// allocations, and a daemon runs for months — jemalloc is faster at both and keeps
+/// fragmentation down (`docs/BENCHMARKS.md`, engine at scale).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use config::Config;
 use cycle::{run_cycle, CycleOptions};

@@ -20,6 +20,10 @@ use wb_model::{
     Interner, Join, Joins, Lookup, MemberKind, MemberRef, OnPremGroupType, WritebackConfiguration,
 };
 
+/// The allocator of the `writeback` binary, so that the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const OU: &str = "OU=Groups,OU=Writeback,DC=corp,DC=example,DC=com";
 const USERS_OU: &str = "OU=Users,OU=Accounts,DC=corp,DC=example,DC=com";
 

@@ -765,7 +765,7 @@ impl<'a> Ownership<'a> {
             .map(|(id, j)| (Caseless(&j.guid), *id))
             .collect();
         // Cloud-managed AD groups written back, by the SID of the AD group they name.
-        let cloud_managed: HashMap<String, &str> = cloud
+        let cloud_managed: HashMap<Caseless, &str> = cloud
             .groups
             .values()
             .filter(|g| g.is_cloud_managed_ad_group())
@@ -774,13 +774,14 @@ impl<'a> Ownership<'a> {
                     .get(g.id.as_str())
                     .is_some_and(Decision::is_written)
             })
-            .filter_map(|g| Some((g.ad_sid()?.to_ascii_uppercase(), g.id.as_str())))
+            .filter_map(|g| Some((Caseless(g.ad_sid()?), g.id.as_str())))
             .collect();
         for (key, g) in groups {
             let named_by = g
                 .sid
                 .as_deref()
-                .and_then(|sid| cloud_managed.get(&sid.trim().to_ascii_uppercase()).copied());
+                .filter(|_| !cloud_managed.is_empty())
+                .and_then(|sid| cloud_managed.get(&Caseless(sid.trim())).copied());
             // Critical or protected objects are never adopted nor written, whatever the
             // cloud or the state says: a cloud administrator must not become a domain
             // administrator through writeback.
@@ -846,7 +847,8 @@ impl<'a> Ownership<'a> {
                 },
             }
         }
-        let mut owned = BTreeMap::new();
+        // Collected, then made a map in one sorted pass (anchors come in hash order).
+        let mut owned = Vec::with_capacity(by_anchor.len());
         let mut duplicates: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (id, (first, more)) in by_anchor {
             let candidates: Vec<&AdGroup> = if more.is_empty() {
@@ -880,7 +882,7 @@ impl<'a> Ownership<'a> {
             }
             for g in candidates {
                 if owner.is_some_and(|o| std::ptr::eq(o, g)) {
-                    owned.insert(id, g);
+                    owned.push((id, g));
                 } else if let Some(o) = owner {
                     let reason = format!(
                         "duplicate anchor {} (writeback owns {})",
@@ -908,6 +910,7 @@ impl<'a> Ownership<'a> {
                 }
             }
         }
+        let owned: BTreeMap<&str, &AdGroup> = owned.into_iter().collect();
         let sid_of = |id: &str| {
             groups_by_id
                 .get(id)
@@ -996,7 +999,12 @@ fn place<'a>(
     };
     let mut placed = HashMap::default();
     placed.reserve(by_name.len());
-    let written = |g: &&&CloudGroup| decisions[g.id.as_str()].is_written();
+    // The groups written back, in name order (looked up once: both passes walk them).
+    let written: Vec<&'a CloudGroup> = by_name
+        .iter()
+        .copied()
+        .filter(|g| decisions[g.id.as_str()].is_written())
+        .collect();
     // The OU a group belongs in.
     let target_ou = |g: &CloudGroup| match &decisions[g.id.as_str()] {
         Decision::Written { ou, .. } => &**ou,
@@ -1008,7 +1016,7 @@ fn place<'a>(
         _ => "the default OU".to_string(),
     };
 
-    for group in by_name.iter().filter(written) {
+    for group in &written {
         let Some(current) = ownership.owned_by_id.get(group.id.as_str()).copied() else {
             continue;
         };
@@ -1107,7 +1115,7 @@ fn place<'a>(
         placed.insert(group.id.as_str(), place);
     }
 
-    for group in by_name.iter().filter(written) {
+    for group in &written {
         if ownership.owned_by_id.contains_key(group.id.as_str()) {
             continue;
         }
