@@ -1,9 +1,13 @@
 //! Benchmark: writeback's export against the directory's own write speed.
 //! Builds a tenant of SCALE_USERS synced users and SCALE_GROUPS security groups (most with
 //! 5–40 members, SCALE_BIG of 2,000), then measures:
-//!   1. the raw LDAP floor: the same groups added with one connection, members inline;
-//!   2. `writeback sync` (first, full export) into another OU;
-//!   3. a second `sync` (quiet), and a delta cycle after 1% of the groups change.
+//!   1. the raw LDAP floor: the same groups added with one connection, members inline, on
+//!      a DC fresh from its template with the users;
+//!   2. `writeback sync` (first, full export) on the same directory: the DC fresh from its
+//!      template again, the users made again (Samba's adds slow down as the directory
+//!      grows, so both run on equal directories);
+//!   3. quiet cycles, delta cycles after 1 and 1% of the groups change, changes made by hand
+//!      in AD, and the daemon (quiet cycles, latency).
 //!
 //! Run through `scripts/bench scale` (starts the lab DC, builds the binaries).
 
@@ -46,18 +50,9 @@ async fn main() {
     let n_users = env("SCALE_USERS", 5_000);
     let n_groups = env("SCALE_GROUPS", 10_000);
     let n_big = env("SCALE_BIG", 20);
-    let dc = LabDc::ensure();
-
-    // AD users (the on-premises side of the synced users).
-    let users_ou = dc.fresh_ou("scale-users").await;
-    let t = Instant::now();
-    let mut users = dc.create_users_in(&users_ou, "su", n_users).await;
-    users.sort_by(|a, b| a.sam.cmp(&b.sam));
-    println!(
-        "created {} AD users in {:.1}s",
-        users.len(),
-        t.elapsed().as_secs_f64()
-    );
+    let skip_floor = std::env::var_os("SCALE_SKIP_FLOOR").is_some() || !step("floor");
+    let mut dc = LabDc::ensure();
+    let mut users = scale_users(&dc, n_users).await;
 
     // Memberships: most groups 5–40 members, a few of 2,000.
     let mut rng = Lcg(42);
@@ -78,13 +73,20 @@ async fn main() {
     println!("workload: {n_users} users, {n_groups} groups, {memberships} memberships");
 
     // 1. The raw LDAP floor: one connection, each group added with its members inline.
-    let skip_floor = std::env::var_os("SCALE_SKIP_FLOOR").is_some() || !step("floor");
+    //    Samba's adds slow down as the directory grows (each add rewrites index records
+    //    that list every object of its class), so the floor and the export each run on the
+    //    same directory: a DC fresh from its template with the same users. After the floor,
+    //    the DC starts fresh again and the users are made again (new SIDs; the tenant below
+    //    is built from them).
     let floor = if skip_floor {
         0.0
     } else {
-        raw_floor(&dc, &users, &groups, "scale-floor").await
+        let floor = raw_floor(&dc, &users, &groups, "scale-floor").await;
+        dc = fresh_dc();
+        users = scale_users(&dc, n_users).await;
+        floor
     };
-    println!("raw LDAP floor: {floor:.1}s");
+    println!("raw LDAP floor: {floor:.1}s (on a fresh directory with the users)");
 
     // The tenant file for graph-sim.
     let dir = std::env::temp_dir().join(format!("wb-scale-{}", std::process::id()));
@@ -119,17 +121,6 @@ async fn main() {
         export / floor,
         first["ldapWrites"]
     );
-    // Samba's adds slow down as the directory grows (each add rewrites index records that
-    // list every object of its class): the export ran on a directory 10,000 groups larger
-    // than the floor did. The same floor again after it brackets the export.
-    if !skip_floor {
-        let after = raw_floor(&w.dc, &users, &groups, "scale-floor-after").await;
-        let mean = (floor + after) / 2.0;
-        println!(
-            "raw LDAP floor again, after the export: {after:.1}s; first export = {:.2}× the mean of the floors before and after ({mean:.1}s)",
-            export / mean
-        );
-    }
     // Where the time went (phases) and the LDAP searches it sent.
     for line in r.stderr.lines().filter(|l| l.contains("cycle finished")) {
         println!("  {line}");
@@ -246,6 +237,31 @@ async fn main() {
 
 /// The raw LDAP floor: the groups added over one connection, members inline, into a fresh
 /// OU `label`; returns the seconds it took.
+/// The AD users of the workload (the on-premises side of the synced users), sorted by name.
+async fn scale_users(dc: &LabDc, n_users: usize) -> Vec<BulkUser> {
+    let users_ou = dc.fresh_ou("scale-users").await;
+    let t = Instant::now();
+    let mut users = dc.create_users_in(&users_ou, "su", n_users).await;
+    users.sort_by(|a, b| a.sam.cmp(&b.sam));
+    println!(
+        "created {} AD users in {:.1}s",
+        users.len(),
+        t.elapsed().as_secs_f64()
+    );
+    users
+}
+
+/// The lab DC started again from its template: the directory as it was before the floor.
+fn fresh_dc() -> LabDc {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let stopped = std::process::Command::new(root.join("lab/dc"))
+        .arg("stop")
+        .status()
+        .expect("run lab/dc stop");
+    assert!(stopped.success(), "lab/dc stop failed");
+    LabDc::ensure()
+}
+
 async fn raw_floor(dc: &LabDc, users: &[BulkUser], groups: &[Vec<usize>], label: &str) -> f64 {
     let floor_ou = dc.fresh_ou(label).await;
     let mut ldap = dc.ldap().await;
