@@ -114,6 +114,14 @@ struct Wanted {
 /// `touched` (groups, users, devices): the only cloud objects changed since the stored image
 /// was taken, when the caller knows them — new lookups come from those alone, and lookups no
 /// longer needed stay cached until a cycle that looks at everything.
+/// What a delta cycle's import touched (group, user and device ids) and the cloud image
+/// before it: the lookups this cycle can add are those of the touched objects (of a group
+/// written back before too, its new members).
+pub struct Touched<'a> {
+    pub before: &'a CloudSnapshot,
+    pub ids: [&'a HashSet<String>; 3],
+}
+
 pub async fn refresh(
     ad: &mut AdConnector,
     cfg: &Config,
@@ -121,7 +129,7 @@ pub async fn refresh(
     joins: &Joins,
     stored: Option<(ImageMeta, AdSnapshot)>,
     force_full: bool,
-    touched: Option<[&HashSet<String>; 3]>,
+    touched: Option<Touched<'_>>,
 ) -> Result<AdImage, CycleError> {
     for (key, ou) in managed_ou_keys(cfg) {
         if !ad.ou_exists(&ou).await? {
@@ -152,8 +160,18 @@ pub async fn refresh(
     let mut image = match usable {
         Some((meta, snapshot)) => {
             let wanted = match touched {
-                Some([groups, users, devices]) => Wanted {
-                    lookups: wb_engine::lookups_of(cloud, &cfg.engine, groups, users, devices),
+                Some(Touched {
+                    before,
+                    ids: [groups, users, devices],
+                }) => Wanted {
+                    lookups: wb_engine::lookups_of(
+                        cloud,
+                        Some(before),
+                        &cfg.engine,
+                        groups,
+                        users,
+                        devices,
+                    ),
                     complete: false,
                 },
                 None => Wanted {

@@ -859,7 +859,12 @@ async fn cycle(
         .is_some_and(|f| f.starts_with(&format!("{}|", config_hash(cfg))));
     let t = &import.touched;
     let touched = match (&t.groups, &t.users, &t.devices) {
-        (Some(g), Some(u), Some(d)) if settled_config && !import.full => Some([g, u, d]),
+        (Some(g), Some(u), Some(d)) if settled_config && !import.full => {
+            Some(crate::adimage::Touched {
+                before: &state.cloud,
+                ids: [g, u, d],
+            })
+        }
         _ => None,
     };
     let mut image = crate::adimage::refresh(

@@ -6,14 +6,14 @@ use crate::members;
 use crate::scope::decide;
 use crate::EngineConfig;
 use std::collections::{BTreeSet, HashSet};
-use wb_model::{CloudGroup, CloudSnapshot, Lookup, MemberKind};
+use wb_model::{CloudGroup, CloudSnapshot, Lookup, MemberKind, MemberRef};
 
 /// Every AD lookup [`crate::plan`] will consult for this cloud image: the members of the
 /// groups decided Written (synced users by SID, immutable id and DN; groups synced from AD
 /// by SID) and, when `write_owners`, their user owners.
 pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup> {
     Ids::default()
-        .of_groups(cloud.groups.values(), config)
+        .of_groups(cloud.groups.values(), None, config)
         .lookups(cloud)
 }
 
@@ -23,20 +23,31 @@ pub fn lookups(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<Lookup>
 /// those groups when they are synced from AD (as nested members). A superset of what those
 /// objects add to [`lookups`]: a user or group listed here need not be a member of any
 /// written group.
-pub fn lookups_of(
-    cloud: &CloudSnapshot,
+///
+/// With `previous` (the image before the delta, whose lookups were all consulted by the
+/// cycle that made it, under the same configuration), a group already written back there
+/// contributes only the members (and owners) it did not have: one member added to a group
+/// of 250,000 is one user's lookups, not 250,000. The users whose identifiers changed are
+/// among `users`.
+pub fn lookups_of<'a>(
+    cloud: &'a CloudSnapshot,
+    previous: Option<&'a CloudSnapshot>,
     config: &EngineConfig,
-    groups: &HashSet<String>,
-    users: &HashSet<String>,
-    devices: &HashSet<String>,
+    groups: &'a HashSet<String>,
+    users: &'a HashSet<String>,
+    devices: &'a HashSet<String>,
 ) -> BTreeSet<Lookup> {
     let ids = Ids {
         users: users.iter().map(String::as_str).collect(),
         groups: groups.iter().map(String::as_str).collect(),
         devices: devices.iter().map(String::as_str).collect(),
     };
-    ids.of_groups(groups.iter().filter_map(|id| cloud.groups.get(id)), config)
-        .lookups(cloud)
+    ids.of_groups(
+        groups.iter().filter_map(|id| cloud.groups.get(id)),
+        previous,
+        config,
+    )
+    .lookups(cloud)
 }
 
 /// The distinct objects whose lookups are wanted: each once, a user in 500 groups is looked
@@ -50,14 +61,19 @@ struct Ids<'a> {
 
 impl<'a> Ids<'a> {
     /// Adds the members (and, with `write_owners`, the user owners) of those of `groups`
-    /// that are written back.
+    /// that are written back — of a group written back in `previous` too, those it did
+    /// not have there.
     fn of_groups(
         mut self,
         groups: impl Iterator<Item = &'a CloudGroup>,
+        previous: Option<&'a CloudSnapshot>,
         config: &EngineConfig,
     ) -> Self {
         for group in groups.filter(|g| decide(g, config).0.is_written()) {
-            for member in &group.members {
+            let before = previous
+                .and_then(|p| p.groups.get(&group.id))
+                .filter(|p| decide(p, config).0.is_written());
+            for member in new_refs(&group.members, before.map(|p| &p.members)) {
                 match member.kind {
                     MemberKind::User => self.users.insert(&member.id),
                     MemberKind::Group => self.groups.insert(&member.id),
@@ -66,7 +82,8 @@ impl<'a> Ids<'a> {
                 };
             }
             if config.write_owners {
-                for owner in group.owners.iter().filter(|o| o.kind == MemberKind::User) {
+                let owners = new_refs(&group.owners, before.map(|p| &p.owners));
+                for owner in owners.filter(|o| o.kind == MemberKind::User) {
                     self.users.insert(&owner.id);
                 }
             }
@@ -97,5 +114,17 @@ impl<'a> Ids<'a> {
             out.extend(members::device_lookup(device));
         }
         out
+    }
+}
+
+/// The references of `now` that `before` lacks (all of them without `before`), in one
+/// merge of the two ordered sets.
+fn new_refs<'s>(
+    now: &'s BTreeSet<MemberRef>,
+    before: Option<&'s BTreeSet<MemberRef>>,
+) -> Box<dyn Iterator<Item = &'s MemberRef> + 's> {
+    match before {
+        Some(before) => Box::new(now.difference(before)),
+        None => Box::new(now.iter()),
     }
 }

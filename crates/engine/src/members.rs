@@ -30,28 +30,33 @@ pub fn expected_class(kind: MemberKind) -> Option<AdClass> {
 }
 
 /// The lookups that find a synced user in AD, in the order they are tried, each with the
-/// cloud property it comes from. Cloud-only users have none.
-pub(crate) fn user_lookups(user: &CloudUser) -> Vec<(Lookup, FoundBy)> {
-    if user.on_premises_sync_enabled != Some(true) {
-        return Vec::new();
-    }
-    let given = |v: &Option<String>| {
+/// cloud property it comes from. Cloud-only users have none. Each is made when it is asked
+/// for: a resolution stops at the first found (almost always the SID), without copying the
+/// user's other identifiers.
+pub(crate) fn user_lookups(user: &CloudUser) -> impl Iterator<Item = (Lookup, FoundBy)> + '_ {
+    let synced = user.on_premises_sync_enabled == Some(true);
+    let given = move |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
-            .filter(|v| !v.is_empty())
+            .filter(|v| synced && !v.is_empty())
             .map(str::to_string)
     };
-    let mut out = Vec::new();
-    if let Some(sid) = given(&user.on_premises_security_identifier) {
-        out.push((Lookup::Sid(sid), FoundBy::OnPremisesSecurityIdentifier));
-    }
-    if let Some(id) = given(&user.on_premises_immutable_id) {
-        out.push((Lookup::ImmutableId(id), FoundBy::OnPremisesImmutableId));
-    }
-    if let Some(dn) = given(&user.on_premises_distinguished_name) {
-        out.push((Lookup::Dn(dn), FoundBy::OnPremisesDistinguishedName));
-    }
-    out
+    let sid = move || {
+        given(&user.on_premises_security_identifier)
+            .map(|v| (Lookup::Sid(v), FoundBy::OnPremisesSecurityIdentifier))
+    };
+    let immutable = move || {
+        given(&user.on_premises_immutable_id)
+            .map(|v| (Lookup::ImmutableId(v), FoundBy::OnPremisesImmutableId))
+    };
+    let dn = move || {
+        given(&user.on_premises_distinguished_name)
+            .map(|v| (Lookup::Dn(v), FoundBy::OnPremisesDistinguishedName))
+    };
+    std::iter::once_with(sid)
+        .chain(std::iter::once_with(immutable))
+        .chain(std::iter::once_with(dn))
+        .flatten()
 }
 
 /// The lookup that finds a device synced from AD: its computer account, by SID. Devices
@@ -504,7 +509,7 @@ impl<'a> Directory<'a> {
     /// the cloud object's onPremises* values contradict each other.
     fn first_found(
         &self,
-        lookups: Vec<(Lookup, FoundBy)>,
+        lookups: impl IntoIterator<Item = (Lookup, FoundBy)>,
         kind: MemberKind,
     ) -> Option<(Fate, Option<&'a str>)> {
         // A kind with no AD class matches nothing.

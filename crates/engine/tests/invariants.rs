@@ -501,6 +501,7 @@ proptest! {
             let ids = |s: &BTreeSet<String>| s.iter().cloned().collect::<std::collections::HashSet<_>>();
             let added = wb_engine::lookups_of(
                 &t.cloud,
+                Some(&previous),
                 &t.config,
                 &ids(&changes.groups),
                 &ids(&changes.users),
