@@ -96,7 +96,7 @@ impl<'a> Ids<'a> {
     fn lookups(self, cloud: &CloudSnapshot) -> BTreeSet<Lookup> {
         let mut out = BTreeSet::new();
         for user in self.users.into_iter().filter_map(|id| cloud.users.get(id)) {
-            out.extend(members::user_lookups(user).into_iter().map(|(l, _)| l));
+            out.extend(members::user_lookups(user).map(|(l, _)| l));
         }
         for nested in self
             .groups

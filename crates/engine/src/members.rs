@@ -533,7 +533,6 @@ impl<'a> Directory<'a> {
             .filter_map(|o| self.cloud.users.get(&*o.id))
             .find_map(|user| {
                 user_lookups(user)
-                    .into_iter()
                     .find_map(|(l, _)| self.resolutions.found.get(&l))
                     .filter(|obj| Some(&obj.class) == expected_class(MemberKind::User).as_ref())
                     .map(|obj| obj.dn.clone())

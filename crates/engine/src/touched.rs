@@ -40,8 +40,7 @@ pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
     let mut users: HashSet<&str> = changes.users.iter().map(String::as_str).collect();
     if !changes.lookups.is_empty() {
         for user in cloud.users.values() {
-            if user_lookups(user).any(|(l, _)| changes.lookups.contains(&l))
-            {
+            if user_lookups(user).any(|(l, _)| changes.lookups.contains(&l)) {
                 users.insert(&user.id);
             }
         }
