@@ -95,16 +95,17 @@ struct Resolved<'a> {
 }
 
 impl<'a> Resolved<'a> {
+    /// `id` is the member's shared id: its outcomes hold that copy.
     fn new(
         kind: MemberKind,
-        id: &str,
+        id: &Arc<str>,
         fate: Fate,
         name: Option<Arc<str>>,
         dn: Option<&'a str>,
     ) -> Self {
         let member = OutcomeMember {
             kind,
-            id: Arc::from(id),
+            id: id.clone(),
         };
         Resolved {
             outcome: MemberOutcome::new(member, name, fate),
@@ -121,7 +122,12 @@ impl<'a> Resolved<'a> {
 type IdKey = usize;
 
 fn id_key(member: &MemberRef) -> IdKey {
-    Arc::as_ptr(&member.id) as *const u8 as usize
+    address(&member.id)
+}
+
+/// The address of a shared string: equal for all its holders, stable while one is borrowed.
+fn address(shared: &Arc<str>) -> usize {
+    Arc::as_ptr(shared) as *const u8 as usize
 }
 
 /// Where a DN falls in the order of DN keys ([`dn_key`]): its rank among the DNs a member
@@ -163,7 +169,7 @@ pub(crate) struct Directory<'a> {
     /// The rank of the `member` values of AD groups seen so far, by the address of their
     /// shared copy (`None`: not a DN a member can be written as). The AD reader gives each
     /// value one copy, so a converged plan looks up each distinct value once.
-    values: RefCell<HashMap<usize, Option<u32>>>,
+    values: RefCell<HashMap<usize, Option<u32>>>, // by `address`
 }
 
 /// A DN to be a value of `member`, with its place in the key order and the cloud id of
@@ -225,16 +231,16 @@ impl<'a> Directory<'a> {
                         dir.resolve_device(&member.id)
                     }
                     MemberKind::Group if !dir.synced.contains_key(&id_key(member)) => {
-                        match cloud.groups.get_key_value(&*member.id) {
-                            Some((_, nested)) if nested.is_synced_from_ad() => {
-                                dir.resolve_synced(nested)
+                        match cloud.groups.get(&*member.id) {
+                            Some(nested) if nested.is_synced_from_ad() => {
+                                Some(dir.resolve_synced(nested, &member.id))
                             }
                             _ => continue,
                         }
                     }
                     _ => continue,
                 };
-                let Some((_, resolved)) = resolved else {
+                let Some(resolved) = resolved else {
                     continue;
                 };
                 let id = id_key(member);
@@ -276,8 +282,8 @@ impl<'a> Directory<'a> {
         }
     }
 
-    fn resolve_user(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
-        let (id, user) = self.cloud.users.get_key_value(id)?;
+    fn resolve_user(&self, id: &Arc<str>) -> Option<Resolved<'a>> {
+        let user = self.cloud.users.get(&**id)?;
         let name = user
             .display_name
             .as_deref()
@@ -289,41 +295,37 @@ impl<'a> Directory<'a> {
         } else {
             (Fate::CloudOnly, None)
         };
-        Some((
-            id.as_str(),
-            Resolved::new(MemberKind::User, id, fate, name, dn),
-        ))
+        Some(Resolved::new(MemberKind::User, id, fate, name, dn))
     }
 
     /// A device synced from AD is written as its computer account (found by SID, and of
     /// class `computer`); any other device is not written.
-    fn resolve_device(&self, id: &str) -> Option<(&'a str, Resolved<'a>)> {
-        let (id, device) = self.cloud.devices.get_key_value(id)?;
+    fn resolve_device(&self, id: &Arc<str>) -> Option<Resolved<'a>> {
+        let device = self.cloud.devices.get(&**id)?;
         let name = device.display_name.as_deref().map(Arc::from);
         let (fate, dn) = match device_lookup(device) {
             None => (Fate::CloudOnlyDevice, None),
             Some(l) => self
                 .first_found(
-                    vec![(l, FoundBy::OnPremisesSecurityIdentifier)],
+                    [(l, FoundBy::OnPremisesSecurityIdentifier)],
                     MemberKind::Device,
                 )
                 .unwrap_or((Fate::NotFoundOnPremises, None)),
         };
-        let resolved = Resolved::new(MemberKind::Device, id, fate, name, dn);
-        Some((id.as_str(), resolved))
+        Some(Resolved::new(MemberKind::Device, id, fate, name, dn))
     }
 
-    fn resolve_synced(&self, nested: &'a CloudGroup) -> Option<(&'a str, Resolved<'a>)> {
+    /// A group synced from AD (`nested`, a member by `id`) is written as its AD group.
+    fn resolve_synced(&self, nested: &'a CloudGroup, id: &Arc<str>) -> Resolved<'a> {
         let found = synced_group_lookup(nested).and_then(|l| {
             self.first_found(
-                vec![(l, FoundBy::OnPremisesSecurityIdentifier)],
+                [(l, FoundBy::OnPremisesSecurityIdentifier)],
                 MemberKind::Group,
             )
         });
         let (fate, dn) = found.unwrap_or((Fate::SyncedGroupNotFound, None));
         let name = nested.display_name.as_deref().map(Arc::from);
-        let resolved = Resolved::new(MemberKind::Group, &nested.id, fate, name, dn);
-        Some((nested.id.as_str(), resolved))
+        Resolved::new(MemberKind::Group, id, fate, name, dn)
     }
 
     /// Where a DN falls in the key order, without parsing it when it is one a member can
@@ -345,7 +347,7 @@ impl<'a> Directory<'a> {
     /// [`Directory::order_of`] for a `member` value of an AD group of the image (borrowed
     /// for as long as the directory: its address stays its own).
     pub fn order_of_value(&self, value: &'a Arc<str>) -> DnOrder<'a> {
-        let address = Arc::as_ptr(value) as *const u8 as usize;
+        let address = address(value);
         let known = self.values.borrow().get(&address).copied();
         match known {
             Some(Some(rank)) => DnOrder::Ranked(rank),
@@ -454,7 +456,7 @@ impl<'a> Directory<'a> {
                 Some(r) => from(r),
                 // Not resolved up front: not a member of the groups given to `new`.
                 None => match self.resolve_user(&member.id) {
-                    Some((_, r)) => owned(r),
+                    Some(r) => owned(r),
                     None => (alone(Fate::UnknownObject, None), None),
                 },
             },
@@ -464,10 +466,7 @@ impl<'a> Directory<'a> {
                     if nested.is_synced_from_ad() {
                         return match self.synced.get(&id_key(member)) {
                             Some(r) => from(r),
-                            None => match self.resolve_synced(nested) {
-                                Some((_, r)) => owned(r),
-                                None => (alone(Fate::SyncedGroupNotFound, None), None),
-                            },
+                            None => owned(self.resolve_synced(nested, &member.id)),
                         };
                     }
                     let name = nested.display_name.as_deref().map(Arc::from);
@@ -493,7 +492,7 @@ impl<'a> Directory<'a> {
             MemberKind::Device => match self.devices.get(&id_key(member)) {
                 Some(r) => from(r),
                 None => match self.resolve_device(&member.id) {
-                    Some((_, r)) => owned(r),
+                    Some(r) => owned(r),
                     None => (alone(Fate::UnknownObject, None), None),
                 },
             },
