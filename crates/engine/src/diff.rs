@@ -750,15 +750,9 @@ impl<'a> Ownership<'a> {
             .collect();
         groups.sort_by(|(ka, a), (kb, b)| (&ka.key, &a.guid).cmp(&(&kb.key, &b.guid)));
         let mut foreign = Vec::new();
-        // Anchor → the AD groups holding it (almost always one: kept without a list).
-        let mut by_anchor: HashMap<&str, (&AdGroup, Vec<&AdGroup>)> = HashMap::default();
+        // Anchor → the AD groups holding it, in the order above.
+        let mut by_anchor: HashMap<&str, Vec<&AdGroup>> = HashMap::default();
         by_anchor.reserve(ad.groups.len());
-        let mut hold = |id: &'a str, g: &'a AdGroup| match by_anchor.entry(id) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert((g, Vec::new()));
-            }
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().1.push(g),
-        };
         let mut refused: BTreeMap<&str, String> = BTreeMap::new();
         let joined_by_guid: HashMap<Caseless, &str> = joins
             .iter()
@@ -836,26 +830,21 @@ impl<'a> Ownership<'a> {
                 .iter()
                 .any(|(ou, ou_key)| is_under_keyed(&g.dn, key, ou, ou_key));
             match (joined.or(adoptable), in_managed) {
-                (Some(id), _) => hold(id, g),
+                (Some(id), _) => by_anchor.entry(id).or_default().push(g),
                 (None, false) => foreign.push(foreign_object(g, "not under a managed OU".into())),
                 (None, true) => match g.anchor() {
                     None => foreign.push(foreign_object(
                         g,
                         "no anchor (adminDescription / msDS-ExternalDirectoryObjectId)".into(),
                     )),
-                    Some(id) => hold(id, g),
+                    Some(id) => by_anchor.entry(id).or_default().push(g),
                 },
             }
         }
         // Collected, then made a map in one sorted pass (anchors come in hash order).
         let mut owned = Vec::with_capacity(by_anchor.len());
         let mut duplicates: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (id, (first, more)) in by_anchor {
-            let candidates: Vec<&AdGroup> = if more.is_empty() {
-                vec![first]
-            } else {
-                std::iter::once(first).chain(more).collect()
-            };
+        for (id, candidates) in by_anchor {
             let joined = joins.get(id).map(|j| j.guid.as_str());
             let is_joined =
                 |g: &AdGroup| joined.is_some_and(|guid| guid.eq_ignore_ascii_case(&g.guid));
