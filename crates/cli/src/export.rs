@@ -45,6 +45,12 @@ impl ExportOutcome {
         }
     }
 
+    /// The group is joined to an AD group this export made or took over: it is not deleted.
+    fn joined(&mut self, join: Join) {
+        self.deleted.remove(&join.group);
+        self.joins.insert(join.group.clone(), join);
+    }
+
     /// Brings the plan's outcomes to the state after the export: groups created are
     /// present, groups deleted are absent (what `status` shows).
     pub fn settle(&self, plan: &mut Plan) {
@@ -280,17 +286,13 @@ pub async fn export(
                             });
                         }
                         if let Some(guid) = &applied.guid {
-                            out.deleted.remove(&op.group);
-                            out.joins.insert(
-                                op.group.clone(),
-                                Join {
-                                    group: op.group.clone(),
-                                    guid: guid.clone(),
-                                    sid: applied.sid.clone(),
-                                    dn: applied.dn.clone(),
-                                    adopted: false,
-                                },
-                            );
+                            out.joined(Join {
+                                group: op.group.clone(),
+                                guid: guid.clone(),
+                                sid: applied.sid.clone(),
+                                dn: applied.dn.clone(),
+                                adopted: false,
+                            });
                         }
                     }
                     Action::Rename { new_dn, .. } => {
@@ -310,17 +312,13 @@ pub async fn export(
                             .iter()
                             .find(|g| g.guid.eq_ignore_ascii_case(guid))
                         {
-                            out.deleted.remove(&op.group);
-                            out.joins.insert(
-                                op.group.clone(),
-                                Join {
-                                    group: op.group.clone(),
-                                    guid: adg.guid.clone(),
-                                    sid: adg.sid.clone(),
-                                    dn: adg.dn.clone(),
-                                    adopted: adopted.contains(op.group.as_str()),
-                                },
-                            );
+                            out.joined(Join {
+                                group: op.group.clone(),
+                                guid: adg.guid.clone(),
+                                sid: adg.sid.clone(),
+                                dn: adg.dn.clone(),
+                                adopted: adopted.contains(op.group.as_str()),
+                            });
                         }
                     }
                     Action::Delete { .. } => {
@@ -478,17 +476,13 @@ async fn read_back(
                 applied.guid = Some(g.guid.clone());
                 applied.sid = g.sid.clone();
             }
-            out.deleted.remove(&c.group);
-            out.joins.insert(
-                c.group.clone(),
-                Join {
-                    group: c.group.clone(),
-                    guid: g.guid.clone(),
-                    sid: g.sid,
-                    dn: c.dn.clone(),
-                    adopted: false,
-                },
-            );
+            out.joined(Join {
+                group: c.group.clone(),
+                guid: g.guid.clone(),
+                sid: g.sid,
+                dn: c.dn.clone(),
+                adopted: false,
+            });
             found.insert(key, g.guid);
         }
     }
