@@ -212,11 +212,7 @@ fn images_read_back_hold_one_copy_of_each_member_id_and_dn() {
             ..AdGroup::default()
         })
         .collect();
-    let mut c = Commit::for_run(run(
-        "full",
-        RunStatus::Success,
-        datetime!(2026-01-02 03:04:05 UTC),
-    ));
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
     c.replace_cloud = true;
     c.upsert_groups = groups.iter().collect();
     c.replace_ad = true;
