@@ -109,19 +109,19 @@ struct Wanted {
     complete: bool,
 }
 
-/// Brings the image up to date: from `stored` by USN when it can, else by a full read.
-/// Every managed OU must exist (a missing one is a configuration error naming its key).
-/// `touched` (groups, users, devices): the only cloud objects changed since the stored image
-/// was taken, when the caller knows them — new lookups come from those alone, and lookups no
-/// longer needed stay cached until a cycle that looks at everything.
 /// What a delta cycle's import touched (group, user and device ids) and the cloud image
 /// before it: the lookups this cycle can add are those of the touched objects (of a group
 /// written back before too, its new members).
-pub struct Touched<'a> {
+pub struct Delta<'a> {
     pub before: &'a CloudSnapshot,
     pub ids: [&'a HashSet<String>; 3],
 }
 
+/// Brings the image up to date: from `stored` by USN when it can, else by a full read.
+/// Every managed OU must exist (a missing one is a configuration error naming its key).
+/// `delta`: the only cloud objects changed since the stored image was taken, when the
+/// caller knows them — new lookups come from those alone, and lookups no longer needed
+/// stay cached until a cycle that looks at everything.
 pub async fn refresh(
     ad: &mut AdConnector,
     cfg: &Config,
@@ -129,7 +129,7 @@ pub async fn refresh(
     joins: &Joins,
     stored: Option<(ImageMeta, AdSnapshot)>,
     force_full: bool,
-    touched: Option<Touched<'_>>,
+    delta: Option<Delta<'_>>,
 ) -> Result<AdImage, CycleError> {
     for (key, ou) in managed_ou_keys(cfg) {
         if !ad.ou_exists(&ou).await? {
@@ -159,8 +159,8 @@ pub async fn refresh(
     });
     let mut image = match usable {
         Some((meta, snapshot)) => {
-            let wanted = match touched {
-                Some(Touched {
+            let wanted = match delta {
+                Some(Delta {
                     before,
                     ids: [groups, users, devices],
                 }) => Wanted {

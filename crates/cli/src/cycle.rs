@@ -858,9 +858,9 @@ async fn cycle(
         .as_deref()
         .is_some_and(|f| f.starts_with(&format!("{}|", config_hash(cfg))));
     let t = &import.touched;
-    let touched = match (&t.groups, &t.users, &t.devices) {
+    let delta = match (&t.groups, &t.users, &t.devices) {
         (Some(g), Some(u), Some(d)) if settled_config && !import.full => {
-            Some(crate::adimage::Touched {
+            Some(crate::adimage::Delta {
                 before: &state.cloud,
                 ids: [g, u, d],
             })
@@ -874,7 +874,7 @@ async fn cycle(
         &state.joins,
         stored_image,
         import.full,
-        touched,
+        delta,
     )
     .instrument(info_span!("import.ad"))
     .await?;

@@ -29,11 +29,7 @@ impl Interner {
     pub fn intern(&mut self, s: &str) -> Arc<str> {
         match self.0.get(s) {
             Some(shared) => shared.clone(),
-            None => {
-                let shared: Arc<str> = Arc::from(s);
-                self.0.insert(shared.clone());
-                shared
-            }
+            None => self.share(Arc::from(s)),
         }
     }
 
