@@ -141,6 +141,9 @@ async fn main() {
     assert_eq!(members.len(), n, "members after one add");
     assert!(members.contains(&key(&users[n].dn)), "the added member");
     println!("members in AD: {} (as the cloud says)", members.len());
+    if std::env::var_os("BIG_HOLD").is_some() {
+        hold(&w, gid, &uid).await;
+    }
 
     // The same changes under the daemon (`writeback run`), which keeps the state and the AD
     // image in memory between cycles: its first change cycle loads them, the next ones do not.
@@ -344,4 +347,41 @@ async fn members_in_ad(w: &World, gid: &str) -> HashSet<String> {
     }
     let _ = ldap.unbind().await;
     members
+}
+
+/// `BIG_HOLD`: keeps the world (graph-sim, state, config) for cycles run by hand — e.g.
+/// under a profiler — until a file `release` appears in its directory. A file `cmd-<x>`
+/// holding `add I` or `remove I` changes member I of the group in the cloud (renamed
+/// `done-<x>` once done); run `writeback --config <dir>/writeback.toml sync` between them.
+async fn hold(w: &World, gid: &str, uid: &dyn Fn(usize) -> String) {
+    println!(
+        "holding: config {}; write cmd-<x> files (`add I` / `remove I`) or `release` in {}",
+        w.config_path().display(),
+        w.dir.display()
+    );
+    while !w.dir.join("release").exists() {
+        let mut cmds: Vec<_> = std::fs::read_dir(&w.dir)
+            .expect("world dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("cmd-"))
+            })
+            .collect();
+        cmds.sort();
+        for path in cmds {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut words = text.split_whitespace();
+            let (verb, i) = (words.next(), words.next().and_then(|i| i.parse().ok()));
+            match (verb, i) {
+                (Some("add"), Some(i)) => w.add_member(gid, &uid(i)).await,
+                (Some("remove"), Some(i)) => w.remove_member(gid, &uid(i)).await,
+                _ => println!("hold: cannot read {}: {text:?}", path.display()),
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cmd-?");
+            let _ = std::fs::rename(&path, w.dir.join(name.replacen("cmd-", "done-", 1)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

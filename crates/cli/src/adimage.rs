@@ -625,10 +625,21 @@ pub async fn after_export(
                 }
             }
             Action::AddMembers { members, .. } => {
-                let have: BTreeSet<String> = g.members.iter().map(|m| dn_key(m)).collect();
+                // The values added, less those refused and those the group had: one key per
+                // value of the group is computed, none kept (a group may hold 250,000).
+                let mut added: HashMap<String, &Arc<str>> = members
+                    .iter()
+                    .map(|m| (dn_key(m), m))
+                    .filter(|(k, _)| !refused.contains(k))
+                    .collect();
+                for m in &g.members {
+                    if added.is_empty() {
+                        break;
+                    }
+                    added.remove(&dn_key(m));
+                }
                 for m in members {
-                    let k = dn_key(m);
-                    if !have.contains(&k) && !refused.contains(&k) {
+                    if added.remove(&dn_key(m)).is_some() {
                         g.members.push(m.clone());
                     }
                 }
@@ -860,34 +871,27 @@ fn rewrite_member_values(
     }
 }
 
-/// The stored image, when there is one.
-pub fn load(
-    store: &wb_store::Store,
-    meta_json: Option<&str>,
-) -> Result<Option<(ImageMeta, AdSnapshot)>, CycleError> {
-    let Some(json) = meta_json else {
-        return Ok(None);
-    };
-    let Ok(meta) = serde_json::from_str::<ImageMeta>(json) else {
+/// What the stored image reflects, when there is an image this version can use.
+pub fn stored_meta(meta_json: Option<&str>) -> Option<ImageMeta> {
+    let json = meta_json?;
+    let meta = serde_json::from_str::<ImageMeta>(json).ok();
+    if meta.is_none() {
         info!("the stored AD image is from another version: reading AD in full");
-        return Ok(None);
-    };
-    let rows = store.load_ad()?;
-    let mut resolutions = wb_model::Resolutions::default();
-    for (l, found) in rows.lookups {
-        if let Some(o) = found {
-            resolutions.found.insert(l.clone(), o);
-        }
-        resolutions.asked.insert(l);
     }
-    Ok(Some((
-        meta.clone(),
+    meta
+}
+
+/// The stored image, from the store's rows and what they reflect ([`stored_meta`]).
+pub fn from_rows(meta: ImageMeta, rows: wb_store::AdImageRows) -> (ImageMeta, AdSnapshot) {
+    let schema = meta.schema.clone();
+    (
+        meta,
         AdSnapshot {
-            schema: meta.schema,
+            schema,
             groups: rows.groups,
-            resolutions,
+            resolutions: rows.resolutions,
         },
-    )))
+    )
 }
 
 impl AdImage {

@@ -827,8 +827,17 @@ async fn cycle(
     let (state, stored_image, last_plan, spare) = match sx.memory.take() {
         Some(m) => (m.state, m.image, Some(m.last_plan), m.spare),
         None => {
-            let state = store.load()?;
-            let image = crate::adimage::load(store, state.ad_image.as_deref())?;
+            // The two images side by side (see `Store::load_with_ad`).
+            let (state, rows) = match meta.ad_image {
+                Some(_) => {
+                    let (state, rows) = store.load_with_ad()?;
+                    (state, Some(rows))
+                }
+                None => (store.load()?, None),
+            };
+            let image = crate::adimage::stored_meta(state.ad_image.as_deref())
+                .zip(rows)
+                .map(|(m, rows)| crate::adimage::from_rows(m, rows));
             (state, image, None, None)
         }
     };

@@ -22,7 +22,7 @@ pub type ObjectId = String;
 /// every repeated value (a user's DN in a thousand groups' `member`, a user's id in a
 /// thousand groups' members) one allocation, held by all its places.
 #[derive(Debug, Default)]
-pub struct Interner(std::collections::HashSet<Arc<str>>);
+pub struct Interner(rustc_hash::FxHashSet<Arc<str>>);
 
 impl Interner {
     /// The shared copy of `s`, made on first sight.

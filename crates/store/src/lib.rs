@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use wb_model::{
     AdGroup, AdObjectRef, CloudDevice, CloudGroup, CloudSnapshot, CloudUser, DriftEvent,
-    ForeignObject, GroupOutcome, Join, Joins, Lookup, ObjectId, Plan, PlanCounts,
+    ForeignObject, GroupOutcome, Join, Joins, Lookup, ObjectId, Plan, PlanCounts, Resolutions,
 };
 
 /// Errors of the state store; each names the store file or the row and the operation.
@@ -107,8 +107,8 @@ impl SyncState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdImageRows {
     pub groups: Vec<AdGroup>,
-    /// Each lookup asked, with what it found (`None`: not found).
-    pub lookups: Vec<(Lookup, Option<AdObjectRef>)>,
+    /// Each lookup asked, with what it found.
+    pub resolutions: Resolutions,
 }
 
 /// The state change of one cycle, written in one transaction together with its run record.
@@ -224,6 +224,8 @@ const META_LAST_FULL_AT: &str = "last_full_at";
 const META_LAST_CONFIG_REFRESH_AT: &str = "last_config_refresh_at";
 const META_QUIET_FINGERPRINT: &str = "quiet_fingerprint";
 const META_AD_IMAGE: &str = "ad_image";
+/// Counts the commits (see [`Store::load_with_ad`]).
+const META_GENERATION: &str = "generation";
 /// JSON of the latest plan's foreign objects and notices; present once the outcomes table
 /// is kept (before, the latest run's plan held the outcomes).
 const META_PLAN_FOREIGN: &str = "plan_foreign";
@@ -305,16 +307,16 @@ impl Store {
             .conn
             .prepare(&format!("SELECT {key}, json FROM {name}"))
             .map_err(sql(read))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sql(read))?;
-        let mut out = std::collections::BTreeMap::new();
-        for row in rows {
-            let (k, json) = row.map_err(sql(read))?;
-            let value = decode(&format!("{what} {k}"), &json)?;
-            out.insert(k, value);
+        let mut rows = stmt.query([]).map_err(sql(read))?;
+        // Decoded from the row's own text (no copy of it); the map built in one go.
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql(read))? {
+            let k: String = row.get(0).map_err(sql(read))?;
+            let json = text(row, 1).map_err(sql(read))?;
+            let value = decode_with(|| format!("{what} {k}"), json)?;
+            out.push((k, value));
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// The links, times and fingerprints alone — no image is parsed (what a quiet cycle
@@ -362,25 +364,32 @@ impl Store {
 
     fn load_lookups(&self) -> Result<Vec<(Lookup, Option<AdObjectRef>)>, StoreError> {
         let mut out = Vec::new();
+        self.each_lookup(|lookup, found| out.push((lookup, found)))?;
+        Ok(out)
+    }
+
+    /// Each stored lookup with what it found, decoded from the rows' own text.
+    fn each_lookup(
+        &self,
+        mut each: impl FnMut(Lookup, Option<AdObjectRef>),
+    ) -> Result<(), StoreError> {
+        let what = "read lookups";
         let mut stmt = self
             .conn
             .prepare("SELECT lookup, json FROM ad_lookups")
-            .map_err(sql("read lookups"))?;
-        let it = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .map_err(sql("read lookups"))?;
-        for row in it {
-            let (key, json) = row.map_err(sql("read lookups"))?;
-            let lookup: Lookup = decode("a lookup", &key)?;
-            let found = match json {
-                Some(j) => Some(decode(&format!("lookup {key}"), &j)?),
-                None => None,
+            .map_err(sql(what))?;
+        let mut rows = stmt.query([]).map_err(sql(what))?;
+        while let Some(row) = rows.next().map_err(sql(what))? {
+            let key = text(row, 0).map_err(sql(what))?;
+            let lookup: Lookup = decode("a lookup", key)?;
+            let found = match row.get_ref(1).map_err(sql(what))?.as_str_or_null() {
+                Ok(Some(j)) => Some(decode_with(|| format!("lookup {key}"), j)?),
+                Ok(None) => None,
+                Err(e) => return Err(sql(what)(e.into())),
             };
-            out.push((lookup, found));
+            each(lookup, found);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The stored AD image (see [`Commit::ad_groups_upsert`]).
@@ -399,8 +408,85 @@ impl Store {
                 .push(decode(&format!("AD group {guid}"), &json)?);
         }
         wb_model::share_member_dns(&mut rows.groups);
-        rows.lookups = self.load_lookups()?;
+        let mut found = Vec::new();
+        let mut asked = Vec::new();
+        self.each_lookup(|lookup, object| {
+            if let Some(o) = object {
+                found.push((lookup.clone(), o));
+            }
+            asked.push(lookup);
+        })?;
+        // Built in one go (sorted, then laid out), not one insertion at a time.
+        rows.resolutions = Resolutions {
+            found: found.into_iter().collect(),
+            asked: asked.into_iter().collect(),
+        };
         Ok(rows)
+    }
+
+    /// Both images at once: the cloud state ([`Store::load`]) and the AD image
+    /// ([`Store::load_ad`]) — at 250,000 members each takes half a second, so they are
+    /// read side by side, the AD image on a second connection. Both reads see one state of
+    /// the file: each runs in a read transaction, and when the two saw different
+    /// generations (another process committed between their starts) the AD image is read
+    /// again in the cloud state's transaction.
+    pub fn load_with_ad(&self) -> Result<(SyncState, AdImageRows), StoreError> {
+        let path = self.path.clone();
+        std::thread::scope(|scope| {
+            let ad = scope.spawn(move || -> Result<(String, AdImageRows), StoreError> {
+                let reader = Store::open_reader(&path)?;
+                let tx = reader
+                    .conn
+                    .unchecked_transaction()
+                    .map_err(sql("begin read transaction"))?;
+                let generation = reader.generation()?;
+                let rows = reader.load_ad()?;
+                drop(tx);
+                Ok((generation, rows))
+            });
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .map_err(sql("begin read transaction"))?;
+            let generation = self.generation()?;
+            let state = self.load()?;
+            let rows = match ad.join() {
+                Ok(Ok((seen, rows))) if seen == generation => rows,
+                Ok(Ok(_)) => {
+                    tracing::debug!("the store changed between the two reads: AD image read again");
+                    self.load_ad()?
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            drop(tx);
+            Ok((state, rows))
+        })
+    }
+
+    /// A second connection to the store's file, for reading only.
+    fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// How many commits the store has seen (see [`Store::load_with_ad`]).
+    fn generation(&self) -> Result<String, StoreError> {
+        Ok(self.meta(META_GENERATION)?.unwrap_or_default())
     }
 
     /// Applies the state change of one cycle and records its run, in one transaction.
@@ -682,6 +768,12 @@ impl Store {
 }
 
 fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, '1')
+         ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [META_GENERATION],
+    )
+    .map_err(sql("write metadata"))?;
     if c.replace_cloud {
         tx.execute("DELETE FROM cloud_groups", [])
             .map_err(sql("clear cloud groups"))?;
@@ -1204,10 +1296,23 @@ fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, StoreError> {
+    decode_with(|| what.to_string(), json)
+}
+
+/// [`decode`], naming the value only when it is unreadable (rows are read by the 100,000).
+fn decode_with<T: serde::de::DeserializeOwned>(
+    what: impl FnOnce() -> String,
+    json: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-        what: what.to_string(),
+        what: what(),
         message: e.to_string(),
     })
+}
+
+/// Column `i` of a row as text, borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    Ok(row.get_ref(i)?.as_str()?)
 }
 
 fn format_time(what: &str, t: OffsetDateTime) -> Result<String, StoreError> {

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use wb_model::{
-    Action, AdGroup, CloudDeletion, CloudGroup, CloudUser, Decision, GroupKind, Join, MemberKind,
-    MemberRef, Operation, Plan, PlanCounts, WritebackConfiguration,
+    Action, AdClass, AdGroup, AdObjectRef, CloudDeletion, CloudGroup, CloudUser, Decision,
+    GroupKind, Join, Lookup, MemberKind, MemberRef, Operation, Plan, PlanCounts,
+    WritebackConfiguration,
 };
 use wb_store::{Commit, ObjectError, OutcomesUpdate, RunRecord, RunStatus, Store, StoreError};
 
@@ -241,6 +242,64 @@ fn images_read_back_hold_one_copy_of_each_member_id_and_dn() {
     for g in &ad {
         assert!(rows.groups.contains(g));
     }
+}
+
+/// The two images read side by side (two connections) are the images read one after the
+/// other; a commit made since is seen by the next read.
+#[test]
+fn both_images_read_at_once_are_the_images_read_one_by_one() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let groups: Vec<CloudGroup> = (0..4).map(group).collect();
+    let users: Vec<CloudUser> = (0..5).map(user).collect();
+    let ad: Vec<AdGroup> = (0..3)
+        .map(|i| AdGroup {
+            dn: format!("CN=G{i},OU=W,DC=t"),
+            guid: format!("guid-{i}"),
+            members: vec![format!("CN=U{i},DC=t").into()],
+            ..AdGroup::default()
+        })
+        .collect();
+    let found = AdObjectRef {
+        dn: "CN=U0,DC=t".into(),
+        guid: "guid-u0".into(),
+        group_type: None,
+        class: AdClass::User,
+    };
+    let (sid, gone) = (
+        Lookup::Sid("S-1-5-21-1".into()),
+        Lookup::Dn("CN=X,DC=t".into()),
+    );
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    c.replace_cloud = true;
+    c.upsert_groups = groups.iter().collect();
+    c.upsert_users = users.iter().collect();
+    c.replace_ad = true;
+    c.ad_groups_upsert = ad.iter().collect();
+    c.ad_lookups_upsert = vec![(&sid, Some(&found)), (&gone, None)];
+    c.ad_image = Some("{}".into());
+    store.commit(&c).unwrap();
+
+    let (state, rows) = store.load_with_ad().unwrap();
+    assert_eq!(state, store.load().unwrap());
+    assert_eq!(rows, store.load_ad().unwrap());
+    assert_eq!(rows.groups.len(), 3);
+    assert_eq!(rows.resolutions.found.get(&sid), Some(&found));
+    assert_eq!(
+        rows.resolutions.asked,
+        BTreeSet::from([sid.clone(), gone.clone()])
+    );
+    assert_eq!(state.cloud.groups.len(), 4);
+
+    // Another process's commit: the next read sees it in both images.
+    let mut other = Store::open(&path).unwrap();
+    let mut d = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    d.remove_groups = vec![groups[0].id.clone()];
+    d.ad_groups_remove = vec!["guid-0".into()];
+    other.commit(&d).unwrap();
+    let (state, rows) = store.load_with_ad().unwrap();
+    assert_eq!(state.cloud.groups.len(), 3);
+    assert_eq!(rows.groups.len(), 2);
 }
 
 #[test]
