@@ -374,10 +374,33 @@ async fn hold(w: &World, gid: &str, uid: &dyn Fn(usize) -> String) {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let mut words = text.split_whitespace();
             let (verb, i) = (words.next(), words.next().and_then(|i| i.parse().ok()));
-            match (verb, i) {
-                (Some("add"), Some(i)) => w.add_member(gid, &uid(i)).await,
-                (Some("remove"), Some(i)) => w.remove_member(gid, &uid(i)).await,
-                _ => println!("hold: cannot read {}: {text:?}", path.display()),
+            // A refused change (a member added twice) is printed, and the hold goes on.
+            let answer = match (verb, i) {
+                (Some("add"), Some(i)) => {
+                    let body = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", uid(i))});
+                    Some(
+                        w.graph(
+                            "POST",
+                            &format!("/v1.0/groups/{gid}/members/$ref"),
+                            Some(body),
+                        )
+                        .await,
+                    )
+                }
+                (Some("remove"), Some(i)) => Some(
+                    w.graph(
+                        "DELETE",
+                        &format!("/v1.0/groups/{gid}/members/{}/$ref", uid(i)),
+                        None,
+                    )
+                    .await,
+                ),
+                _ => None,
+            };
+            match answer {
+                Some((204, _)) => {}
+                Some((status, v)) => println!("hold: {text:?} refused: {status} {v}"),
+                None => println!("hold: cannot read {}: {text:?}", path.display()),
             }
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cmd-?");
             let _ = std::fs::rename(&path, w.dir.join(name.replacen("cmd-", "done-", 1)));

@@ -1000,6 +1000,19 @@ async fn cycle(
     };
     let counts = plan.counts();
     phases.push(("plan", t0.elapsed().as_millis()));
+    // A group over its kind's member limit is not written (SPEC §1): said loudly, each
+    // cycle that plans it, besides `status` and `explain` — its AD group no longer follows
+    // the cloud.
+    for g in plan
+        .groups
+        .iter()
+        .filter(|g| planned.as_ref().is_none_or(|p| p.contains(&g.id)))
+    {
+        if let wb_model::Decision::OverLimit { count, limit } = &g.decision {
+            warn!(group = %g.id, name = %g.name, count, limit, ad_dn = g.ad_dn.as_deref().unwrap_or("-"),
+                "group over the member limit: not written back");
+        }
+    }
     info!(
         mode = %mode,
         groups = import.cloud.groups.len(),

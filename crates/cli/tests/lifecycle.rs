@@ -406,3 +406,41 @@ async fn a_cn_renamed_and_an_anchor_cleared_by_hand_are_put_back() {
         "{outcome}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_going_over_the_member_limit_is_not_written_and_said_loudly() {
+    let mut w = World::new("overlimit").await;
+    w.writeback_toml = "security_member_limit = 2".into();
+    w.write_config();
+    let (a, a_ad) = w.synced_user("ol-a", "Over A").await;
+    let (b, b_ad) = w.synced_user("ol-b", "Over B").await;
+    let (c, _) = w.synced_user("ol-c", "Over C").await;
+    let g = w.security_group("SG-Over", Some(true), None).await;
+    w.add_member(&g, &a).await;
+    w.add_member(&g, &b).await;
+    w.sync_ok();
+    let members = lower_sorted(&[&a_ad.dn, &b_ad.dn]);
+    assert_eq!(w.ad_group_of(&g).await.unwrap().member_set(), members);
+
+    // A third member: over the limit of 2.
+    w.add_member(&g, &c).await;
+    let r = w.writeback(&["sync", "--json"]);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let warned: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("group over the member limit"))
+        .collect();
+    assert_eq!(warned.len(), 1, "stderr: {}", r.stderr);
+    assert!(warned[0].contains(&g) && warned[0].contains("count=3"), "{}", warned[0]);
+    let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let outcome = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g.as_str())
+        .unwrap();
+    assert_eq!(outcome["decision"]["decision"], "over-limit", "{outcome}");
+    // Not written: its AD group keeps the two members it had.
+    assert_eq!(w.ad_group_of(&g).await.unwrap().member_set(), members);
+}

@@ -170,33 +170,6 @@ pub(crate) struct Directory<'a> {
     /// shared copy (`None`: not a DN a member can be written as). The AD reader gives each
     /// value one copy, so a converged plan looks up each distinct value once.
     values: RefCell<HashMap<usize, Option<u32>>>, // by `address`
-    /// Hash indexes of the cloud's users and of the lookups found, for a plan that resolves
-    /// about as many members as there are users (see [`Indexes::worth_it`]): one hash
-    /// lookup each instead of a walk down a tree of 250,000 keys.
-    index: Option<Indexes<'a>>,
-}
-
-struct Indexes<'a> {
-    users: HashMap<&'a str, &'a CloudUser>,
-    found: HashMap<&'a Lookup, &'a AdObjectRef>,
-}
-
-impl<'a> Indexes<'a> {
-    /// Building the indexes costs about what a few of the trees' lookups per entry cost, so
-    /// they pay off from members to resolve numbering an eighth of the entries.
-    fn worth_it(members: usize, cloud: &CloudSnapshot, resolutions: &Resolutions) -> bool {
-        members >= 4096 && members * 8 >= cloud.users.len() + resolutions.found.len()
-    }
-
-    fn new(cloud: &'a CloudSnapshot, resolutions: &'a Resolutions) -> Self {
-        let mut users = HashMap::default();
-        users.reserve(cloud.users.len());
-        users.extend(cloud.users.iter().map(|(id, u)| (id.as_str(), u)));
-        let mut found = HashMap::default();
-        found.reserve(resolutions.found.len());
-        found.extend(resolutions.found.iter());
-        Indexes { users, found }
-    }
 }
 
 /// A DN to be a value of `member`, with its place in the key order and the cloud id of
@@ -229,23 +202,6 @@ impl<'a> Directory<'a> {
     where
         'a: 'g,
     {
-        let groups: Vec<&'g CloudGroup> = groups.into_iter().collect();
-        let members = groups.iter().map(|g| g.members.len()).sum();
-        let indexed = Indexes::worth_it(members, cloud, resolutions);
-        Self::resolving(cloud, resolutions, placements, groups, indexed)
-    }
-
-    /// [`Directory::new`], with the hash indexes or without.
-    fn resolving<'g>(
-        cloud: &'a CloudSnapshot,
-        resolutions: &'a Resolutions,
-        placements: &'a HashMap<&'a str, Placement<'a>>,
-        groups: Vec<&'g CloudGroup>,
-        indexed: bool,
-    ) -> Self
-    where
-        'a: 'g,
-    {
         let mut dir = Directory {
             cloud,
             resolutions,
@@ -256,7 +212,6 @@ impl<'a> Directory<'a> {
             ranks: HashMap::default(),
             ranked: Vec::new(),
             values: RefCell::default(),
-            index: indexed.then(|| Indexes::new(cloud, resolutions)),
         };
         // DN → key of every DN a member can be written as, ranked below.
         let mut keys: HashMap<&'a str, Cow<'a, str>> = HashMap::default();
@@ -328,10 +283,7 @@ impl<'a> Directory<'a> {
     }
 
     fn resolve_user(&self, id: &Arc<str>) -> Option<Resolved<'a>> {
-        let user = match &self.index {
-            Some(index) => index.users.get(&**id).copied()?,
-            None => self.cloud.users.get(&**id)?,
-        };
+        let user = self.cloud.users.get(&**id)?;
         let name = user
             .display_name
             .as_deref()
@@ -561,21 +513,14 @@ impl<'a> Directory<'a> {
     ) -> Option<(Fate, Option<&'a str>)> {
         // A kind with no AD class matches nothing.
         let expected = expected_class(kind).unwrap_or(AdClass::Other(String::new()));
+        let resolutions = self.resolutions;
         lookups.into_iter().find_map(|(lookup, by)| {
-            self.found(&lookup).map(|obj| {
+            resolutions.found.get(&lookup).map(|obj| {
                 let fate = fate_of(obj, by, &expected);
                 let dn = matches!(fate, Fate::Written { .. }).then_some(obj.dn.as_str());
                 (fate, dn)
             })
         })
-    }
-
-    /// What a lookup found.
-    fn found(&self, lookup: &Lookup) -> Option<&'a AdObjectRef> {
-        match &self.index {
-            Some(index) => index.found.get(lookup).copied(),
-            None => self.resolutions.found.get(lookup),
-        }
     }
 
     /// managedBy: the DN of the first owner (in id order) that resolves to an AD user.
@@ -618,118 +563,5 @@ fn fate_of(obj: &AdObjectRef, by: FoundBy, expected: &AdClass) -> Fate {
             dn: Arc::from(obj.dn.as_str()),
             by,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-    use wb_model::{CloudUser, MemberOutcomeData};
-
-    /// Users of every kind a resolution meets: synced or not, found by SID, immutable id or
-    /// DN, found as another class, not found, and ids unknown to the image; devices too.
-    fn tenant() -> (CloudSnapshot, Resolutions, CloudGroup) {
-        let mut cloud = CloudSnapshot::default();
-        let mut res = Resolutions::default();
-        let mut group = CloudGroup {
-            id: "g".into(),
-            ..CloudGroup::default()
-        };
-        for i in 0..60u32 {
-            let id = format!("u{i:03}");
-            let sid = format!("S-1-5-21-1-2-3-{}", 1000 + i);
-            let dn = format!("CN=User {i},OU=People,DC=t");
-            let user = CloudUser {
-                id: id.clone(),
-                display_name: (i % 5 != 0).then(|| format!("User {i}")),
-                user_principal_name: Some(format!("u{i}@t")),
-                on_premises_sync_enabled: (i % 7 != 0).then_some(true),
-                on_premises_security_identifier: (i % 3 != 0).then(|| sid.clone()),
-                on_premises_immutable_id: (i % 4 == 0).then(|| format!("imm{i}")),
-                on_premises_distinguished_name: (i % 6 == 0).then(|| dn.clone()),
-                ..CloudUser::default()
-            };
-            let class = match i % 11 {
-                0 => AdClass::Computer,
-                1 => AdClass::Group,
-                _ => AdClass::User,
-            };
-            let object = AdObjectRef {
-                dn: dn.clone(),
-                guid: format!("guid-{i}"),
-                group_type: (class == AdClass::Group).then_some(GROUP_TYPE_DOMAIN_LOCAL),
-                class,
-            };
-            let lookup = match i % 4 {
-                0 => Lookup::ImmutableId(format!("imm{i}")),
-                1 => Lookup::Dn(dn),
-                _ => Lookup::Sid(sid),
-            };
-            if i % 9 != 0 {
-                res.found.insert(lookup.clone(), object);
-            }
-            res.asked.insert(lookup);
-            if i % 13 != 0 {
-                cloud.users.insert(id.clone(), user);
-            }
-            group.members.insert(MemberRef {
-                kind: MemberKind::User,
-                id: Arc::from(id),
-            });
-        }
-        for i in 0..6u32 {
-            let id = format!("d{i}");
-            let sid = format!("S-1-5-21-1-2-3-{}", 5000 + i);
-            cloud.devices.insert(
-                id.clone(),
-                CloudDevice {
-                    id: id.clone(),
-                    on_premises_sync_enabled: (i % 2 == 0).then_some(true),
-                    on_premises_security_identifier: Some(sid.clone()),
-                    ..CloudDevice::default()
-                },
-            );
-            res.found.insert(
-                Lookup::Sid(sid),
-                AdObjectRef {
-                    dn: format!("CN=PC{i},OU=Computers,DC=t"),
-                    guid: format!("guid-d{i}"),
-                    group_type: None,
-                    class: AdClass::Computer,
-                },
-            );
-            group.members.insert(MemberRef {
-                kind: MemberKind::Device,
-                id: Arc::from(id),
-            });
-        }
-        (cloud, res, group)
-    }
-
-    /// The hash indexes a big plan uses resolve every member as the trees do.
-    #[test]
-    fn indexed_resolution_is_the_trees_resolution() {
-        let (cloud, res, group) = tenant();
-        let placements = HashMap::default();
-        let resolve = |indexed| {
-            let dir = Directory::resolving(&cloud, &res, &placements, vec![&group], indexed);
-            assert_eq!(dir.index.is_some(), indexed);
-            let m = dir.membership(&group);
-            let outcomes: Vec<MemberOutcomeData> =
-                m.outcomes.iter().map(|o| (**o).clone()).collect();
-            let dns: Vec<(String, String)> = m
-                .dns
-                .iter()
-                .map(|d| (d.value.to_string(), dir.key_text(&d.key).to_string()))
-                .collect();
-            (outcomes, dns, m.errors)
-        };
-        let (trees, indexed) = (resolve(false), resolve(true));
-        // The tenant has members of every fate (else the comparison proves little).
-        let fates: BTreeSet<String> = trees.0.iter().map(|o| o.fate.text()).collect();
-        assert!(fates.len() >= 6, "fates: {fates:?}");
-        assert!(trees.1.len() >= 20, "written: {}", trees.1.len());
-        assert_eq!(trees, indexed);
     }
 }
