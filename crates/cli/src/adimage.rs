@@ -624,34 +624,8 @@ pub async fn after_export(
                     set_attr(g, &c.attr, &c.after);
                 }
             }
-            Action::AddMembers { members, .. } => {
-                // The values added, less those refused and those the group had: one key per
-                // value of the group is computed, none kept (a group may hold 250,000).
-                let mut added: HashMap<String, &Arc<str>> = members
-                    .iter()
-                    .map(|m| (dn_key(m), m))
-                    .filter(|(k, _)| !refused.contains(k))
-                    .collect();
-                for m in &g.members {
-                    if added.is_empty() {
-                        break;
-                    }
-                    added.remove(&dn_key(m));
-                }
-                for m in members {
-                    if added.remove(&dn_key(m)).is_some() {
-                        g.members.push(m.clone());
-                    }
-                }
-            }
-            Action::RemoveMembers { members, .. } => {
-                let gone: BTreeSet<String> = members
-                    .iter()
-                    .map(|m| dn_key(m))
-                    .filter(|k| !refused.contains(k))
-                    .collect();
-                g.members.retain(|m| !gone.contains(&dn_key(m)));
-            }
+            Action::AddMembers { members, .. } => added_values(g, members, &refused),
+            Action::RemoveMembers { members, .. } => removed_values(g, members, &refused),
             Action::Delete { .. } => {
                 renamed.push((g.dn.clone(), None));
                 changes.groups_upsert.remove(&guid);
@@ -702,6 +676,49 @@ pub async fn after_export(
     );
     image.meta.dc.highest_usn = highest;
     Ok(())
+}
+
+/// The image group after the DC took `members` as new values of its `member`, less those it
+/// refused (by key) and those the group had: one key per value of the group is computed,
+/// none kept (a group may hold 250,000).
+fn added_values(g: &mut AdGroup, members: &[Arc<str>], refused: &BTreeSet<String>) {
+    let mut added: HashMap<String, &Arc<str>> = members
+        .iter()
+        .map(|m| (dn_key(m), m))
+        .filter(|(k, _)| !refused.contains(k))
+        .collect();
+    for m in &g.members {
+        if added.is_empty() {
+            break;
+        }
+        added.remove(&dn_key(m));
+    }
+    for m in members {
+        if added.remove(&dn_key(m)).is_some() {
+            g.members.push(m.clone());
+        }
+    }
+}
+
+/// The image group after the DC removed `members` from its `member`, less those it refused.
+/// The engine removes values as the image holds them: they are found as they are, without a
+/// key per value of the group; by key only when one is not (a DN spelt otherwise).
+fn removed_values(g: &mut AdGroup, members: &[Arc<str>], refused: &BTreeSet<String>) {
+    let gone: BTreeSet<String> = members
+        .iter()
+        .map(|m| dn_key(m))
+        .filter(|k| !refused.contains(k))
+        .collect();
+    let exact: HashSet<&str> = members
+        .iter()
+        .filter(|m| gone.contains(&dn_key(m)))
+        .map(|m| &**m)
+        .collect();
+    let before = g.members.len();
+    g.members.retain(|m| !exact.contains(&**m));
+    if before - g.members.len() < gone.len() {
+        g.members.retain(|m| !gone.contains(&dn_key(m)));
+    }
 }
 
 /// Sets one managed attribute of an image group as a modify left it.
@@ -944,6 +961,56 @@ mod tests {
             usn: 1,
             deleted: false,
         }
+    }
+
+    fn group_of(members: &[&str]) -> AdGroup {
+        AdGroup {
+            members: members.iter().map(|m| Arc::from(*m)).collect(),
+            ..AdGroup::default()
+        }
+    }
+
+    fn values(members: &[&str]) -> Vec<Arc<str>> {
+        members.iter().map(|m| Arc::from(*m)).collect()
+    }
+
+    /// After an export, the image group loses the values removed — as the image holds them,
+    /// or spelt otherwise (found by key) — and keeps those the DC refused.
+    #[test]
+    fn removed_values_leave_the_image_group_by_value_or_by_key() {
+        let refused = BTreeSet::from([dn_key("CN=Kept,OU=U,DC=t")]);
+        let mut g = group_of(&["CN=A,OU=U,DC=t", "CN=B,OU=U,DC=t", "CN=Kept,OU=U,DC=t"]);
+        removed_values(
+            &mut g,
+            &values(&["CN=A,OU=U,DC=t", "CN=Kept,OU=U,DC=t"]),
+            &refused,
+        );
+        assert_eq!(g.members, values(&["CN=B,OU=U,DC=t", "CN=Kept,OU=U,DC=t"]));
+        // Spelt otherwise than the image holds it: found by its key.
+        removed_values(&mut g, &values(&["cn=b, ou=U,DC=T"]), &BTreeSet::new());
+        assert_eq!(g.members, values(&["CN=Kept,OU=U,DC=t"]));
+        // A value the group no longer has: nothing else goes.
+        removed_values(&mut g, &values(&["CN=Gone,OU=U,DC=t"]), &BTreeSet::new());
+        assert_eq!(g.members, values(&["CN=Kept,OU=U,DC=t"]));
+    }
+
+    /// After an export, the image group gains the values added, once each by key, except
+    /// those the DC refused and those it had.
+    #[test]
+    fn added_values_join_the_image_group_once_each() {
+        let refused = BTreeSet::from([dn_key("CN=No,OU=U,DC=t")]);
+        let mut g = group_of(&["CN=A,OU=U,DC=t"]);
+        added_values(
+            &mut g,
+            &values(&[
+                "cn=a,ou=u,dc=t",
+                "CN=B,OU=U,DC=t",
+                "CN=No,OU=U,DC=t",
+                "cn=B,OU=U,DC=t",
+            ]),
+            &refused,
+        );
+        assert_eq!(g.members, values(&["CN=A,OU=U,DC=t", "CN=B,OU=U,DC=t"]));
     }
 
     fn snapshot_with(lookups: &[(Lookup, Option<AdObjectRef>)], members: &[&str]) -> AdSnapshot {

@@ -432,7 +432,11 @@ async fn a_group_going_over_the_member_limit_is_not_written_and_said_loudly() {
         .filter(|l| l.contains("WARN") && l.contains("group over the member limit"))
         .collect();
     assert_eq!(warned.len(), 1, "stderr: {}", r.stderr);
-    assert!(warned[0].contains(&g) && warned[0].contains("count=3"), "{}", warned[0]);
+    assert!(
+        warned[0].contains(&g) && warned[0].contains("count=3"),
+        "{}",
+        warned[0]
+    );
     let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let outcome = out["groups"]
         .as_array()
