@@ -118,6 +118,13 @@ fn main() {
             all.as_secs_f64()
         );
         std::mem::forget((state, rows));
+        let t = Instant::now();
+        let both = store.load_with_ad().expect("load both");
+        println!(
+            "round {round}: both side by side (load_with_ad) {:.3}s",
+            t.elapsed().as_secs_f64()
+        );
+        std::mem::forget(both);
     }
     for round in 0..3 {
         group.members.pop_first();
