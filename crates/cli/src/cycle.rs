@@ -216,7 +216,11 @@ fn follow(
         }
     }
     one(&mut copy.groups, &now.groups, touched.groups.as_ref()?);
-    one(&mut copy.users, &now.users, touched.users.as_ref()?);
+    let users = touched.users.as_ref()?;
+    // Shared with `now` when the cycle changed no user (see `CloudSnapshot::users`).
+    if !users.is_empty() && !std::sync::Arc::ptr_eq(&copy.users, &now.users) {
+        one(std::sync::Arc::make_mut(&mut copy.users), &now.users, users);
+    }
     one(&mut copy.devices, &now.devices, touched.devices.as_ref()?);
     Some(copy)
 }
@@ -332,9 +336,6 @@ async fn import_cloud(
         devices,
         full,
     } = rounds;
-    if users.full {
-        cloud.users.clear();
-    }
     let ids = |full: bool, ids: &mut dyn Iterator<Item = &str>| -> Option<HashSet<String>> {
         (!full).then(|| ids.map(str::to_string).collect())
     };
@@ -1401,7 +1402,8 @@ mod tests {
                         },
                     )
                 })
-                .collect(),
+                .collect::<BTreeMap<_, _>>()
+                .into(),
             devices: BTreeMap::new(),
         }
     }

@@ -123,7 +123,7 @@ fn tenant(groups: usize, memberships: usize, users: usize, big: usize) -> Tenant
                 class: AdClass::User,
             },
         );
-        cloud.users.insert(
+        std::sync::Arc::make_mut(&mut cloud.users).insert(
             id.clone(),
             CloudUser {
                 id,

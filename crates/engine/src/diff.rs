@@ -51,7 +51,10 @@ impl<'a> CloudChanges<'a> {
     pub fn new(previous: Option<&'a CloudSnapshot>, cloud: &'a CloudSnapshot) -> Self {
         let mut members = HashSet::default();
         if let Some(p) = previous.filter(|p| !std::ptr::eq(*p, cloud)) {
-            changed_keys(&p.users, &cloud.users, |a, b| a == b, &mut members);
+            // One map shared by both images: no user changed (see `CloudSnapshot::users`).
+            if !std::sync::Arc::ptr_eq(&p.users, &cloud.users) {
+                changed_keys(&p.users, &cloud.users, |a, b| a == b, &mut members);
+            }
             changed_keys(&p.devices, &cloud.devices, |a, b| a == b, &mut members);
             changed_keys(
                 &p.groups,

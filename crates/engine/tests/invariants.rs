@@ -208,7 +208,8 @@ fn build_tenant(
         let id = uid(n as u32);
         let name = format!("User {n}");
         if !synced {
-            cloud.users.insert(id.clone(), cloud_only_user(&id, &name));
+            std::sync::Arc::make_mut(&mut cloud.users)
+                .insert(id.clone(), cloud_only_user(&id, &name));
             continue;
         }
         let mut u = synced_user(&id, &name);
@@ -225,7 +226,7 @@ fn build_tenant(
             };
             found.push((lookup, user_ref(&user_dn(&name), &format!("guid-user-{n}"))));
         }
-        cloud.users.insert(id, u);
+        std::sync::Arc::make_mut(&mut cloud.users).insert(id, u);
     }
     for (i, s) in groups.iter().enumerate() {
         if s.present {

@@ -181,22 +181,24 @@ fn apply_user_patch(u: &mut CloudUser, p: &UserPatch) {
 /// Applies a user delta round to `snapshot.users` (a full round replaces them).
 pub fn apply_user_changes(snapshot: &mut CloudSnapshot, round: &DeltaRound<UserChange>) {
     if round.full {
-        snapshot.users.clear();
+        snapshot.users = Default::default();
     }
+    if round.changes.is_empty() {
+        return;
+    }
+    // The image's users are shared with the previous image until a change comes.
+    let users = std::sync::Arc::make_mut(&mut snapshot.users);
     for change in &round.changes {
         match change {
             UserChange::Upsert(p) => {
-                let u = snapshot
-                    .users
-                    .entry(p.id.clone())
-                    .or_insert_with(|| CloudUser {
-                        id: p.id.clone(),
-                        ..CloudUser::default()
-                    });
+                let u = users.entry(p.id.clone()).or_insert_with(|| CloudUser {
+                    id: p.id.clone(),
+                    ..CloudUser::default()
+                });
                 apply_user_patch(u, p);
             }
             UserChange::Deleted(id) => {
-                snapshot.users.remove(id);
+                users.remove(id);
             }
         }
     }
@@ -573,9 +575,22 @@ mod tests {
             delta_link: "l2".into(),
             full: false,
         };
+        // The image before the round: a copy sharing its users.
+        let before = s.clone();
         apply_user_changes(&mut s, &delta);
         assert_eq!(s.users.len(), 1);
         assert_eq!(s.users["u1"].display_name.as_deref(), Some("Ann"));
         assert_eq!(s.users["u1"].on_premises_security_identifier, None);
+        // The copy keeps the users as they were; a round without user changes shares them.
+        assert_eq!(before.users.len(), 2);
+        assert!(before.users["u1"].on_premises_security_identifier.is_some());
+        let copy = s.clone();
+        let quiet = DeltaRound {
+            changes: vec![],
+            delta_link: "l3".into(),
+            full: false,
+        };
+        apply_user_changes(&mut s, &quiet);
+        assert!(std::sync::Arc::ptr_eq(&s.users, &copy.users));
     }
 }

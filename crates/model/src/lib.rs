@@ -295,7 +295,10 @@ pub struct CloudDevice {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudSnapshot {
     pub groups: BTreeMap<ObjectId, CloudGroup>,
-    pub users: BTreeMap<ObjectId, CloudUser>,
+    /// Shared between copies of the image until one of them changes a user
+    /// (`Arc::make_mut`): a cycle's working copy of a 250,000-user image costs nothing
+    /// when the cycle changes no user, and two copies are told equal by address.
+    pub users: Arc<BTreeMap<ObjectId, CloudUser>>,
     /// Devices (members of groups); absent from images stored before devices were read.
     #[serde(default)]
     pub devices: BTreeMap<ObjectId, CloudDevice>,

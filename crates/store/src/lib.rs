@@ -267,7 +267,7 @@ impl Store {
         // One copy of each member id, as when the image was made (a row per group holds
         // its own copies).
         state.cloud.share_ids();
-        state.cloud.users = self.read_rows(&Table::CLOUD_USERS, "cloud user")?;
+        state.cloud.users = self.read_rows(&Table::CLOUD_USERS, "cloud user")?.into();
         state.cloud.devices = self.read_rows(&Table::CLOUD_DEVICES, "cloud device")?;
 
         let mut stmt = self
