@@ -431,8 +431,24 @@ impl Store {
     /// generations (another process committed between their starts) the AD image is read
     /// again in the cloud state's transaction.
     pub fn load_with_ad(&self) -> Result<(SyncState, AdImageRows), StoreError> {
+        self.load_with_ad_and(|| {})
+    }
+
+    /// [`Store::load_with_ad`], running `between` once the cloud state's read transaction has
+    /// its snapshot and before the AD image's begins (a test makes a commit land there).
+    #[doc(hidden)]
+    pub fn load_with_ad_and(
+        &self,
+        between: impl FnOnce(),
+    ) -> Result<(SyncState, AdImageRows), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sql("begin read transaction"))?;
+        let generation = self.generation()?;
+        between();
         let path = self.path.clone();
-        std::thread::scope(|scope| {
+        let (state, rows) = std::thread::scope(|scope| {
             let ad = scope.spawn(move || -> Result<(String, AdImageRows), StoreError> {
                 let reader = Store::open_reader(&path)?;
                 let tx = reader
@@ -444,11 +460,6 @@ impl Store {
                 drop(tx);
                 Ok((generation, rows))
             });
-            let tx = self
-                .conn
-                .unchecked_transaction()
-                .map_err(sql("begin read transaction"))?;
-            let generation = self.generation()?;
             let state = self.load()?;
             let rows = match ad.join() {
                 Ok(Ok((seen, rows))) if seen == generation => rows,
@@ -459,9 +470,10 @@ impl Store {
                 Ok(Err(e)) => return Err(e),
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            drop(tx);
             Ok((state, rows))
-        })
+        })?;
+        drop(tx);
+        Ok((state, rows))
     }
 
     /// A second connection to the store's file, for reading only.

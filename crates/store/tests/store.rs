@@ -300,6 +300,24 @@ fn both_images_read_at_once_are_the_images_read_one_by_one() {
     let (state, rows) = store.load_with_ad().unwrap();
     assert_eq!(state.cloud.groups.len(), 3);
     assert_eq!(rows.groups.len(), 2);
+
+    // A commit landing between the two reads' starts: both images are the state before it.
+    let mut e = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
+    e.remove_groups = vec![groups[1].id.clone()];
+    e.ad_groups_remove = vec!["guid-1".into()];
+    let (state, rows) = store
+        .load_with_ad_and(|| {
+            other.commit(&e).unwrap();
+        })
+        .unwrap();
+    assert_eq!(
+        state.cloud.groups.len(),
+        3,
+        "the cloud state before the commit"
+    );
+    assert_eq!(rows.groups.len(), 2, "the AD image of the same state");
+    let (state, rows) = store.load_with_ad().unwrap();
+    assert_eq!((state.cloud.groups.len(), rows.groups.len()), (2, 1));
 }
 
 #[test]
