@@ -53,6 +53,21 @@ pub enum StoreError {
     },
 }
 
+fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A connection to the store's file that waits for a writer rather than failing.
+fn connect(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open_error(path))?;
+    Ok(conn)
+}
+
 fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { operation, source }
 }
@@ -234,19 +249,13 @@ const META_PLAN_NOTICES: &str = "plan_notices";
 impl Store {
     /// Opens the store at `path`, creating it or migrating its schema as needed.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
         restrict_to_owner(path)?;
-        let mut conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = connect(path, rusqlite::OpenFlags::default())?;
         // WAL: readers (status, dashboard) never block the cycle's commit and vice versa.
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-            .map_err(open_err)?;
+            .map_err(open_error(path))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
+            .map_err(open_error(path))?;
         schema::migrate(&mut conn, path)?;
         Ok(Store {
             conn,
@@ -300,6 +309,17 @@ impl Store {
         table: &Table,
         what: &str,
     ) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
+        // The map built in one go.
+        Ok(self.decoded_rows(table, what)?.into_iter().collect())
+    }
+
+    /// Every JSON row of `table` with its key, decoded from the row's own text (no copy of
+    /// it), in the table's order; `what` names a row that cannot be read.
+    fn decoded_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &Table,
+        what: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let Table {
             name, key, read, ..
         } = table;
@@ -308,7 +328,6 @@ impl Store {
             .prepare(&format!("SELECT {key}, json FROM {name}"))
             .map_err(sql(read))?;
         let mut rows = stmt.query([]).map_err(sql(read))?;
-        // Decoded from the row's own text (no copy of it); the map built in one go.
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(sql(read))? {
             let k: String = row.get(0).map_err(sql(read))?;
@@ -316,7 +335,7 @@ impl Store {
             let value = decode_with(|| format!("{what} {k}"), json)?;
             out.push((k, value));
         }
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
 
     /// The links, times and fingerprints alone — no image is parsed (what a quiet cycle
@@ -382,10 +401,9 @@ impl Store {
         while let Some(row) = rows.next().map_err(sql(what))? {
             let key = text(row, 0).map_err(sql(what))?;
             let lookup: Lookup = decode("a lookup", key)?;
-            let found = match row.get_ref(1).map_err(sql(what))?.as_str_or_null() {
-                Ok(Some(j)) => Some(decode_with(|| format!("lookup {key}"), j)?),
-                Ok(None) => None,
-                Err(e) => return Err(sql(what)(e.into())),
+            let found = match text_or_null(row, 1).map_err(sql(what))? {
+                Some(j) => Some(decode_with(|| format!("lookup {key}"), j)?),
+                None => None,
             };
             each(lookup, found);
         }
@@ -394,20 +412,12 @@ impl Store {
 
     /// The stored AD image (see [`Commit::ad_groups_upsert`]).
     pub fn load_ad(&self) -> Result<AdImageRows, StoreError> {
-        let mut rows = AdImageRows::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT guid, json FROM ad_groups")
-            .map_err(sql("read AD groups"))?;
-        let it = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sql("read AD groups"))?;
-        for row in it {
-            let (guid, json) = row.map_err(sql("read AD groups"))?;
-            rows.groups
-                .push(decode(&format!("AD group {guid}"), &json)?);
-        }
-        wb_model::share_member_dns(&mut rows.groups);
+        let mut groups: Vec<AdGroup> = self
+            .decoded_rows(&Table::AD_GROUPS, "AD group")?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect();
+        wb_model::share_member_dns(&mut groups);
         let mut found = Vec::new();
         let mut asked = Vec::new();
         self.each_lookup(|lookup, object| {
@@ -417,9 +427,12 @@ impl Store {
             asked.push(lookup);
         })?;
         // Built in one go (sorted, then laid out), not one insertion at a time.
-        rows.resolutions = Resolutions {
-            found: found.into_iter().collect(),
-            asked: asked.into_iter().collect(),
+        let rows = AdImageRows {
+            groups,
+            resolutions: Resolutions {
+                found: found.into_iter().collect(),
+                asked: asked.into_iter().collect(),
+            },
         };
         Ok(rows)
     }
@@ -479,19 +492,9 @@ impl Store {
     /// A second connection to the store's file, for reading only.
     fn open_reader(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         Ok(Store {
-            conn,
+            conn: connect(path, flags)?,
             path: path.to_path_buf(),
         })
     }
@@ -1325,6 +1328,11 @@ fn decode_with<T: serde::de::DeserializeOwned>(
 /// Column `i` of a row as text, borrowed from the row.
 fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(i)?.as_str()?)
+}
+
+/// [`text`] of a column that may be NULL.
+fn text_or_null<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    Ok(row.get_ref(i)?.as_str_or_null()?)
 }
 
 fn format_time(what: &str, t: OffsetDateTime) -> Result<String, StoreError> {
