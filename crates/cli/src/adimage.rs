@@ -682,20 +682,21 @@ pub async fn after_export(
 /// refused (by key) and those the group had: one key per value of the group is computed,
 /// none kept (a group may hold 250,000).
 fn added_values(g: &mut AdGroup, members: &[Arc<str>], refused: &BTreeSet<String>) {
-    let mut added: HashMap<String, &Arc<str>> = members
+    let keyed: Vec<(String, &Arc<str>)> = members
         .iter()
         .map(|m| (dn_key(m), m))
         .filter(|(k, _)| !refused.contains(k))
         .collect();
+    let mut new: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
     for m in &g.members {
-        if added.is_empty() {
+        if new.is_empty() {
             break;
         }
-        added.remove(&dn_key(m));
+        new.remove(dn_key(m).as_str());
     }
-    for m in members {
-        if added.remove(&dn_key(m)).is_some() {
-            g.members.push(m.clone());
+    for (k, m) in &keyed {
+        if new.remove(k.as_str()) {
+            g.members.push(Arc::clone(m));
         }
     }
 }
@@ -704,16 +705,15 @@ fn added_values(g: &mut AdGroup, members: &[Arc<str>], refused: &BTreeSet<String
 /// The engine removes values as the image holds them: they are found as they are, without a
 /// key per value of the group; by key only when one is not (a DN spelt otherwise).
 fn removed_values(g: &mut AdGroup, members: &[Arc<str>], refused: &BTreeSet<String>) {
-    let gone: BTreeSet<String> = members
-        .iter()
-        .map(|m| dn_key(m))
-        .filter(|k| !refused.contains(k))
-        .collect();
-    let exact: HashSet<&str> = members
-        .iter()
-        .filter(|m| gone.contains(&dn_key(m)))
-        .map(|m| &**m)
-        .collect();
+    let mut gone = BTreeSet::new();
+    let mut exact = HashSet::new();
+    for m in members {
+        let k = dn_key(m);
+        if !refused.contains(&k) {
+            exact.insert(&**m);
+            gone.insert(k);
+        }
+    }
     let before = g.members.len();
     g.members.retain(|m| !exact.contains(&**m));
     if before - g.members.len() < gone.len() {
