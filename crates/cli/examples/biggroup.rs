@@ -111,33 +111,13 @@ async fn main() {
 
     // At the limit (250,000 for a security group), one more member would put the group
     // over it (not written, SPEC): a member leaves first, then another comes.
-    w.remove_member(gid, &uid(0)).await;
-    let (remove, took) = timed_sync(&w);
-    println!(
-        "one member removed in the cloud: {:.2}s, {} LDAP writes, {} member removals, {} adds",
-        took.as_secs_f64(),
-        remove["ldapWrites"],
-        remove["applied"]["member_removes"],
-        remove["applied"]["member_adds"]
-    );
-    let members = members_in_ad(&w, gid).await;
-    let mut missed: Vec<String> = one_value(&remove, "member_removes", took)
-        .into_iter()
-        .collect();
+    let (members, removed) = one_member_sync(&w, gid, "remove", &uid(0)).await;
+    let mut missed: Vec<String> = removed.into_iter().collect();
     assert_eq!(members.len(), n - 1, "members after one removal");
     assert!(!members.contains(&key(&users[0].dn)), "the removed member");
 
-    w.add_member(gid, &uid(n)).await;
-    let (add, took) = timed_sync(&w);
-    println!(
-        "one member added in the cloud: {:.2}s, {} LDAP writes, {} member adds, {} removals",
-        took.as_secs_f64(),
-        add["ldapWrites"],
-        add["applied"]["member_adds"],
-        add["applied"]["member_removes"]
-    );
-    let members = members_in_ad(&w, gid).await;
-    missed.extend(one_value(&add, "member_adds", took));
+    let (members, added) = one_member_sync(&w, gid, "add", &uid(n)).await;
+    missed.extend(added);
     assert_eq!(members.len(), n, "members after one add");
     assert!(members.contains(&key(&users[n].dn)), "the added member");
     println!("members in AD: {} (as the cloud says)", members.len());
@@ -272,6 +252,48 @@ fn field<'l>(line: &'l str, key: &str) -> Option<&'l str> {
 
 /// `writeback sync --json` (exit 0 asserted) and how long the process ran: its output —
 /// every member's outcome, megabytes at this size — is parsed after the clock stops.
+/// One member of the group added or removed in the cloud (`change`: `add` / `remove`),
+/// then one `sync`: prints what it did and returns the members AD then holds, and the bound
+/// the cycle missed, if it did (see [`one_value`]).
+async fn one_member_sync(
+    w: &World,
+    gid: &str,
+    change: &str,
+    member: &str,
+) -> (HashSet<String>, Option<String>) {
+    let (done, kind, counted, other, other_counted) = match change {
+        "add" => {
+            w.add_member(gid, member).await;
+            (
+                "added",
+                "member_adds",
+                "member adds",
+                "member_removes",
+                "removals",
+            )
+        }
+        _ => {
+            w.remove_member(gid, member).await;
+            (
+                "removed",
+                "member_removes",
+                "member removals",
+                "member_adds",
+                "adds",
+            )
+        }
+    };
+    let (report, took) = timed_sync(w);
+    println!(
+        "one member {done} in the cloud: {:.2}s, {} LDAP writes, {} {counted}, {} {other_counted}",
+        took.as_secs_f64(),
+        report["ldapWrites"],
+        report["applied"][kind],
+        report["applied"][other],
+    );
+    (members_in_ad(w, gid).await, one_value(&report, kind, took))
+}
+
 fn timed_sync(w: &World) -> (Value, Duration) {
     let t = Instant::now();
     let r = w.writeback(&["sync", "--json"]);
@@ -376,25 +398,8 @@ async fn hold(w: &World, gid: &str, uid: &dyn Fn(usize) -> String) {
             let (verb, i) = (words.next(), words.next().and_then(|i| i.parse().ok()));
             // A refused change (a member added twice) is printed, and the hold goes on.
             let answer = match (verb, i) {
-                (Some("add"), Some(i)) => {
-                    let body = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", uid(i))});
-                    Some(
-                        w.graph(
-                            "POST",
-                            &format!("/v1.0/groups/{gid}/members/$ref"),
-                            Some(body),
-                        )
-                        .await,
-                    )
-                }
-                (Some("remove"), Some(i)) => Some(
-                    w.graph(
-                        "DELETE",
-                        &format!("/v1.0/groups/{gid}/members/{}/$ref", uid(i)),
-                        None,
-                    )
-                    .await,
-                ),
+                (Some("add"), Some(i)) => Some(w.try_add_member(gid, &uid(i)).await),
+                (Some("remove"), Some(i)) => Some(w.try_remove_member(gid, &uid(i)).await),
                 _ => None,
             };
             match answer {

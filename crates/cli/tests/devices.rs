@@ -41,12 +41,7 @@ async fn a_hybrid_device_lands_as_its_computer_account_and_a_cloud_only_device_d
     let out = w.sync_ok();
     let ad = w.ad_group_of(&g).await.expect("written");
     assert_eq!(ad.member_set(), lower_sorted(&[&ann_ad.dn, &pc.dn]));
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap();
+    let outcome = outcome_of(&out, &g);
     let fates = outcome["members"].to_string();
     assert!(fates.contains("cloud-only-device"), "{outcome}");
 

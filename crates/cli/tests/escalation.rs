@@ -77,16 +77,6 @@ async fn pointing_user(w: &World, nick: &str, on_prem: Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
-fn outcome_of(out: &Value, id: &str) -> Value {
-    out["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["id"] == id)
-        .unwrap_or_else(|| panic!("no outcome for {id}: {out}"))
-        .clone()
-}
-
 fn fate_of(outcome: &Value, member: &str) -> Value {
     outcome["members"]
         .as_array()

@@ -396,13 +396,7 @@ async fn nested_groups_written_back_or_synced_from_ad_become_members_others_do_n
         w.ad_group_of(&parent).await.unwrap().member_set(),
         lower_sorted(&[&child_dn, &ad_global.dn])
     );
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == parent.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &parent);
     assert!(outcome["members"]
         .as_array()
         .unwrap()

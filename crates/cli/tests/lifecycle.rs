@@ -91,13 +91,7 @@ async fn disabling_writeback_orphans_the_group_and_delete_out_of_scope_deletes_i
         Some("SG-Disable"),
         "orphans are no longer updated"
     );
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &g);
     assert_eq!(outcome["ad_state"], "orphaned");
     let status = w.writeback(&["status", "--json"]);
     assert_eq!(status.code, 0);
@@ -220,13 +214,7 @@ async fn drift_made_by_hand_is_put_back() {
     );
     assert_eq!(after.group_type, -2147483640, "scope put back to universal");
     assert_eq!(after.display_name.as_deref(), Some("SG-Drift"));
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &g);
     assert!(
         !outcome["drift"].as_array().unwrap().is_empty(),
         "drift is reported: {outcome}"
@@ -244,13 +232,7 @@ async fn a_group_deleted_by_hand_in_ad_is_created_again() {
     let out = w.sync_ok();
     let again = w.ad_group_of(&g).await.expect("re-created");
     assert_ne!(again.sid, first.sid);
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &g);
     assert!(
         outcome["drift"]
             .as_array()
@@ -344,13 +326,7 @@ async fn a_member_that_becomes_synced_later_is_written_and_one_gone_from_ad_is_r
         w.ad_group_of(&g).await.unwrap().member_set(),
         lower_sorted(&[&u.dn])
     );
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &g);
     let fates: Vec<&str> = outcome["members"]
         .as_array()
         .unwrap()
@@ -394,13 +370,7 @@ async fn a_cn_renamed_and_an_anchor_cleared_by_hand_are_put_back() {
     assert_eq!(after.guid, before.guid, "the same object, not a new one");
     assert_eq!(after.cn, before.cn, "CN put back");
     assert_eq!(w.ad_groups().await.len(), 1);
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap()
-        .clone();
+    let outcome = outcome_of(&out, &g);
     assert!(
         !outcome["drift"].as_array().unwrap().is_empty(),
         "{outcome}"
@@ -438,12 +408,7 @@ async fn a_group_going_over_the_member_limit_is_not_written_and_said_loudly() {
         warned[0]
     );
     let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let outcome = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == g.as_str())
-        .unwrap();
+    let outcome = outcome_of(&out, &g);
     assert_eq!(outcome["decision"]["decision"], "over-limit", "{outcome}");
     // Not written: its AD group keeps the two members it had.
     assert_eq!(w.ad_group_of(&g).await.unwrap().member_set(), members);

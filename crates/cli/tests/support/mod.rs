@@ -407,25 +407,33 @@ state = "state.db"
     }
 
     pub async fn add_member(&self, group: &str, member: &str) {
-        let (status, v) = self
-            .graph(
-                "POST",
-                &format!("/v1.0/groups/{group}/members/$ref"),
-                Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")})),
-            )
-            .await;
+        let (status, v) = self.try_add_member(group, member).await;
         assert_eq!(status, 204, "add member: {v}");
     }
 
     pub async fn remove_member(&self, group: &str, member: &str) {
-        let (status, v) = self
-            .graph(
-                "DELETE",
-                &format!("/v1.0/groups/{group}/members/{member}/$ref"),
-                None,
-            )
-            .await;
+        let (status, v) = self.try_remove_member(group, member).await;
         assert_eq!(status, 204, "remove member: {v}");
+    }
+
+    /// `POST /groups/{group}/members/$ref`, with Graph's answer.
+    pub async fn try_add_member(&self, group: &str, member: &str) -> (u16, Value) {
+        self.graph(
+            "POST",
+            &format!("/v1.0/groups/{group}/members/$ref"),
+            Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")})),
+        )
+        .await
+    }
+
+    /// `DELETE /groups/{group}/members/{member}/$ref`, with Graph's answer.
+    pub async fn try_remove_member(&self, group: &str, member: &str) -> (u16, Value) {
+        self.graph(
+            "DELETE",
+            &format!("/v1.0/groups/{group}/members/{member}/$ref"),
+            None,
+        )
+        .await
     }
 
     pub async fn patch_group(&self, group: &str, body: Value) {
@@ -847,6 +855,17 @@ impl AdView {
         v.sort();
         v
     }
+}
+
+/// The outcome of cloud group `id` in a cycle's `--json` report.
+pub fn outcome_of(out: &Value, id: &str) -> Value {
+    out["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["id"] == id)
+        .unwrap_or_else(|| panic!("no outcome for {id}: {out}"))
+        .clone()
 }
 
 pub fn lower_sorted(v: &[&str]) -> Vec<String> {
