@@ -235,8 +235,6 @@ async fn main() {
     println!("state store: {:.1} MiB", size as f64 / 1048576.0);
 }
 
-/// The raw LDAP floor: the groups added over one connection, members inline, into a fresh
-/// OU `label`; returns the seconds it took.
 /// The AD users of the workload (the on-premises side of the synced users), sorted by name.
 async fn scale_users(dc: &LabDc, n_users: usize) -> Vec<BulkUser> {
     let users_ou = dc.fresh_ou("scale-users").await;
@@ -262,6 +260,8 @@ fn fresh_dc() -> LabDc {
     LabDc::ensure()
 }
 
+/// The raw LDAP floor: the groups added over one connection, members inline, into a fresh
+/// OU `label`; returns the seconds it took.
 async fn raw_floor(dc: &LabDc, users: &[BulkUser], groups: &[Vec<usize>], label: &str) -> f64 {
     let floor_ou = dc.fresh_ou(label).await;
     let mut ldap = dc.ldap().await;

@@ -70,6 +70,16 @@ fn user(i: usize) -> CloudUser {
     }
 }
 
+/// AD group `i` of an image (`CN=G{i}`, objectGUID `guid-{i}`) with these member values.
+fn ad_group(i: usize, members: &[&str]) -> AdGroup {
+    AdGroup {
+        dn: format!("CN=G{i},OU=W,DC=t"),
+        guid: format!("guid-{i}"),
+        members: members.iter().map(|m| (*m).into()).collect(),
+        ..AdGroup::default()
+    }
+}
+
 fn join(group_id: &str, guid: &str) -> Join {
     Join {
         group: group_id.to_string(),
@@ -203,15 +213,7 @@ fn images_read_back_hold_one_copy_of_each_member_id_and_dn() {
     };
     let groups: Vec<CloudGroup> = (0..3).map(group).map(shared).collect();
     let ad: Vec<AdGroup> = (0..3)
-        .map(|i| AdGroup {
-            dn: format!("CN=G{i},OU=W,DC=t"),
-            guid: format!("guid-{i}"),
-            members: vec![
-                "CN=Everywhere,OU=U,DC=t".into(),
-                format!("CN=Only{i},DC=t").into(),
-            ],
-            ..AdGroup::default()
-        })
+        .map(|i| ad_group(i, &["CN=Everywhere,OU=U,DC=t", &format!("CN=Only{i},DC=t")]))
         .collect();
     let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::UNIX_EPOCH));
     c.replace_cloud = true;
@@ -253,12 +255,7 @@ fn both_images_read_at_once_are_the_images_read_one_by_one() {
     let groups: Vec<CloudGroup> = (0..4).map(group).collect();
     let users: Vec<CloudUser> = (0..5).map(user).collect();
     let ad: Vec<AdGroup> = (0..3)
-        .map(|i| AdGroup {
-            dn: format!("CN=G{i},OU=W,DC=t"),
-            guid: format!("guid-{i}"),
-            members: vec![format!("CN=U{i},DC=t").into()],
-            ..AdGroup::default()
-        })
+        .map(|i| ad_group(i, &[&format!("CN=U{i},DC=t")]))
         .collect();
     let found = AdObjectRef {
         dn: "CN=U0,DC=t".into(),
