@@ -380,6 +380,60 @@ fn run(scenario: &str) {
             part.groups.len()
         );
     }
+    if converged && scenario_incremental() {
+        // A cycle after one user joined and one left the biggest group: planned from what
+        // changed, in full and from the member delta (with the last outcomes).
+        let big = cloud
+            .groups
+            .values()
+            .max_by_key(|g| g.members.len())
+            .map(|g| g.id.clone())
+            .unwrap_or_default();
+        let mut after = cloud.clone();
+        if let Some(g) = after.groups.get_mut(&big) {
+            let outside = cloud
+                .users
+                .keys()
+                .find(|u| !g.members.iter().any(|m| &*m.id == u.as_str()))
+                .cloned();
+            if let Some(first) = g.members.iter().next().cloned() {
+                g.members.remove(&first);
+            }
+            if let Some(u) = outside {
+                g.members.insert(MemberRef {
+                    kind: MemberKind::User,
+                    id: u.as_str().into(),
+                });
+            }
+        }
+        let input = Input {
+            cloud: &after,
+            previous: Some(&cloud),
+            ..input
+        };
+        let changes = wb_engine::Changes {
+            groups: BTreeSet::from([big.clone()]),
+            ..Default::default()
+        };
+        let touched = wb_engine::touched_parts(&input, &changes);
+        let last: Vec<&wb_model::GroupOutcome> = plan
+            .groups
+            .iter()
+            .filter(|g| touched.alone.contains(&g.id))
+            .collect();
+        let members = after.groups.get(&big).map_or(0, |g| g.members.len());
+        for (how, last) in [("in full", &[][..]), ("from the member delta", &last[..])] {
+            let (started, cpu_before) = (Instant::now(), cpu());
+            let part = wb_engine::plan_groups_with(&input, &touched.all, last);
+            println!(
+                "{:<9} one user in, one out of a {members}-member group, planned {how}: {:.3} s (cpu {:.3} s), {} operations",
+                "",
+                started.elapsed().as_secs_f64(),
+                cpu() - cpu_before,
+                part.operations.len()
+            );
+        }
+    }
     if converged && !plan.operations.is_empty() {
         eprintln!(
             "the converged image is not what the first plan makes: {:#?}",

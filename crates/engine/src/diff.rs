@@ -2,6 +2,7 @@
 //! difference into an ordered Plan (renames, creates, modifies, member changes, deletes).
 
 use crate::config::EngineConfig;
+use crate::member_delta::{self, member_delta, MemberDelta};
 use crate::members::{Directory, DnOrder, MemberDn, Membership, Placement};
 use crate::naming::{self, dn_eq, dn_key, is_under_keyed, DnKey};
 use crate::scope::{decide, rule_text};
@@ -88,6 +89,24 @@ impl<'a> CloudChanges<'a> {
     }
 }
 
+impl CloudChanges<'_> {
+    /// Whether the user, device or group `id` (as a member) changed since the previous
+    /// cycle (see `members`).
+    pub(crate) fn member_changed(&self, id: &str) -> bool {
+        self.members.contains(id)
+    }
+
+    /// Whether any user, device or group changed as a member's data.
+    pub(crate) fn any_member_changed(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// The previous image of a group.
+    pub(crate) fn before(&self, id: &str) -> Option<&CloudGroup> {
+        self.previous.as_ref().and_then(|p| p.get(id)).copied()
+    }
+}
+
 /// Adds to `out` the keys whose values differ between `a` and `b` (or that only one has),
 /// walking both sorted maps once.
 fn changed_keys<'a, V>(
@@ -130,7 +149,7 @@ fn changed_keys<'a, V>(
 }
 
 /// Whether two images of a group have the same properties (everything but members).
-fn same_properties(a: &CloudGroup, b: &CloudGroup) -> bool {
+pub(crate) fn same_properties(a: &CloudGroup, b: &CloudGroup) -> bool {
     // Destructured so a new field is compared (or deliberately left out) here.
     let CloudGroup {
         id,
@@ -195,7 +214,7 @@ pub fn adoption_sids(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<S
 
 /// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
 pub fn plan(input: &Input) -> Plan {
-    plan_in(input, None)
+    plan_in(input, None, &[])
 }
 
 /// The part of [`plan`] that concerns the `touched` cloud groups (ids; see [`touched_by`]):
@@ -212,10 +231,27 @@ pub fn plan(input: &Input) -> Plan {
 /// whole. The cost: member work for the planned groups only, plus a pass over all groups'
 /// names and DNs (placements and name claims are global).
 pub fn plan_groups(input: &Input, touched: &BTreeSet<ObjectId>) -> Plan {
-    plan_in(input, Some(touched))
+    plan_in(input, Some(touched), &[])
 }
 
-fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
+/// [`plan_groups`], given the last plan's outcomes (slimmed or not) of touched groups that
+/// the changes touched through their own cloud image alone ([`Touched::alone`]: not
+/// through a user, a lookup or their AD group). Such a group whose only change is a few
+/// users added or removed, and whose last outcome is the plain result of a converged plan,
+/// is planned from that member delta (see `member_delta`): its operations are those of
+/// [`plan`], its outcome that of [`plan`] slimmed (`GroupOutcome::slim`). Any other group
+/// is planned as [`plan_groups`] plans it.
+///
+/// [`Touched::alone`]: crate::Touched::alone
+pub fn plan_groups_with(
+    input: &Input,
+    touched: &BTreeSet<ObjectId>,
+    last: &[&GroupOutcome],
+) -> Plan {
+    plan_in(input, Some(touched), last)
+}
+
+fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>, last: &[&GroupOutcome]) -> Plan {
     let Input {
         cloud,
         ad,
@@ -302,16 +338,64 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
         .filter(|(_, p)| matches!(p, Place::Create { .. }))
         .map(|(id, _)| *id)
         .collect();
+    let changes = CloudChanges::new(previous, cloud);
+    // The groups planned from their member delta (see `plan_groups_with`): never when
+    // everything is planned.
+    let deltas: HashMap<&str, MemberDelta> = match touched {
+        Some(_) if !last.is_empty() => {
+            // A group nesting one whose DN this plan sets is planned in full: its values
+            // change with that DN.
+            let sets_dn = |id: &str| {
+                placed
+                    .get(id)
+                    .is_some_and(|p| !matches!(p, Place::Existing { rename: None, .. }))
+            };
+            let any_set = placed.keys().any(|id| sets_dn(id));
+            last.iter()
+                .filter(|o| in_scope(&o.id))
+                .filter_map(|o| {
+                    let group = groups_by_id.get(o.id.as_str())?;
+                    let placed_as_is = matches!(
+                        placed.get(o.id.as_str()),
+                        Some(Place::Existing {
+                            rename: None,
+                            error: None,
+                            ..
+                        })
+                    );
+                    if !placed_as_is
+                        || ownership.duplicates.contains_key(o.id.as_str())
+                        || ownership.adopted.contains(o.id.as_str())
+                    {
+                        return None;
+                    }
+                    let nests_set = any_set
+                        && group
+                            .members
+                            .iter()
+                            .any(|m| m.kind == MemberKind::Group && sets_dn(&m.id));
+                    if nests_set {
+                        return None;
+                    }
+                    let before = changes.before(&group.id)?;
+                    let delta =
+                        member_delta(group, before, o, &decisions[o.id.as_str()], &changes)?;
+                    Some((o.id.as_str(), delta))
+                })
+                .collect()
+        }
+        _ => HashMap::default(),
+    };
     let dir = Directory::new(
         cloud,
         &ad.resolutions,
         &placements,
-        by_name
-            .iter()
-            .copied()
-            .filter(|g| in_scope(&g.id) && decisions[g.id.as_str()].is_written()),
+        by_name.iter().copied().filter(|g| {
+            in_scope(&g.id)
+                && decisions[g.id.as_str()].is_written()
+                && !deltas.contains_key(g.id.as_str())
+        }),
     );
-    let changes = CloudChanges::new(previous, cloud);
 
     let mut notices = notices(&decisions, &ad.schema);
     let mut ops = Phases::default();
@@ -359,16 +443,34 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                 },
                 Some(place),
             ) => {
-                let mut membership = dir.membership(group);
+                let quick = match (deltas.get(group.id.as_str()), place) {
+                    (Some(delta), Place::Existing { ad: current, .. }) => {
+                        member_delta::plan(&dir, group, current, delta)
+                    }
+                    _ => None,
+                };
                 let mut wanted = wanted_attrs(group, *group_type, &dir, config, &ad.schema);
-                outcome.members = std::mem::take(&mut membership.outcomes);
-                outcome.member_count = outcome.members.len();
-                outcome.written_count = outcome
-                    .members
-                    .iter()
-                    .filter(|m| matches!(m.fate, wb_model::Fate::Written { .. }))
-                    .count();
-                outcome.errors.extend(membership.errors.iter().cloned());
+                let membership = match quick {
+                    Some(q) => {
+                        outcome.members = q.outcomes;
+                        outcome.member_count = q.member_count;
+                        outcome.written_count = q.written_count;
+                        outcome.errors = q.errors;
+                        Err((q.add, q.remove))
+                    }
+                    None => {
+                        let mut membership = dir.membership(group);
+                        outcome.members = std::mem::take(&mut membership.outcomes);
+                        outcome.member_count = outcome.members.len();
+                        outcome.written_count = outcome
+                            .members
+                            .iter()
+                            .filter(|m| matches!(m.fate, wb_model::Fate::Written { .. }))
+                            .count();
+                        outcome.errors.extend(membership.errors.iter().cloned());
+                        Ok(membership)
+                    }
+                };
                 match place {
                     Place::Existing {
                         ad: current,
@@ -464,8 +566,16 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                                 reason,
                             ));
                         }
-                        let (add, remove) =
-                            member_changes(current, &unique_dns(&membership, &dir), &renamed, &dir);
+                        let (add, remove) = match &membership {
+                            Ok(membership) => member_changes(
+                                current,
+                                &unique_dns(membership, &dir),
+                                &renamed,
+                                &dir,
+                            ),
+                            // Planned from the member delta.
+                            Err((add, remove)) => (add.clone(), remove.clone()),
+                        };
                         // Only when the cloud side did not change can a difference have been
                         // made by hand in AD (an adoption's first plan is none: the cloud
                         // takes over what AD held).
@@ -550,6 +660,11 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>) -> Plan {
                         attrs.insert("objectClass".into(), object_class.into());
                         attrs.insert("cn".into(), cn.into());
                         attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), sam.into());
+                        // A group to create is never planned from a member delta.
+                        let membership = match membership {
+                            Ok(m) => m,
+                            Err(_) => dir.membership(group),
+                        };
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
                             .partition(|m| m.nested.is_some_and(|n| created.contains(n)));

@@ -10,6 +10,7 @@
 mod config;
 mod diff;
 mod lookups;
+mod member_delta;
 mod members;
 pub mod naming;
 mod scope;
@@ -20,11 +21,11 @@ pub use config::{
     SECURITY_MEMBER_LIMIT,
 };
 pub use diff::{
-    adoption_sids, plan, plan_groups, CloudChanges, Input, DESCRIPTION_MAX_CHARS,
+    adoption_sids, plan, plan_groups, plan_groups_with, CloudChanges, Input, DESCRIPTION_MAX_CHARS,
     DESCRIPTION_MAX_UNITS, DISPLAY_NAME_MAX_UNITS,
 };
 pub use lookups::{lookups, lookups_of};
 pub use members::{expected_class, DOMAIN_LOCAL_ERROR};
 pub use scope::{decide, CLOUD_MANAGED, SECURITY_TYPE_ERROR};
-pub use touched::{touched_by, Changes};
+pub use touched::{touched_by, touched_parts, Changes, Touched};
 pub use wb_model::Plan;

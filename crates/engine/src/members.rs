@@ -397,25 +397,10 @@ impl<'a> Directory<'a> {
         let mut domain_local = false;
         for member in &group.members {
             let (outcome, written) = self.fate(member);
-            match &outcome.fate {
-                Fate::Written { .. } => {
-                    if let Some(dn) = written {
-                        m.dns.push(dn);
-                    }
-                }
-                Fate::DomainLocalGroup { .. } if !domain_local => {
-                    domain_local = true;
-                    m.errors.push(DOMAIN_LOCAL_ERROR.to_string());
-                }
-                // Someone may be trying to nest a privileged group: the admin must see it.
-                Fate::ClassMismatch { .. } => m.errors.push(format!(
-                    "member {} ({}) {}",
-                    outcome.name.as_deref().unwrap_or("?"),
-                    member.id,
-                    outcome.fate.text()
-                )),
-                _ => {}
+            if let Some(dn) = written {
+                m.dns.push(dn);
             }
+            m.errors.extend(member_error(&outcome, &mut domain_local));
             m.outcomes.push(outcome);
         }
         m
@@ -423,8 +408,8 @@ impl<'a> Directory<'a> {
 
     /// A member's outcome (shared with its other memberships when its fate does not
     /// depend on the group: a resolved user, device or synced group), and the DN it is
-    /// written as.
-    fn fate<'d>(&'d self, member: &'d MemberRef) -> (MemberOutcome, Option<MemberDn<'d>>) {
+    /// written as (for a written member only).
+    pub fn fate<'d>(&'d self, member: &'d MemberRef) -> (MemberOutcome, Option<MemberDn<'d>>) {
         let alone = |fate: Fate, name: Option<Arc<str>>| {
             let who = OutcomeMember {
                 kind: member.kind,
@@ -536,6 +521,26 @@ impl<'a> Directory<'a> {
                     .filter(|obj| Some(&obj.class) == expected_class(MemberKind::User).as_ref())
                     .map(|obj| obj.dn.clone())
             })
+    }
+}
+
+/// The error a member's outcome gives its group, in member order: each member of the
+/// wrong class (someone may be trying to nest a privileged group: the admin must see it),
+/// and Microsoft's error once for the first domain-local group (`domain_local` says
+/// whether one came before).
+pub(crate) fn member_error(outcome: &MemberOutcome, domain_local: &mut bool) -> Option<String> {
+    match &outcome.fate {
+        Fate::DomainLocalGroup { .. } if !*domain_local => {
+            *domain_local = true;
+            Some(DOMAIN_LOCAL_ERROR.to_string())
+        }
+        Fate::ClassMismatch { .. } => Some(format!(
+            "member {} ({}) {}",
+            outcome.name.as_deref().unwrap_or("?"),
+            outcome.member.id,
+            outcome.fate.text()
+        )),
+        _ => None,
     }
 }
 

@@ -337,8 +337,6 @@ pub(crate) fn is_under_keyed(dn: &str, d: &DnKey, ou: &str, o: &DnKey) -> bool {
 /// The key of a DN without escapes, multi-valued RDNs or characters that need escaping:
 /// the common case, computed without building the parsed form (plans compare many DNs).
 fn plain_dn_key(dn: &str) -> Option<String> {
-    let needs_parsing =
-        |c: char| matches!(c, '\\' | '+' | '"' | ';' | '<' | '>' | '#') || c.is_control();
     let ascii = dn.is_ascii();
     let plain = if ascii {
         !dn.bytes().any(|b| needs_parsing(char::from(b)))
@@ -375,6 +373,60 @@ fn plain_dn_key(dn: &str) -> Option<String> {
         }
     }
     Some(key)
+}
+
+/// A character a DN's key is not computed for without parsing the DN.
+fn needs_parsing(c: char) -> bool {
+    matches!(c, '\\' | '+' | '"' | ';' | '<' | '>' | '#') || c.is_control()
+}
+
+/// Whether the [`dn_key`] of `dn` is `dn` in ASCII lower case (the common case: an ASCII
+/// DN without escapes, multi-valued RDNs or spaces next to a separator), found by one pass
+/// over the DN and without computing the key.
+pub(crate) fn is_lower_case_keyed(dn: &str) -> bool {
+    dn.is_ascii()
+        && !dn.bytes().any(|b| needs_parsing(char::from(b)))
+        && is_tight_ascii_dn(dn.as_bytes())
+}
+
+/// The ASCII letters and digits, in lower case, of the value of a DN's first RDN, read
+/// from the DN's text (see [`first_value_alnum_parsed`]). `None` when they are not read
+/// that way: a DN that is not ASCII, or whose first RDN has a hex escape or several values.
+pub(crate) fn first_value_alnum(dn: &str) -> Option<String> {
+    if !dn.is_ascii() {
+        return None;
+    }
+    let (_, rest) = dn.split_once('=')?;
+    let mut out = String::new();
+    let mut bytes = rest.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\\' => match bytes.next() {
+                Some(e) if e.is_ascii_hexdigit() => return None,
+                // An escaped special, space or `#`: not a letter or digit.
+                Some(_) => {}
+                None => break,
+            },
+            b',' => break,
+            b'+' => return None,
+            _ if b.is_ascii_alphanumeric() => out.push(char::from(b.to_ascii_lowercase())),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The ASCII letters and digits of the value of a DN's first RDN as [`dn_key`] reads it
+/// (unescaped, in lower case). Two DNs with the same key have the same; and for a DN
+/// [`first_value_alnum`] reads, it gives the same: so a DN whose [`first_value_alnum`]
+/// differs from another DN's [`first_value_alnum_parsed`] has another key, found without
+/// computing it. `None` for a DN that does not parse or whose first RDN has several values.
+pub(crate) fn first_value_alnum_parsed(dn: &str) -> Option<String> {
+    let rdns = parse_dn(dn)?;
+    match rdns.first().map(Vec::as_slice) {
+        Some([(_, value)]) => Some(value.chars().filter(char::is_ascii_alphanumeric).collect()),
+        _ => None,
+    }
 }
 
 /// Whether an ASCII DN (without the characters that need parsing) is `type=value` RDNs with
@@ -652,6 +704,56 @@ mod tests {
         fn plain_dn_key_agrees_with_the_parsed_key(dn in "[ a-zA-Z=,é0-9#+\\\\]{0,40}") {
             if let Some(plain) = plain_dn_key(&dn) {
                 prop_assert_eq!(plain, parsed_dn_key(&dn));
+            }
+        }
+    }
+
+    /// A DN spelled several ways: case, spaces around separators, escapes as `\,` or hex.
+    fn spelled(values: &[String], how: u8) -> String {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut e = escape_rdn_value(v);
+                if how & 1 == 1 {
+                    e = e.replace("\\,", "\\2C");
+                }
+                if how & 2 == 2 {
+                    e = e.to_uppercase();
+                }
+                let sep = if how & 4 == 4 { " , " } else { "," };
+                format!(
+                    "{}{}={e}",
+                    if i == 0 { "" } else { sep },
+                    if i % 2 == 0 { "CN" } else { "ou" }
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// What a member delta relies on to look DNs up without computing their keys: the
+        /// key of a lower-case-keyed DN is its lower case, and DNs of one key read the same
+        /// letters and digits in their first value.
+        #[test]
+        fn dns_are_compared_without_their_keys_as_with_them(
+            values in proptest::collection::vec("[ a-zA-Z0-9,+=\\\\\"#<>;éK\u{212A}]{1,8}", 1..4),
+            how_a in any::<u8>(),
+            how_b in any::<u8>(),
+            raw in "[ a-zA-Z=,é0-9#+\\\\]{0,40}",
+        ) {
+            let (a, b) = (spelled(&values, how_a), spelled(&values, how_b));
+            prop_assert_eq!(dn_key(&a), dn_key(&b));
+            for dn in [&a, &b, &raw] {
+                if is_lower_case_keyed(dn) {
+                    prop_assert_eq!(dn_key(dn), dn.to_ascii_lowercase());
+                }
+            }
+            if let (Some(x), Some(y)) = (first_value_alnum(&a), first_value_alnum_parsed(&dn_key(&b))) {
+                prop_assert_eq!(x, y, "{} / {}", a, b);
+            }
+            if let (Some(x), Some(y)) = (first_value_alnum(&raw), first_value_alnum_parsed(&dn_key(&raw))) {
+                prop_assert_eq!(x, y, "{}", raw);
             }
         }
     }

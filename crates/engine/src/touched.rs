@@ -32,11 +32,32 @@ pub struct Changes {
 /// join) a changed AD group. With `changes.everything` or no previous cloud image, every
 /// cloud group. `plan_groups` adds what correctness needs besides (see its contract).
 pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
+    touched_parts(input, changes).all
+}
+
+/// The cloud groups `changes` touch, and which of them through their own cloud image
+/// alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// What [`touched_by`] gives.
+    pub all: BTreeSet<ObjectId>,
+    /// The groups of `all` that the group delta round reported and nothing else touches:
+    /// not a reported user or a changed lookup among their members or owners, nor a change
+    /// of their AD group. Empty when everything is touched. With their last outcomes,
+    /// [`plan_groups_with`](crate::plan_groups_with) can plan them from their member delta.
+    pub alone: BTreeSet<ObjectId>,
+}
+
+/// [`touched_by`], with the groups touched through their own cloud image alone.
+pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
     let cloud = input.cloud;
     if changes.everything || input.previous.is_none() {
-        return cloud.groups.keys().cloned().collect();
+        return Touched {
+            all: cloud.groups.keys().cloned().collect(),
+            alone: BTreeSet::new(),
+        };
     }
-    let mut out = changes.groups.clone();
+    let mut out = BTreeSet::new();
     let mut users: HashSet<&str> = changes.users.iter().map(String::as_str).collect();
     if !changes.lookups.is_empty() {
         for user in cloud.users.values() {
@@ -110,5 +131,26 @@ pub fn touched_by(input: &Input, changes: &Changes) -> BTreeSet<ObjectId> {
                 .map(|(id, _)| id.clone()),
         );
     }
-    out
+    // A member who left counts too: planned from the delta, a group looks up the DN its
+    // members who left were written as, which a changed user or lookup may have moved.
+    let left_changed = |id: &ObjectId| {
+        !users.is_empty()
+            && input
+                .previous
+                .and_then(|p| p.groups.get(id))
+                .is_some_and(|g| {
+                    g.members
+                        .iter()
+                        .chain(&g.owners)
+                        .any(|m| users.contains(&*m.id))
+                })
+    };
+    let alone = changes
+        .groups
+        .difference(&out)
+        .filter(|id| !left_changed(id))
+        .cloned()
+        .collect();
+    out.extend(changes.groups.iter().cloned());
+    Touched { all: out, alone }
 }

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use wb_engine::naming::dn_eq;
 use wb_engine::{
-    plan_groups, touched_by, Changes, EngineConfig, Input, Naming, Rule, RuleKind, RuleMatch,
+    plan_groups, plan_groups_with, touched_by, touched_parts, Changes, EngineConfig, Input, Naming,
+    Rule, RuleKind, RuleMatch,
 };
 use wb_model::{
     Action, AdObjectRef, CloudDeletion, CloudGroup, CloudSnapshot, Lookup, MemberKind, MemberRef,
@@ -456,7 +457,8 @@ proptest! {
             t.ad.groups.push(g);
         }
         t.cycle();
-        prop_assert!(t.plan().is_empty(), "the first cycle converges");
+        let converged = t.plan();
+        prop_assert!(converged.is_empty(), "the first cycle converges");
 
         // Changes: most groups and users keep their spec, the others take a new one.
         let ad_guids = apply_drift(&mut t, &drift);
@@ -494,7 +496,10 @@ proptest! {
             config: &t.config,
             previous: t.previous.as_ref(),
         };
+        let parts = touched_parts(&input, &changes);
         let touched = touched_by(&input, &changes);
+        prop_assert_eq!(&parts.all, &touched);
+        prop_assert!(parts.alone.is_subset(&touched));
         // The lookups a delta needs: each lookup of the new image was needed before, or
         // comes from an object the delta touched (what a daemon's delta cycle resolves).
         if config_after.is_none() {
@@ -518,6 +523,24 @@ proptest! {
         for outcome in &part.groups {
             let whole = full.groups.iter().find(|g| g.id == outcome.id);
             prop_assert_eq!(Some(outcome), whole);
+        }
+        // With the last outcomes of the groups touched through their own image alone, some
+        // are planned from their member delta: the same operations, outcomes slimmed.
+        let last: Vec<&wb_model::GroupOutcome> = converged
+            .groups
+            .iter()
+            .filter(|g| parts.alone.contains(&g.id))
+            .collect();
+        let quick = plan_groups_with(&input, &touched, &last);
+        prop_assert_eq!(&quick.operations, &full.operations, "touched {:?}", touched);
+        let slim = |g: &wb_model::GroupOutcome| {
+            let mut g = g.clone();
+            g.slim();
+            g
+        };
+        for outcome in &quick.groups {
+            let whole = full.groups.iter().find(|g| g.id == outcome.id).map(slim);
+            prop_assert_eq!(Some(slim(outcome)), whole);
         }
         for id in touched.iter().filter(|id| t.cloud.groups.contains_key(*id)) {
             prop_assert!(part.groups.iter().any(|g| &g.id == id), "no outcome for touched {}", id);
