@@ -953,8 +953,27 @@ async fn cycle(
                 .cloned()
                 .collect(),
         };
-        let touched = wb_engine::touched_by(&input, &changes);
-        let partial = wb_engine::plan_groups(&input, &touched);
+        let wb_engine::Touched {
+            all: touched,
+            alone,
+        } = wb_engine::touched_parts(&input, &changes);
+        // The last outcomes of the groups touched through their own cloud image alone:
+        // with them, a group whose only change is a few users in or out is planned from
+        // that member delta (its outcome slimmed: not for `sync --json`, which shows
+        // every member's fate).
+        let stored_last;
+        let last: Vec<&wb_model::GroupOutcome> = if alone.is_empty() || opts.all_outcomes {
+            Vec::new()
+        } else if let Some(plan) = &last_plan {
+            plan.groups
+                .iter()
+                .filter(|g| alone.contains(&g.id))
+                .collect()
+        } else {
+            stored_last = store.outcomes_of(alone.iter().map(String::as_str))?;
+            stored_last.iter().collect()
+        };
+        let (partial, from_delta) = wb_engine::plan_groups_with(&input, &touched, &last);
         // The end-to-end tests check every incremental plan against the full one.
         if std::env::var_os("WRITEBACK_CHECK_INCREMENTAL").is_some_and(|v| !v.is_empty()) {
             let full = wb_engine::plan(&input);
@@ -962,10 +981,26 @@ async fn cycle(
                 partial.operations, full.operations,
                 "the plan of what changed differs from the full plan (touched: {touched:?})"
             );
+            for g in &partial.groups {
+                let whole = full.groups.iter().find(|f| f.id == g.id);
+                assert_eq!(
+                    Some(g.clone()).map(|mut g| {
+                        g.slim();
+                        g
+                    }),
+                    whole.cloned().map(|mut g| {
+                        g.slim();
+                        g
+                    }),
+                    "the outcome of what changed differs from the full plan's"
+                );
+            }
         }
         info!(
             touched = touched.len(),
             planned = partial.groups.len(),
+            alone = alone.len(),
+            from_member_delta = from_delta,
             "planned what changed"
         );
         let ids: std::collections::HashSet<String> =

@@ -3,7 +3,9 @@
 //! elsewhere in the domain leave it quiet; another DC or a USN rollback reads AD in full.
 
 mod support;
+use ldap3::Mod;
 use serde_json::json;
+use std::collections::HashSet;
 use std::process::Command;
 use support::*;
 
@@ -399,4 +401,71 @@ async fn created_groups_are_joined_by_their_identity_read_back_after_the_creates
     );
     // Converged: nothing left to write, nothing read back by the next cycle.
     assert_eq!(w.sync_ok()["ldapWrites"], 0);
+}
+
+/// `writeback sync` (the report without every member's fate, as an administrator runs it)
+/// with info logs, each plan of what changed checked against the full plan
+/// (`WRITEBACK_CHECK_INCREMENTAL`): the log.
+fn sync_plain_logged(w: &World) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_writeback"))
+        .args(["sync", "--config"])
+        .arg(w.config_path())
+        .env("WB_E2E_SECRET", CLIENT_SECRET)
+        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
+        .env("WRITEBACK_LOG", "writeback=info")
+        .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+        .output()
+        .expect("sync runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_in_and_one_out_of_a_group_are_planned_from_that_delta() {
+    let w = World::new("memdelta").await;
+    let g = w.security_group("SG-MemberDelta", Some(true), None).await;
+    let mut users = Vec::new();
+    for n in 0..4 {
+        users.push(
+            w.synced_user(&format!("md{n}"), &format!("Delta User {n}"))
+                .await,
+        );
+    }
+    for (id, _) in &users[..3] {
+        w.add_member(&g, id).await;
+    }
+    w.sync_ok();
+    w.sync_ok();
+
+    // One user in, one out: the group is planned from those two alone.
+    w.add_member(&g, &users[3].0).await;
+    w.remove_member(&g, &users[0].0).await;
+    let log = sync_plain_logged(&w);
+    assert!(log.contains("from_member_delta=1"), "{log}");
+    assert_eq!(
+        w.ad_group_of(&g).await.expect("written").member_set(),
+        lower_sorted(&[&users[1].1.dn, &users[2].1.dn, &users[3].1.dn])
+    );
+
+    // A member added by hand meanwhile: that group is planned in full, and put back.
+    let hand = w.synced_user("mdhand", "Delta Hand").await;
+    let dn = w.ad_group_of(&g).await.expect("written").dn;
+    let mut ldap = w.ldap().await;
+    ldap.modify(
+        &dn,
+        vec![Mod::Add("member", HashSet::from([hand.1.dn.as_str()]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    w.remove_member(&g, &users[1].0).await;
+    let log = sync_plain_logged(&w);
+    assert!(log.contains("from_member_delta=0"), "{log}");
+    assert_eq!(
+        w.ad_group_of(&g).await.expect("written").member_set(),
+        lower_sorted(&[&users[2].1.dn, &users[3].1.dn])
+    );
 }

@@ -214,7 +214,7 @@ pub fn adoption_sids(cloud: &CloudSnapshot, config: &EngineConfig) -> BTreeSet<S
 
 /// The plan of one cycle. Pure: the same input gives the same plan, byte for byte.
 pub fn plan(input: &Input) -> Plan {
-    plan_in(input, None, &[])
+    plan_in(input, None, &[]).0
 }
 
 /// The part of [`plan`] that concerns the `touched` cloud groups (ids; see [`touched_by`]):
@@ -231,7 +231,7 @@ pub fn plan(input: &Input) -> Plan {
 /// whole. The cost: member work for the planned groups only, plus a pass over all groups'
 /// names and DNs (placements and name claims are global).
 pub fn plan_groups(input: &Input, touched: &BTreeSet<ObjectId>) -> Plan {
-    plan_in(input, Some(touched), &[])
+    plan_in(input, Some(touched), &[]).0
 }
 
 /// [`plan_groups`], given the last plan's outcomes (slimmed or not) of touched groups that
@@ -240,18 +240,23 @@ pub fn plan_groups(input: &Input, touched: &BTreeSet<ObjectId>) -> Plan {
 /// users added or removed, and whose last outcome is the plain result of a converged plan,
 /// is planned from that member delta (see `member_delta`): its operations are those of
 /// [`plan`], its outcome that of [`plan`] slimmed (`GroupOutcome::slim`). Any other group
-/// is planned as [`plan_groups`] plans it.
+/// is planned as [`plan_groups`] plans it. Also gives how many groups were planned from
+/// their member delta.
 ///
 /// [`Touched::alone`]: crate::Touched::alone
 pub fn plan_groups_with(
     input: &Input,
     touched: &BTreeSet<ObjectId>,
     last: &[&GroupOutcome],
-) -> Plan {
+) -> (Plan, usize) {
     plan_in(input, Some(touched), last)
 }
 
-fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>, last: &[&GroupOutcome]) -> Plan {
+fn plan_in(
+    input: &Input,
+    touched: Option<&BTreeSet<ObjectId>>,
+    last: &[&GroupOutcome],
+) -> (Plan, usize) {
     let Input {
         cloud,
         ad,
@@ -408,6 +413,8 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>, last: &[&GroupOu
     let mut sams: Option<HashSet<String>> = None;
     // One copy of each reason text: a first export's creates mostly share theirs.
     let mut reasons = Interner::default();
+    // The groups planned from their member delta.
+    let mut from_delta = 0;
     for group in by_name.iter().filter(|g| in_scope(&g.id)) {
         // Each group is planned once: its decision moves into its outcome.
         let Some(decision) = decisions.remove(group.id.as_str()) else {
@@ -445,7 +452,7 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>, last: &[&GroupOu
             ) => {
                 let quick = match (deltas.get(group.id.as_str()), place) {
                     (Some(delta), Place::Existing { ad: current, .. }) => {
-                        member_delta::plan(&dir, group, current, delta)
+                        member_delta::plan(&dir, group, current, delta).inspect(|_| from_delta += 1)
                     }
                     _ => None,
                 };
@@ -755,12 +762,13 @@ fn plan_in(input: &Input, touched: Option<&BTreeSet<ObjectId>>, last: &[&GroupOu
         Some(k) => Cow::Borrowed(&*k.key),
         None => dir.key_of(dn),
     });
-    Plan {
+    let plan = Plan {
         operations,
         groups: outcomes,
         foreign,
         notices,
-    }
+    };
+    (plan, from_delta)
 }
 
 /// The groups [`plan_groups`] plans for `touched` (see its contract): the touched ones,

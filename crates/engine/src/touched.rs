@@ -76,6 +76,9 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
             }
         }
     }
+    // The groups touched through more than their own cloud image (a changed AD group, or a
+    // changed lookup of a synced group); the user clause is judged below.
+    let mut not_alone: BTreeSet<ObjectId> = out.clone();
     if !users.is_empty() {
         for group in cloud.groups.values() {
             let has_user = group
@@ -89,6 +92,7 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
         }
     }
     if !changes.ad_guids.is_empty() {
+        let mut by_ad: BTreeSet<ObjectId> = BTreeSet::new();
         let guids: HashSet<String> = changes
             .ad_guids
             .iter()
@@ -103,7 +107,7 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
             .filter_map(|g| g.sid.as_deref().map(|s| s.trim().to_ascii_uppercase()))
             .collect();
         // A cloud-managed AD group owns the AD group its SID names.
-        out.extend(
+        by_ad.extend(
             cloud
                 .groups
                 .values()
@@ -116,29 +120,33 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
         );
         for g in input.ad.groups.iter().filter(|g| changed(&g.guid)) {
             let anchors = [&g.external_directory_object_id, &g.admin_description];
-            out.extend(
+            by_ad.extend(
                 anchors
                     .into_iter()
                     .filter_map(|a| a.as_deref().and_then(parse_anchor))
                     .map(str::to_string),
             );
         }
-        out.extend(
+        by_ad.extend(
             input
                 .joins
                 .iter()
                 .filter(|(_, j)| changed(&j.guid))
                 .map(|(id, _)| id.clone()),
         );
+        out.extend(by_ad.iter().cloned());
+        not_alone.extend(by_ad);
     }
-    // A member who left counts too: planned from the delta, a group looks up the DN its
-    // members who left were written as, which a changed user or lookup may have moved.
-    let left_changed = |id: &ObjectId| {
+    // Through a user: a reported user, or one whose lookup changed, among the members or
+    // owners the group had — members who stay or left, whose DN a member delta takes as
+    // the last plan left it. Members the round added do not count: they are resolved
+    // afresh either way (a user joining its first group brings new lookups).
+    let by_user = |id: &ObjectId| {
         !users.is_empty()
             && input
                 .previous
                 .and_then(|p| p.groups.get(id))
-                .is_some_and(|g| {
+                .is_none_or(|g| {
                     g.members
                         .iter()
                         .chain(&g.owners)
@@ -147,8 +155,8 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
     };
     let alone = changes
         .groups
-        .difference(&out)
-        .filter(|id| !left_changed(id))
+        .difference(&not_alone)
+        .filter(|id| !by_user(id))
         .cloned()
         .collect();
     out.extend(changes.groups.iter().cloned());

@@ -747,6 +747,30 @@ impl Store {
         Ok(groups)
     }
 
+    /// The stored outcomes of the groups `ids` (those it has), in the order of `ids`. A
+    /// store from before the outcomes table has none.
+    pub fn outcomes_of<'i>(
+        &self,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<Vec<GroupOutcome>, StoreError> {
+        let what = "read group outcomes";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT json FROM outcomes WHERE group_id = ?1")
+            .map_err(sql(what))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let json: Option<String> = stmt
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(sql(what))?;
+            if let Some(json) = json {
+                out.push(decode(&format!("outcome of group {id}"), &json)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn read_outcomes(&self, only_errors: bool) -> Result<Vec<GroupOutcome>, StoreError> {
         let what = "read group outcomes";
         let mut stmt = self

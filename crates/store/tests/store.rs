@@ -785,6 +785,11 @@ fn outcomes_are_kept_per_group_and_updated_by_the_groups_a_cycle_planned() {
     assert_eq!(plan.groups, vec![a.clone(), b.clone(), c.clone()]);
     assert_eq!(plan.notices, notices);
     assert_eq!(store.outcomes_with_errors().unwrap(), vec![b.clone()]);
+    // By id: the groups it has, in the order asked.
+    assert_eq!(
+        store.outcomes_of(["c", "nope", "a"]).unwrap(),
+        vec![c.clone(), a.clone()]
+    );
 
     // A partial plan rewrites its groups and removes the gone ones; the others stay.
     let a2 = outcome("a", "Alpha", Some("member refused"));
