@@ -959,10 +959,10 @@ async fn cycle(
         } = wb_engine::touched_parts(&input, &changes);
         // The last outcomes of the groups touched through their own cloud image alone:
         // with them, a group whose only change is a few users in or out is planned from
-        // that member delta (its outcome slimmed: not for `sync --json`, which shows
-        // every member's fate).
+        // that member delta (its outcome slimmed — written members counted, not listed —,
+        // as the store keeps every outcome; `plan` and `explain` plan everything).
         let stored_last;
-        let last: Vec<&wb_model::GroupOutcome> = if alone.is_empty() || opts.all_outcomes {
+        let last: Vec<&wb_model::GroupOutcome> = if alone.is_empty() {
             Vec::new()
         } else if let Some(plan) = &last_plan {
             plan.groups
