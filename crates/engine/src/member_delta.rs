@@ -186,7 +186,10 @@ pub(crate) fn plan(
         .map(|(o, _)| o)
         .filter(|o| !matches!(o.fate, Fate::Written { .. }))
         .peekable();
-    let order = |o: &MemberOutcome| (o.member.kind, Arc::clone(&o.member.id));
+    // Member order: kind, then id (that of `MemberRef`).
+    fn order(o: &MemberOutcome) -> (MemberKind, &str) {
+        (o.member.kind, &o.member.id)
+    }
     let mut outcomes = Vec::new();
     for o in last.members.iter().filter(|o| {
         !matches!(o.fate, Fate::Written { .. }) && !gone.contains(&(o.member.kind, &*o.member.id))
