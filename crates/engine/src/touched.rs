@@ -42,8 +42,9 @@ pub struct Touched {
     /// What [`touched_by`] gives.
     pub all: BTreeSet<ObjectId>,
     /// The groups of `all` that the group delta round reported and nothing else touches:
-    /// not a reported user or a changed lookup among their members or owners, nor a change
-    /// of their AD group. Empty when everything is touched. With their last outcomes,
+    /// no reported user or changed lookup among the members or owners they had (members
+    /// the round added do not count), no change of their AD group. Empty when everything
+    /// is touched. With their last outcomes,
     /// [`plan_groups_with`](crate::plan_groups_with) can plan them from their member delta.
     pub alone: BTreeSet<ObjectId>,
 }
