@@ -311,6 +311,15 @@ impl CloudSnapshot {
         let mut ids = Interner::default();
         for g in self.groups.values_mut() {
             for set in [&mut g.members, &mut g.owners] {
+                // A set none of whose ids was seen before keeps its copies (they become the
+                // shared ones): not rebuilt — a group of 250,000 members is not copied.
+                let seen = set
+                    .iter()
+                    .any(|m| ids.0.get(&*m.id).is_some_and(|s| !Arc::ptr_eq(s, &m.id)));
+                if !seen {
+                    ids.0.extend(set.iter().map(|m| m.id.clone()));
+                    continue;
+                }
                 *set = std::mem::take(set)
                     .into_iter()
                     .map(|m| MemberRef {
