@@ -984,14 +984,8 @@ async fn cycle(
             for g in &partial.groups {
                 let whole = full.groups.iter().find(|f| f.id == g.id);
                 assert_eq!(
-                    Some(g.clone()).map(|mut g| {
-                        g.slim();
-                        g
-                    }),
-                    whole.cloned().map(|mut g| {
-                        g.slim();
-                        g
-                    }),
+                    Some(g.slimmed()),
+                    whole.map(wb_model::GroupOutcome::slimmed),
                     "the outcome of what changed differs from the full plan's"
                 );
             }
@@ -1234,11 +1228,7 @@ async fn cycle(
         .groups
         .iter()
         .filter(|g| planned.as_ref().is_none_or(|p| p.contains(&g.id)))
-        .map(|g| {
-            let mut g = g.clone();
-            g.slim();
-            g
-        })
+        .map(wb_model::GroupOutcome::slimmed)
         .collect();
     let remove_groups_outcomes = remove_groups.clone();
     let mut commit = Commit {

@@ -6,7 +6,7 @@ mod fixture;
 use fixture::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use wb_engine::naming::dn_eq;
 use wb_engine::{
     plan_groups, plan_groups_with, touched_by, touched_parts, Changes, EngineConfig, Input, Naming,
@@ -330,18 +330,6 @@ fn apply_drift(t: &mut Tenant, d: &Drift) -> BTreeSet<String> {
     changed
 }
 
-/// The ids whose entries differ between two maps (or that only one has).
-fn changed_ids<K: Ord + Clone, V: PartialEq>(
-    a: &BTreeMap<K, V>,
-    b: &BTreeMap<K, V>,
-) -> BTreeSet<K> {
-    a.keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
 fn check_invariants(t: &Tenant, plan: &Plan) -> Result<(), TestCaseError> {
     for f in &plan.foreign {
         let guid =
@@ -533,14 +521,9 @@ proptest! {
             .collect();
         let (quick, _) = plan_groups_with(&input, &touched, &last);
         prop_assert_eq!(&quick.operations, &full.operations, "touched {:?}", touched);
-        let slim = |g: &wb_model::GroupOutcome| {
-            let mut g = g.clone();
-            g.slim();
-            g
-        };
         for outcome in &quick.groups {
-            let whole = full.groups.iter().find(|g| g.id == outcome.id).map(slim);
-            prop_assert_eq!(Some(slim(outcome)), whole);
+            let whole = full.groups.iter().find(|g| g.id == outcome.id).map(wb_model::GroupOutcome::slimmed);
+            prop_assert_eq!(Some(outcome.slimmed()), whole);
         }
         for id in touched.iter().filter(|id| t.cloud.groups.contains_key(*id)) {
             prop_assert!(part.groups.iter().any(|g| &g.id == id), "no outcome for touched {}", id);

@@ -8,7 +8,7 @@ mod fixture;
 use fixture::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use wb_engine::{plan_groups_with, touched_parts, Changes, Input};
 use wb_model::{
     AdObjectRef, CloudSnapshot, GroupOutcome, Lookup, MemberKind, MemberRef, Plan,
@@ -115,22 +115,6 @@ fn build(
     (cloud, found)
 }
 
-fn changed_ids<K: Ord + Clone, V: PartialEq>(
-    a: &BTreeMap<K, V>,
-    b: &BTreeMap<K, V>,
-) -> BTreeSet<K> {
-    a.keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
-fn slim(mut g: GroupOutcome) -> GroupOutcome {
-    g.slim();
-    g
-}
-
 /// What a cycle after `change` plans: the full plan, the plan from what changed with the
 /// last outcomes, the ids of the groups touched through their own image alone, and how
 /// many groups were planned from their member delta.
@@ -187,13 +171,7 @@ fn plan_after(
         .groups
         .iter()
         .filter(|g| touched.alone.contains(&g.id))
-        .map(|g| {
-            if slim_last {
-                slim(g.clone())
-            } else {
-                g.clone()
-            }
-        })
+        .map(|g| if slim_last { g.slimmed() } else { g.clone() })
         .collect();
     let (part, from_delta) =
         plan_groups_with(&input, &touched.all, &last.iter().collect::<Vec<_>>());
@@ -207,9 +185,8 @@ fn assert_same(full: &Plan, part: &Plan) -> Result<(), TestCaseError> {
             .groups
             .iter()
             .find(|g| g.id == outcome.id)
-            .cloned()
-            .map(slim);
-        prop_assert_eq!(Some(slim(outcome.clone())), whole);
+            .map(GroupOutcome::slimmed);
+        prop_assert_eq!(Some(outcome.slimmed()), whole);
     }
     prop_assert_eq!(&part.foreign, &full.foreign);
     prop_assert_eq!(&part.notices, &full.notices);

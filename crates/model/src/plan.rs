@@ -432,16 +432,54 @@ pub struct GroupOutcome {
 }
 
 impl GroupOutcome {
-    /// Drops the fates of written members (the bulk of a big tenant's plan), keeping the
-    /// counts and every member that is not written, with why.
     /// Whether the group has an error: one of its own, or a decision that is invalid.
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty() || matches!(self.decision, Decision::Invalid { .. })
     }
 
+    /// Drops the fates of written members (the bulk of a big tenant's plan), keeping the
+    /// counts and every member that is not written, with why.
     pub fn slim(&mut self) {
         self.members
             .retain(|m| !matches!(m.fate, Fate::Written { .. }));
+    }
+
+    /// A slimmed copy (see [`GroupOutcome::slim`]): the written members' fates are not
+    /// copied.
+    pub fn slimmed(&self) -> GroupOutcome {
+        // Destructured so a new field is copied (or deliberately left out) here.
+        let GroupOutcome {
+            id,
+            name,
+            kind,
+            decision,
+            ad_state,
+            ad_dn,
+            members,
+            errors,
+            drift,
+            member_count,
+            written_count,
+            adopted,
+        } = self;
+        GroupOutcome {
+            id: id.clone(),
+            name: name.clone(),
+            kind: *kind,
+            decision: decision.clone(),
+            ad_state: ad_state.clone(),
+            ad_dn: ad_dn.clone(),
+            members: members
+                .iter()
+                .filter(|m| !matches!(m.fate, Fate::Written { .. }))
+                .cloned()
+                .collect(),
+            errors: errors.clone(),
+            drift: drift.clone(),
+            member_count: *member_count,
+            written_count: *written_count,
+            adopted: *adopted,
+        }
     }
 }
 
@@ -459,9 +497,12 @@ impl Plan {
 
     /// The plan with its outcomes slimmed.
     pub fn slimmed(&self) -> Plan {
-        let mut p = self.clone();
-        p.groups.iter_mut().for_each(GroupOutcome::slim);
-        p
+        Plan {
+            operations: self.operations.clone(),
+            groups: self.groups.iter().map(GroupOutcome::slimmed).collect(),
+            foreign: self.foreign.clone(),
+            notices: self.notices.clone(),
+        }
     }
 }
 
@@ -586,6 +627,12 @@ mod tests {
             plan.groups[0].members.len(),
             2,
             "the plan itself is untouched"
+        );
+        let mut in_place = plan.groups[0].clone();
+        in_place.slim();
+        assert_eq!(
+            slim.groups[0], in_place,
+            "a slimmed copy is the outcome slimmed"
         );
     }
 
