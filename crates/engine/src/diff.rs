@@ -350,12 +350,8 @@ fn plan_in(
         Some(_) if !last.is_empty() => {
             // A group nesting one whose DN this plan sets is planned in full: its values
             // change with that DN.
-            let sets_dn = |id: &str| {
-                placed
-                    .get(id)
-                    .is_some_and(|p| !matches!(p, Place::Existing { rename: None, .. }))
-            };
-            let any_set = placed.keys().any(|id| sets_dn(id));
+            let sets_dn = |id: &str| placed.get(id).is_some_and(Place::sets_dn);
+            let any_set = placed.values().any(Place::sets_dn);
             last.iter()
                 .filter(|o| in_scope(&o.id))
                 .filter_map(|o| {
@@ -463,7 +459,10 @@ fn plan_in(
                         outcome.member_count = q.member_count;
                         outcome.written_count = q.written_count;
                         outcome.errors = q.errors;
-                        Err((q.add, q.remove))
+                        Members::Delta {
+                            add: q.add,
+                            remove: q.remove,
+                        }
                     }
                     None => {
                         let mut membership = dir.membership(group);
@@ -475,7 +474,7 @@ fn plan_in(
                             .filter(|m| matches!(m.fate, wb_model::Fate::Written { .. }))
                             .count();
                         outcome.errors.extend(membership.errors.iter().cloned());
-                        Ok(membership)
+                        Members::Full(membership)
                     }
                 };
                 match place {
@@ -573,15 +572,14 @@ fn plan_in(
                                 reason,
                             ));
                         }
-                        let (add, remove) = match &membership {
-                            Ok(membership) => member_changes(
+                        let (add, remove) = match membership {
+                            Members::Full(membership) => member_changes(
                                 current,
-                                &unique_dns(membership, &dir),
+                                &unique_dns(&membership, &dir),
                                 &renamed,
                                 &dir,
                             ),
-                            // Planned from the member delta.
-                            Err((add, remove)) => (add.clone(), remove.clone()),
+                            Members::Delta { add, remove } => (add, remove),
                         };
                         // Only when the cloud side did not change can a difference have been
                         // made by hand in AD (an adoption's first plan is none: the cloud
@@ -669,8 +667,8 @@ fn plan_in(
                         attrs.insert(ATTR_SAM_ACCOUNT_NAME.into(), sam.into());
                         // A group to create is never planned from a member delta.
                         let membership = match membership {
-                            Ok(m) => m,
-                            Err(_) => dir.membership(group),
+                            Members::Full(m) => m,
+                            Members::Delta { .. } => dir.membership(group),
                         };
                         let (later, inline): (Vec<_>, Vec<_>) = unique_dns(&membership, &dir)
                             .into_iter()
@@ -785,11 +783,7 @@ fn scope<'a>(
 ) -> HashSet<&'a str> {
     let mut moved: HashSet<&str> = touched.iter().map(String::as_str).collect();
     for (id, place) in placed {
-        let sets_dn = match place {
-            Place::Existing { rename, .. } => rename.is_some(),
-            Place::Create { .. } | Place::Blocked { .. } => true,
-        };
-        if sets_dn {
+        if place.sets_dn() {
             moved.insert(id);
         }
     }
@@ -1085,6 +1079,17 @@ enum Place<'a> {
     },
     /// No AD group and none can be created this cycle.
     Blocked { error: String },
+}
+
+impl Place<'_> {
+    /// Whether this plan sets the group's DN (renames or moves it, creates it) or cannot
+    /// give it one: the `member` values naming it change.
+    fn sets_dn(&self) -> bool {
+        match self {
+            Place::Existing { rename, .. } => rename.is_some(),
+            Place::Create { .. } | Place::Blocked { .. } => true,
+        }
+    }
 }
 
 /// Decides renames, moves and creates for the written-back groups, refusing any target
@@ -1455,6 +1460,17 @@ fn attr_changes(
         reasons.push(format!("updated from the cloud: {}", updated.join(", ")));
     }
     Some((changes, reasons.join("; "), drift))
+}
+
+/// A written group's members as a plan computes them.
+enum Members<'d> {
+    /// Every member resolved.
+    Full(Membership<'d>),
+    /// Planned from the member delta (`member_delta`): the values to add and to remove.
+    Delta {
+        add: Vec<Arc<str>>,
+        remove: Vec<Arc<str>>,
+    },
 }
 
 /// The members that should be values of `member`, one per DN (as AD compares DNs: the
