@@ -58,7 +58,10 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
             alone: BTreeSet::new(),
         };
     }
-    let mut out = BTreeSet::new();
+    // Touched through a user (reported, or with a changed lookup) among the members or
+    // owners; through anything else that is not the group's own cloud image (a changed
+    // lookup of a synced group, a changed AD group).
+    let (mut through_users, mut through_others) = (BTreeSet::new(), BTreeSet::new());
     let mut users: HashSet<&str> = changes.users.iter().map(String::as_str).collect();
     if !changes.lookups.is_empty() {
         for user in cloud.users.values() {
@@ -73,13 +76,10 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
         }
         for group in cloud.groups.values() {
             if synced_group_lookup(group).is_some_and(|l| changes.lookups.contains(&l)) {
-                out.insert(group.id.clone());
+                through_others.insert(group.id.clone());
             }
         }
     }
-    // The groups touched through more than their own cloud image (a changed AD group, or a
-    // changed lookup of a synced group); the user clause is judged below.
-    let mut not_alone: BTreeSet<ObjectId> = out.clone();
     if !users.is_empty() {
         for group in cloud.groups.values() {
             let has_user = group
@@ -88,12 +88,11 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
                 .chain(&group.owners)
                 .any(|m| users.contains(&*m.id));
             if has_user {
-                out.insert(group.id.clone());
+                through_users.insert(group.id.clone());
             }
         }
     }
     if !changes.ad_guids.is_empty() {
-        let mut by_ad: BTreeSet<ObjectId> = BTreeSet::new();
         let guids: HashSet<String> = changes
             .ad_guids
             .iter()
@@ -108,7 +107,7 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
             .filter_map(|g| g.sid.as_deref().map(|s| s.trim().to_ascii_uppercase()))
             .collect();
         // A cloud-managed AD group owns the AD group its SID names.
-        by_ad.extend(
+        through_others.extend(
             cloud
                 .groups
                 .values()
@@ -121,22 +120,20 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
         );
         for g in input.ad.groups.iter().filter(|g| changed(&g.guid)) {
             let anchors = [&g.external_directory_object_id, &g.admin_description];
-            by_ad.extend(
+            through_others.extend(
                 anchors
                     .into_iter()
                     .filter_map(|a| a.as_deref().and_then(parse_anchor))
                     .map(str::to_string),
             );
         }
-        by_ad.extend(
+        through_others.extend(
             input
                 .joins
                 .iter()
                 .filter(|(_, j)| changed(&j.guid))
                 .map(|(id, _)| id.clone()),
         );
-        out.extend(by_ad.iter().cloned());
-        not_alone.extend(by_ad);
     }
     // Through a user: a reported user, or one whose lookup changed, among the members or
     // owners the group had — members who stay or left, whose DN a member delta takes as
@@ -156,10 +153,12 @@ pub fn touched_parts(input: &Input, changes: &Changes) -> Touched {
     };
     let alone = changes
         .groups
-        .difference(&not_alone)
+        .difference(&through_others)
         .filter(|id| !by_user(id))
         .cloned()
         .collect();
-    out.extend(changes.groups.iter().cloned());
-    Touched { all: out, alone }
+    let mut all = through_others;
+    all.extend(through_users);
+    all.extend(changes.groups.iter().cloned());
+    Touched { all, alone }
 }
