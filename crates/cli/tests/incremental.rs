@@ -9,22 +9,32 @@ use std::collections::HashSet;
 use std::process::Command;
 use support::*;
 
-/// `writeback sync --json` with info logs, to read how the AD image was brought up to date.
-fn sync_logged(w: &World) -> (serde_json::Value, String) {
+/// `writeback ARGS` (exit 0 asserted) with info logs, each plan of what changed checked
+/// against the full plan (`WRITEBACK_CHECK_INCREMENTAL`, as `World::writeback` does): its
+/// output and its log.
+fn run_logged(w: &World, args: &[&str]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_writeback"))
-        .args(["sync", "--json", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(w.config_path())
         .env("WB_E2E_SECRET", CLIENT_SECRET)
         .env("WB_E2E_AD_PASSWORD", &w.dc.password)
         .env("WRITEBACK_LOG", "writeback=info")
+        .env("WRITEBACK_CHECK_INCREMENTAL", "1")
         .output()
-        .expect("sync runs");
+        .expect("writeback runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// `writeback sync --json` with info logs, to read how the AD image was brought up to date.
+fn sync_logged(w: &World) -> (serde_json::Value, String) {
+    let (stdout, log) = run_logged(w, &["sync", "--json"]);
     (
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")),
-        stderr,
+        log,
     )
 }
 
@@ -403,25 +413,6 @@ async fn created_groups_are_joined_by_their_identity_read_back_after_the_creates
     assert_eq!(w.sync_ok()["ldapWrites"], 0);
 }
 
-/// `writeback sync` (the report without every member's fate, as an administrator runs it)
-/// with info logs, each plan of what changed checked against the full plan
-/// (`WRITEBACK_CHECK_INCREMENTAL`): the log.
-fn sync_plain_logged(w: &World) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_writeback"))
-        .args(["sync", "--config"])
-        .arg(w.config_path())
-        .env("WB_E2E_SECRET", CLIENT_SECRET)
-        .env("WB_E2E_AD_PASSWORD", &w.dc.password)
-        .env("WRITEBACK_LOG", "writeback=info")
-        .env("WRITEBACK_CHECK_INCREMENTAL", "1")
-        .output()
-        .expect("sync runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    stderr
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_in_and_one_out_of_a_group_are_planned_from_that_delta() {
     let w = World::new("memdelta").await;
@@ -442,7 +433,8 @@ async fn a_user_in_and_one_out_of_a_group_are_planned_from_that_delta() {
     // One user in, one out: the group is planned from those two alone.
     w.add_member(&g, &users[3].0).await;
     w.remove_member(&g, &users[0].0).await;
-    let log = sync_plain_logged(&w);
+    // `sync` as an administrator runs it.
+    let (_, log) = run_logged(&w, &["sync"]);
     assert!(log.contains("from_member_delta=1"), "{log}");
     assert_eq!(
         w.ad_group_of(&g).await.expect("written").member_set(),
@@ -462,7 +454,7 @@ async fn a_user_in_and_one_out_of_a_group_are_planned_from_that_delta() {
     .success()
     .unwrap();
     w.remove_member(&g, &users[1].0).await;
-    let log = sync_plain_logged(&w);
+    let (_, log) = run_logged(&w, &["sync"]);
     assert!(log.contains("from_member_delta=0"), "{log}");
     assert_eq!(
         w.ad_group_of(&g).await.expect("written").member_set(),
