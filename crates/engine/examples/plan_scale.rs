@@ -391,20 +391,16 @@ fn run(scenario: &str) {
             .unwrap_or_default();
         let mut after = cloud.clone();
         if let Some(g) = after.groups.get_mut(&big) {
-            let outside = cloud
-                .users
-                .keys()
-                .find(|u| !g.members.iter().any(|m| &*m.id == u.as_str()))
-                .cloned();
+            let user = |id: &str| MemberRef {
+                kind: MemberKind::User,
+                id: id.into(),
+            };
+            let outside = cloud.users.keys().find(|u| !g.members.contains(&user(u)));
+            let outside = outside.map(|u| user(u));
             if let Some(first) = g.members.iter().next().cloned() {
                 g.members.remove(&first);
             }
-            if let Some(u) = outside {
-                g.members.insert(MemberRef {
-                    kind: MemberKind::User,
-                    id: u.as_str().into(),
-                });
-            }
+            g.members.extend(outside);
         }
         let input = Input {
             cloud: &after,
