@@ -199,6 +199,31 @@ pub struct CloudGroup {
     pub cloud_managed: Option<bool>,
 }
 
+impl CloudGroup {
+    /// A copy without the member list (the store keeps a big group's members in rows of
+    /// their own); every other field copied.
+    pub fn without_members(&self) -> CloudGroup {
+        CloudGroup {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            group_types: self.group_types.clone(),
+            mail_enabled: self.mail_enabled,
+            security_enabled: self.security_enabled,
+            mail: self.mail.clone(),
+            mail_nickname: self.mail_nickname.clone(),
+            proxy_addresses: self.proxy_addresses.clone(),
+            on_premises_sync_enabled: self.on_premises_sync_enabled,
+            on_premises_security_identifier: self.on_premises_security_identifier.clone(),
+            writeback: self.writeback.clone(),
+            members: BTreeSet::new(),
+            owners: self.owners.clone(),
+            deleted: self.deleted,
+            cloud_managed: self.cloud_managed,
+        }
+    }
+}
+
 /// What kind of group a cloud group is (SPEC §1 table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -364,6 +389,30 @@ pub struct AdGroup {
 }
 
 impl AdGroup {
+    /// A copy without the member list (the store keeps a big group's members in rows of
+    /// their own); every other field copied.
+    pub fn without_members(&self) -> AdGroup {
+        AdGroup {
+            dn: self.dn.clone(),
+            guid: self.guid.clone(),
+            sid: self.sid.clone(),
+            cn: self.cn.clone(),
+            sam_account_name: self.sam_account_name.clone(),
+            group_type: self.group_type,
+            admin_description: self.admin_description.clone(),
+            external_directory_object_id: self.external_directory_object_id.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            mail: self.mail.clone(),
+            mail_nickname: self.mail_nickname.clone(),
+            proxy_addresses: self.proxy_addresses.clone(),
+            managed_by: self.managed_by.clone(),
+            members: Vec::new(),
+            critical: self.critical,
+            admin_count: self.admin_count,
+        }
+    }
+
     /// Why this object is protected — writeback never adopts nor writes it, whatever the
     /// cloud says (SPEC §10): `isCriticalSystemObject`, `adminCount = 1`, a builtin SID
     /// (`S-1-5-32-*`) or a well-known RID below 1000 (Domain Admins 512, …).

@@ -4,8 +4,10 @@
 //! Every state change of a cycle is one [`Store::commit`], one transaction: a cycle killed
 //! at any instant leaves either the previous state or the new one, never a mix. Groups and
 //! users are stored as one JSON row each, keyed by id, so a delta cycle writes only the
-//! rows it changed.
+//! rows it changed; a big group's members sit in chunk rows of their own (`chunks.rs`), so
+//! a change of one member rewrites one chunk.
 
+mod chunks;
 mod run;
 mod schema;
 
@@ -273,6 +275,15 @@ impl Store {
         let mut state = SyncState::default();
 
         state.cloud.groups = self.read_rows(&Table::CLOUD_GROUPS, "cloud group")?;
+        let chunked = chunks::read_all(&self.conn, &chunks::ChunkTable::CLOUD_GROUPS)?;
+        for (id, members) in chunked {
+            if let Some(g) = state.cloud.groups.get_mut(&id) {
+                // In order: the set is built in one go.
+                let mut all: Vec<_> = std::mem::take(&mut g.members).into_iter().collect();
+                all.extend(members);
+                g.members = all.into_iter().collect();
+            }
+        }
         // One copy of each member id, as when the image was made (a row per group holds
         // its own copies).
         state.cloud.share_ids();
@@ -417,6 +428,14 @@ impl Store {
             .into_iter()
             .map(|(_, g)| g)
             .collect();
+        let mut chunked = chunks::read_all(&self.conn, &chunks::ChunkTable::AD_GROUPS)?;
+        if !chunked.is_empty() {
+            for g in &mut groups {
+                if let Some(members) = chunked.remove(&g.guid.to_ascii_lowercase()) {
+                    g.members.extend(members);
+                }
+            }
+        }
         wb_model::share_member_dns(&mut groups);
         let mut found = Vec::new();
         let mut asked = Vec::new();
@@ -820,6 +839,8 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             .map_err(sql("clear cloud users"))?;
         tx.execute("DELETE FROM cloud_devices", [])
             .map_err(sql("clear cloud devices"))?;
+        tx.execute("DELETE FROM cloud_group_chunks", [])
+            .map_err(sql("clear cloud groups"))?;
     }
     let rows = |id: &str, json: String| (id.to_string(), Some(json));
     sync_rows(
@@ -830,13 +851,23 @@ fn apply_commit(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             .iter()
             .map(|d| Ok(rows(&d.id, encode(&format!("cloud device {}", d.id), d)?))),
     )?;
+    let cloud_chunks = &chunks::ChunkTable::CLOUD_GROUPS;
+    for id in &c.remove_groups {
+        chunks::remove(tx, cloud_chunks, id)?;
+    }
     sync_rows(
         tx,
         Table::CLOUD_GROUPS,
         &c.remove_groups,
-        c.upsert_groups
-            .iter()
-            .map(|g| Ok(rows(&g.id, encode(&format!("cloud group {}", g.id), g)?))),
+        c.upsert_groups.iter().map(|g| {
+            let what = format!("cloud group {}", g.id);
+            let json = if chunks::write(tx, cloud_chunks, &g.id, g.members.iter())? {
+                encode(&what, &g.without_members())?
+            } else {
+                encode(&what, g)?
+            };
+            Ok(rows(&g.id, json))
+        }),
     )?;
     sync_rows(
         tx,
@@ -920,6 +951,12 @@ fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
             .map_err(sql("clear AD groups"))?;
         tx.execute("DELETE FROM ad_lookups", [])
             .map_err(sql("clear lookups"))?;
+        tx.execute("DELETE FROM ad_group_chunks", [])
+            .map_err(sql("clear AD groups"))?;
+    }
+    let ad_chunks = &chunks::ChunkTable::AD_GROUPS;
+    for guid in &c.ad_groups_remove {
+        chunks::remove(tx, ad_chunks, &guid.to_ascii_lowercase())?;
     }
     sync_rows(
         tx,
@@ -927,7 +964,12 @@ fn apply_ad_image(tx: &Transaction<'_>, c: &Commit) -> Result<(), StoreError> {
         &c.ad_groups_remove,
         c.ad_groups_upsert.iter().map(|g| {
             let guid = g.guid.to_ascii_lowercase();
-            let json = encode(&format!("AD group {guid}"), g)?;
+            let what = format!("AD group {guid}");
+            let json = if chunks::write(tx, ad_chunks, &guid, g.members.iter())? {
+                encode(&what, &g.without_members())?
+            } else {
+                encode(&what, g)?
+            };
             Ok((guid, Some(json)))
         }),
     )?;

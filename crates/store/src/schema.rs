@@ -62,6 +62,23 @@ const MIGRATIONS: &[&str] = &[
          errors INTEGER NOT NULL,
          json TEXT NOT NULL
      );",
+    // 7: the member lists of big groups in chunk rows (see `chunks.rs`): a change of one
+    // member rewrites one chunk, not the group's whole row. Rows written before keep their
+    // members inline until the group is written again.
+    "CREATE TABLE cloud_group_chunks (
+         id TEXT NOT NULL,
+         chunk INTEGER NOT NULL,
+         fp INTEGER NOT NULL,
+         json TEXT NOT NULL,
+         PRIMARY KEY (id, chunk)
+     ) WITHOUT ROWID;
+     CREATE TABLE ad_group_chunks (
+         guid TEXT NOT NULL,
+         chunk INTEGER NOT NULL,
+         fp INTEGER NOT NULL,
+         json TEXT NOT NULL,
+         PRIMARY KEY (guid, chunk)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -819,3 +819,160 @@ fn outcomes_are_kept_per_group_and_updated_by_the_groups_a_cycle_planned() {
         2
     );
 }
+
+/// A cloud group with `n` user members and its AD group with `n` member DNs (in an order
+/// that is not sorted, as AD returns them).
+fn big_group(n: usize) -> (CloudGroup, AdGroup) {
+    let mut g = group(1);
+    g.members = (0..n)
+        .map(|i| MemberRef {
+            kind: MemberKind::User,
+            id: format!("00000000-0000-4000-8000-{i:012}").into(),
+        })
+        .collect();
+    let dns: Vec<String> = (0..n)
+        .map(|i| format!("CN=bg{},OU=Big,DC=t", (i * 7919) % n))
+        .collect();
+    let refs: Vec<&str> = dns.iter().map(String::as_str).collect();
+    (g, ad_group(1, &refs))
+}
+
+/// The member chunk rows of the store, by table, key and chunk, with their JSON.
+fn chunk_rows(path: &std::path::Path) -> Vec<(String, String, i64, String)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut out = Vec::new();
+    for (table, key) in [("cloud_group_chunks", "id"), ("ad_group_chunks", "guid")] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {key}, chunk, json FROM {table} ORDER BY 1, 2"
+            ))
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((table.to_string(), r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+fn commit_groups(store: &mut Store, cloud: &[&CloudGroup], ad: &[&AdGroup]) {
+    let mut c = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::now_utc()));
+    c.upsert_groups = cloud.to_vec();
+    c.ad_groups_upsert = ad.to_vec();
+    store.commit(&c).unwrap();
+}
+
+#[test]
+fn a_big_group_reads_back_whole_and_one_member_in_or_out_rewrites_one_chunk() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let (mut cloud, mut ad) = big_group(60_000);
+    let small = group(2);
+    commit_groups(&mut store, &[&cloud, &small], &[&ad]);
+    let read_back = |store: &Store| {
+        let (state, rows) = store.load_with_ad().unwrap();
+        (state.cloud.groups, rows.groups)
+    };
+    let (groups, ad_groups) = read_back(&store);
+    assert_eq!(groups[&cloud.id], cloud);
+    assert_eq!(groups[&small.id], small);
+    assert_eq!(ad_groups, vec![ad.clone()], "members in AD's order");
+    let before = chunk_rows(&path);
+    assert!(before.len() > 20, "{} chunk rows", before.len());
+    assert!(
+        before
+            .iter()
+            .all(|(_, k, _, _)| *k == cloud.id || *k == "guid-1"),
+        "a small group keeps its members in its row"
+    );
+
+    // One member out of the cloud group, one DN into the AD group.
+    let gone = cloud.members.iter().nth(31_415).unwrap().clone();
+    cloud.members.remove(&gone);
+    ad.members.insert(12_345, "CN=newcomer,OU=Big,DC=t".into());
+    commit_groups(&mut store, &[&cloud], &[&ad]);
+    let after = chunk_rows(&path);
+    let changed: Vec<_> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert!(
+        (1..=4).contains(&changed.len()),
+        "one chunk per image rewritten (two when the member is a boundary): {:?}",
+        changed
+            .iter()
+            .map(|(t, _, n, _)| (t, n))
+            .collect::<Vec<_>>()
+    );
+    let (groups, ad_groups) = read_back(&Store::open(&path).unwrap());
+    assert_eq!(groups[&cloud.id], cloud);
+    assert_eq!(ad_groups, vec![ad.clone()]);
+
+    // Down to a few members: back in its row, its chunks gone; and up again.
+    let few: BTreeSet<MemberRef> = cloud.members.iter().take(3).cloned().collect();
+    let all = std::mem::replace(&mut cloud.members, few);
+    ad.members.truncate(2);
+    commit_groups(&mut store, &[&cloud], &[&ad]);
+    assert_eq!(chunk_rows(&path), vec![]);
+    let (groups, ad_groups) = read_back(&store);
+    assert_eq!(groups[&cloud.id], cloud);
+    assert_eq!(ad_groups, vec![ad.clone()]);
+    cloud.members = all;
+    commit_groups(&mut store, &[&cloud], &[]);
+    assert_eq!(read_back(&store).0[&cloud.id], cloud);
+
+    // A group removed, or the image replaced, takes its chunks along.
+    let mut c = Commit::for_run(run("delta", RunStatus::Success, OffsetDateTime::now_utc()));
+    c.remove_groups = vec![cloud.id.clone()];
+    store.commit(&c).unwrap();
+    assert_eq!(chunk_rows(&path), vec![]);
+    assert!(!read_back(&store).0.contains_key(&cloud.id));
+    let (_, big_ad) = big_group(10_000);
+    commit_groups(&mut store, &[&cloud], &[&big_ad]);
+    assert!(!chunk_rows(&path).is_empty());
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::now_utc()));
+    c.replace_cloud = true;
+    c.replace_ad = true;
+    c.upsert_groups = vec![&small];
+    store.commit(&c).unwrap();
+    assert_eq!(chunk_rows(&path), vec![]);
+    let (groups, ad_groups) = read_back(&store);
+    assert_eq!(groups.keys().collect::<Vec<_>>(), vec![&small.id]);
+    assert!(ad_groups.is_empty());
+}
+
+#[test]
+fn a_big_group_stored_whole_by_an_older_writeback_reads_back_and_is_chunked_when_written() {
+    let (_dir, path) = temp_store();
+    let (mut cloud, ad) = big_group(9_000);
+    // A store of schema 6 (before chunk rows): the group's members in its row.
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE cloud_group_chunks; DROP TABLE ad_group_chunks; PRAGMA user_version = 6;",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO cloud_groups (id, json) VALUES (?1, ?2)",
+        [&cloud.id, &serde_json::to_string(&cloud).unwrap()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO ad_groups (guid, json) VALUES ('guid-1', ?1)",
+        [&serde_json::to_string(&ad).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut store = Store::open(&path).unwrap();
+    let (state, rows) = store.load_with_ad().unwrap();
+    assert_eq!(state.cloud.groups[&cloud.id], cloud);
+    assert_eq!(rows.groups, vec![ad.clone()]);
+    assert_eq!(chunk_rows(&path), vec![]);
+
+    cloud.members.pop_first();
+    commit_groups(&mut store, &[&cloud], &[&ad]);
+    assert!(chunk_rows(&path).len() > 4);
+    let (state, rows) = Store::open(&path).unwrap().load_with_ad().unwrap();
+    assert_eq!(state.cloud.groups[&cloud.id], cloud);
+    assert_eq!(rows.groups, vec![ad]);
+}
