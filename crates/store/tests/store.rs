@@ -976,3 +976,73 @@ fn a_big_group_stored_whole_by_an_older_writeback_reads_back_and_is_chunked_when
     assert_eq!(state.cloud.groups[&cloud.id], cloud);
     assert_eq!(rows.groups, vec![ad]);
 }
+
+#[test]
+fn users_and_lookup_results_read_back_from_compact_rows_and_from_rows_written_before() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    // Every field set, each to its own value: a field read into another's place shows.
+    let full = CloudUser {
+        id: "user-full".into(),
+        user_principal_name: Some("full@lab.example.test".into()),
+        display_name: Some("Full, \"Quoted\" 🎉".into()),
+        on_premises_sync_enabled: Some(true),
+        on_premises_security_identifier: Some("S-1-5-21-1-2-3-1001".into()),
+        on_premises_immutable_id: Some("aW1tdXRhYmxl".into()),
+        on_premises_distinguished_name: Some("CN=Full,OU=U,DC=lab".into()),
+        on_premises_sam_account_name: Some("full".into()),
+        on_premises_domain_name: Some("lab.example.test".into()),
+    };
+    let bare = CloudUser {
+        id: "user-bare".into(),
+        ..CloudUser::default()
+    };
+    let sid = Lookup::Sid("S-1-5-21-1-2-3-1001".into());
+    let found = AdObjectRef {
+        dn: "CN=Full,OU=U,DC=lab".into(),
+        guid: "6f1c2b1e-0000-4000-b000-000000000001".into(),
+        group_type: Some(-2147483646),
+        class: AdClass::Other("contact".into()),
+    };
+    let mut c = Commit::for_run(run("full", RunStatus::Success, OffsetDateTime::now_utc()));
+    c.upsert_users = vec![&full, &bare];
+    c.ad_lookups_upsert = vec![(&sid, Some(&found))];
+    store.commit(&c).unwrap();
+
+    // Rows as a writeback before schema 7 wrote them: JSON objects.
+    let old = CloudUser {
+        id: "user-old".into(),
+        ..full.clone()
+    };
+    let old_sid = Lookup::Sid("S-1-5-21-1-2-3-1002".into());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO cloud_users (id, json) VALUES ('user-old', ?1)",
+        [serde_json::to_string(&old).unwrap()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO ad_lookups (lookup, json) VALUES (?1, ?2)",
+        [
+            serde_json::to_string(&old_sid).unwrap(),
+            serde_json::to_string(&found).unwrap(),
+        ],
+    )
+    .unwrap();
+    let compact: String = conn
+        .query_row(
+            "SELECT json FROM cloud_users WHERE id = 'user-full'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(compact.starts_with("[\"user-full\""), "{compact}");
+    drop(conn);
+
+    let (state, rows) = Store::open(&path).unwrap().load_with_ad().unwrap();
+    assert_eq!(state.cloud.users["user-full"], full);
+    assert_eq!(state.cloud.users["user-bare"], bare);
+    assert_eq!(state.cloud.users["user-old"], old);
+    assert_eq!(rows.resolutions.found.get(&sid), Some(&found));
+    assert_eq!(rows.resolutions.found.get(&old_sid), Some(&found));
+}
