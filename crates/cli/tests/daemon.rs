@@ -201,6 +201,7 @@ async fn the_daemons_kept_images_follow_every_kind_of_change() {
     let mut daemon = KillOnDrop(
         writeback(&w, "run")
             .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+            .env("WRITEBACK_STORE_CHUNKED_FROM", "3")
             .env("WRITEBACK_LOG", "writeback=info")
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -21,6 +21,7 @@ fn run_logged(w: &World, args: &[&str]) -> (String, String) {
         .env("WB_E2E_AD_PASSWORD", &w.dc.password)
         .env("WRITEBACK_LOG", "writeback=info")
         .env("WRITEBACK_CHECK_INCREMENTAL", "1")
+        .env("WRITEBACK_STORE_CHUNKED_FROM", "3")
         .output()
         .expect("writeback runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

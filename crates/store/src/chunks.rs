@@ -48,6 +48,19 @@ impl ChunkTable {
     };
 }
 
+/// [`CHUNKED_FROM`], unless `WRITEBACK_STORE_CHUNKED_FROM` says otherwise: the end-to-end
+/// tests set it low, so the cycles they run keep groups of a few members in chunk rows.
+fn chunked_from() -> usize {
+    static FROM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *FROM.get_or_init(|| {
+        std::env::var("WRITEBACK_STORE_CHUNKED_FROM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(CHUNKED_FROM)
+    })
+}
+
 fn hash_of<T: Hash + ?Sized>(item: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     item.hash(&mut h);
@@ -94,7 +107,7 @@ pub(crate) fn write<'a, T: Hash + Serialize + 'a>(
         key: col,
         what,
     } = table;
-    if members.len() < CHUNKED_FROM {
+    if members.len() < chunked_from() {
         tx.prepare_cached(&format!("DELETE FROM {name} WHERE {col} = ?1"))
             .and_then(|mut s| s.execute([key]))
             .map_err(sql("remove member chunks"))?;

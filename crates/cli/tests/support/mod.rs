@@ -261,6 +261,9 @@ state = "state.db"
                 std::env::var("WB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env("WRITEBACK_CHECK_INCREMENTAL", if check { "1" } else { "" })
+            // Groups of three members or more keep them in the store's chunk rows (from
+            // 4,096 outside the tests), so every cycle here goes through both forms.
+            .env("WRITEBACK_STORE_CHUNKED_FROM", "3")
             .output()
             .expect("writeback runs");
         SyncResult {
