@@ -359,6 +359,9 @@ async fn import_cloud(
     if full {
         touched = Touched::all();
     }
+    // The users before this round (shared, not copied): a full round that leaves out users
+    // the groups still name is checked against them.
+    let users_before = users.full.then(|| cloud.users.clone());
     wb_graph::apply_user_changes(&mut cloud, &users);
     if let Some(devices) = &devices {
         wb_graph::apply_device_changes(&mut cloud, devices);
@@ -368,6 +371,9 @@ async fn import_cloud(
         touched.group(id);
     }
     confirm_absent(graph, &mut cloud, &absent).await?;
+    if let Some(before) = users_before {
+        confirm_absent_users(graph, &mut cloud, &before).await?;
+    }
     refresh_config(
         graph,
         cfg,
@@ -415,6 +421,39 @@ async fn confirm_absent(
         }
     }
     wb_graph::apply_presence(cloud, &presence);
+    Ok(())
+}
+
+/// A full user round does not list some users that groups still name as members or owners:
+/// absence alone is no evidence (a truncated answer looks the same), and a user dropped
+/// from the image leaves every group it is in. So Graph confirms each one: still there →
+/// kept as the image had it (said at WARN); gone (404) → left out. Any other answer fails
+/// the cycle: nothing is applied. Users no group names are not asked about.
+async fn confirm_absent_users(
+    graph: &GraphClient,
+    cloud: &mut CloudSnapshot,
+    before: &std::collections::BTreeMap<String, wb_model::CloudUser>,
+) -> Result<(), GraphError> {
+    let named: std::collections::BTreeSet<&str> = cloud
+        .groups
+        .values()
+        .flat_map(|g| g.members.iter().chain(&g.owners))
+        .filter(|m| m.kind == wb_model::MemberKind::User)
+        .map(|m| &*m.id)
+        .filter(|id| !cloud.users.contains_key(*id) && before.contains_key(*id))
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = named.into_iter().map(str::to_string).collect();
+    let alive = graph.confirm_users(&ids).await?;
+    let users = std::sync::Arc::make_mut(&mut cloud.users);
+    for (id, alive) in alive {
+        if let (true, Some(user)) = (alive, before.get(&id)) {
+            warn!(user = %id, "the full round did not list this user, but Graph still has it: kept");
+            users.insert(id, user.clone());
+        }
+    }
     Ok(())
 }
 

@@ -102,6 +102,34 @@ async fn group_a_full_round_omits_but_graph_still_has_is_not_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_a_full_round_omits_but_graph_still_has_stays_a_member() {
+    let w = World::new("trust-omit-user").await;
+    let (omitted, _) = w.synced_user("trust-omitted", "Omitted User").await;
+    let (listed, _) = w.synced_user("trust-listed", "Listed User").await;
+    let g = w
+        .security_group("SG-Trust-OmitUser", Some(true), None)
+        .await;
+    w.add_member(&g, &omitted).await;
+    w.add_member(&g, &listed).await;
+    w.sync_ok();
+    let before = w.ad_group_of(&g).await.expect("written").member_set();
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // The full user round leaves the user out; the group round still lists it as a member,
+    // and GET /users/{id} finds it: it stays in the image and in the AD group.
+    faults(&w.sim.url, json!({"omit_users_from_delta": [omitted]})).await;
+    let out = w.sync_expect(0, &["--full"]);
+    assert_eq!(out["mode"], "full");
+    assert_eq!(out["applied"]["member_removes"], 0, "{out}");
+    assert_eq!(w.ad_group_of(&g).await.expect("kept").member_set(), before);
+    // And the next cycles keep it (the image kept it).
+    faults(&w.sim.url, json!({})).await;
+    let out = w.sync_ok();
+    assert_eq!(out["applied"]["member_removes"], 0, "{out}");
+    assert_eq!(w.ad_group_of(&g).await.expect("kept").member_set(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn soft_deleted_group_survives_a_full_round() {
     let w = World::new("trust-softfull").await;
     let g = w

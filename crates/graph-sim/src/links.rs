@@ -245,11 +245,16 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
     };
     let (mut value, end) = delta::page(&tenant, ctx.version, token.clone(), limits);
     drop(tenant);
-    if res == Resource::Groups && !faults.omit_groups_from_delta.is_empty() {
+    let omit = match res {
+        Resource::Groups => &faults.omit_groups_from_delta,
+        Resource::Users => &faults.omit_users_from_delta,
+        _ => &Vec::new(),
+    };
+    if !omit.is_empty() {
         value.retain(|v| {
             v.get("id")
                 .and_then(Value::as_str)
-                .is_none_or(|id| !faults.omit_groups_from_delta.iter().any(|o| o == id))
+                .is_none_or(|id| !omit.iter().any(|o| o == id))
         });
     }
     let edits = if res == Resource::Groups {

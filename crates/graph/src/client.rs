@@ -781,6 +781,39 @@ impl GraphClient {
         Ok(out)
     }
 
+    /// Which of these users, left out of a full round, Graph still has (`GET
+    /// /v1.0/users/{id}` → 200: `true`; 404: `false`). Absence from a round is no evidence
+    /// that a user is gone. By `$batch`, as [`GraphClient::confirm_gone`]; any other answer
+    /// is an error: the caller applies nothing.
+    pub async fn confirm_users(
+        &self,
+        ids: &[ObjectId],
+    ) -> Result<BTreeMap<ObjectId, bool>, GraphError> {
+        let mut out = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let urls: Vec<String> = ids
+            .iter()
+            .map(|id| format!("/users/{}?$select=id", path_segment(id)))
+            .collect();
+        let answers = self.batch_get(&urls).await?;
+        for ((id, url), answer) in ids.iter().zip(&urls).zip(&answers) {
+            let alive = match answer.status {
+                200 => true,
+                404 => false,
+                _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
+            };
+            out.insert(id.clone(), alive);
+        }
+        tracing::info!(
+            asked = ids.len(),
+            alive = out.values().filter(|a| **a).count(),
+            "users absent from the full round checked with Graph"
+        );
+        Ok(out)
+    }
+
     /// GETs of `urls` (relative to `/v1.0`) by `POST /v1.0/$batch` (see [`GraphClient::batch`]).
     async fn batch_get(&self, urls: &[String]) -> Result<Vec<BatchAnswer>, GraphError> {
         let requests: Vec<BatchRequest> = urls.iter().map(BatchRequest::get).collect();

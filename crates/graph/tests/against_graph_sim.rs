@@ -484,6 +484,27 @@ async fn absent_groups_are_confirmed_gone_only_when_graph_no_longer_has_them() {
 }
 
 #[tokio::test]
+async fn users_left_out_of_a_full_round_are_confirmed_by_batched_reads() {
+    let sim = Sim::start(&sim::small_tenant(), &[]);
+    let client = sim.client();
+    let u = |n| id(0xaaaa, n);
+    let path = format!("/v1.0/users/{}", u(3));
+    client
+        .send_json(Method::DELETE, &path, None)
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+    // More than one $batch of ids.
+    let never: Vec<String> = (0..22).map(|n| id(0xdddd, n)).collect();
+    let mut ids = vec![u(1), u(3)];
+    ids.extend(never.iter().cloned());
+    let alive = client.confirm_users(&ids).await.expect("confirmed");
+    assert_eq!(alive.len(), ids.len());
+    assert!(alive[&u(1)]);
+    assert!(!alive[&u(3)], "deleted");
+    assert!(never.iter().all(|id| !alive[id]));
+}
+
+#[tokio::test]
 async fn batched_writes_answer_each_request_and_retry_the_throttled_ones() {
     let mut tenant = sim::small_tenant();
     let groups = tenant["groups"].as_array_mut().expect("groups");

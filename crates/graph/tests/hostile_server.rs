@@ -363,6 +363,34 @@ async fn any_other_inner_answer_fails_the_confirmation() {
 }
 
 #[tokio::test]
+async fn a_user_left_out_of_a_full_round_is_gone_only_on_404() {
+    let server = Server::start(batch_script(|url| {
+        if url.starts_with("/users/alive") {
+            json!({"status": 200, "body": {"id": "alive"}})
+        } else if url.starts_with("/users/refused") {
+            json!({"status": 403, "body": {"error": {"code": "Authorization_RequestDenied", "message": "denied"}}})
+        } else {
+            json!({"status": 404, "body": {"error": {"code": "Request_ResourceNotFound", "message": "no"}}})
+        }
+    }))
+    .await;
+    let ids: Vec<String> = ["alive", "gone"].map(String::from).to_vec();
+    let alive = server.client().confirm_users(&ids).await.unwrap();
+    assert!(alive["alive"]);
+    assert!(!alive["gone"]);
+    // Any other answer is no answer: the caller applies nothing.
+    let err = server
+        .client()
+        .confirm_users(&["alive".to_string(), "refused".to_string()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/users/refused") && err.to_string().contains("denied"),
+        "names the inner request and the server's words: {err}"
+    );
+}
+
+#[tokio::test]
 async fn inner_throttling_is_retried_and_a_short_answer_is_malformed() {
     let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = calls.clone();
