@@ -930,12 +930,20 @@ async fn cycle(
     info!(how = %image.changes.how, "AD image");
     phases.push(("import", t0.elapsed().as_millis()));
     let ad_snapshot = &image.snapshot;
+    // The AD groups that changed since the last cycle's image (read by USN): only their
+    // differences can have been made by hand. Not known after a full read.
+    let ad_changed: Option<std::collections::BTreeSet<String>> =
+        (!image.changes.replaced).then(|| {
+            let c = &image.changes;
+            c.groups_upsert.union(&c.groups_remove).cloned().collect()
+        });
     let input = wb_engine::Input {
         cloud: &import.cloud,
         ad: ad_snapshot,
         joins: &state.joins,
         config: &cfg.engine,
         previous: (!state.cloud.groups.is_empty()).then_some(&state.cloud),
+        ad_changed: ad_changed.as_ref(),
     };
     // Plan what changed: everything after a full round or a full AD read, when the
     // configuration changed or the last cycle left something to retry, or for `plan` and
@@ -1121,9 +1129,12 @@ async fn cycle(
     let previous = (!state.cloud.groups.is_empty()).then_some(&state.cloud);
     let drift = crate::drift::events(
         &plan,
-        previous,
+        crate::drift::Before {
+            cloud: previous,
+            joins: &state.joins,
+            ad_changed: ad_changed.as_ref(),
+        },
         &import.cloud,
-        &state.joins,
         &hold,
         cfg.staging,
     );

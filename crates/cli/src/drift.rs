@@ -9,27 +9,53 @@
 //! again was deleted by hand.
 
 use crate::thresholds::Hold;
+use std::collections::BTreeSet;
 use tracing::warn;
 use wb_engine::naming::dn_key;
 use wb_model::{Action, CloudSnapshot, DriftEvent, DriftKind, GroupAttr, Joins, Plan};
 
-/// Every drift the plan puts back. `previous`: the cloud image of the previous cycle (as
-/// the engine got it); `joins`: as before this cycle; `hold`: what the thresholds hold back;
-/// `staging`: nothing is written.
+/// What a cycle knew before it planned, as the engine got it.
+pub struct Before<'a> {
+    /// The cloud image of the previous cycle.
+    pub cloud: Option<&'a CloudSnapshot>,
+    /// The joins as before this cycle.
+    pub joins: &'a Joins,
+    /// The AD groups (objectGUID, lower case) that changed in AD since the previous cycle's
+    /// image; `None` when not known (AD read in full). An operation on a group AD did not
+    /// change is no drift: nobody changed it by hand.
+    pub ad_changed: Option<&'a BTreeSet<String>>,
+}
+
+/// Every drift the plan puts back. `hold`: what the thresholds hold back; `staging`:
+/// nothing is written.
 pub fn events(
     plan: &Plan,
-    previous: Option<&CloudSnapshot>,
+    before: Before<'_>,
     cloud: &CloudSnapshot,
-    joins: &Joins,
     hold: &Hold,
     staging: bool,
 ) -> Vec<DriftEvent> {
     let mut out = Vec::new();
+    let Before {
+        cloud: previous,
+        joins,
+        ad_changed,
+    } = before;
     let changes = wb_engine::CloudChanges::new(previous, cloud);
     for op in &plan.operations {
         let Some(group) = cloud.groups.get(&op.group) else {
             continue;
         };
+        // The AD group the operation is on (a create: the joined one it replaces).
+        let guid = match &op.action {
+            Action::Create { .. } => joins.get(&op.group).map(|j| j.guid.as_str()),
+            other => other.guid(),
+        };
+        if let (Some(changed), Some(guid)) = (ad_changed, guid) {
+            if !changed.contains(&guid.to_ascii_lowercase()) {
+                continue;
+            }
+        }
         let (props_changed, members_changed) = changes.of(group);
         let join = joins.get(&op.group);
         let joined = |guid: &str| join.is_some_and(|j| j.guid.eq_ignore_ascii_case(guid));
@@ -256,6 +282,15 @@ mod tests {
         }
     }
 
+    /// What the cycle knew before, AD's changes unknown (as after a full read).
+    fn known<'a>(cloud: Option<&'a CloudSnapshot>, joins: &'a Joins) -> Before<'a> {
+        Before {
+            cloud,
+            joins,
+            ad_changed: None,
+        }
+    }
+
     fn kinds(events: &[DriftEvent]) -> Vec<DriftKind> {
         events.iter().map(|e| e.kind).collect()
     }
@@ -267,18 +302,16 @@ mod tests {
         let before = image("cloud");
         let same = events(
             &p,
-            Some(&before),
+            known(Some(&before), &joins),
             &image("cloud"),
-            &joins,
             &Hold::none(),
             false,
         );
         assert_eq!(kinds(&same), [DriftKind::AttributeChanged]);
         let changed = events(
             &p,
-            Some(&before),
+            known(Some(&before), &joins),
             &image("new"),
-            &joins,
             &Hold::none(),
             false,
         );
@@ -286,8 +319,44 @@ mod tests {
             changed.is_empty(),
             "a cloud change is no drift: {changed:?}"
         );
-        let first = events(&p, None, &image("cloud"), &joins, &Hold::none(), false);
+        let first = events(
+            &p,
+            known(None, &joins),
+            &image("cloud"),
+            &Hold::none(),
+            false,
+        );
         assert!(first.is_empty(), "no previous image: no drift");
+    }
+
+    #[test]
+    fn only_a_group_ad_changed_since_the_last_cycle_has_drift() {
+        let joins = joins(&format!("CN=Group_g,{OU}"));
+        let c = image("cloud");
+        let p = plan(vec![
+            modify("description", &["hand"], &["cloud"], "guid-g"),
+            Action::Create {
+                dn: format!("CN=Group_g,{OU}"),
+                attrs: Default::default(),
+                members: vec![],
+                sam_account_name_fallbacks: vec![],
+            },
+        ]);
+        let with = |changed: &[&str]| {
+            let changed: BTreeSet<String> = changed.iter().map(|g| g.to_string()).collect();
+            let before = Before {
+                cloud: Some(&c),
+                joins: &joins,
+                ad_changed: Some(&changed),
+            };
+            kinds(&events(&p, before, &c, &Hold::none(), false))
+        };
+        assert_eq!(
+            with(&["guid-g"]),
+            [DriftKind::AttributeChanged, DriftKind::Deleted]
+        );
+        assert_eq!(with(&["guid-other"]), [], "AD did not change the group");
+        assert_eq!(with(&[]), []);
     }
 
     #[test]
@@ -305,7 +374,7 @@ mod tests {
             ),
             modify("adminDescription", &[], &["Group_g"], "guid-other"),
         ]);
-        let e = events(&p, Some(&c), &c, &joins, &Hold::none(), false);
+        let e = events(&p, known(Some(&c), &joins), &c, &Hold::none(), false);
         assert_eq!(
             kinds(&e),
             [
@@ -334,9 +403,8 @@ mod tests {
         let by_hand = rename(&format!("CN=Hand\\, Made,{OU}"), &exported);
         let e = events(
             &by_hand,
-            Some(&c),
+            known(Some(&c), &joins(&exported)),
             &c,
-            &joins(&exported),
             &Hold::none(),
             false,
         );
@@ -345,9 +413,8 @@ mod tests {
         let moved = rename("CN=Group_g,OU=Elsewhere,DC=x", &exported);
         let e = events(
             &moved,
-            Some(&c),
+            known(Some(&c), &joins(&exported)),
             &c,
-            &joins(&exported),
             &Hold::none(),
             false,
         );
@@ -356,9 +423,8 @@ mod tests {
         let cloud = rename(&exported, &format!("CN=SG-New_g,{OU}"));
         let e = events(
             &cloud,
-            Some(&c),
+            known(Some(&c), &joins(&exported)),
             &c,
-            &joins(&exported),
             &Hold::none(),
             false,
         );
@@ -385,14 +451,14 @@ mod tests {
             destructive: true,
             ..Hold::none()
         };
-        let e = events(&p, Some(&c), &c, &joins, &hold, false);
+        let e = events(&p, known(Some(&c), &joins), &c, &hold, false);
         assert_eq!(
             kinds(&e),
             [DriftKind::MemberAdded, DriftKind::MemberRemoved]
         );
         assert_eq!(e[0].fix, "not removed: held back by the threshold");
         assert_eq!(e[1].fix, "put back");
-        let e = events(&p, Some(&c), &c, &joins, &Hold::none(), true);
+        let e = events(&p, known(Some(&c), &joins), &c, &Hold::none(), true);
         assert!(e.iter().all(|e| e.fix.starts_with("staging: not")), "{e:?}");
     }
 
@@ -407,14 +473,13 @@ mod tests {
         }]);
         let e = events(
             &p,
-            Some(&c),
+            known(Some(&c), &joins(&format!("CN=Group_g,{OU}"))),
             &c,
-            &joins(&format!("CN=Group_g,{OU}")),
             &Hold::none(),
             false,
         );
         assert_eq!(kinds(&e), [DriftKind::Deleted]);
-        let e = events(&p, Some(&c), &c, &Joins::new(), &Hold::none(), false);
+        let e = events(&p, known(Some(&c), &Joins::new()), &c, &Hold::none(), false);
         assert!(e.is_empty());
     }
 }

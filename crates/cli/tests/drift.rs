@@ -287,3 +287,31 @@ async fn hand_made_changes_are_warned_summarised_counted_and_listed() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("--since"), "{}", bad.stderr);
 }
+
+/// What is no hand change is no drift: a rule that brings a nested group into scope (its
+/// AD group is created and becomes a member of its parent) and a member's account that
+/// appears in AD change groups nobody touched in AD — no drift, no WARN.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_bringing_a_nested_group_into_scope_is_no_drift() {
+    let mut w = World::new("drift-rule").await;
+    let parent = w.security_group("SG-DR-Parent", Some(true), None).await;
+    let child = w.security_group("SG-DR-Nested-Child", None, None).await;
+    w.add_member(&parent, &child).await;
+    w.sync_ok();
+    assert!(ad(&w, &parent).await.members.is_empty());
+    assert!(w.ad_group_of(&child).await.is_none(), "not in scope yet");
+
+    w.rules_toml =
+        "[[writeback.rule]]\nmatch = { kind = \"security\", name_prefix = \"SG-DR-Nested-\" }\nenable = true"
+            .into();
+    w.write_config();
+    let out = w.sync_ok();
+    assert_eq!(out["applied"]["creates"], 1, "{out}");
+    assert_eq!(out["applied"]["member_adds"], 1, "{out}");
+    assert_eq!(out["drift"], serde_json::json!([]), "{out}");
+    let child_dn = ad(&w, &child).await.dn.to_ascii_lowercase();
+    assert_eq!(ad(&w, &parent).await.member_set(), vec![child_dn]);
+    let r = w.writeback(&["sync"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("DRIFT"), "{}", r.stdout);
+}

@@ -72,6 +72,8 @@ async fn a_user_appearing_in_ad_later_is_written_by_the_next_cycle() {
     let created = w.dc.create_user(&w.people_ou, &sam, "Appears Later").await;
     let (out, log) = sync_logged(&w);
     assert_eq!(out["applied"]["member_adds"], 1, "{out}\n{log}");
+    // Nobody changed the group by hand: the member is new to AD, not put back.
+    assert_eq!(out["drift"], json!([]), "{out}");
     assert!(
         log.contains("AD changes since USN"),
         "incremental, not a full read: {log}"

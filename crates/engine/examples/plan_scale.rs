@@ -344,6 +344,7 @@ fn run(scenario: &str) {
         config: &config,
         // After a cycle the store holds the image just planned from.
         previous: converged.then_some(&cloud),
+        ad_changed: None,
     };
     let (started, cpu_before) = (Instant::now(), cpu());
     let plan = wb_engine::plan(&input);

@@ -197,6 +197,12 @@ pub struct Input<'a> {
     /// and the cloud for a group whose cloud side did not change since then was made by
     /// hand in AD: it is reported as drift.
     pub previous: Option<&'a CloudSnapshot>,
+    /// The AD groups (objectGUID, lower case) that changed in AD since the previous cycle's
+    /// image of them, or `None` when that is not known (no previous image, AD read in
+    /// full). A difference in a group AD did not change since then was not made by hand —
+    /// a member's account that appeared, a rule or naming change of the configuration — and
+    /// is no drift.
+    pub ad_changed: Option<&'a BTreeSet<String>>,
 }
 
 /// The SIDs (upper-case) of the AD groups the cloud-managed AD groups written back name:
@@ -263,6 +269,7 @@ fn plan_in(
         joins,
         config,
         previous,
+        ad_changed,
     } = *input;
     let managed = config.managed_ous();
     // Every AD group's DN key, and the managed OUs': computed once, compared many times.
@@ -500,6 +507,9 @@ fn plan_in(
                             ops.renames.push(op(action.clone(), reason.clone()));
                         }
                         let (props_changed, members_changed) = changes.of(group);
+                        // Made by hand only if AD changed the group since the last cycle.
+                        let ad_untouched = ad_changed
+                            .is_some_and(|c| !c.contains(&current.guid.to_ascii_lowercase()));
                         let joined = joins_by_id
                             .get(group.id.as_str())
                             .is_some_and(|j| j.guid.eq_ignore_ascii_case(&current.guid));
@@ -524,9 +534,13 @@ fn plan_in(
                         } else {
                             None
                         };
-                        if let Some((changes, reason, drift)) =
-                            attr_changes(current, &wanted, joined, !props_changed && !adopting)
-                        {
+                        if let Some((changes, reason, drift)) = attr_changes(
+                            current,
+                            &wanted,
+                            joined,
+                            !props_changed && !adopting && !ad_untouched,
+                            !ad_untouched,
+                        ) {
                             outcome.drift.extend(drift);
                             let reason = if adopting {
                                 format!("adopted in place: {}; {reason}", adoption_text(group))
@@ -581,10 +595,10 @@ fn plan_in(
                             ),
                             Members::Delta { add, remove } => (add, remove),
                         };
-                        // Only when the cloud side did not change can a difference have been
-                        // made by hand in AD (an adoption's first plan is none: the cloud
-                        // takes over what AD held).
-                        let by_hand = !members_changed && !adopting;
+                        // Only when the cloud side did not change, and AD changed the group,
+                        // can a difference have been made by hand in AD (an adoption's first
+                        // plan is none: the cloud takes over what AD held).
+                        let by_hand = !members_changed && !adopting && !ad_untouched;
                         if by_hand {
                             outcome.drift.extend(
                                 remove
@@ -1411,6 +1425,7 @@ fn attr_changes(
     wanted: &BTreeMap<Cow<'static, str>, AttrValues>,
     joined: bool,
     cloud_unchanged: bool,
+    ad_changed: bool,
 ) -> Option<(Vec<AttrChange>, String, Vec<String>)> {
     let changes: Vec<AttrChange> = wanted
         .iter()
@@ -1429,7 +1444,8 @@ fn attr_changes(
     let mut updated = Vec::new();
     for c in &changes {
         match c.attr.as_str() {
-            ATTR_GROUP_TYPE => {
+            // groupType and the anchors change only by hand — in a group AD changed.
+            ATTR_GROUP_TYPE if ad_changed => {
                 reasons.push("drift: groupType changed by hand".to_string());
                 drift.push(format!(
                     "groupType changed by hand: {} → put back to {}",
@@ -1441,7 +1457,7 @@ fn attr_changes(
             ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID if c.before.is_empty() && !joined => {
                 reasons.push(format!("anchor {} added", c.attr));
             }
-            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID => {
+            ATTR_ADMIN_DESCRIPTION | ATTR_EXTERNAL_ID if ad_changed => {
                 reasons.push(format!("drift: anchor {} changed by hand", c.attr));
                 drift.push(format!(
                     "anchor {} changed by hand: put back to {}",

@@ -483,6 +483,7 @@ proptest! {
             joins: &t.joins,
             config: &t.config,
             previous: t.previous.as_ref(),
+            ad_changed: Some(&changes.ad_guids),
         };
         let parts = touched_parts(&input, &changes);
         let touched = touched_by(&input, &changes);

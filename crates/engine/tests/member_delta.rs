@@ -165,6 +165,7 @@ fn plan_after(
         joins: &t.joins,
         config: &t.config,
         previous: t.previous.as_ref(),
+        ad_changed: Some(&changes.ad_guids),
     };
     let touched = touched_parts(&input, &changes);
     let last: Vec<GroupOutcome> = converged

@@ -1042,6 +1042,62 @@ fn member_changes_made_in_the_cloud_are_not_reported_as_drift() {
     assert!(outcome(&plan, &id).drift.is_empty());
 }
 
+/// A member whose AD account appears after the group was written, or a groupType that
+/// differs, in a group AD did not change since the last cycle: nobody changed it by hand,
+/// so it is put right without being called drift. In a group AD changed, it is drift;
+/// when AD's changes are not known (a full read), the cloud side alone decides, as before.
+#[test]
+fn a_difference_in_a_group_ad_did_not_change_is_no_drift() {
+    let (mut t, id) = member_tenant();
+    let late = synced_user(&uid(1), "Late");
+    t = t.user(late.clone());
+    add_member(&mut t, &id, MemberKind::User, &late.id);
+    t.cycle();
+    let guid = t.ad_group(&id).expect("written").guid.clone();
+    assert!(t.ad_group(&id).expect("written").members.is_empty());
+    // The account appears in AD; nothing changed in the cloud.
+    t = t.user_in_ad(late);
+    let quiet = t.plan_knowing_ad_changed(&[]);
+    let [op] = &quiet.operations[..] else {
+        panic!("{:#?}", quiet.operations)
+    };
+    assert_eq!(op.action.name(), "add-members");
+    assert!(op.reason.starts_with("members: "), "{}", op.reason);
+    assert!(outcome(&quiet, &id).drift.is_empty());
+    let by_hand = t.plan_knowing_ad_changed(&[&guid.to_ascii_uppercase()]);
+    assert!(by_hand.operations[0].reason.starts_with("drift: "));
+    assert_eq!(outcome(&by_hand, &id).drift.len(), 1);
+    let unknown = t.plan();
+    assert_eq!(unknown.operations, by_hand.operations);
+
+    // groupType: drift only when AD changed the group.
+    let (mut t, id) = written_team();
+    if let Some(g) =
+        t.ad.groups
+            .iter_mut()
+            .find(|g| g.anchor() == Some(id.as_str()))
+    {
+        g.group_type = GROUP_TYPE_GLOBAL;
+    }
+    let guid = t.ad_group(&id).expect("written").guid.clone();
+    let quiet = t.plan_knowing_ad_changed(&[]);
+    assert_eq!(quiet.operations.len(), 1);
+    assert!(
+        !quiet.operations[0].reason.contains("drift"),
+        "{}",
+        quiet.operations[0].reason
+    );
+    assert!(outcome(&quiet, &id).drift.is_empty());
+    let by_hand = t.plan_knowing_ad_changed(&[&guid]);
+    assert!(by_hand.operations[0]
+        .reason
+        .contains("drift: groupType changed by hand"));
+    assert_eq!(
+        quiet.operations[0].action, by_hand.operations[0].action,
+        "the same fix"
+    );
+}
+
 #[test]
 fn a_group_whose_anchors_were_cleared_by_hand_is_still_owned_through_its_join() {
     let (mut t, id) = written_team();
