@@ -359,9 +359,13 @@ async fn import_cloud(
     if full {
         touched = Touched::all();
     }
-    // The users before this round (shared, not copied): a full round that leaves out users
-    // the groups still name is checked against them.
+    // The users and devices before this round (users shared, not copied): a full round that
+    // leaves out members the groups still name is checked against them.
     let users_before = users.full.then(|| cloud.users.clone());
+    let devices_before = devices
+        .as_ref()
+        .is_some_and(|d| d.full)
+        .then(|| cloud.devices.clone());
     wb_graph::apply_user_changes(&mut cloud, &users);
     if let Some(devices) = &devices {
         wb_graph::apply_device_changes(&mut cloud, devices);
@@ -372,7 +376,10 @@ async fn import_cloud(
     }
     confirm_absent(graph, &mut cloud, &absent).await?;
     if let Some(before) = users_before {
-        confirm_absent_users(graph, &mut cloud, &before).await?;
+        confirm_absent_members(graph, &mut cloud, Absent::Users(&before)).await?;
+    }
+    if let Some(before) = devices_before {
+        confirm_absent_members(graph, &mut cloud, Absent::Devices(&before)).await?;
     }
     refresh_config(
         graph,
@@ -424,34 +431,61 @@ async fn confirm_absent(
     Ok(())
 }
 
-/// A full user round does not list some users that groups still name as members or owners:
-/// absence alone is no evidence (a truncated answer looks the same), and a user dropped
+/// The users or devices of the image before a full round (see [`confirm_absent_members`]).
+enum Absent<'a> {
+    Users(&'a std::collections::BTreeMap<String, wb_model::CloudUser>),
+    Devices(&'a std::collections::BTreeMap<String, wb_model::CloudDevice>),
+}
+
+/// A full user (or device) round does not list some that groups still name as members or
+/// owners: absence alone is no evidence (a truncated answer looks the same), and one dropped
 /// from the image leaves every group it is in. So Graph confirms each one: still there →
 /// kept as the image had it (said at WARN); gone (404) → left out. Any other answer fails
-/// the cycle: nothing is applied. Users no group names are not asked about.
-async fn confirm_absent_users(
+/// the cycle: nothing is applied. Those no group names are not asked about.
+async fn confirm_absent_members(
     graph: &GraphClient,
     cloud: &mut CloudSnapshot,
-    before: &std::collections::BTreeMap<String, wb_model::CloudUser>,
+    before: Absent<'_>,
 ) -> Result<(), GraphError> {
+    use wb_model::MemberKind;
+    let (kind, collection) = match before {
+        Absent::Users(_) => (MemberKind::User, "users"),
+        Absent::Devices(_) => (MemberKind::Device, "devices"),
+    };
+    // In the image before the round, not in it now.
+    let left_out = |id: &str| match &before {
+        Absent::Users(b) => b.contains_key(id) && !cloud.users.contains_key(id),
+        Absent::Devices(b) => b.contains_key(id) && !cloud.devices.contains_key(id),
+    };
     let named: std::collections::BTreeSet<&str> = cloud
         .groups
         .values()
         .flat_map(|g| g.members.iter().chain(&g.owners))
-        .filter(|m| m.kind == wb_model::MemberKind::User)
+        .filter(|m| m.kind == kind)
         .map(|m| &*m.id)
-        .filter(|id| !cloud.users.contains_key(*id) && before.contains_key(*id))
+        .filter(|id| left_out(id))
         .collect();
     if named.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = named.into_iter().map(str::to_string).collect();
-    let alive = graph.confirm_users(&ids).await?;
-    let users = std::sync::Arc::make_mut(&mut cloud.users);
-    for (id, alive) in alive {
-        if let (true, Some(user)) = (alive, before.get(&id)) {
-            warn!(user = %id, "the full round did not list this user, but Graph still has it: kept");
-            users.insert(id, user.clone());
+    let alive = graph.confirm_present(collection, &ids).await?;
+    for id in alive
+        .into_iter()
+        .filter_map(|(id, alive)| alive.then_some(id))
+    {
+        warn!(id = %id, "the full round did not list this member of a group ({collection}), but Graph still has it: kept");
+        match before {
+            Absent::Users(b) => {
+                if let Some(u) = b.get(&id) {
+                    std::sync::Arc::make_mut(&mut cloud.users).insert(id, u.clone());
+                }
+            }
+            Absent::Devices(b) => {
+                if let Some(d) = b.get(&id) {
+                    cloud.devices.insert(id, d.clone());
+                }
+            }
         }
     }
     Ok(())

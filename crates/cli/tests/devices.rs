@@ -56,3 +56,31 @@ async fn a_hybrid_device_lands_as_its_computer_account_and_a_cloud_only_device_d
         lower_sorted(&[&ann_ad.dn, &pc.dn, &pc2.dn])
     );
 }
+
+/// A full device round that leaves out a device a group still lists (Graph still has it):
+/// the device stays in the image and its computer account in the AD group.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_a_full_round_omits_but_graph_still_has_stays_a_member() {
+    let w = World::new("devices-omit").await;
+    let computers = format!("OU=Computers,{}", w.root_ou);
+    w.dc.create_ou(&computers).await;
+    let pc = w.dc.create_computer(&computers, "PC-OMIT").await;
+    let hybrid = device(&w, "PC-OMIT", Some(&pc.sid)).await;
+    let g = w.security_group("SG-Devices-Omit", Some(true), None).await;
+    w.add_member(&g, &hybrid).await;
+    w.sync_ok();
+    let before = w.ad_group_of(&g).await.expect("written").member_set();
+    assert_eq!(before, lower_sorted(&[&pc.dn]));
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_sim/faults", w.sim.url))
+        .json(&json!({"omit_devices_from_delta": [hybrid]}))
+        .send()
+        .await
+        .expect("graph-sim /_sim/faults");
+    assert!(resp.status().is_success());
+    let out = w.sync_expect(0, &["--full"]);
+    assert_eq!(out["mode"], "full");
+    assert_eq!(out["applied"]["member_removes"], 0, "{out}");
+    assert_eq!(w.ad_group_of(&g).await.expect("kept").member_set(), before);
+}

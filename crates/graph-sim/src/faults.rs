@@ -37,6 +37,8 @@ pub struct Faults {
     /// Test-only, not Graph: these user ids are left out of every user-delta page, while
     /// `GET /users/{id}` and the groups' member lists still find them.
     pub omit_users_from_delta: Vec<String>,
+    /// Test-only, not Graph: the same for devices (`GET /devices/{id}` still finds them).
+    pub omit_devices_from_delta: Vec<String>,
     /// Test-only, not Graph: every `@odata.nextLink` of a delta page names this origin
     /// (`http://127.0.0.1:PORT`) instead of the one the client called.
     pub delta_next_link_origin: Option<String>,

@@ -248,7 +248,7 @@ fn delta_round(app: &AppState, ctx: Ctx, res: Resource) -> GraphResult<Response>
     let omit = match res {
         Resource::Groups => &faults.omit_groups_from_delta,
         Resource::Users => &faults.omit_users_from_delta,
-        _ => &Vec::new(),
+        Resource::Devices => &faults.omit_devices_from_delta,
     };
     if !omit.is_empty() {
         value.retain(|v| {

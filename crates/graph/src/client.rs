@@ -781,12 +781,14 @@ impl GraphClient {
         Ok(out)
     }
 
-    /// Which of these users, left out of a full round, Graph still has (`GET
-    /// /v1.0/users/{id}` → 200: `true`; 404: `false`). Absence from a round is no evidence
-    /// that a user is gone. By `$batch`, as [`GraphClient::confirm_gone`]; any other answer
-    /// is an error: the caller applies nothing.
-    pub async fn confirm_users(
+    /// Which of these objects of `collection` (`users`, `devices`), left out of a full
+    /// round, Graph still has (`GET /v1.0/{collection}/{id}` → 200: `true`; 404: `false`).
+    /// Absence from a round is no evidence that an object is gone. By `$batch`, as
+    /// [`GraphClient::confirm_gone`]; any other answer is an error: the caller applies
+    /// nothing.
+    pub async fn confirm_present(
         &self,
+        collection: &str,
         ids: &[ObjectId],
     ) -> Result<BTreeMap<ObjectId, bool>, GraphError> {
         let mut out = BTreeMap::new();
@@ -795,7 +797,7 @@ impl GraphClient {
         }
         let urls: Vec<String> = ids
             .iter()
-            .map(|id| format!("/users/{}?$select=id", path_segment(id)))
+            .map(|id| format!("/{collection}/{}?$select=id", path_segment(id)))
             .collect();
         let answers = self.batch_get(&urls).await?;
         for ((id, url), answer) in ids.iter().zip(&urls).zip(&answers) {
@@ -807,9 +809,10 @@ impl GraphClient {
             out.insert(id.clone(), alive);
         }
         tracing::info!(
+            collection,
             asked = ids.len(),
             alive = out.values().filter(|a| **a).count(),
-            "users absent from the full round checked with Graph"
+            "objects absent from the full round checked with Graph"
         );
         Ok(out)
     }

@@ -497,7 +497,10 @@ async fn users_left_out_of_a_full_round_are_confirmed_by_batched_reads() {
     let never: Vec<String> = (0..22).map(|n| id(0xdddd, n)).collect();
     let mut ids = vec![u(1), u(3)];
     ids.extend(never.iter().cloned());
-    let alive = client.confirm_users(&ids).await.expect("confirmed");
+    let alive = client
+        .confirm_present("users", &ids)
+        .await
+        .expect("confirmed");
     assert_eq!(alive.len(), ids.len());
     assert!(alive[&u(1)]);
     assert!(!alive[&u(3)], "deleted");

@@ -375,13 +375,17 @@ async fn a_user_left_out_of_a_full_round_is_gone_only_on_404() {
     }))
     .await;
     let ids: Vec<String> = ["alive", "gone"].map(String::from).to_vec();
-    let alive = server.client().confirm_users(&ids).await.unwrap();
+    let alive = server
+        .client()
+        .confirm_present("users", &ids)
+        .await
+        .unwrap();
     assert!(alive["alive"]);
     assert!(!alive["gone"]);
     // Any other answer is no answer: the caller applies nothing.
     let err = server
         .client()
-        .confirm_users(&["alive".to_string(), "refused".to_string()])
+        .confirm_present("users", &["alive".to_string(), "refused".to_string()])
         .await
         .unwrap_err();
     assert!(
