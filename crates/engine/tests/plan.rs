@@ -259,11 +259,7 @@ fn group_matched_by_a_rule_with_another_ou_is_moved_not_recreated() {
 fn group_in_a_plain_sub_ou_of_its_target_stays_there() {
     let (mut t, id) = written_team();
     let sub = format!("OU=Archive,{OU}");
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.dn = g.dn.replace(OU, &sub);
     }
     assert!(t.plan().is_empty(), "{:#?}", t.plan().operations);
@@ -288,11 +284,7 @@ fn naming_mode_change_renames_every_group() {
 #[test]
 fn group_type_changed_by_hand_is_put_back_as_drift() {
     let (mut t, id) = written_team();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.group_type = GROUP_TYPE_GLOBAL;
         g.description = Some("hand-written".into());
     }
@@ -333,11 +325,7 @@ fn group_type_changed_by_hand_is_put_back_as_drift() {
 fn attributes_set_by_hand_elsewhere_are_left_alone() {
     let (mut t, id) = written_team();
     let before = t.ad_group(&id).cloned();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.sam_account_name = Some("renamed-by-hand".into());
     }
     assert!(t.plan().is_empty());
@@ -434,11 +422,7 @@ fn duplicate_anchor_prefers_the_joined_group() {
 fn a_joined_group_outside_the_managed_ous_is_moved_not_recreated() {
     let (mut t, id) = written_team();
     let old_ou = "OU=Old,DC=lab,DC=example,DC=test";
-    let g =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-            .expect("written");
+    let g = t.ad_group_mut(&id).expect("written");
     let name = g.dn.split_once(',').expect("rdn").0.to_string();
     g.dn = format!("{name},{old_ou}");
     let guid = g.guid.clone();
@@ -769,11 +753,7 @@ fn membership_is_authoritative_from_the_cloud() {
     add_member(&mut t, &id, MemberKind::User, &uid(2));
     t.cycle();
     let by_hand = user_dn("Mallory");
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.members.retain(|m| !dn_eq(m, &user_dn("Bob")));
         g.members.push(by_hand.as_str().into());
         g.members
@@ -925,11 +905,7 @@ fn operations_come_in_phase_order() {
         },
     );
     t.ad.groups.push(gone);
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.members.push(user_dn("Hand").into());
     }
     let plan = t.cycle();
@@ -951,11 +927,7 @@ fn operations_come_in_phase_order() {
 #[test]
 fn group_anchored_by_admin_description_alone_gets_the_second_anchor_without_drift() {
     let (mut t, id) = written_team();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.external_directory_object_id = None;
     }
     // Adopted, not made by this writeback: no join yet.
@@ -972,11 +944,7 @@ fn group_anchored_by_admin_description_alone_gets_the_second_anchor_without_drif
 #[test]
 fn anchor_changed_by_hand_is_put_back_as_drift() {
     let (mut t, id) = written_team();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.admin_description = Some("edited".into());
     }
     let plan = t.cycle();
@@ -1072,11 +1040,7 @@ fn a_difference_in_a_group_ad_did_not_change_is_no_drift() {
 
     // groupType: drift only when AD changed the group.
     let (mut t, id) = written_team();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.group_type = GROUP_TYPE_GLOBAL;
     }
     let guid = t.ad_group(&id).expect("written").guid.clone();
@@ -1101,11 +1065,7 @@ fn a_difference_in_a_group_ad_did_not_change_is_no_drift() {
 #[test]
 fn a_group_whose_anchors_were_cleared_by_hand_is_still_owned_through_its_join() {
     let (mut t, id) = written_team();
-    if let Some(g) =
-        t.ad.groups
-            .iter_mut()
-            .find(|g| g.anchor() == Some(id.as_str()))
-    {
+    if let Some(g) = t.ad_group_mut(&id) {
         g.external_directory_object_id = None;
         g.admin_description = None;
     }
