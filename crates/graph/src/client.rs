@@ -736,48 +736,38 @@ impl GraphClient {
         &self,
         ids: &[ObjectId],
     ) -> Result<BTreeMap<ObjectId, Presence>, GraphError> {
-        let mut out = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let live_urls: Vec<String> = ids
+        let live = self.present_in("groups", ids).await?;
+        let not_found: Vec<ObjectId> = live
             .iter()
-            .map(|id| format!("/groups/{}?$select=id", path_segment(id)))
+            .filter(|(_, alive)| !**alive)
+            .map(|(id, _)| id.clone())
             .collect();
-        let live = self.batch_get(&live_urls).await?;
-        let mut not_found = Vec::new();
-        for ((id, url), answer) in ids.iter().zip(&live_urls).zip(&live) {
-            match answer.status {
-                200 => {
-                    out.insert(id.clone(), Presence::Alive);
-                }
-                404 => not_found.push(id.clone()),
-                _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
-            }
-        }
-        let deleted_urls: Vec<String> = not_found
-            .iter()
-            .map(|id| format!("/directory/deletedItems/{}?$select=id", path_segment(id)))
+        let deleted = self
+            .present_in("directory/deletedItems", &not_found)
+            .await?;
+        let out: BTreeMap<ObjectId, Presence> = live
+            .into_iter()
+            .map(|(id, alive)| {
+                let presence = match (alive, deleted.get(&id)) {
+                    (true, _) => Presence::Alive,
+                    (false, Some(true)) => Presence::SoftDeleted,
+                    (false, _) => Presence::Gone,
+                };
+                (id, presence)
+            })
             .collect();
-        let deleted = self.batch_get(&deleted_urls).await?;
-        for ((id, url), answer) in not_found.iter().zip(&deleted_urls).zip(&deleted) {
-            let presence = match answer.status {
-                200 => Presence::SoftDeleted,
-                404 => Presence::Gone,
-                _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
-            };
-            out.insert(id.clone(), presence);
+        if !ids.is_empty() {
+            tracing::info!(
+                asked = ids.len(),
+                gone = out.values().filter(|p| **p == Presence::Gone).count(),
+                soft_deleted = out
+                    .values()
+                    .filter(|p| **p == Presence::SoftDeleted)
+                    .count(),
+                alive = out.values().filter(|p| **p == Presence::Alive).count(),
+                "groups absent from the full round checked with Graph"
+            );
         }
-        tracing::info!(
-            asked = ids.len(),
-            gone = out.values().filter(|p| **p == Presence::Gone).count(),
-            soft_deleted = out
-                .values()
-                .filter(|p| **p == Presence::SoftDeleted)
-                .count(),
-            alive = out.values().filter(|p| **p == Presence::Alive).count(),
-            "groups absent from the full round checked with Graph"
-        );
         Ok(out)
     }
 
@@ -791,29 +781,39 @@ impl GraphClient {
         collection: &str,
         ids: &[ObjectId],
     ) -> Result<BTreeMap<ObjectId, bool>, GraphError> {
-        let mut out = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(out);
+        let out = self.present_in(collection, ids).await?;
+        if !ids.is_empty() {
+            tracing::info!(
+                collection,
+                asked = ids.len(),
+                alive = out.values().filter(|a| **a).count(),
+                "objects absent from the full round checked with Graph"
+            );
         }
+        Ok(out)
+    }
+
+    /// Whether each of `ids` is found under `/v1.0/{path}/{id}` (200: `true`, 404: `false`),
+    /// read by `$batch`; any other answer is an error naming the inner request.
+    async fn present_in(
+        &self,
+        path: &str,
+        ids: &[ObjectId],
+    ) -> Result<BTreeMap<ObjectId, bool>, GraphError> {
         let urls: Vec<String> = ids
             .iter()
-            .map(|id| format!("/{collection}/{}?$select=id", path_segment(id)))
+            .map(|id| format!("/{path}/{}?$select=id", path_segment(id)))
             .collect();
         let answers = self.batch_get(&urls).await?;
+        let mut out = BTreeMap::new();
         for ((id, url), answer) in ids.iter().zip(&urls).zip(&answers) {
-            let alive = match answer.status {
+            let found = match answer.status {
                 200 => true,
                 404 => false,
                 _ => return Err(answer.error(&Method::GET, &format!("/v1.0{url}"))),
             };
-            out.insert(id.clone(), alive);
+            out.insert(id.clone(), found);
         }
-        tracing::info!(
-            collection,
-            asked = ids.len(),
-            alive = out.values().filter(|a| **a).count(),
-            "objects absent from the full round checked with Graph"
-        );
         Ok(out)
     }
 

@@ -102,17 +102,15 @@ pub(crate) fn write<'a, T: Hash + Serialize + 'a>(
     key: &str,
     members: impl ExactSizeIterator<Item = &'a T>,
 ) -> Result<bool, StoreError> {
+    if members.len() < chunked_from() {
+        remove(tx, table, key)?;
+        return Ok(false);
+    }
     let ChunkTable {
         name,
         key: col,
         what,
     } = table;
-    if members.len() < chunked_from() {
-        tx.prepare_cached(&format!("DELETE FROM {name} WHERE {col} = ?1"))
-            .and_then(|mut s| s.execute([key]))
-            .map_err(sql("remove member chunks"))?;
-        return Ok(false);
-    }
     let stored: BTreeMap<i64, i64> = {
         let mut stmt = tx
             .prepare_cached(&format!("SELECT chunk, fp FROM {name} WHERE {col} = ?1"))
