@@ -538,7 +538,7 @@ fn plan_in(
                             current,
                             &wanted,
                             joined,
-                            !props_changed && !adopting && !ad_untouched,
+                            !props_changed && !adopting,
                             !ad_untouched,
                         ) {
                             outcome.drift.extend(drift);
@@ -1419,7 +1419,9 @@ fn same_values(attr: &str, before: &[String], after: &[String]) -> bool {
 
 /// The attribute changes that bring `current` to `wanted`, the operation's reason, and the
 /// drift lines (groupType and anchors only change by hand: the cloud never changes them
-/// without a type change, which is reported the same way).
+/// without a type change, which is reported the same way). `cloud_unchanged`: the group's
+/// cloud side did not change; `ad_changed`: AD changed the group since the last cycle (or
+/// that is not known) — a difference is drift only then.
 fn attr_changes(
     current: &AdGroup,
     wanted: &BTreeMap<Cow<'static, str>, AttrValues>,
@@ -1465,7 +1467,7 @@ fn attr_changes(
                     c.after.join(",")
                 ));
             }
-            other if cloud_unchanged => {
+            other if cloud_unchanged && ad_changed => {
                 reasons.push(format!("drift: {other} changed by hand"));
                 drift.push(format!("{other} changed by hand: put back"));
             }
